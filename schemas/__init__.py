@@ -1,0 +1,49 @@
+"""newspipe data contracts (pydantic v2). JSON Schemas: ``schemas/json/``."""
+
+from schemas.models import (
+    SCHEMA_VERSION,
+    Alert,
+    AlertMatch,
+    CleanArticle,
+    Dateline,
+    DeadLetter,
+    DuplicateRecord,
+    EnrichedArticle,
+    Entity,
+    EntityType,
+    EventTag,
+    Mention,
+    Message,
+    RawArticle,
+    Subscription,
+)
+
+#: every model that crosses a topic, by the file stem its JSON Schema is exported to
+TOPIC_MODELS = {
+    "raw_article": RawArticle,
+    "clean_article": CleanArticle,
+    "enriched_article": EnrichedArticle,
+    "duplicate_record": DuplicateRecord,
+    "dead_letter": DeadLetter,
+    "subscription": Subscription,
+    "alert": Alert,
+}
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TOPIC_MODELS",
+    "Alert",
+    "AlertMatch",
+    "CleanArticle",
+    "Dateline",
+    "DeadLetter",
+    "DuplicateRecord",
+    "EnrichedArticle",
+    "Entity",
+    "EntityType",
+    "EventTag",
+    "Mention",
+    "Message",
+    "RawArticle",
+    "Subscription",
+]

@@ -1,0 +1,33 @@
+"""Export the JSON Schemas of the topic models to ``schemas/json/<name>.schema.json``.
+
+Run ``python -m schemas.export`` after changing a model; a test fails while the files are stale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schemas import TOPIC_MODELS
+
+JSON_DIR = Path(__file__).parent / "json"
+
+
+def render(name: str) -> str:
+    schema = TOPIC_MODELS[name].model_json_schema(mode="serialization")
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def export(directory: Path = JSON_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in TOPIC_MODELS:
+        path = directory / f"{name}.schema.json"
+        path.write_text(render(name), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in export():
+        print(path)
