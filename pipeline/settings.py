@@ -58,9 +58,10 @@ class Settings(BaseSettings):
 
     # --- worker ------------------------------------------------------------------------------
     app_id: str = Field("newspipe", description="Faust application id (consumer group)")
-    worker_web_port: int = Field(6066, description="Faust worker web port (0 = off)")
+    worker_web_port: int = Field(0, description="Faust worker web port (0 = off)")
+    worker_web_host: str = Field("127.0.0.1", description="Faust worker web bind address")
     batch_max: int = Field(64, description="most messages one agent takes at once")
-    batch_wait_s: float = Field(0.25, description="longest wait to fill a batch, seconds")
+    batch_wait_s: float = Field(0.1, description="longest wait to fill a batch, seconds")
     worker_store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://)")
 
     max_body_chars: int = Field(

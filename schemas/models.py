@@ -69,6 +69,9 @@ class CleanArticle(Message):
     authors: list[str] = Field(default_factory=list)
     credits: list[str] = Field(default_factory=list, description="credit lines removed from body")
     extra: dict = Field(default_factory=dict, description="producer fields the contract does not name")
+    fingerprint: str | None = Field(
+        None, description="hash of the normalised text, set by the dedupe stage"
+    )
 
 
 class Mention(BaseModel):
@@ -96,7 +99,6 @@ class EventTag(BaseModel):
 class EnrichedArticle(CleanArticle):
     """Clean article plus entities and events: what is indexed and matched against alerts."""
 
-    fingerprint: str = Field(..., description="hash of the normalised text (exact duplicates)")
     entities: list[Entity] = Field(default_factory=list)
     events: list[EventTag] = Field(default_factory=list)
     story_id: str | None = Field(None, description="id of the story cluster this article joins")

@@ -1,0 +1,123 @@
+"""Alert construction and the once-only ledger.
+
+An alert's id is derived from (subscription id, article id). The ``news-alerts`` index is the
+ledger: an alert is *claimed* by creating its document (``op_type=create``, status ``pending``)
+and, once published to the alerts topic (and webhooks), marked ``delivered``. A redelivered
+message, a duplicate article or a restarted worker therefore never fires the same
+(subscription, article) twice, while an alert whose publication was interrupted (still
+``pending``) is published again: at-least-once on the topic, once in the index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from elasticsearch import Elasticsearch
+
+from pipeline.es import bulk
+from pipeline.ids import stable_hash
+from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
+from schemas.models import utcnow
+
+
+def alert_id(subscription_id: str, article_id: str) -> str:
+    return stable_hash("alert", subscription_id, article_id)
+
+
+def make_alert(
+    subscription: Subscription,
+    article: EnrichedArticle,
+    match: AlertMatch,
+    snippet: str,
+    *,
+    backfill: bool = False,
+    now: datetime | None = None,
+) -> Alert:
+    now = now or utcnow()
+    return Alert(
+        id=alert_id(subscription.id, article.id),
+        subscription_id=subscription.id,
+        query=subscription.query,
+        owner=subscription.owner,
+        article_id=article.id,
+        title=article.title,
+        source=article.source,
+        url=article.url,
+        published_at=article.published_at,
+        matched=match,
+        snippet=snippet,
+        backfill=backfill,
+        ingested_at=article.ingested_at,
+        created_at=now,
+        latency_ms=None if backfill else (now - article.ingested_at).total_seconds() * 1000,
+    )
+
+
+def alert_document(alert: Alert, status: str) -> dict:
+    doc = alert.model_dump(mode="json")
+    doc["@timestamp"] = doc["created_at"]
+    doc["status"] = status
+    return doc
+
+
+class AlertLedger:
+    """The alerts index as the record of which (subscription, article) pairs have fired."""
+
+    def __init__(self, es: Elasticsearch, index: str):
+        self.es = es
+        self.index = index
+
+    def claim(self, alerts: list[Alert]) -> list[Alert]:
+        """Record ``alerts``; returns the ones to publish now: the new ones, and those a
+        previous attempt claimed but did not finish delivering."""
+        if not alerts:
+            return []
+        actions = (
+            {
+                "_op_type": "create",
+                "_index": self.index,
+                "_id": a.id,
+                "_source": alert_document(a, "pending"),
+            }
+            for a in alerts
+        )
+        conflicts, failures = set(), []
+        for error in bulk(self.es, actions):
+            item = error.get("create", {})
+            if item.get("status") == 409:
+                conflicts.add(item["_id"])
+            else:
+                failures.append(error)
+        if failures:
+            raise RuntimeError(f"alerts index rejected {len(failures)} alert(s): {failures[:3]}")
+        unfinished = self._pending(conflicts)
+        return [a for a in alerts if a.id not in conflicts or a.id in unfinished]
+
+    def _pending(self, ids: set[str]) -> set[str]:
+        if not ids:
+            return set()
+        found = self.es.mget(index=self.index, ids=sorted(ids), source_includes=["status"])
+        return {
+            d["_id"] for d in found["docs"] if d.get("found") and d["_source"]["status"] == "pending"
+        }
+
+    def mark_delivered(self, ids: list[str]) -> None:
+        actions = (
+            {"_op_type": "update", "_index": self.index, "_id": i, "doc": {"status": "delivered"}}
+            for i in ids
+        )
+        failures = bulk(self.es, actions)
+        if failures:
+            raise RuntimeError(f"could not mark {len(failures)} alert(s) delivered: {failures[:3]}")
+
+    def history(self, subscription_id: str | None = None, size: int = 50) -> list[Alert]:
+        """The latest alerts, newest first (of one subscription when given)."""
+        query = {"term": {"subscription_id": subscription_id}} if subscription_id else {"match_all": {}}
+        result = self.es.search(
+            index=self.index, query=query, size=size, sort=[{"created_at": "desc"}]
+        )
+        return [Alert.model_validate(_strip(h["_source"])) for h in result["hits"]["hits"]]
+
+
+def _strip(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("@timestamp", "status")}

@@ -1,0 +1,301 @@
+"""``newspipe``: the one command line. Imports are inside commands so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Streaming news ingestion: Kafka -> Faust -> spaCy -> Elasticsearch, with alerts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+alerts_app = typer.Typer(help="Alert subscriptions: add, list, remove, history, tail.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+console = Console()
+
+
+def _settings():
+    from pipeline.settings import get_settings
+
+    return get_settings()
+
+
+def _pipeline():
+    from pipeline.process import Pipeline
+
+    return Pipeline(_settings())
+
+
+# --- local runtime -----------------------------------------------------------------------------
+from pipeline.runtime.cli import cmd_down, cmd_status, cmd_up  # noqa: E402
+
+app.command("up", help="Start a local Kafka broker and Elasticsearch node (no Docker needed).")(cmd_up)
+app.command("down", help="Stop what `newspipe up` started.")(cmd_down)
+app.command("status", help="Show what the local runtime runs, where.")(cmd_status)
+
+
+@app.command("setup")
+def cmd_setup(
+    kibana_url: Optional[str] = typer.Option(None, help="also import Kibana saved objects"),
+) -> None:
+    """Create topics, index templates and aliases (idempotent; any cluster)."""
+    from pipeline.setup import setup
+
+    done = setup(_settings(), kibana_url=kibana_url)
+    for what, names in done.items():
+        console.print(f"{what}: {', '.join(names) if names else 'already there'}")
+
+
+@app.command("setup-model")
+def cmd_setup_model() -> None:
+    """Install the configured spaCy model (NEWS_SPACY_MODEL) when it is missing."""
+    from pipeline.nlp import ensure_model
+
+    console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model)}")
+
+
+@app.command("worker")
+def cmd_worker(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:
+    """Run a Faust worker (run more of them to scale out; partitions decide)."""
+    from pipeline.worker import run_worker
+
+    run_worker(loglevel=loglevel)
+
+
+from pipeline.ingest import cmd_ingest  # noqa: E402
+
+app.command("ingest", help="Send articles (files, .json/.jsonl, directories, feeds) to Kafka.")(cmd_ingest)
+
+
+@app.command("backfill")
+def cmd_backfill(
+    paths: list[Path] = typer.Argument(..., help="files or directories, as for `ingest`"),
+    reprocess: bool = typer.Option(
+        False, help="re-enrich articles already indexed under the same id (after a model change)"
+    ),
+) -> None:
+    """Run inputs through the pipeline in this process (no Kafka) into Elasticsearch."""
+    from pipeline.backfill import backfill
+
+    report = backfill(_pipeline(), paths, reprocess=reprocess)
+    console.print(report.summary())
+
+
+@app.command("search")
+def cmd_search(
+    query: str = typer.Argument("", help='alert query syntax: words, "phrases", AND/OR/NOT, fields'),
+    entity: list[str] = typer.Option([], "--entity", help="only articles with this entity"),
+    event: list[str] = typer.Option([], "--event", help="only articles with this event type"),
+    since: Optional[datetime] = typer.Option(None, help="only articles since (ISO date/time)"),
+    size: int = typer.Option(10, help="how many hits"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Search indexed articles: best hits with highlighted snippets, and facet counts."""
+    from pipeline.alerts.query import QuerySyntaxError
+
+    pipeline = _pipeline()
+    try:
+        result = _search(pipeline, query, entity, event, since, size)
+    except QuerySyntaxError as exc:
+        _query_error(query, exc)
+    if as_json:
+        from dataclasses import asdict
+
+        console.print_json(json.dumps(asdict(result)))
+        return
+    print_search(result, query)
+
+
+def _search(pipeline, query, entity, event, since, size):
+    from pipeline.search import search
+
+    return search(
+        pipeline.es,
+        pipeline.settings.index("articles"),
+        query,
+        pipeline.resolve_entity,
+        entities=entity,
+        events=event,
+        since=since,
+        size=size,
+    )
+
+
+def print_search(result, query: str) -> None:
+    console.print(f"[bold]{result.total}[/] article(s) match [cyan]{query or '*'}[/]")
+    for n, hit in enumerate(result.hits, 1):
+        console.print(f"\n[bold]{n}. {hit.title}[/]  [dim]{hit.source or ''} {hit.published_at or ''} id={hit.id}[/]")
+        for snippet in hit.snippets:
+            console.print("   …" + snippet.replace("«", "[bold yellow]").replace("»", "[/]") + "…")
+        if hit.persons or hit.locations or hit.organizations:
+            console.print(f"   [green]people[/] {', '.join(hit.persons)}")
+            console.print(f"   [green]places[/] {', '.join(hit.locations)}")
+            if hit.organizations:
+                console.print(f"   [green]organisations[/] {', '.join(hit.organizations)}")
+        if hit.events:
+            console.print(f"   [magenta]events[/] {', '.join(hit.events)}")
+    table = Table(title="facets", show_lines=False)
+    for name in result.facets:
+        table.add_column(name)
+    rows = max((len(v) for v in result.facets.values()), default=0)
+    for i in range(rows):
+        table.add_row(*(f"{v[i][0]} ({v[i][1]})" if i < len(v) else "" for v in result.facets.values()))
+    if rows:
+        console.print(table)
+
+
+def _query_error(query: str, exc) -> None:
+    from pipeline.alerts.query import caret
+
+    console.print(f"[red]invalid query:[/] {exc}")
+    console.print(caret(query, exc.position))
+    raise typer.Exit(2)
+
+
+# --- alerts --------------------------------------------------------------------------------------
+def _store(pipeline):
+    from pipeline.alerts.subscriptions import SubscriptionStore
+
+    return SubscriptionStore(pipeline.settings, pipeline.es)
+
+
+@alerts_app.command("add")
+def cmd_alerts_add(
+    query: str = typer.Argument(..., help='e.g. memorandum, "prisoner exchange", entity:"Vladimir Medinsky"'),
+    owner: str = typer.Option("default", help="who the subscription belongs to"),
+    webhook: list[str] = typer.Option([], "--webhook", help="also POST alerts to this URL"),
+    backfill: bool = typer.Option(False, help="also report already-indexed articles that match"),
+) -> None:
+    """Subscribe to a query."""
+    from pipeline.alerts.query import QuerySyntaxError
+
+    pipeline = _pipeline()
+    store = _store(pipeline)
+    try:
+        subscription = store.add(query, owner=owner, channels=[f"webhook:{u}" for u in webhook])
+    except QuerySyntaxError as exc:
+        _query_error(query, exc)
+    console.print(f"subscribed [bold]{subscription.id}[/] to [cyan]{subscription.query}[/]")
+    if backfill:
+        from pipeline.alerts.backfill import backfill_alerts
+
+        fired = backfill_alerts(pipeline, subscription)
+        console.print(f"backfill: {len(fired)} already-indexed article(s) match")
+        for alert in fired:
+            print_alert(alert)
+    store.close()
+
+
+@alerts_app.command("list")
+def cmd_alerts_list(owner: Optional[str] = typer.Option(None)) -> None:
+    """List subscriptions."""
+    table = Table("id", "owner", "query", "channels", "created")
+    for s in _store(_pipeline()).list(owner=owner):
+        table.add_row(s.id, s.owner, s.query, ", ".join(s.channels), s.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@alerts_app.command("remove")
+def cmd_alerts_remove(subscription_id: str) -> None:
+    """Remove a subscription."""
+    store = _store(_pipeline())
+    if not store.remove(subscription_id):
+        console.print(f"[yellow]no subscription {subscription_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"removed {subscription_id}")
+    store.close()
+
+
+@alerts_app.command("history")
+def cmd_alerts_history(
+    subscription_id: Optional[str] = typer.Argument(None), size: int = typer.Option(20)
+) -> None:
+    """The latest alerts (of one subscription)."""
+    for alert in _pipeline().ledger.history(subscription_id, size=size):
+        print_alert(alert)
+
+
+@alerts_app.command("tail")
+def cmd_alerts_tail(
+    from_beginning: bool = typer.Option(False, help="also print the alerts already sent"),
+) -> None:
+    """Print alerts live as they fire (Ctrl-C to stop)."""
+    from pipeline.kafka import make_consumer
+    from schemas import Alert
+
+    settings = _settings()
+    consumer = make_consumer(
+        settings.topic("alerts"),
+        settings=settings,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
+    try:
+        for record in consumer:
+            print_alert(Alert.model_validate_json(record.value))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+def print_alert(alert) -> None:
+    latency = f"{alert.latency_ms:.0f} ms after ingest" if alert.latency_ms is not None else "backfill"
+    matched = ", ".join(alert.matched.terms + alert.matched.entities + alert.matched.events)
+    console.print(
+        f"[bold red]ALERT[/] [cyan]{alert.query}[/] -> [bold]{alert.title}[/] "
+        f"[dim]({alert.source or 'unknown source'}, {latency}, matched: {matched})[/]"
+    )
+    console.print(f"   {alert.snippet.replace('«', '[bold yellow]').replace('»', '[/]')}")
+
+
+@app.command("api")
+def cmd_api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+    """Serve the alerts HTTP API (OpenAPI docs at /docs; bearer token NEWS_API_TOKEN)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run("pipeline.api:create_api", factory=True, host=host or settings.api_host, port=port or settings.api_port)
+
+
+@app.command("demo")
+def cmd_demo(
+    seeds: Path = typer.Option(Path("seeds"), help="articles to ingest"),
+    query: str = typer.Option("memorandum", help="the subscription and the search"),
+    keep_worker: bool = typer.Option(False, help="leave the worker running"),
+) -> None:
+    """The main job: local servers, a worker, subscribe, ingest the seeds, search, alerts."""
+    from pipeline.demo import run_demo
+
+    raise typer.Exit(run_demo(seeds=seeds, query=query, keep_worker=keep_worker))
+
+
+@app.command("deadletters")
+def cmd_deadletters(limit: int = typer.Option(20, help="how many, newest last")) -> None:
+    """Show the messages that failed, with the stage and the error."""
+    from pipeline.kafka import make_consumer
+    from schemas import DeadLetter
+
+    settings = _settings()
+    consumer = make_consumer(settings.topic("deadletter"), settings=settings, consumer_timeout_ms=3000)
+    letters = [DeadLetter.model_validate_json(r.value) for r in consumer]
+    consumer.close()
+    for letter in letters[-limit:]:
+        where = f"{letter.topic}[{letter.partition}]@{letter.offset}" if letter.topic else "ingest"
+        console.print(f"[red]{letter.stage}[/] {letter.error_type}: {letter.error} [dim]({where}, {len(letter.payload)} chars)[/]")
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+def _elapsed(started: float) -> str:
+    return f"{time.monotonic() - started:.1f}s"
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,83 @@
+"""Elasticsearch: the client, and the index templates + aliases the pipeline writes to.
+
+Each index family (articles, alerts, subscriptions, fingerprints, entities) has a template body
+in ``deploy/elasticsearch/<family>.json``; :func:`ensure_indices` installs it as an index template
+for ``<prefix>-<family>-*`` and creates the first index ``<prefix>-<family>-000001`` behind the
+write alias ``<prefix>-<family>``. Code always reads and writes through the alias.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from elasticsearch import Elasticsearch, helpers
+
+from pipeline.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "elasticsearch"
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities")
+
+
+def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticsearch:
+    settings = settings or get_settings()
+    config: dict[str, Any] = dict(request_timeout=30, retry_on_timeout=True, max_retries=3)
+    if settings.es_api_key:
+        config["api_key"] = settings.es_api_key
+    elif settings.es_username:
+        config["basic_auth"] = (settings.es_username, settings.es_password or "")
+    if settings.es_ca_certs:
+        config["ca_certs"] = settings.es_ca_certs
+    config.update(overrides)
+    return Elasticsearch(settings.es_url, **config)
+
+
+@lru_cache(maxsize=None)
+def template_body(family: str) -> dict:
+    """The template body of one index family, without its ``_comment``."""
+    body = json.loads((TEMPLATES_DIR / f"{family}.json").read_text(encoding="utf-8"))
+    body.pop("_comment", None)
+    return body
+
+
+def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[str]:
+    """Install the index templates (always, so mapping changes land) and create each family's
+    first index behind its alias when the alias does not exist. Returns the aliases created."""
+    settings = settings or get_settings()
+    created = []
+    for family in FAMILIES:
+        alias = settings.index(family)
+        body = template_body(family)
+        es.indices.put_index_template(
+            name=alias,
+            index_patterns=[f"{alias}-*"],
+            template={"settings": body["settings"], "mappings": body["mappings"]},
+            priority=200,
+            meta={"managed_by": "newspipe"},
+        )
+        if not es.indices.exists_alias(name=alias):
+            es.options(ignore_status=400).indices.create(
+                index=f"{alias}-000001", aliases={alias: {"is_write_index": True}}
+            )
+            created.append(alias)
+        else:
+            # existing indices get new fields of the template (additive mapping changes)
+            es.indices.put_mapping(index=alias, properties=body["mappings"]["properties"])
+    return created
+
+
+def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = False) -> list[dict]:
+    """Run bulk actions; returns the per-item errors (an empty list when all succeeded).
+
+    Conflicts (409) of ``create`` actions are returned as errors like any other: callers that
+    use ``create`` as a once-only ledger inspect them.
+    """
+    _, errors = helpers.bulk(
+        es, actions, raise_on_error=False, raise_on_exception=False, refresh=refresh
+    )
+    return list(errors)

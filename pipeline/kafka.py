@@ -1,0 +1,99 @@
+"""Kafka clients (kafka-python) for producers, the CLI and tests; topic creation.
+
+The Faust worker has its own aiokafka clients (pipeline.worker); this module is for everything
+outside it. Producer settings: idempotent (acks=all, one request in flight per connection
+ordering kept by retries), gzip compression, keyed by article id so one article's versions stay
+on one partition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from pydantic import BaseModel
+
+from pipeline.settings import Settings, get_settings
+from pipeline.topics import topic_configs
+
+log = logging.getLogger(__name__)
+
+
+def encode_value(value: BaseModel | dict | bytes | str | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json().encode("utf-8")
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, default=str).encode("utf-8")
+
+
+def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
+    settings = settings or get_settings()
+    config: dict[str, Any] = dict(
+        bootstrap_servers=settings.kafka_bootstrap_list,
+        client_id="newspipe-producer",
+        acks="all",
+        enable_idempotence=True,
+        retries=10,
+        compression_type="gzip",
+        linger_ms=5,
+        max_request_size=settings.max_message_bytes,
+        key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
+        value_serializer=encode_value,
+    )
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(
+    *topics: str, settings: Settings | None = None, **overrides: Any
+) -> KafkaConsumer:
+    """A consumer with no group (reads, never commits) unless ``group_id`` is given."""
+    settings = settings or get_settings()
+    config: dict[str, Any] = dict(
+        bootstrap_servers=settings.kafka_bootstrap_list,
+        client_id="newspipe-consumer",
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=settings.max_message_bytes,
+        max_partition_fetch_bytes=settings.max_message_bytes,
+    )
+    config.update(overrides)
+    return KafkaConsumer(*topics, **config)
+
+
+def ensure_topics(settings: Settings | None = None) -> list[str]:
+    """Create every pipeline topic that does not exist yet; returns the ones created."""
+    settings = settings or get_settings()
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_list, client_id="newspipe-setup"
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=name,
+                num_partitions=partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs=config,
+            )
+            for name, (partitions, config) in topic_configs(settings).items()
+            if name not in existing
+        ]
+        created = []
+        for topic in wanted:  # one by one: a race with another setup is not an error
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,304 @@
+"""The pipeline's batch steps: the one code path behind the Faust agents, ``newspipe backfill``
+/ ``reprocess`` and the benchmarks.
+
+Each step takes a batch and returns what passes on plus dead letters for what failed; one bad
+message never fails its batch (:func:`isolate` retries a failed batch item by item to find it).
+Transport failures of Elasticsearch are not a message's fault: they are retried (with backoff)
+rather than dead-lettered, so an outage stalls the stream instead of emptying it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout
+from pydantic import ValidationError
+
+from pipeline.deadletter import dead_letter
+from pipeline.settings import Settings, get_settings
+from schemas import (
+    Alert,
+    CleanArticle,
+    DeadLetter,
+    DuplicateRecord,
+    EnrichedArticle,
+    RawArticle,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+TRANSIENT_ERRORS = (ESConnectionError, ConnectionTimeout)
+
+
+@dataclass(frozen=True)
+class InMessage:
+    """One input message with its Kafka coordinates (None outside Kafka)."""
+
+    value: bytes
+    key: bytes | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def dead(self, stage: str, error: BaseException | str) -> DeadLetter:
+        return dead_letter(
+            stage,
+            error,
+            self.value,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=self.key,
+        )
+
+
+@dataclass
+class StepResult:
+    passed: list = field(default_factory=list)
+    duplicates: list[DuplicateRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float = 30.0) -> R:
+    """Call ``fn`` until it does not fail with a transport error (backoff up to max_wait_s)."""
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s: Elasticsearch unreachable (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_wait_s)
+
+
+def isolate(
+    fn: Callable[[list[T]], list[R]], items: Sequence[T]
+) -> tuple[list[tuple[T, R]], list[tuple[T, BaseException]]]:
+    """Run a batch function; when it raises, run it item by item so that only the items that
+    fail by themselves are reported as failed. ``fn`` returns one result per item."""
+    if not items:
+        return [], []
+    try:
+        return list(zip(items, fn(list(items)), strict=True)), []
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        if len(items) == 1:
+            return [], [(items[0], exc)]
+    ok, failed = [], []
+    for item in items:
+        good, bad = isolate(fn, [item])
+        ok += good
+        failed += bad
+    return ok, failed
+
+
+class Pipeline:
+    """The stages with their resources (model, stores, clients), created on first use."""
+
+    def __init__(self, settings: Settings | None = None, *, es: Any = None, nlp: Any = None):
+        self.settings = settings or get_settings()
+        self._es = es
+        self._nlp = nlp
+        self._deduper = None
+        self._registry = None
+        self._subscriptions = None
+        self._ledger = None
+
+    # --- resources -----------------------------------------------------------------------
+    @property
+    def es(self):
+        if self._es is None:
+            from pipeline.es import make_client
+
+            self._es = make_client(self.settings)
+        return self._es
+
+    @property
+    def nlp(self):
+        if self._nlp is None:
+            from pipeline.nlp import load_nlp
+
+            self._nlp = load_nlp(self.settings.spacy_model)
+        return self._nlp
+
+    @property
+    def deduper(self):
+        if self._deduper is None:
+            from pipeline.stages.dedupe import Deduper
+            from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
+
+            store = ElasticsearchFingerprintStore(self.es, self.settings.index("fingerprints"))
+            self._deduper = Deduper(store, threshold=self.settings.dedupe_threshold)
+        return self._deduper
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from pipeline.stages.entity_registry import ElasticsearchEntityRegistry
+
+            self._registry = ElasticsearchEntityRegistry(self.es, self.settings.index("entities"))
+        return self._registry
+
+    @property
+    def subscriptions(self):
+        """The in-memory subscription index, following the subscriptions topic."""
+        if self._subscriptions is None:
+            from pipeline.alerts.matcher import SubscriptionIndex
+            from pipeline.alerts.subscriptions import SubscriptionFollower
+
+            index = SubscriptionIndex(entity_resolver=self.resolve_entity)
+            self._subscriptions = SubscriptionFollower(self.settings, index)
+        return self._subscriptions
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            from pipeline.alerts.delivery import AlertLedger
+
+            self._ledger = AlertLedger(self.es, self.settings.index("alerts"))
+        return self._ledger
+
+    def resolve_entity(self, name: str) -> set[str]:
+        from pipeline.stages.entities import entity_ids_for_name
+
+        return entity_ids_for_name(name, self.registry)
+
+    def warm_up(self) -> None:
+        """Load the model and connect the stores now rather than on the first message."""
+        _ = self.nlp, self.deduper, self.registry, self.subscriptions, self.ledger
+
+    # --- steps -------------------------------------------------------------------------------
+    def clean_and_dedupe(self, messages: Sequence[InMessage], *, reprocess: bool = False) -> StepResult:
+        """raw bytes -> CleanArticle (new ones) / DuplicateRecord / DeadLetter.
+
+        ``reprocess``: an article already fully processed under the same id is processed again
+        (re-enrichment after a model or rule change) instead of being reported a duplicate.
+        """
+        from pipeline.stages.clean import clean
+
+        result = StepResult()
+        cleaned: list[tuple[InMessage, CleanArticle]] = []
+        for message in messages:
+            try:
+                raw = RawArticle.model_validate_json(message.value)
+            except ValidationError as exc:
+                result.dead.append(message.dead("decode", _validation_reason(exc)))
+                continue
+            try:
+                cleaned.append((message, clean(raw, max_body_chars=self.settings.max_body_chars)))
+            except Exception as exc:  # CleanError and any bug: the message goes to the DLQ
+                result.dead.append(message.dead("clean", exc))
+        ok, failed = retry_transient(
+            lambda: isolate(lambda pairs: self.deduper.check([a for _, a in pairs]), cleaned),
+            what="dedupe",
+        )
+        result.dead += [message.dead("dedupe", exc) for (message, _), exc in failed]
+        for (_, article), outcome in ok:
+            record = getattr(outcome, "record", None)
+            if record is not None and not (reprocess and record.duplicate_of == article.id):
+                result.duplicates.append(record)
+            else:
+                result.passed.append(outcome.article if record is None else article)
+        return result
+
+    def enrich(self, messages: Sequence[InMessage]) -> StepResult:
+        """CleanArticle -> EnrichedArticle: entities and events, one nlp.pipe over the batch."""
+        result = StepResult()
+        articles: list[tuple[InMessage, CleanArticle]] = []
+        for message in messages:
+            try:
+                articles.append((message, CleanArticle.model_validate_json(message.value)))
+            except ValidationError as exc:
+                result.dead.append(message.dead("decode", _validation_reason(exc)))
+        ok, failed = retry_transient(
+            lambda: isolate(lambda pairs: self.enrich_articles([a for _, a in pairs]), articles),
+            what="enrich",
+        )
+        result.dead += [message.dead("enrich", exc) for (message, _), exc in failed]
+        result.passed = [enriched for _, enriched in ok]
+        return result
+
+    def enrich_articles(self, articles: list[CleanArticle]) -> list[EnrichedArticle]:
+        from pipeline.stages.entities import extract_entities, parse
+        from pipeline.stages.events import tag_events
+
+        started = time.perf_counter()
+        docs = parse(self.nlp, [a.body for a in articles], batch_size=self.settings.nlp_batch_size)
+        parsed = time.perf_counter()
+        entities = extract_entities(articles, docs, self.registry)
+        extracted = time.perf_counter()
+        events = [tag_events(doc, ents) for doc, ents in zip(docs, entities)]
+        tagged = time.perf_counter()
+        share = 1000 / max(len(articles), 1)  # per-article share of the batch's time, ms
+        timings = {
+            "nlp": (parsed - started) * share,
+            "entities": (extracted - parsed) * share,
+            "events": (tagged - extracted) * share,
+        }
+        return [
+            EnrichedArticle(
+                **article.model_dump(exclude={"schema_version"}),
+                entities=ents,
+                events=evs,
+                timings_ms=timings,
+            )
+            for article, ents, evs in zip(articles, entities, events)
+        ]
+
+    def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
+        result = StepResult()
+        for message in messages:
+            try:
+                result.passed.append(EnrichedArticle.model_validate_json(message.value))
+            except ValidationError as exc:
+                result.dead.append(message.dead("decode", _validation_reason(exc)))
+        return result
+
+    def index(self, articles: list[EnrichedArticle]) -> list[tuple[EnrichedArticle, str]]:
+        """Bulk-index; then the dedupe state records the articles as indexed. Returns the
+        (article, error) pairs Elasticsearch rejected."""
+        from pipeline.stages.index import index_articles
+
+        if not articles:
+            return []
+        failures = retry_transient(
+            lambda: index_articles(self.es, self.settings.index("articles"), articles),
+            what="index",
+        )
+        done = [a.fingerprint for a in articles if a.id not in failures and a.fingerprint]
+        retry_transient(lambda: self.deduper.store.mark_indexed(done), what="mark indexed")
+        return [(a, failures[a.id]) for a in articles if a.id in failures]
+
+    def match(self, articles: list[EnrichedArticle]) -> list[Alert]:
+        """Match articles against every active subscription; returns the alerts to deliver now
+        (claimed in the ledger: never a second time for the same subscription and article)."""
+        from pipeline.alerts.delivery import make_alert
+        from pipeline.alerts.matcher import ArticleView, snippet
+
+        if not articles:
+            return []
+        self.subscriptions.catch_up()
+        alerts = []
+        for article in articles:
+            view = ArticleView.from_article(article)
+            for subscription, found in self.subscriptions.index.match(view):
+                alerts.append(make_alert(subscription, article, found, snippet(article, found)))
+        return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    """A pydantic error as one short line a user can act on."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "invalid article: " + "; ".join(parts)
