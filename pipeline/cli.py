@@ -54,6 +54,20 @@ def cmd_setup(
         console.print(f"{what}: {', '.join(names) if names else 'already there'}")
 
 
+@app.command("kibana-setup")
+def cmd_kibana_setup(
+    kibana_url: Optional[str] = typer.Option(None, help="Kibana URL (default NEWS_KIBANA_URL)"),
+) -> None:
+    """Import the Kibana saved objects (data views, searches, dashboard); idempotent."""
+    from pipeline.kibana import KibanaError, cmd_kibana_setup as kibana_setup
+
+    try:
+        kibana_setup(kibana_url or _settings().kibana_url)
+    except KibanaError as exc:
+        console.print(f"[red]Kibana setup failed:[/] {exc}")
+        raise typer.Exit(1)
+
+
 @app.command("setup-model")
 def cmd_setup_model() -> None:
     """Install the configured spaCy model (NEWS_SPACY_MODEL) when it is missing."""

@@ -26,8 +26,8 @@ def setup(settings: Settings | None = None, *, kibana_url: str | None = None) ->
     finally:
         es.close()
     if kibana_url:
-        from pipeline.kibana import import_saved_objects
+        from pipeline.kibana import dashboard_url, import_saved_objects
 
-        import_saved_objects(kibana_url)
-        done["kibana"] = [kibana_url]
+        import_saved_objects(kibana_url, settings=settings)
+        done["kibana"] = [dashboard_url(kibana_url)]
     return done

@@ -1,0 +1,35 @@
+# The two commands that do everything on a fresh machine:
+#   make demo   - local Kafka + Elasticsearch, a worker, seeds ingested, search results and alerts
+#   make test   - unit and integration tests (the harness starts and stops the servers itself)
+# NEWS_SPACY_MODEL selects the spaCy model (default en_core_web_sm; a .whl path works too).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test unit down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+	$(BIN)/newspipe setup-model
+
+demo: install
+	$(BIN)/newspipe demo
+
+test: install
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+down: $(STAMP)
+	$(BIN)/newspipe down
+
+clean: down
+	rm -rf .newspipe

@@ -1,0 +1,144 @@
+"""A running pipeline for integration tests: fresh topic/index prefixes, topics and indices,
+alert subscriptions, and a real Faust worker process (``newspipe worker``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings, get_settings, reset_settings
+
+REPO = Path(__file__).resolve().parents[2]
+GOLD = json.loads((REPO / "tests" / "fixtures" / "gold.json").read_text(encoding="utf-8"))
+
+
+@dataclass
+class Worker:
+    env: dict
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final commit."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    es: object
+    worker: Worker
+    subscriptions: dict[str, str] = field(default_factory=dict)  # query -> subscription id
+    seed_ids: dict[str, str] = field(default_factory=dict)  # gold key ("000") -> article id
+
+    def wait_indexed(self, ids, timeout_s: float = 180.0) -> None:
+        index = self.settings.index("articles")
+        pending, deadline = set(ids), time.monotonic() + timeout_s
+        while pending:
+            if self.worker.process.poll() is not None:
+                pytest.fail("worker died:\n" + self.worker.log_tail())
+            if time.monotonic() > deadline:
+                pytest.fail(f"not indexed in {timeout_s}s: {sorted(pending)}\n" + self.worker.log_tail())
+            docs = self.es.mget(index=index, ids=sorted(pending), source=False)["docs"]
+            pending -= {d["_id"] for d in docs if d.get("found")}
+            time.sleep(0.2)
+        self.es.indices.refresh(index=index)
+
+    def article(self, gold_key: str) -> dict:
+        return self.es.get(index=self.settings.index("articles"), id=self.seed_ids[gold_key])["_source"]
+
+    def count(self, family: str) -> int:
+        self.es.indices.refresh(index=self.settings.index(family))
+        return self.es.count(index=self.settings.index(family))["count"]
+
+    def topic_values(self, name: str, timeout_ms: int = 3000) -> list[bytes]:
+        from pipeline.kafka import make_consumer
+
+        consumer = make_consumer(self.settings.topic(name), settings=self.settings, consumer_timeout_ms=timeout_ms)
+        values = [r.value for r in consumer]
+        consumer.close()
+        return values
+
+    def publish(self, paths) -> "object":
+        from pipeline.ingest import iter_inputs, publish
+        from pipeline.kafka import make_producer
+
+        producer = make_producer(self.settings)
+        try:
+            return publish(list(iter_inputs(paths)), producer, self.settings, progress=False)
+        finally:
+            producer.close()
+
+
+@pytest.fixture(scope="session")
+def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
+    """The seeds sent through Kafka, the Faust worker and Elasticsearch, with the gold alert
+    subscriptions made before the articles arrive."""
+    from pipeline.alerts.subscriptions import SubscriptionStore
+    from pipeline.ingest import iter_inputs
+    from pipeline.setup import setup
+
+    run = uuid.uuid4().hex[:8]
+    overrides = {
+        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "NEWS_ES_URL": es_url,
+        "NEWS_TOPIC_PREFIX": f"t{run}",
+        "NEWS_INDEX_PREFIX": f"t{run}",
+        "NEWS_APP_ID": f"newspipe-test-{run}",
+        "NEWS_DATA_DIR": str(tmp_path_factory.mktemp("worker")),
+    }
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    reset_settings()
+    settings = get_settings()
+    setup(settings)
+
+    worker = Worker(env=os.environ.copy(), log_path=Path(overrides["NEWS_DATA_DIR"]) / "worker.log")
+    stack = Stack(settings=settings, es=es_client, worker=worker)
+    store = SubscriptionStore(settings, es_client)
+    for item in GOLD["alerts"]["required"]:
+        stack.subscriptions[item["query"]] = store.add(item["query"], owner="gold").id
+    store.close()
+
+    worker.start()
+    for item in iter_inputs([REPO / "seeds"]):
+        stack.seed_ids[Path(item.model_extra["path"]).name[:3]] = item.id
+    report = stack.publish([REPO / "seeds"])
+    assert report.sent == 5 and not report.rejected
+    stack.wait_indexed(stack.seed_ids.values())
+    yield stack
+    worker.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    reset_settings()

@@ -1,0 +1,180 @@
+"""The dedupe stage over the Elasticsearch store: the unit scenarios against a real node, plus
+the claim race between two workers. Uses the session fixture ``es_client`` (tests/conftest.py)
+and a throw-away index created from deploy/elasticsearch/fingerprints.json."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pipeline.stages.dedupe import Deduper, fingerprint, signature
+from pipeline.stages.dedupe_store import (
+    INDEXED,
+    PENDING,
+    ElasticsearchFingerprintStore,
+    FingerprintEntry,
+)
+from schemas.models import CleanArticle
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDS = sorted((REPO / "seeds").glob("*.txt"))
+TEMPLATE = REPO / "deploy" / "elasticsearch" / "fingerprints.json"
+
+
+def article(article_id: str, body: str) -> CleanArticle:
+    return CleanArticle(
+        id=article_id,
+        source="test",
+        title=f"title of {article_id}",
+        body=body,
+        language="en",
+        ingested_at=datetime(2025, 6, 1, tzinfo=timezone.utc),
+    )
+
+
+def seed_text(index: int) -> str:
+    return SEEDS[index].read_text(encoding="utf-8")
+
+
+def seeds() -> list[CleanArticle]:
+    return [article(path.name[:3], path.read_text(encoding="utf-8")) for path in SEEDS]
+
+
+def edit_words(text: str, share: float, runs: int, seed: int) -> str:
+    """Replace about ``share`` of the words in ``runs`` contiguous places."""
+    rng = random.Random(seed)
+    words = text.split()
+    per_run = max(1, round(len(words) * share / runs))
+    for start in rng.sample(range(0, len(words) - per_run, per_run * 2), runs):
+        words[start : start + per_run] = [f"edited{start + i}" for i in range(per_run)]
+    return " ".join(words)
+
+
+@pytest.fixture
+def index(es_client):
+    """A fresh fingerprints index with the project's mapping, deleted afterwards."""
+    name = f"test-fingerprints-{uuid.uuid4().hex[:12]}"
+    body = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    body.pop("_comment", None)
+    es_client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
+    yield name
+    es_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@pytest.fixture
+def store(es_client, index) -> ElasticsearchFingerprintStore:
+    return ElasticsearchFingerprintStore(es_client, index)
+
+
+@pytest.fixture
+def deduper(store) -> Deduper:
+    return Deduper(store, threshold=0.8)
+
+
+def only(deduper: Deduper, a: CleanArticle):
+    [result] = deduper.check([a])
+    return result
+
+
+def stored(es_client, index: str, text: str) -> dict:
+    """The stored document of a text."""
+    return es_client.get(index=index, id=fingerprint(text))["_source"]
+
+
+def test_records_round_trip(es_client, index, store, deduper: Deduper) -> None:
+    [result] = deduper.check([article("a1", seed_text(0))])
+    doc = stored(es_client, index, seed_text(0))
+    sig = signature(seed_text(0))
+    assert (doc["article_id"], doc["status"], doc["source"]) == ("a1", PENDING, "test")
+    assert doc["fingerprint"] == result.article.fingerprint
+    assert doc["bands"] == list(sig.bands)
+    assert base64.b64decode(doc["minhash"]) == sig.minhash.tobytes()
+    [candidate, *_] = store.candidates(list(sig.bands))
+    assert candidate.fingerprint == result.article.fingerprint
+    assert candidate.minhash == sig.minhash.tobytes()
+    assert candidate.first_seen.tzinfo is not None
+
+
+def test_seeds_distinct_and_resends_are_duplicates(deduper: Deduper) -> None:
+    assert [r.status for r in deduper.check(seeds())] == ["new"] * 5
+    for i in range(5):
+        exact = only(deduper, article(f"copy{i}", seed_text(i)))
+        assert (exact.record.duplicate_of, exact.record.kind) == (SEEDS[i].name[:3], "exact")
+        near = only(deduper, article(f"edit{i}", edit_words(seed_text(i), 0.05, 3, seed=i)))
+        assert (near.record.duplicate_of, near.record.kind) == (SEEDS[i].name[:3], "near")
+
+
+def test_same_story_from_another_outlet_is_new(deduper: Deduper) -> None:
+    deduper.check(seeds()[:4])
+    assert only(deduper, article("004", seed_text(4))).is_new
+
+
+def test_near_duplicates_are_found_across_batches(deduper: Deduper) -> None:
+    """The claim refreshes the index, so the next batch's search sees the records."""
+    only(deduper, article("a1", seed_text(2)))
+    result = only(deduper, article("a2", edit_words(seed_text(2), 0.03, 2, seed=9)))
+    assert (result.record.duplicate_of, result.record.kind) == ("a1", "near")
+
+
+def test_pending_and_indexed_redelivery(es_client, index, store, deduper: Deduper) -> None:
+    first = only(deduper, article("a1", seed_text(1)))
+    assert only(deduper, article("a1", seed_text(1))).is_new
+    store.mark_indexed([first.article.fingerprint, "0" * 40])
+    assert stored(es_client, index, seed_text(1))["status"] == INDEXED
+    again = only(deduper, article("a1", seed_text(1)))
+    assert (again.record.duplicate_of, again.record.kind) == ("a1", "exact")
+
+
+def test_corrected_version_under_the_same_id_is_new(deduper: Deduper) -> None:
+    only(deduper, article("a1", seed_text(3)))
+    assert only(deduper, article("a1", edit_words(seed_text(3), 0.03, 2, seed=4))).is_new
+
+
+def test_in_batch_duplicates(deduper: Deduper) -> None:
+    results = deduper.check(
+        [
+            article("x1", seed_text(4)),
+            article("x2", seed_text(4)),
+            article("x3", edit_words(seed_text(4), 0.04, 2, seed=1)),
+        ]
+    )
+    assert [(r.record.duplicate_of, r.record.kind) if r.record else "new" for r in results] == [
+        "new",
+        ("x1", "exact"),
+        ("x1", "near"),
+    ]
+
+
+def test_claim_race_has_one_winner(es_client, index) -> None:
+    """Two workers claim the same text under different ids at once: exactly one is new, the
+    other is an exact duplicate of it."""
+    workers = [Deduper(ElasticsearchFingerprintStore(es_client, index)) for _ in range(2)]
+    for round_ in range(5):
+        text = f"round {round_}: " + seed_text(round_)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [
+                pool.submit(w.check, [article(f"w{n}-r{round_}", text)]) for n, w in enumerate(workers)
+            ]
+            results = [f.result()[0] for f in futures]
+        winners = [r for r in results if r.is_new]
+        losers = [r for r in results if not r.is_new]
+        assert len(winners) == 1 and len(losers) == 1
+        assert losers[0].record.duplicate_of == winners[0].article.id
+        assert losers[0].record.kind == "exact"
+
+
+def test_claim_returns_the_first_writer(store: ElasticsearchFingerprintStore) -> None:
+    now = datetime.now(timezone.utc)
+    first = FingerprintEntry("f" * 40, "first", PENDING, ("b00:1",), b"\x01\x02", "s", "t", now)
+    second = FingerprintEntry("f" * 40, "second", PENDING, ("b00:2",), b"\x03", "s", "t", now)
+    assert store.claim([first])["f" * 40].article_id == "first"
+    assert store.claim([second])["f" * 40] == first

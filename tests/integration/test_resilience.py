@@ -1,0 +1,147 @@
+"""Duplicates, bad input and a killed worker, on the real broker, worker and node.
+
+These run after test_gold (pytest keeps file order), on the same stack and seeds."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas import DeadLetter, DuplicateRecord
+from tests.integration.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def _duplicates(stack) -> list[DuplicateRecord]:
+    return [DuplicateRecord.model_validate_json(v) for v in stack.topic_values("duplicates")]
+
+
+def _dead_letters(stack) -> list[DeadLetter]:
+    return [DeadLetter.model_validate_json(v) for v in stack.topic_values("deadletter")]
+
+
+def _wait(predicate, timeout_s: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _alert_count(stack) -> int:
+    return stack.count("alerts")
+
+
+def test_resending_the_seeds_adds_nothing(stack):
+    articles, alerts = stack.count("articles"), _alert_count(stack)
+    report = stack.publish([REPO / "seeds"])
+    assert report.sent == 5
+    resent = set(report.ids)
+    found = _wait(lambda: {d.article_id for d in _duplicates(stack)} >= resent or None, what="5 duplicate records")
+    assert found
+    for record in _duplicates(stack):
+        if record.article_id in resent:
+            assert record.duplicate_of == record.article_id and record.kind == "exact"
+    time.sleep(2)
+    assert stack.count("articles") == articles
+    assert _alert_count(stack) == alerts
+
+
+def test_copy_with_boilerplate_and_punctuation_changes_is_a_duplicate(stack, tmp_path):
+    original = (REPO / "seeds").glob("001_*.txt").__next__()
+    text = original.read_text(encoding="utf-8")
+    noisy = "Skip to content\nAdvertisement\n\n" + text.replace(",", "").replace(". ", ".  ").replace("\n", "\n\n")
+    noisy += "\n\nAll rights reserved.\n"
+    copy = tmp_path / "copy_of_001.txt"
+    copy.write_text(noisy, encoding="utf-8")
+    articles = stack.count("articles")
+    report = stack.publish([copy])
+    (copy_id,) = report.ids
+    assert copy_id != stack.seed_ids["001"]
+    record = _wait(lambda: next((d for d in _duplicates(stack) if d.article_id == copy_id), None), what="dup record")
+    assert record.duplicate_of == stack.seed_ids["001"]
+    assert stack.count("articles") == articles
+
+
+def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(stack, tmp_path):
+    from pipeline.kafka import make_producer
+
+    bad = tmp_path / "bad.jsonl"
+    good_body = "Trade ministers of 12 countries met in Geneva on Tuesday to discuss tariffs on steel. " * 5
+    lines = [
+        '{"title": "broken", "body": ',  # invalid JSON
+        json.dumps({"title": "no body here"}),  # missing body
+        json.dumps({"title": 42, "body": ["not", "a", "string"]}),  # wrong types
+        json.dumps({"title": "Steel tariffs talks", "body": good_body, "source": "test"}),  # fine
+    ]
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "garbage.bin").write_bytes(bytes(random.Random(7).randrange(256) for _ in range(4096)))
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"title": "huge", "body": "word " * 2_100_000, "source": "test"}), encoding="utf-8")
+    report = stack.publish([tmp_path])
+    # garbage straight onto the raw topic, as a foreign producer might send it
+    producer = make_producer(stack.settings)
+    producer.send(stack.settings.topic("raw"), key="garbage", value=b"\xff\xfe\x00binary\x00garbage").get(30)
+    producer.send(stack.settings.topic("raw"), key="nobody", value=b'{"title": "no body"}').get(30)
+    producer.close()
+    after = stack.publish([REPO / "tests" / "fixtures" / "after_bad_input.json"])
+
+    stack.wait_indexed(after.ids)  # the stream went on
+    good = report.ids  # the fine line of bad.jsonl, and the huge body (sent, then rejected by the worker)
+    letters = _wait(lambda: (lambda ls: ls if len(ls) >= len(report.rejected) + 3 else None)(_dead_letters(stack)),
+                    what="dead letters")
+    reasons = " | ".join(f"{l.stage}: {l.error}" for l in letters)
+    assert len(report.rejected) >= 5, report.rejected  # invalid json, missing body, wrong types, empty, garbage
+    assert any("JSON" in l.error for l in letters), reasons
+    assert any("body" in l.error for l in letters), reasons
+    assert any(l.payload_encoding == "base64" for l in letters), reasons
+    assert any("NEWS_MAX_BODY_CHARS" in l.error for l in letters), reasons
+    assert all(l.payload or l.error for l in letters)
+    assert len(good) >= 1
+
+
+def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack, tmp_path):
+    corpus = Path(__import__("os").environ.get("NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    if not corpus.exists():
+        pytest.skip(f"no corpus at {corpus}")
+    sample = tmp_path / "sample.jsonl"
+    with corpus.open(encoding="utf-8") as source:
+        sample.write_text("".join(next(source) for _ in range(300)), encoding="utf-8")
+    before = stack.count("articles")
+    report = stack.publish([sample])
+    sent = set(report.ids)
+    index = stack.settings.index("articles")
+
+    def indexed() -> set[str]:
+        docs = stack.es.mget(index=index, ids=sorted(sent), source=False)["docs"]
+        return {d["_id"] for d in docs if d.get("found")}
+
+    _wait(lambda: len(indexed()) >= 20 or None, timeout_s=120, what="some articles indexed")
+    stack.worker.kill()
+    killed_at = len(indexed())
+    stack.worker.start()
+
+    def settled():
+        done = indexed() | {d.article_id for d in _duplicates(stack) if d.article_id in sent}
+        dead = {l.key for l in _dead_letters(stack) if l.key in sent}
+        return (done | dead) >= sent or None
+
+    _wait(settled, timeout_s=300, what="every sent article indexed or recorded")
+    assert killed_at < len(sent), "the worker finished before it was killed: nothing was tested"
+    stack.es.indices.refresh(index=index)
+    assert stack.count("articles") == before + len(indexed())
+    # one alert per (subscription, article) in the index, and each of them reached the topic
+    stack.es.indices.refresh(index=stack.settings.index("alerts"))
+    hits = stack.es.search(index=stack.settings.index("alerts"), size=1000, source=["subscription_id", "article_id"])
+    pairs = [(h["_source"]["subscription_id"], h["_source"]["article_id"]) for h in hits["hits"]["hits"]]
+    assert len(pairs) == len(set(pairs))
+    published = {json.loads(v)["id"] for v in stack.topic_values("alerts")}
+    assert {h["_id"] for h in hits["hits"]["hits"]} <= published
