@@ -127,9 +127,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             decoded = pipeline.decode_enriched(messages)
             fired = await asyncio.to_thread(pipeline.match, decoded.passed)
             await send_all("alerts", fired)
-            channels = {s.id: s.channels for s in pipeline.subscriptions.index.subscriptions()}
             for alert in fired:
-                for url in webhook_urls(channels.get(alert.subscription_id, [])):
+                subscription = pipeline.subscriptions.index.get(alert.subscription_id)
+                for url in webhook_urls(subscription.channels if subscription else []):
                     await post_alert(
                         webhooks,
                         url,
