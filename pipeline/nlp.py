@@ -1,0 +1,179 @@
+"""spaCy model loading: one configured pipeline per process, prepared for the entity/event stages.
+
+The ``NEWS_SPACY_MODEL`` setting accepts an installed package name (``en_core_web_sm``), a model
+directory, or a ``.whl`` file (loaded by its distribution name once installed). :func:`ensure_model`
+installs what is configured; :func:`load_nlp` loads it (cached per model name) and
+
+- excludes components the stages do not need (parser, textcat, ...), keeping sentence boundaries
+  (a ``senter`` or ``sentencizer`` is enabled/added when the parser was their source);
+- adds the place ``entity_ruler`` (named ``place_ruler``) in front of ``ner`` so alias-table places
+  ("Kyiv", "Türkiye", "US") are locations, with the canonical place as the span's ``ent_id_``;
+- for a *lookup* lemmatizer, adds ``lemma_case_fallback`` so a capitalised word absent from the
+  table ("Talks" at a sentence start) gets the lemma of its lowercase form, which the event
+  rules rely on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import spacy
+from spacy.language import Language
+from spacy.lookups import Table
+from spacy.tokens import Doc
+
+from pipeline.settings import get_settings
+from pipeline.stages.names import place_table
+
+UNUSED_PIPES = frozenset(
+    {"parser", "textcat", "textcat_multilabel", "spancat", "span_finder", "entity_linker",
+     "coref", "span_resolver", "experimental_coref"}
+)
+"""Components excluded at load time: the entity and event stages never read their output."""
+
+PLACE_RULER = "place_ruler"
+LEMMA_FALLBACK = "lemma_case_fallback"
+
+_SPACY_PIPELINE_NAME = re.compile(r"^(?:[a-z]{2}|xx)_(?:core|dep|ent|sent)_[a-z0-9_]+_(?:sm|md|lg|trf)$")
+"""Names of spaCy's own downloadable pipelines (en_core_web_sm, xx_ent_wiki_sm, ...)."""
+
+
+class ModelNotInstalledError(RuntimeError):
+    """The configured spaCy model is not installed."""
+
+
+def wheel_distribution(path: str) -> str:
+    """Distribution name of a wheel file: 'en_news_ner_conll-1.1.0-py3-none-any.whl' -> 'en_news_ner_conll'."""
+    return Path(path).name.split("-", 1)[0]
+
+
+def _is_wheel(model: str) -> bool:
+    return model.endswith(".whl")
+
+
+def _is_directory(model: str) -> bool:
+    return Path(model).is_dir()
+
+
+def _is_installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def loadable_name(model: str) -> str:
+    """What ``spacy.load`` takes for a setting value: the wheel's distribution name, else as is."""
+    return wheel_distribution(model) if _is_wheel(model) else model
+
+
+def ensure_model(model: str | None = None) -> str:
+    """Install the configured model when it is missing; return its loadable name or path.
+
+    A directory needs nothing; a wheel file is installed with ``pip``; one of spaCy's own
+    pipelines with ``spacy download``. Anything else that is not installed is an error.
+    """
+    model = model or get_settings().spacy_model
+    if _is_directory(model):
+        return model
+    name = loadable_name(model)
+    if _is_installed(name):
+        return name
+    if _is_wheel(model):
+        _run([sys.executable, "-m", "pip", "install", model])
+    elif _SPACY_PIPELINE_NAME.match(model):
+        _run([sys.executable, "-m", "spacy", "download", model])
+    else:
+        raise ModelNotInstalledError(
+            f"spaCy model {model!r} is not installed and is neither a wheel file, a directory "
+            "nor a spaCy pipeline name; install it or change NEWS_SPACY_MODEL"
+        )
+    importlib.invalidate_caches()
+    return name
+
+
+def _run(command: list[str]) -> None:
+    subprocess.run(command, check=True)
+
+
+@lru_cache(maxsize=4)
+def load_nlp(model: str | None = None) -> Language:
+    """The configured pipeline, loaded once per model name and prepared for the stages."""
+    model = model or get_settings().spacy_model
+    name = loadable_name(model)
+    if not _is_directory(name) and not _is_installed(name):
+        raise ModelNotInstalledError(
+            f"spaCy model {name!r} (NEWS_SPACY_MODEL={model!r}) is not installed: "
+            "run `newspipe setup-model`"
+        )
+    nlp = spacy.load(name, exclude=sorted(UNUSED_PIPES))
+    prepare(nlp)
+    return nlp
+
+
+def prepare(nlp: Language) -> Language:
+    """Make a loaded pipeline ready for the stages (idempotent): sentences, places, lemmas."""
+    _ensure_sentences(nlp)
+    _add_place_ruler(nlp)
+    _add_lemma_fallback(nlp)
+    return nlp
+
+
+def _ensure_sentences(nlp: Language) -> None:
+    if {"sentencizer", "senter"} & set(nlp.pipe_names):
+        return
+    if "senter" in nlp.disabled:
+        nlp.enable_pipe("senter")
+    else:
+        nlp.add_pipe("sentencizer", first=True)
+
+
+def place_label(nlp: Language) -> str:
+    """The NER's label for places: GPE for OntoNotes-style pipelines, else LOC."""
+    if "ner" in nlp.pipe_names and "GPE" in nlp.get_pipe("ner").labels:
+        return "GPE"
+    return "LOC"
+
+
+def _add_place_ruler(nlp: Language) -> None:
+    if PLACE_RULER in nlp.pipe_names:
+        return
+    where = {"before": "ner"} if "ner" in nlp.pipe_names else {}
+    ruler = nlp.add_pipe(
+        "entity_ruler", name=PLACE_RULER, config={"overwrite_ents": True}, **where
+    )
+    label = place_label(nlp)
+    ruler.add_patterns(
+        [{"label": label, "pattern": form, "id": canonical}
+         for form, canonical in place_table().ruler_forms.items()]
+    )
+
+
+@Language.factory(LEMMA_FALLBACK)
+def _make_lemma_fallback(nlp: Language, name: str) -> "LemmaCaseFallback":
+    return LemmaCaseFallback(nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup"))
+
+
+class LemmaCaseFallback:
+    """Lemma of the lowercase form for capitalised words a lookup table does not know."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __call__(self, doc: Doc) -> Doc:
+        for token in doc:
+            text = token.text
+            if token.lemma_ == text and not token.is_lower and token.is_alpha:
+                lower = text.lower()
+                token.lemma_ = self.table.get(lower, lower)
+        return doc
+
+
+def _add_lemma_fallback(nlp: Language) -> None:
+    if LEMMA_FALLBACK in nlp.pipe_names or "lemmatizer" not in nlp.pipe_names:
+        return
+    if getattr(nlp.get_pipe("lemmatizer"), "mode", None) != "lookup":
+        return
+    nlp.add_pipe(LEMMA_FALLBACK, after="lemmatizer")

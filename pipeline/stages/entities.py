@@ -1,0 +1,359 @@
+"""The `extract entities` stage: spaCy NER spans -> canonical :class:`schemas.models.Entity` objects.
+
+Parsing is separate from extraction so the events stage reuses the same Docs::
+
+    docs = parse(nlp, [a.body for a in articles], batch_size)
+    entities = extract_entities(articles, docs, registry)
+    events = [tag_events(doc, ents) for doc, ents in zip(docs, entities)]
+
+Types and ids (see docs/entities.md):
+
+- person: ``person:<folded surname>`` for the first full name registered with that surname (the
+  *primary*), ``person:<folded surname>:<folded first name>`` for another person with the same
+  surname and an incompatible first name. A surname-only mention links to a full name in the same
+  article, else to the registered primary; unknown, it gets ``person:<folded surname>``, the id
+  the primary will have, so article order rarely matters.
+- location: ``location:<slug of the canonical place>`` (alias table, else the folded name).
+- organization / group / misc: ``<type>:<slug>``.
+
+Cross-article memory is an :class:`EntityRegistry` (in memory here; Elasticsearch-backed in prod).
+A batch is resolved in two passes: all full names are registered first, then short mentions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from schemas.models import CleanArticle, Entity, EntityType, Mention
+from pipeline.stages.names import (
+    PersonName,
+    canonical_place,
+    first_names_compatible,
+    fold_name,
+    fold_word,
+    is_run_together,
+    leading_title_count,
+    slug,
+    split_person,
+    strip_possessive,
+    surname_suffixes,
+)
+
+LABEL_TYPES: dict[str, EntityType] = {
+    # CoNLL-2003
+    "PER": "person", "ORG": "organization", "LOC": "location", "MISC": "misc",
+    # OntoNotes 5 (en_core_web_*)
+    "PERSON": "person", "GPE": "location", "FAC": "location", "NORP": "group",
+    "EVENT": "misc", "PRODUCT": "misc", "WORK_OF_ART": "misc", "LAW": "misc", "LANGUAGE": "misc",
+}
+"""NER label -> our type. Labels absent here (DATE, TIME, PERCENT, MONEY, QUANTITY, ORDINAL,
+CARDINAL, anything unknown) are dropped."""
+
+_TRAILING_NOISE = frozenset({"'s", "’s", "'", "’", ",", ".", ":", ";"})
+
+
+# --- registry --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A remembered canonical entity: ``key`` is how it is looked up (e.g. 'person:medinski')."""
+
+    key: str
+    id: str
+    name: str
+    type: EntityType
+
+
+class EntityRegistry(Protocol):
+    """Cross-article memory of canonical entities. Registration is first-writer-wins."""
+
+    def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
+        """The entries stored under any of ``keys`` (missing keys are absent)."""
+
+    def register(self, entries: list[RegistryEntry]) -> None:
+        """Store entries whose key is not stored yet; existing keys are kept."""
+
+
+class InMemoryEntityRegistry:
+    """A dict-backed :class:`EntityRegistry` for tests and batch runs."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, RegistryEntry] = {}
+
+    def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
+        return {k: self._entries[k] for k in keys if k in self._entries}
+
+    def register(self, entries: list[RegistryEntry]) -> None:
+        for entry in entries:
+            self._entries.setdefault(entry.key, entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def primary_key(surname: str) -> str:
+    """Registry key (and id) of the primary person with this folded surname."""
+    return f"person:{surname}"
+
+
+def secondary_key(surname: str, first: str) -> str:
+    """Registry key (and id) of a further person with this surname and first name."""
+    return f"person:{surname}:{first}"
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def parse(nlp: Language, texts: Sequence[str], batch_size: int | None = None) -> list[Doc]:
+    """Run the pipeline once over ``texts`` (article bodies) and return the Docs in order."""
+    if batch_size is None:
+        from pipeline.settings import get_settings
+
+        batch_size = get_settings().nlp_batch_size
+    return list(nlp.pipe(texts, batch_size=batch_size))
+
+
+# --- mentions ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Mention:
+    """One entity span, trimmed, with its provisional resolution."""
+
+    type: EntityType
+    text: str
+    start: int
+    end: int
+    place: str | None = None  # canonical place when the alias table knows it
+    person: PersonName | None = None
+    id: str = ""
+    name: str = ""
+
+
+def _trim(span: Span, strip_titles: bool) -> Span | None:
+    """The span without trailing possessive/punctuation and (persons) leading title words."""
+    start, end = span.start, span.end
+    while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
+        end -= 1
+    if strip_titles and end - start > 1:
+        start += leading_title_count([t.text for t in span.doc[start:end]])
+    return span.doc[start:end] if end > start else None
+
+
+def _mention(span: Span) -> _Mention | None:
+    """A trimmed mention of a known type, or None for dropped labels and junk spans."""
+    etype = LABEL_TYPES.get(span.label_)
+    if etype is None:
+        return None
+    if span.ent_id_:  # placed by the place ruler: canonical place is the pattern id
+        etype = "location"
+    trimmed = _trim(span, strip_titles=etype == "person")
+    if trimmed is None or sum(c.isalpha() for c in trimmed.text) < 2:
+        return None
+    mention = _Mention(etype, trimmed.text, trimmed.start_char, trimmed.end_char)
+    if span.ent_id_:
+        mention.place = span.ent_id_
+    elif etype == "location":
+        mention.place = canonical_place(trimmed.text)
+    elif etype == "person":
+        mention.person = split_person(trimmed.text)
+        if mention.person is None:
+            return None
+    return mention
+
+
+def _article_mentions(doc: Doc) -> list[_Mention]:
+    return [m for m in (_mention(span) for span in doc.ents) if m is not None]
+
+
+# --- resolution ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Resolver:
+    """Two-pass person resolution for one batch against a registry."""
+
+    registry: EntityRegistry
+    known: dict[str, RegistryEntry] = field(default_factory=dict)
+    new: list[RegistryEntry] = field(default_factory=list)
+
+    def _remember(self, entry: RegistryEntry) -> None:
+        self.known[entry.key] = entry
+        self.new.append(entry)
+
+    def _fetch(self, keys: Iterable[str]) -> None:
+        missing = sorted({k for k in keys if k not in self.known})
+        if missing:
+            self.known.update(self.registry.lookup(missing))
+
+    def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
+        """Pass 1: the entry of each full name, registering new primaries/secondaries."""
+        self._fetch(k for p in persons for k in (primary_key(p.surname), secondary_key(p.surname, p.first)))
+        resolved = [self._resolve_full(p) for p in persons]
+        self.registry.register(self.new)
+        self.new = []
+        return resolved
+
+    def _resolve_full(self, person: PersonName) -> RegistryEntry:
+        primary = self.known.get(primary_key(person.surname))
+        if primary is None:
+            entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
+            self._remember(entry)
+            return entry
+        if first_names_compatible(person.first, _first_of(primary.name)):
+            return primary
+        key = secondary_key(person.surname, person.first)
+        if key not in self.known:
+            self._remember(RegistryEntry(key, key, person.display, "person"))
+        return self.known[key]
+
+    def resolve_short_names(self, surnames: list[str]) -> dict[str, RegistryEntry]:
+        """Pass 2: registered entries for surname-only (or run-together) words, by folded word."""
+        self._fetch(primary_key(s) for s in surnames)
+        self._fetch(primary_key(suffix) for s in surnames for suffix in surname_suffixes(s))
+        found: dict[str, RegistryEntry] = {}
+        for word in surnames:
+            entry = self.known.get(primary_key(word)) or self._run_together(word)
+            if entry is not None:
+                found[word] = entry
+        return found
+
+    def _run_together(self, word: str) -> RegistryEntry | None:
+        for suffix in surname_suffixes(word):
+            entry = self.known.get(primary_key(suffix))
+            if entry is not None and is_run_together(word, _first_of(entry.name), suffix):
+                return entry
+        return None
+
+
+def _first_of(full_name: str) -> str:
+    person = split_person(full_name)
+    return person.first if person else ""
+
+
+def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRegistry) -> None:
+    """Give every person mention (and person-like short non-person mentions) an id and name."""
+    resolver = _Resolver(registry)
+    full = [m for ms in articles_mentions for m in ms if m.person and m.person.is_full]
+    for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
+        mention.id, mention.name = entry.id, entry.name
+    short_words = sorted(
+        {m.person.surname for ms in articles_mentions for m in ms if m.person and not m.person.is_full}
+    )
+    registered = resolver.resolve_short_names(short_words)
+    for mentions in articles_mentions:
+        _resolve_short_in_article(mentions, registered)
+
+
+def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:
+    """Surname-only mentions: a full name of this article first, then the registry."""
+    local: dict[str, tuple[str, str]] = {}
+    for m in mentions:
+        if m.person and m.person.is_full:
+            local.setdefault(m.person.surname, (m.id, m.name))
+    for m in mentions:
+        if m.person and not m.person.is_full:
+            word = m.person.surname
+            if word in local:
+                m.id, m.name = local[word]
+            elif word in registered:
+                m.id, m.name = registered[word].id, registered[word].name
+            else:
+                m.id, m.name = primary_key(word), m.person.display
+            local.setdefault(word, (m.id, m.name))
+    _relabel_person_like(mentions, local)
+
+
+def _relabel_person_like(mentions: list[_Mention], persons: dict[str, tuple[str, str]]) -> None:
+    """A one-word non-person mention equal to a person's surname in this article is that person
+    (the NER sometimes labels "Putin" LOC). Alias-table places are never relabelled."""
+    for m in mentions:
+        if m.type == "person" or m.place is not None or " " in m.text:
+            continue
+        word = fold_word(m.text)
+        if word in persons:
+            m.type, (m.id, m.name) = "person", persons[word]
+
+
+def _resolve_others(mentions: list[_Mention]) -> None:
+    for m in mentions:
+        if m.id:
+            continue
+        if m.type == "location":
+            m.name = m.place or strip_possessive(m.text)
+            m.id = f"location:{slug(m.place) if m.place else slug(fold_name(m.name))}"
+        else:
+            m.name = strip_possessive(m.text)
+            m.id = f"{m.type}:{slug(m.name)}"
+
+
+def _entities(body: str, mentions: list[_Mention]) -> list[Entity]:
+    """Group resolved mentions by id, in order of first mention."""
+    grouped: dict[str, list[_Mention]] = {}
+    for m in mentions:
+        grouped.setdefault(m.id, []).append(m)
+    return [
+        Entity(
+            id=eid,
+            name=ms[0].name,
+            type=ms[0].type,
+            mentions=len(ms),
+            forms=list(dict.fromkeys(body[m.start:m.end] for m in ms)),
+            offsets=[Mention(text=body[m.start:m.end], start=m.start, end=m.end) for m in ms],
+        )
+        for eid, ms in grouped.items()
+    ]
+
+
+def extract_entities(
+    articles: Sequence[CleanArticle], docs: Sequence[Doc], registry: EntityRegistry
+) -> list[list[Entity]]:
+    """Canonical entities of each article, from its parsed body (``docs[i]`` is ``articles[i].body``).
+
+    Mention offsets index into ``article.body``. Full person names are registered in
+    ``registry`` before any surname-only mention of the batch is resolved.
+    """
+    if len(articles) != len(docs):
+        raise ValueError(f"{len(articles)} articles but {len(docs)} docs")
+    per_article = [_article_mentions(doc) for doc in docs]
+    _resolve_persons(per_article, registry)
+    for mentions in per_article:
+        _resolve_others(mentions)
+    return [_entities(a.body, ms) for a, ms in zip(articles, per_article)]
+
+
+# --- lookups by name ----------------------------------------------------------------------------
+
+
+def entity_ids_for_name(name: str, registry: EntityRegistry) -> set[str]:
+    """Candidate canonical ids for a user-typed name ("Vladimir Medinsky", "Medynsky", "Kiev").
+
+    A known place gives only its location id. Otherwise the person id the name would resolve to
+    plus the location/organization/group/misc ids of the name itself. No NER involved.
+    """
+    place = canonical_place(name)
+    if place is not None:
+        return {f"location:{slug(place)}"}
+    text = strip_possessive(" ".join(name.split()))
+    ids = {f"location:{slug(fold_name(text))}"} | {f"{t}:{slug(text)}" for t in ("organization", "group", "misc")}
+    person = split_person(text)
+    if person is not None:
+        ids.add(_person_id_for_query(person, registry))
+    return {i for i in ids if not i.endswith(":")}
+
+
+def _person_id_for_query(person: PersonName, registry: EntityRegistry) -> str:
+    """The id a mention of ``person`` would get, without registering anything."""
+    primary, secondary = primary_key(person.surname), secondary_key(person.surname, person.first)
+    known = registry.lookup([primary, secondary])
+    if not person.is_full or primary not in known:
+        return primary
+    if first_names_compatible(person.first, _first_of(known[primary].name)):
+        return primary
+    return secondary
