@@ -1,0 +1,1 @@
+"""Pipeline stages: pure functions over the message models, wired into agents by pipeline.app."""

@@ -1,0 +1,93 @@
+"""Language identification with lingua, restricted to common news languages.
+
+The detector is built once per process, on first use. Choice, measured on Reuters bodies:
+
+- low accuracy mode, the 36 :data:`NEWS_LANGUAGES`: +49 MiB RSS, 0.3 s to build, ~2 ms a text;
+- low accuracy mode, all 75 languages: +77 MiB, half as fast, and more ways to be wrong;
+- high accuracy mode: +0.9 GiB (36 languages) to +1.2 GiB (75) preloaded, ~0.6 GiB loaded
+  lazily, ~17 ms a text; within 2% of the same answers on article-length text.
+
+Low accuracy mode (trigrams only) is right on 100% of 400-char English snippets, 99% at 200,
+92% at 50 and 74% at 30 chars, so only the first :data:`MAX_CHARS` characters are examined and
+texts with fewer than :data:`MIN_LETTERS` letters are "und".
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from lingua import IsoCode639_1, IsoCode639_3, Language, LanguageDetector, LanguageDetectorBuilder
+
+UNDETERMINED = "und"
+
+NEWS_LANGUAGES = (
+    "en de fr es it pt nl ru uk pl tr ar zh ja ko sv da nb fi cs sk hu ro bg el he fa hi id vi "
+    "hr sr sl lt lv et"
+).split()
+"""ISO 639-1 codes the detector chooses among."""
+
+MAX_CHARS = 500
+"""Only the start of a text is examined: more text does not change the answer, it costs time."""
+
+MIN_LETTERS = 40
+"""Texts with fewer letters are "und" (lingua took "Putin met Zelensky in Istanbul." for Slovak).
+A Chinese, Japanese or Korean character counts as four: each carries about a word."""
+
+_LETTER = re.compile(r"[^\W\d_]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_CODE_SPLIT = re.compile(r"[-_]")
+
+_detector: LanguageDetector | None = None
+_lock = threading.Lock()
+
+
+def _build_detector() -> LanguageDetector:
+    """The lingua detector over NEWS_LANGUAGES, low accuracy mode, models loaded up front."""
+    codes = [getattr(IsoCode639_1, code.upper()) for code in NEWS_LANGUAGES]
+    return (
+        LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+        .with_low_accuracy_mode()
+        .with_preloaded_language_models()
+        .build()
+    )
+
+
+def get_detector() -> LanguageDetector:
+    """The process-wide detector, built on first call (thread-safe)."""
+    global _detector
+    if _detector is None:
+        with _lock:
+            if _detector is None:
+                _detector = _build_detector()
+    return _detector
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of the language ``text`` is written in, or ``"und"``."""
+    sample = text[:MAX_CHARS]
+    if len(_LETTER.findall(sample)) + 3 * len(_CJK.findall(sample)) < MIN_LETTERS:
+        return UNDETERMINED
+    language = get_detector().detect_language_of(sample)
+    return _iso_639_1(language) if language is not None else UNDETERMINED
+
+
+def normalise_language_code(code: str | None) -> str | None:
+    """A producer's language tag as a lowercase ISO 639-1 code, or None when not recognised.
+
+    Accepts "en", "EN", "en-US", "en_GB", and ISO 639-3 codes lingua knows ("eng", "deu").
+    """
+    if not code:
+        return None
+    primary = _CODE_SPLIT.split(code.strip(), maxsplit=1)[0].lower()
+    if len(primary) == 2 and primary.isalpha():
+        return primary
+    if len(primary) == 3 and primary.isalpha():
+        iso3 = getattr(IsoCode639_3, primary.upper(), None)
+        if iso3 is not None:
+            return _iso_639_1(Language.from_iso_code_639_3(iso3))
+    return None
+
+
+def _iso_639_1(language: Language) -> str:
+    return language.iso_code_639_1.name.lower()
