@@ -202,12 +202,12 @@ class Pipeline:
             what="dedupe",
         )
         result.dead += [message.dead("dedupe", exc) for (message, _), exc in failed]
-        for (_, article), outcome in ok:
-            record = getattr(outcome, "record", None)
+        for (_, article), outcome in ok:  # outcome: DedupeResult
+            record = outcome.record
             if record is not None and not (reprocess and record.duplicate_of == article.id):
                 result.duplicates.append(record)
             else:
-                result.passed.append(outcome.article if record is None else article)
+                result.passed.append(outcome.article)
         return result
 
     def enrich(self, messages: Sequence[InMessage]) -> StepResult:

@@ -162,7 +162,8 @@ def test_claim_race_has_one_winner(es_client, index) -> None:
         text = f"round {round_}: " + seed_text(round_)
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [
-                pool.submit(w.check, [article(f"w{n}-r{round_}", text)]) for n, w in enumerate(workers)
+                pool.submit(w.check, [article(f"w{n}-r{round_}", text)])
+                for n, w in enumerate(workers)
             ]
             results = [f.result()[0] for f in futures]
         winners = [r for r in results if r.is_new]

@@ -1,0 +1,208 @@
+"""Dedupe state: one record per distinct article text, keyed by its exact fingerprint.
+
+A record remembers which article first had the text (``article_id``), whether that article has
+been indexed yet (``status``), and its MinHash signature with the LSH band keys under which
+near-duplicate candidates are looked up. Two stores implement :class:`FingerprintStore`:
+
+- :class:`InMemoryFingerprintStore`: unit tests and batch runs without servers;
+- :class:`ElasticsearchFingerprintStore`: the worker's store (index template
+  ``deploy/elasticsearch/fingerprints.json``, ``_id`` = fingerprint).
+
+First writer wins: :meth:`FingerprintStore.claim` creates a record only when its fingerprint is
+unknown, atomically, and otherwise returns the record already stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from elasticsearch import Elasticsearch
+
+PENDING = "pending"
+"""The article was claimed by the dedupe stage and is on its way to the index."""
+INDEXED = "indexed"
+"""The article was indexed (set by the index stage through ``mark_indexed``)."""
+
+MAX_CANDIDATES = 50
+"""Most candidate records one ``candidates`` call returns (those sharing the most bands)."""
+
+
+class FingerprintStoreError(RuntimeError):
+    """The store rejected an operation (other than a first-writer-wins conflict)."""
+
+
+@dataclass(frozen=True)
+class FingerprintEntry:
+    """One distinct article text as the dedupe state records it."""
+
+    fingerprint: str
+    article_id: str
+    status: str
+    bands: tuple[str, ...]
+    minhash: bytes
+    source: str | None
+    title: str | None
+    first_seen: datetime
+
+
+class FingerprintStore(Protocol):
+    """Where the dedupe stage keeps the texts it has seen."""
+
+    def claim(self, entries: list[FingerprintEntry]) -> dict[str, FingerprintEntry]:
+        """Create the record of each entry whose fingerprint is unknown; return, for every
+        fingerprint, the record now stored (an earlier one when another article was first)."""
+        ...
+
+    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+        """Records sharing at least one band key, most shared bands first, at most
+        ``MAX_CANDIDATES``."""
+        ...
+
+    def mark_indexed(self, fingerprints: list[str]) -> None:
+        """Set the status of these records to ``indexed`` (unknown fingerprints are skipped)."""
+        ...
+
+
+class InMemoryFingerprintStore:
+    """A :class:`FingerprintStore` in a dict; thread-safe, lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, FingerprintEntry] = {}
+        self._by_band: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, fingerprint: str) -> FingerprintEntry | None:
+        """The record of one fingerprint (for tests and tools)."""
+        return self._entries.get(fingerprint)
+
+    def claim(self, entries: list[FingerprintEntry]) -> dict[str, FingerprintEntry]:
+        stored: dict[str, FingerprintEntry] = {}
+        with self._lock:
+            for entry in entries:
+                if entry.fingerprint not in self._entries:
+                    self._entries[entry.fingerprint] = entry
+                    for key in entry.bands:
+                        self._by_band.setdefault(key, []).append(entry.fingerprint)
+                stored[entry.fingerprint] = self._entries[entry.fingerprint]
+        return stored
+
+    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+        with self._lock:
+            shared = Counter(fp for key in set(band_keys) for fp in self._by_band.get(key, ()))
+            return [self._entries[fp] for fp, _ in shared.most_common(MAX_CANDIDATES)]
+
+    def mark_indexed(self, fingerprints: list[str]) -> None:
+        with self._lock:
+            for fp in fingerprints:
+                if fp in self._entries:
+                    self._entries[fp] = replace(self._entries[fp], status=INDEXED)
+
+
+class ElasticsearchFingerprintStore:
+    """A :class:`FingerprintStore` in an Elasticsearch index (or write alias over one index).
+
+    - ``claim``: bulk ``create`` with ``_id`` = fingerprint, so Elasticsearch arbitrates between
+      workers; a 409 conflict means the text is known, and the stored records are read back
+      with ``mget`` (real-time). The bulk request refreshes the index, so the next
+      ``candidates`` search sees the new records.
+    - ``candidates``: one search, a ``constant_score`` term clause per band key, so the score
+      is the number of shared bands and the best candidates come first.
+    - ``mark_indexed``: bulk partial update of ``status``.
+    """
+
+    def __init__(self, es: Elasticsearch, index: str) -> None:
+        self.es = es
+        self.index = index
+
+    def claim(self, entries: list[FingerprintEntry]) -> dict[str, FingerprintEntry]:
+        if not entries:
+            return {}
+        operations: list[dict[str, Any]] = []
+        for entry in entries:
+            action = {"create": {"_index": self.index, "_id": entry.fingerprint}}
+            operations += [action, _to_doc(entry)]
+        response = self.es.bulk(operations=operations, refresh=True)
+        stored: dict[str, FingerprintEntry] = {}
+        conflicts: list[str] = []
+        for entry, item in zip(entries, response["items"], strict=True):
+            result = item["create"]
+            if result["status"] == 409:
+                conflicts.append(entry.fingerprint)
+            elif result["status"] in (200, 201):
+                stored[entry.fingerprint] = entry
+            else:
+                raise FingerprintStoreError(f"claim {entry.fingerprint}: {result.get('error')}")
+        stored.update(self._get(conflicts))
+        return stored
+
+    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+        if not band_keys:
+            return []
+        should = [
+            {"constant_score": {"filter": {"term": {"bands": key}}}} for key in set(band_keys)
+        ]
+        response = self.es.search(
+            index=self.index,
+            query={"bool": {"should": should, "minimum_should_match": 1}},
+            size=MAX_CANDIDATES,
+        )
+        return [_from_doc(hit["_source"]) for hit in response["hits"]["hits"]]
+
+    def mark_indexed(self, fingerprints: list[str]) -> None:
+        if not fingerprints:
+            return
+        operations: list[dict[str, Any]] = []
+        for fp in fingerprints:
+            action = {"update": {"_index": self.index, "_id": fp}}
+            operations += [action, {"doc": {"status": INDEXED}}]
+        response = self.es.bulk(operations=operations)
+        for fp, item in zip(fingerprints, response["items"], strict=True):
+            result = item["update"]
+            if result["status"] not in (200, 201, 404):
+                raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
+
+    def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
+        """The stored records of these fingerprints (all must exist)."""
+        if not fingerprints:
+            return {}
+        docs = self.es.mget(index=self.index, ids=list(dict.fromkeys(fingerprints)))["docs"]
+        missing = [doc["_id"] for doc in docs if not doc.get("found")]
+        if missing:
+            raise FingerprintStoreError(f"records vanished after a conflict: {missing}")
+        return {doc["_id"]: _from_doc(doc["_source"]) for doc in docs}
+
+
+def _to_doc(entry: FingerprintEntry) -> dict[str, Any]:
+    """The Elasticsearch document of a record (minhash as base64, date as ISO 8601)."""
+    return {
+        "fingerprint": entry.fingerprint,
+        "article_id": entry.article_id,
+        "status": entry.status,
+        "bands": list(entry.bands),
+        "minhash": base64.b64encode(entry.minhash).decode("ascii"),
+        "source": entry.source,
+        "title": entry.title,
+        "first_seen": entry.first_seen.isoformat(),
+    }
+
+
+def _from_doc(doc: dict[str, Any]) -> FingerprintEntry:
+    """A record from its Elasticsearch document."""
+    return FingerprintEntry(
+        fingerprint=doc["fingerprint"],
+        article_id=doc["article_id"],
+        status=doc["status"],
+        bands=tuple(doc.get("bands") or ()),
+        minhash=base64.b64decode(doc["minhash"]),
+        source=doc.get("source"),
+        title=doc.get("title"),
+        first_seen=datetime.fromisoformat(doc["first_seen"]),
+    )

@@ -1,0 +1,299 @@
+"""The dedupe stage over the in-memory store: exact and near duplicates, the five seeds,
+redelivery semantics, batches, and signatures that do not depend on the process."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pipeline.stages.dedupe import (
+    BANDS,
+    NUM_PERM,
+    Deduper,
+    fingerprint,
+    normalise,
+    signature,
+)
+from pipeline.stages.dedupe_store import INDEXED, PENDING, InMemoryFingerprintStore
+from schemas.models import CleanArticle
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDS = sorted((REPO / "seeds").glob("*.txt"))
+
+
+def article(article_id: str, body: str, source: str = "test") -> CleanArticle:
+    return CleanArticle(
+        id=article_id,
+        source=source,
+        title=f"title of {article_id}",
+        body=body,
+        language="en",
+        ingested_at=datetime(2025, 6, 1, tzinfo=timezone.utc),
+    )
+
+
+def seed_text(index: int) -> str:
+    return SEEDS[index].read_text(encoding="utf-8")
+
+
+def seeds() -> list[CleanArticle]:
+    return [
+        article(path.name[:3], path.read_text(encoding="utf-8"), f"outlet-{i}")
+        for i, path in enumerate(SEEDS)
+    ]
+
+
+@pytest.fixture
+def store() -> InMemoryFingerprintStore:
+    return InMemoryFingerprintStore()
+
+
+@pytest.fixture
+def deduper(store: InMemoryFingerprintStore) -> Deduper:
+    return Deduper(store, threshold=0.8)
+
+
+def only(deduper: Deduper, a: CleanArticle):
+    """Check one article on its own."""
+    [result] = deduper.check([a])
+    return result
+
+
+def reformat(text: str) -> str:
+    """Whitespace, boilerplate-like blank lines and punctuation changes, one sentence recased."""
+    paragraphs = [p for p in text.split("\n") if p.strip()]
+    text = "\n\n\n   \n".join("  " + p.replace(" ", "  ") + "\t" for p in paragraphs)
+    text = text.replace(",", "").replace('"', "\u201c").replace("\u2019", "'")
+    first_stop = text.index(". ")
+    return text[:first_stop].upper() + text[first_stop:] + "\n\n"
+
+
+def edit_words(text: str, share: float, runs: int, rng: random.Random) -> str:
+    """Replace about ``share`` of the words, in ``runs`` contiguous places (as corrections and
+    re-sends do), with made-up words."""
+    words = text.split()
+    per_run = max(1, round(len(words) * share / runs))
+    starts = rng.sample(range(0, len(words) - per_run, per_run * 2), runs)
+    for start in starts:
+        for i in range(start, start + per_run):
+            words[i] = f"edited{i}"
+    return " ".join(words)
+
+
+# --- normalisation and fingerprints ------------------------------------------------------------
+def test_normalise_folds_case_punctuation_symbols_and_whitespace() -> None:
+    text = "  The  \u201cEnvoy\u201d\u2014said:\n\tIt\u2019s \uff21\u00adOK! \u20ac5 #talks  "
+    assert normalise(text) == "the envoy said it s aok 5 talks"
+
+
+def test_normalise_keeps_a_text_of_only_symbols() -> None:
+    assert normalise(" \u2764\ufe0f  !! ") != ""
+    assert fingerprint("\u2764") != fingerprint("\u2605")
+
+
+def test_fingerprint_is_sha1_hex_of_normalised_text() -> None:
+    assert re.fullmatch(r"[0-9a-f]{40}", fingerprint("Hello, world"))
+    assert fingerprint("Hello, world") == fingerprint("hello   WORLD!")
+
+
+def test_signature_has_one_key_per_band() -> None:
+    sig = signature(seed_text(0))
+    assert len(sig.minhash) == NUM_PERM
+    assert len(sig.bands) == BANDS == len(set(sig.bands))
+    assert all(re.fullmatch(r"b\d\d:[0-9a-f]{16}", key) for key in sig.bands)
+
+
+# --- the seeds ----------------------------------------------------------------------------------
+def test_the_five_seeds_are_distinct(deduper: Deduper, store: InMemoryFingerprintStore) -> None:
+    results = deduper.check(seeds())
+    assert [r.status for r in results] == ["new"] * 5
+    assert len(store) == 5
+
+
+def test_the_five_seeds_are_distinct_one_by_one(deduper: Deduper) -> None:
+    assert [only(deduper, a).status for a in seeds()] == ["new"] * 5
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_seed_resent_under_another_id_is_an_exact_duplicate(deduper: Deduper, index: int) -> None:
+    deduper.check(seeds())
+    result = only(deduper, article("copy", seed_text(index)))
+    assert result.record is not None
+    assert (result.record.duplicate_of, result.record.kind) == (SEEDS[index].name[:3], "exact")
+    assert result.record.similarity == 1.0
+    assert result.article.fingerprint == fingerprint(seed_text(index))
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_whitespace_boilerplate_and_punctuation_changes_are_duplicates(
+    deduper: Deduper, index: int
+) -> None:
+    deduper.check(seeds())
+    result = only(deduper, article("reformatted", reformat(seed_text(index))))
+    assert result.status == "duplicate"
+    assert result.record.duplicate_of == SEEDS[index].name[:3]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_five_percent_of_words_edited_is_a_near_duplicate(deduper: Deduper, index: int) -> None:
+    deduper.check(seeds())
+    edited = edit_words(seed_text(index), share=0.05, runs=3, rng=random.Random(index))
+    result = only(deduper, article("edited", edited))
+    assert result.record is not None
+    assert (result.record.duplicate_of, result.record.kind) == (SEEDS[index].name[:3], "near")
+    assert 0.8 <= result.record.similarity < 1.0
+
+
+def test_heavily_edited_text_is_new(deduper: Deduper) -> None:
+    deduper.check(seeds())
+    edited = edit_words(seed_text(0), share=0.3, runs=10, rng=random.Random(1))
+    assert only(deduper, article("rewritten", edited)).status == "new"
+
+
+def test_short_templated_texts_are_compared_exactly_only(deduper: Deduper) -> None:
+    notice = "Qtly div 15 cts vs 15 cts prior Pay April 30 Record April {}"
+    results = deduper.check(
+        [
+            article("bic", notice.format(15)),
+            article("varlen", notice.format(14)),
+            article("bic2", notice.format(15)),
+        ]
+    )
+    assert [r.status for r in results] == ["new", "new", "duplicate"]
+    assert signature(notice.format(15)).bands == ()
+
+
+def test_another_article_of_the_same_story_is_not_a_duplicate(deduper: Deduper) -> None:
+    deduper.check(seeds()[:4])
+    assert only(deduper, article("004", seed_text(4))).status == "new"
+
+
+# --- at-least-once delivery --------------------------------------------------------------------
+def test_redelivery_while_pending_is_new_again(
+    deduper: Deduper, store: InMemoryFingerprintStore
+) -> None:
+    first = only(deduper, article("a1", seed_text(0)))
+    again = only(deduper, article("a1", seed_text(0)))
+    assert first.is_new and again.is_new
+    assert store.get(first.article.fingerprint).status == PENDING
+
+
+def test_redelivery_after_indexing_is_a_duplicate_of_itself(
+    deduper: Deduper, store: InMemoryFingerprintStore
+) -> None:
+    first = only(deduper, article("a1", seed_text(0)))
+    store.mark_indexed([first.article.fingerprint])
+    assert store.get(first.article.fingerprint).status == INDEXED
+    again = only(deduper, article("a1", seed_text(0)))
+    assert again.record is not None
+    record = again.record
+    assert (record.article_id, record.duplicate_of, record.kind) == ("a1", "a1", "exact")
+
+
+def test_a_corrected_version_under_the_same_id_is_new(deduper: Deduper) -> None:
+    only(deduper, article("a1", seed_text(1)))
+    corrected = edit_words(seed_text(1), share=0.03, runs=2, rng=random.Random(7))
+    assert only(deduper, article("a1", corrected)).is_new
+
+
+def test_a_near_duplicate_is_not_stored(deduper: Deduper, store: InMemoryFingerprintStore) -> None:
+    only(deduper, article("a1", seed_text(2)))
+    edited = edit_words(seed_text(2), share=0.03, runs=2, rng=random.Random(3))
+    assert only(deduper, article("a2", edited)).record.kind == "near"
+    assert len(store) == 1
+    assert only(deduper, article("a3", edited)).record.duplicate_of == "a1"
+
+
+# --- batches ------------------------------------------------------------------------------------
+def test_the_first_article_of_a_batch_wins(deduper: Deduper) -> None:
+    edited = edit_words(seed_text(3), share=0.04, runs=2, rng=random.Random(5))
+    results = deduper.check(
+        [
+            article("x1", seed_text(3)),
+            article("x2", seed_text(3)),
+            article("x3", edited),
+            article("y1", seed_text(4)),
+            article("x1", seed_text(3)),
+        ]
+    )
+    assert [r.status for r in results] == ["new", "duplicate", "duplicate", "new", "duplicate"]
+    assert [(r.record.duplicate_of, r.record.kind) for r in results if r.record] == [
+        ("x1", "exact"),
+        ("x1", "near"),
+        ("x1", "exact"),
+    ]
+
+
+def test_in_batch_duplicates_point_to_the_stored_first_copy(deduper: Deduper) -> None:
+    only(deduper, article("first", seed_text(0)))
+    edited = edit_words(seed_text(0), share=0.03, runs=2, rng=random.Random(2))
+    results = deduper.check(
+        [article("c1", seed_text(0)), article("c2", seed_text(0)), article("c3", edited)]
+    )
+    assert [(r.record.duplicate_of, r.record.kind) for r in results] == [
+        ("first", "exact"),
+        ("first", "exact"),
+        ("first", "near"),
+    ]
+
+
+def test_every_result_carries_the_fingerprint(deduper: Deduper) -> None:
+    results = deduper.check([article("a", seed_text(0)), article("b", seed_text(0))])
+    assert [r.article.fingerprint for r in results] == [fingerprint(seed_text(0))] * 2
+
+
+def test_an_empty_batch_gives_nothing(deduper: Deduper) -> None:
+    assert deduper.check([]) == []
+
+
+# --- stability ----------------------------------------------------------------------------------
+def test_signatures_agree_across_deduper_instances() -> None:
+    one, two = Deduper(InMemoryFingerprintStore()), Deduper(InMemoryFingerprintStore())
+    a = one.check([article("a", seed_text(2))])[0].article
+    b = two.check([article("a", seed_text(2))])[0].article
+    assert a.fingerprint == b.fingerprint
+    assert signature(seed_text(2)).bands == signature(seed_text(2)).bands
+
+
+def test_signatures_agree_across_processes() -> None:
+    """A fresh interpreter (another hash seed) computes the same band keys and values."""
+    code = (
+        "import json, sys; from pipeline.stages.dedupe import signature;"
+        "s = signature(sys.stdin.read());"
+        "print(json.dumps([s.fingerprint, list(s.bands), s.minhash.tolist()]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=seed_text(1),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    ).stdout
+    here = signature(seed_text(1))
+    assert json.loads(out) == [here.fingerprint, list(here.bands), here.minhash.tolist()]
+
+
+def test_signature_values_are_pinned() -> None:
+    """Known values: a change here means the dedupe state must be rebuilt."""
+    sig = signature(PINNED_TEXT)
+    assert sig.fingerprint == PINNED_FINGERPRINT
+    assert sig.minhash[:4].tolist() == PINNED_VALUES
+    assert sig.bands[0] == PINNED_BAND
+
+
+PINNED_TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank, "
+    "while the farmer watches from the old wooden gate at dawn."
+)
+PINNED_FINGERPRINT = "cbfb22a7a56d6f15011b95c573bf41a7ca23c673"
+PINNED_VALUES = [525945524, 43808967, 134496638, 269171523]
+PINNED_BAND = "b00:ffe84750d7c63371"
