@@ -1,0 +1,210 @@
+"""Session fixtures: the Kafka broker and Elasticsearch node integration tests run against.
+
+Chosen lazily (only when a test asks for ``kafka_bootstrap``, ``es_url`` or ``es_client``, so
+unit tests start nothing), in this order:
+
+1. the servers named by ``NEWS_KAFKA_BOOTSTRAP`` and ``NEWS_ES_URL`` when both are set;
+2. containers (testcontainers) when a Docker engine answers;
+3. the local runtime (``pipeline.runtime``, data dir ``NEWS_DATA_DIR`` or ``<repo>/.newspipe``):
+   started for the session and stopped at its end, but only what this session started.
+
+The chosen addresses are exported as ``NEWS_KAFKA_BOOTSTRAP`` / ``NEWS_ES_URL`` (settings
+cache reset) so code under test sees them, and one line in the test log names the servers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import get_settings, reset_settings
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_IMAGE = "apache/kafka:3.9.1"
+ES_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch:{version}"
+
+
+@dataclass
+class Servers:
+    kafka_bootstrap: str
+    es_url: str
+    origin: str  # how we got them, for the log line
+    kafka_version: str | None = None  # exact version when known without asking the broker
+
+
+# --- the three sources ---------------------------------------------------------------------
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no client config, no socket, daemon down: all mean "no Docker"
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _containers() -> Iterator[Servers]:
+    """Kafka and Elasticsearch containers, published on 127.0.0.1 only.
+
+    Kafka runs as a plain container: testcontainers' KafkaContainer drives Confluent's image
+    scripts (/etc/confluent/docker/...), which the apache/kafka image does not have. Its host
+    port is chosen up front because the broker must advertise the address clients use.
+    """
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+    from testcontainers.elasticsearch import ElasticSearchContainer
+
+    settings = get_settings()
+    kafka_port = _free_port()
+    kafka = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{kafka_port}",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            KAFKA_NUM_PARTITIONS="4",
+            KAFKA_MESSAGE_MAX_BYTES=str(settings.max_message_bytes),
+            KAFKA_REPLICA_FETCH_MAX_BYTES=str(settings.max_message_bytes),
+        )
+        .waiting_for(LogMessageWaitStrategy("Kafka Server started"))
+    )
+    kafka.ports["9092/tcp"] = ("127.0.0.1", kafka_port)  # docker-py's (host ip, port) form
+    es = ElasticSearchContainer(ES_IMAGE.format(version=settings.es_version), mem_limit="2g")
+    es.with_env("ES_JAVA_OPTS", f"-Xms{settings.es_heap} -Xmx{settings.es_heap}")
+    es.with_env("discovery.type", "single-node")
+    es.ports[str(es.port)] = ("127.0.0.1", _free_port())
+    with kafka, es:
+        yield Servers(
+            kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+            es_url=f"http://{es.get_container_host_ip()}:{es.get_exposed_port(es.port)}",
+            origin="testcontainers",
+        )
+
+
+@contextmanager
+def _local_runtime() -> Iterator[Servers]:
+    from pipeline.runtime import LocalRuntime
+
+    data_dir = Path(os.environ.get("NEWS_DATA_DIR") or REPO / ".newspipe")
+    settings = get_settings().model_copy(update={"data_dir": data_dir})
+    runtime = LocalRuntime(settings)
+    statuses = runtime.up()
+    started = [s.name for s in statuses if s.started]
+    kafka = next(s for s in statuses if s.name == "kafka")
+    es = next(s for s in statuses if s.name == "elasticsearch")
+    origin = "started by the local runtime" if started else "already running (local runtime)"
+    try:
+        yield Servers(kafka.address, es.address, origin, kafka_version=kafka.version)
+    finally:
+        if started:  # leave servers someone else started running
+            runtime.down(only=started)
+
+
+# --- versions, for the log line -------------------------------------------------------------
+
+
+def _kafka_version(bootstrap: str) -> str:
+    """The broker's version as ApiVersions tells it (major.minor only)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        broker = admin.describe_cluster()["brokers"][0]["broker_id"]
+        return admin.get_broker_version_data(broker).broker_version_str
+    finally:
+        admin.close()
+
+
+def _es_version(client) -> str:
+    # nodes info rather than es.info(): GET / is served by the rest-root module, which the
+    # Elasticsearch integ-test distribution used by the local runtime does not include
+    nodes = client.nodes.info(node_id="_local", metric="_none")["nodes"]
+    return next(iter(nodes.values()))["version"]
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
+    kafka_env, es_env = os.environ.get("NEWS_KAFKA_BOOTSTRAP"), os.environ.get("NEWS_ES_URL")
+    if bool(kafka_env) != bool(es_env):
+        raise pytest.UsageError("set both NEWS_KAFKA_BOOTSTRAP and NEWS_ES_URL, or neither")
+    if kafka_env and es_env:
+        source = nullcontext(Servers(kafka_env, es_env, "given by NEWS_KAFKA_BOOTSTRAP/ES_URL"))
+    elif _docker_available():
+        source = _containers()
+    else:
+        source = _local_runtime()
+    with source as servers:
+        os.environ["NEWS_KAFKA_BOOTSTRAP"] = servers.kafka_bootstrap
+        os.environ["NEWS_ES_URL"] = servers.es_url
+        reset_settings()
+        _log_servers(request, servers)
+        yield servers
+
+
+def _log_servers(request: pytest.FixtureRequest, servers: Servers) -> None:
+    """One line in the test log, e.g. "Kafka 3.9.2 / Elasticsearch 8.19.21 started by the
+    local runtime"."""
+    from elasticsearch import Elasticsearch
+
+    with Elasticsearch(servers.es_url, request_timeout=30) as client:
+        es_version = _es_version(client)
+    kafka_version = servers.kafka_version or _kafka_version(servers.kafka_bootstrap)
+    line = f"Kafka {kafka_version} / Elasticsearch {es_version} {servers.origin}"
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():  # fixture setup output is captured otherwise
+        reporter.write_sep("-", line)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_servers: Servers) -> str:
+    """``host:port`` of the Kafka broker."""
+    return _servers.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def es_url(_servers: Servers) -> str:
+    """URL of the Elasticsearch node."""
+    return _servers.es_url
+
+
+@pytest.fixture(scope="session")
+def es_client(_servers: Servers):
+    """An ``elasticsearch.Elasticsearch`` client of the node."""
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(_servers.es_url, request_timeout=30)
+    yield client
+    client.close()
