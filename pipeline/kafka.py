@@ -44,7 +44,6 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         compression_type="gzip",
         linger_ms=5,
         max_request_size=settings.max_message_bytes,
-        buffer_memory=2 * settings.max_message_bytes,
         key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
         value_serializer=encode_value,
     )

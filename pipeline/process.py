@@ -10,6 +10,7 @@ rather than dead-lettered, so an outage stalls the stream instead of emptying it
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,59 +113,66 @@ class Pipeline:
         self._registry = None
         self._subscriptions = None
         self._ledger = None
+        self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
 
     # --- resources -----------------------------------------------------------------------
     @property
     def es(self):
-        if self._es is None:
-            from pipeline.es import make_client
+        with self._init_lock:
+            if self._es is None:
+                from pipeline.es import make_client
 
-            self._es = make_client(self.settings)
+                self._es = make_client(self.settings)
         return self._es
 
     @property
     def nlp(self):
-        if self._nlp is None:
-            from pipeline.nlp import load_nlp
+        with self._init_lock:
+            if self._nlp is None:
+                from pipeline.nlp import load_nlp
 
-            self._nlp = load_nlp(self.settings.spacy_model)
+                self._nlp = load_nlp(self.settings.spacy_model)
         return self._nlp
 
     @property
     def deduper(self):
-        if self._deduper is None:
-            from pipeline.stages.dedupe import Deduper
-            from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
+        with self._init_lock:
+            if self._deduper is None:
+                from pipeline.stages.dedupe import Deduper
+                from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
 
-            store = ElasticsearchFingerprintStore(self.es, self.settings.index("fingerprints"))
-            self._deduper = Deduper(store, threshold=self.settings.dedupe_threshold)
+                store = ElasticsearchFingerprintStore(self.es, self.settings.index("fingerprints"))
+                self._deduper = Deduper(store, threshold=self.settings.dedupe_threshold)
         return self._deduper
 
     @property
     def registry(self):
-        if self._registry is None:
-            from pipeline.stages.entity_registry import ElasticsearchEntityRegistry
+        with self._init_lock:
+            if self._registry is None:
+                from pipeline.stages.entity_registry import ElasticsearchEntityRegistry
 
-            self._registry = ElasticsearchEntityRegistry(self.es, self.settings.index("entities"))
+                self._registry = ElasticsearchEntityRegistry(self.es, self.settings.index("entities"))
         return self._registry
 
     @property
     def subscriptions(self):
         """The in-memory subscription index, following the subscriptions topic."""
-        if self._subscriptions is None:
-            from pipeline.alerts.matcher import SubscriptionIndex
-            from pipeline.alerts.subscriptions import SubscriptionFollower
+        with self._init_lock:
+            if self._subscriptions is None:
+                from pipeline.alerts.matcher import SubscriptionIndex
+                from pipeline.alerts.subscriptions import SubscriptionFollower
 
-            index = SubscriptionIndex(entity_resolver=self.resolve_entity)
-            self._subscriptions = SubscriptionFollower(self.settings, index)
+                index = SubscriptionIndex(entity_resolver=self.resolve_entity)
+                self._subscriptions = SubscriptionFollower(self.settings, index)
         return self._subscriptions
 
     @property
     def ledger(self):
-        if self._ledger is None:
-            from pipeline.alerts.delivery import AlertLedger
+        with self._init_lock:
+            if self._ledger is None:
+                from pipeline.alerts.delivery import AlertLedger
 
-            self._ledger = AlertLedger(self.es, self.settings.index("alerts"))
+                self._ledger = AlertLedger(self.es, self.settings.index("alerts"))
         return self._ledger
 
     def resolve_entity(self, name: str) -> set[str]:

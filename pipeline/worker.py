@@ -142,11 +142,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         await batches(stream, step, "alerts")
 
-    @app.task
-    async def warm_up():
-        await asyncio.to_thread(pipeline.warm_up)
-        log.info("newspipe worker ready: model %s", settings.spacy_model)
-
     return app
 
 
@@ -160,7 +155,12 @@ def run_worker(loglevel: str = "info") -> None:
     from pipeline.setup import setup
 
     settings = get_settings()
+    for noisy in ("elastic_transport", "kafka"):  # one line per request is not a worker log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     setup(settings)
-    app = create_app(settings)
+    pipeline = Pipeline(settings)
+    pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
+    log.info("newspipe worker ready: model %s", settings.spacy_model)
+    app = create_app(settings, pipeline)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

@@ -281,6 +281,31 @@ def _relabel_person_like(mentions: list[_Mention], persons: dict[str, tuple[str,
             m.type, (m.id, m.name) = "person", persons[word]
 
 
+def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
+    """Surnames the NER missed: a capitalised word outside every mention whose fold equals the
+    surname of a person this article names is a mention of that person (the NER misses e.g.
+    a sentence-initial "Kellogg shows ..." after tagging "Keith Kellogg" earlier)."""
+    persons = {m.person.surname: m for m in mentions if m.type == "person" and m.person and m.id}
+    if not persons:
+        return mentions
+    taken = [(m.start, m.end) for m in mentions]
+    recalled = []
+    for i, token in enumerate(doc):
+        if not token.is_title or fold_word(token.text) not in persons:
+            continue
+        if any(start < token.idx + len(token) and token.idx < end for start, end in taken):
+            continue
+        following = doc[i + 1] if i + 1 < len(doc) else None
+        if following is not None and following.is_title and not following.is_sent_start:
+            continue  # part of a longer name ("Kellogg Company"): not ours to guess
+        person = persons[fold_word(token.text)]
+        recalled.append(
+            _Mention("person", token.text, token.idx, token.idx + len(token), person=person.person,
+                     id=person.id, name=person.name)
+        )
+    return sorted(mentions + recalled, key=lambda m: m.start) if recalled else mentions
+
+
 def _resolve_others(mentions: list[_Mention]) -> None:
     for m in mentions:
         if m.id:
@@ -323,6 +348,7 @@ def extract_entities(
         raise ValueError(f"{len(articles)} articles but {len(docs)} docs")
     per_article = [_article_mentions(doc) for doc in docs]
     _resolve_persons(per_article, registry)
+    per_article = [_recall_surnames(doc, ms) for doc, ms in zip(docs, per_article)]
     for mentions in per_article:
         _resolve_others(mentions)
     return [_entities(a.body, ms) for a, ms in zip(articles, per_article)]

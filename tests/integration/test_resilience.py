@@ -25,14 +25,14 @@ def _dead_letters(stack) -> list[DeadLetter]:
     return [DeadLetter.model_validate_json(v) for v in stack.topic_values("deadletter")]
 
 
-def _wait(predicate, timeout_s: float = 60.0, what: str = "condition"):
+def _wait(predicate, timeout_s: float = 60.0, what: str = "condition", describe=None):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what}" + (f": {describe()}" if describe else ""))
 
 
 def _alert_count(stack) -> int:
@@ -134,7 +134,13 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
         dead = {l.key for l in _dead_letters(stack) if l.key in sent}
         return (done | dead) >= sent or None
 
-    _wait(settled, timeout_s=300, what="every sent article indexed or recorded")
+    def progress() -> str:
+        dups = {d.article_id for d in _duplicates(stack)} & sent
+        dead = {l.key for l in _dead_letters(stack)} & sent
+        return (f"{len(indexed())} indexed, {len(dups)} duplicates, {len(dead)} dead of {len(sent)} sent\n"
+                + stack.worker.log_tail())
+
+    _wait(settled, timeout_s=300, what="every sent article indexed or recorded", describe=progress)
     assert killed_at < len(sent), "the worker finished before it was killed: nothing was tested"
     stack.es.indices.refresh(index=index)
     assert stack.count("articles") == before + len(indexed())
