@@ -42,6 +42,22 @@ def stop_worker(worker: subprocess.Popen) -> None:
             worker.wait()
 
 
+def wait_ready(worker: subprocess.Popen, log_path: Path, timeout_s: float = 180) -> float:
+    """Wait until the worker has joined its consumer group and consumes (its ready file)."""
+    from pipeline.worker import ready_path
+
+    started = time.monotonic()
+    ready = ready_path(get_settings(), worker.pid)
+    while not ready.exists():
+        if worker.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-30:]
+            raise RuntimeError("the worker stopped:\n" + "\n".join(tail))
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"the worker was not ready after {timeout_s:.0f}s; see {log_path}")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def wait_indexed(pipeline, ids: list[str], worker: subprocess.Popen, log_path: Path, timeout_s: float = 180) -> float:
     """Wait until every id is in the articles index (or went to the dead-letter topic)."""
     started = time.monotonic()
@@ -82,6 +98,7 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
     log_path = settings.data_dir / "logs" / "worker.log"
     worker = start_worker(log_path)
     console.print(f"Faust worker pid {worker.pid}, log {log_path}")
+    console.print(f"worker ready in {wait_ready(worker, log_path):.1f}s")
     try:
         console.rule(f"4. subscribe to {query!r}")
         store = SubscriptionStore(settings, pipeline.es)

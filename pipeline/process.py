@@ -182,7 +182,11 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Load the model and connect the stores now rather than on the first message."""
-        _ = self.nlp, self.deduper, self.registry, self.subscriptions, self.ledger
+        from pipeline.stages.language import get_detector
+
+        _ = self.deduper, self.registry, self.subscriptions, self.ledger
+        get_detector()
+        list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
 
     # --- steps -------------------------------------------------------------------------------
     def clean_and_dedupe(self, messages: Sequence[InMessage], *, reprocess: bool = False) -> StepResult:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 import faust
@@ -150,6 +152,28 @@ def _dead_for(by_id: dict[str, InMessage], article, stage: str, error: str) -> D
     return message.dead(stage, error)
 
 
+def ready_path(settings: Settings, pid: int) -> Path:
+    """Exists while the worker with this pid has joined its group and is consuming."""
+    return settings.data_dir / "run" / f"worker-{pid}.ready"
+
+
+class Worker(faust.Worker):
+    """A Faust worker that says when it is ready (a file per process, see :func:`ready_path`)."""
+
+    def __init__(self, app: faust.App, ready_file: Path, **kwargs):
+        super().__init__(app, **kwargs)
+        self.ready_file = ready_file
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        self.ready_file.write_text(str(os.getpid()))
+
+    async def on_stop(self) -> None:
+        self.ready_file.unlink(missing_ok=True)
+        await super().on_stop()
+
+
 def run_worker(loglevel: str = "info") -> None:
     """Set up topics and indices, then run the worker until interrupted."""
     from pipeline.setup import setup
@@ -162,5 +186,5 @@ def run_worker(loglevel: str = "info") -> None:
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
     log.info("newspipe worker ready: model %s", settings.spacy_model)
     app = create_app(settings, pipeline)
-    worker = faust.Worker(app, loglevel=loglevel)
+    worker = Worker(app, ready_path(settings, os.getpid()), loglevel=loglevel)
     worker.execute_from_commandline()

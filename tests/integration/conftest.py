@@ -33,6 +33,15 @@ class Worker:
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
+    def wait_ready(self, settings: Settings, timeout_s: float = 180.0) -> None:
+        from pipeline.worker import ready_path
+
+        ready, deadline = ready_path(settings, self.process.pid), time.monotonic() + timeout_s
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("worker not ready:\n" + self.log_tail())
+            time.sleep(0.2)
+
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no final commit."""
         if self.process and self.process.poll() is None:
@@ -129,6 +138,7 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     store.close()
 
     worker.start()
+    worker.wait_ready(settings)
     for item in iter_inputs([REPO / "seeds"]):
         stack.seed_ids[Path(item.model_extra["path"]).name[:3]] = item.id
     report = stack.publish([REPO / "seeds"])
