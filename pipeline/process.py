@@ -105,12 +105,22 @@ def isolate(
 class Pipeline:
     """The stages with their resources (model, stores, clients), created on first use."""
 
-    def __init__(self, settings: Settings | None = None, *, es: Any = None, nlp: Any = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        es: Any = None,
+        nlp: Any = None,
+        deduper: Any = None,
+        registry: Any = None,
+    ):
+        """Resources not given are made on first use from the settings (Elasticsearch-backed
+        dedupe state and entity registry); benchmarks pass in-memory ones."""
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
-        self._deduper = None
-        self._registry = None
+        self._deduper = deduper
+        self._registry = registry
         self._subscriptions = None
         self._ledger = None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once

@@ -446,7 +446,7 @@ def test_dockerfile_model_and_entrypoint():
     instructions = dockerfile_instructions()
     assert ("ARG", "SPACY_MODEL=en_core_web_sm") in instructions
     assert ("ENV", "NEWS_SPACY_MODEL=${SPACY_MODEL}") in instructions
-    assert Settings(_env_file=None).spacy_model == "en_core_web_sm"
+    assert Settings.model_fields["spacy_model"].default == "en_core_web_sm"
     runs = " ".join(rest for kw, rest in instructions if kw == "RUN")
     assert 'python -m spacy download "${SPACY_MODEL}"' in runs
     assert 'pip install --no-deps "/ctx/${SPACY_MODEL}"' in runs  # a .whl in the build context
