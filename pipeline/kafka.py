@@ -15,6 +15,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.serializer import Serializer
 from pydantic import BaseModel
 
 from pipeline.settings import Settings, get_settings
@@ -33,6 +34,18 @@ def encode_value(value: BaseModel | dict | bytes | str | None) -> bytes | None:
     return json.dumps(value, default=str).encode("utf-8")
 
 
+class KeySerializer(Serializer):
+    def serialize(self, topic, headers, data):
+        return data.encode("utf-8") if isinstance(data, str) else data
+
+
+class ValueSerializer(Serializer):
+    """pydantic models as JSON, str as UTF-8, bytes as they are, None as a tombstone."""
+
+    def serialize(self, topic, headers, data):
+        return encode_value(data)
+
+
 def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
     settings = settings or get_settings()
     config: dict[str, Any] = dict(
@@ -44,8 +57,8 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         compression_type="gzip",
         linger_ms=5,
         max_request_size=settings.max_message_bytes,
-        key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
-        value_serializer=encode_value,
+        key_serializer=KeySerializer(),
+        value_serializer=ValueSerializer(),
     )
     config.update(overrides)
     return KafkaProducer(**config)
