@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -305,10 +304,6 @@ def cmd_deadletters(limit: int = typer.Option(20, help="how many, newest last"))
         where = f"{letter.topic}[{letter.partition}]@{letter.offset}" if letter.topic else "ingest"
         console.print(f"[red]{letter.stage}[/] {letter.error_type}: {letter.error} [dim]({where}, {len(letter.payload)} chars)[/]")
     console.print(f"{len(letters)} dead letter(s)")
-
-
-def _elapsed(started: float) -> str:
-    return f"{time.monotonic() - started:.1f}s"
 
 
 if __name__ == "__main__":

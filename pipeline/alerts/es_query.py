@@ -22,7 +22,6 @@ from pipeline.alerts.query import (
     Field,
     Node,
     Not,
-    Or,
     Phrase,
     Term,
     normalize_event_type,

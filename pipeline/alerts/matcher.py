@@ -36,7 +36,6 @@ from pipeline.alerts.query import (
     Field,
     Node,
     Not,
-    Or,
     Phrase,
     Term,
     normalize_event_type,
