@@ -22,27 +22,13 @@ from pipeline.stages.dedupe_store import (
     FingerprintEntry,
 )
 from schemas.models import CleanArticle
+from tests.unit.test_dedupe import article, seed_text
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = sorted((REPO / "seeds").glob("*.txt"))
 TEMPLATE = REPO / "deploy" / "elasticsearch" / "fingerprints.json"
-
-
-def article(article_id: str, body: str) -> CleanArticle:
-    return CleanArticle(
-        id=article_id,
-        source="test",
-        title=f"title of {article_id}",
-        body=body,
-        language="en",
-        ingested_at=datetime(2025, 6, 1, tzinfo=timezone.utc),
-    )
-
-
-def seed_text(index: int) -> str:
-    return SEEDS[index].read_text(encoding="utf-8")
 
 
 def seeds() -> list[CleanArticle]:
