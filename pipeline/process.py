@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pipeline.deadletter import dead_letter
 from pipeline.settings import Settings, get_settings
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 TRANSIENT_ERRORS = (ESConnectionError, ConnectionTimeout)
 
@@ -208,13 +209,9 @@ class Pipeline:
         from pipeline.stages.clean import clean
 
         result = StepResult()
+        raws, result.dead = decode(messages, RawArticle)
         cleaned: list[tuple[InMessage, CleanArticle]] = []
-        for message in messages:
-            try:
-                raw = RawArticle.model_validate_json(message.value)
-            except ValidationError as exc:
-                result.dead.append(message.dead("decode", _validation_reason(exc)))
-                continue
+        for message, raw in raws:
             try:
                 cleaned.append((message, clean(raw, max_body_chars=self.settings.max_body_chars)))
             except Exception as exc:  # CleanError and any bug: the message goes to the DLQ
@@ -235,12 +232,7 @@ class Pipeline:
     def enrich(self, messages: Sequence[InMessage]) -> StepResult:
         """CleanArticle -> EnrichedArticle: entities and events, one nlp.pipe over the batch."""
         result = StepResult()
-        articles: list[tuple[InMessage, CleanArticle]] = []
-        for message in messages:
-            try:
-                articles.append((message, CleanArticle.model_validate_json(message.value)))
-            except ValidationError as exc:
-                result.dead.append(message.dead("decode", _validation_reason(exc)))
+        articles, result.dead = decode(messages, CleanArticle)
         ok, failed = retry_transient(
             lambda: isolate(lambda pairs: self.enrich_articles([a for _, a in pairs]), articles),
             what="enrich",
@@ -277,13 +269,8 @@ class Pipeline:
         ]
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
-        result = StepResult()
-        for message in messages:
-            try:
-                result.passed.append(EnrichedArticle.model_validate_json(message.value))
-            except ValidationError as exc:
-                result.dead.append(message.dead("decode", _validation_reason(exc)))
-        return result
+        decoded, dead = decode(messages, EnrichedArticle)
+        return StepResult(passed=[article for _, article in decoded], dead=dead)
 
     def index(self, articles: list[EnrichedArticle]) -> list[tuple[EnrichedArticle, str]]:
         """Bulk-index; then the dedupe state records the articles as indexed. Returns the
@@ -315,6 +302,19 @@ class Pipeline:
             for subscription, found in self.subscriptions.index.match(view):
                 alerts.append(make_alert(subscription, article, found, snippet(article, found)))
         return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
+
+
+def decode(
+    messages: Sequence[InMessage], model: type[M]
+) -> tuple[list[tuple[InMessage, M]], list[DeadLetter]]:
+    """Parse each message as ``model``; one that does not parse becomes a dead letter."""
+    decoded, dead = [], []
+    for message in messages:
+        try:
+            decoded.append((message, model.model_validate_json(message.value)))
+        except ValidationError as exc:
+            dead.append(message.dead("decode", _validation_reason(exc)))
+    return decoded, dead
 
 
 def _validation_reason(exc: ValidationError) -> str:
