@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.serializer import Serializer
 from pydantic import BaseModel
 
@@ -22,6 +22,28 @@ from pipeline.settings import Settings, get_settings
 from pipeline.topics import topic_configs
 
 log = logging.getLogger(__name__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for Kafka errors about the cluster rather than the message: no broker, a timeout, a
+    leader moving (kafka-python's and aiokafka's "retriable" errors, timeouts, lost
+    connections). Such errors are retried, never dead-lettered."""
+    try:
+        from aiokafka import errors as aioerrors
+    except ImportError:  # pragma: no cover - the worker's dependency
+        aioerrors = None
+    kafka_errors: tuple[type, ...] = (KafkaError,)
+    if aioerrors is not None:
+        kafka_errors += (aioerrors.KafkaError,)
+        if isinstance(exc, (aioerrors.KafkaTimeoutError, aioerrors.KafkaConnectionError,
+                            aioerrors.NoBrokersAvailable, aioerrors.NodeNotReadyError,
+                            aioerrors.RequestTimedOutError, aioerrors.NotLeaderForPartitionError,
+                            aioerrors.LeaderNotAvailableError)):
+            return True
+    if not isinstance(exc, kafka_errors):
+        return False
+    name = type(exc).__name__
+    return bool(getattr(exc, "retriable", False)) or "Timeout" in name or "Connection" in name
 
 
 def encode_value(value: BaseModel | dict | bytes | str | None) -> bytes | None:

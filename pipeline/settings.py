@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     batch_wait_s: float = Field(0.1, description="longest wait to fill a batch, seconds")
     worker_store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://)")
 
+    retry_max_wait_s: float = Field(
+        2.0, description="longest wait between retries of a server that is down (seconds)"
+    )
     max_body_chars: int = Field(
         1_000_000, description="longer bodies are rejected to the dead-letter topic"
     )
