@@ -251,12 +251,18 @@ class Pipeline:
             what="dedupe",
         )
         result.dead += [message.dead("dedupe", exc) for (message, _), exc in failed]
-        for (_, article), outcome in ok:  # outcome: DedupeResult
-            record = outcome.record
-            if record is not None and not (reprocess and record.duplicate_of == article.id):
-                result.duplicates.append(record)
+        redelivered = 0
+        for _, outcome in ok:  # outcome: DedupeResult
+            if outcome.redelivered:  # already processed: not a duplicate of itself
+                redelivered += 1
+                if reprocess:
+                    result.passed.append(outcome.article)
+            elif outcome.record is not None:
+                result.duplicates.append(outcome.record)
             else:
                 result.passed.append(outcome.article)
+        if redelivered and not reprocess:
+            log.info("dedupe: %d redelivered article(s) already processed, skipped", redelivered)
         return result
 
     def enrich(self, messages: Sequence[InMessage]) -> StepResult:
