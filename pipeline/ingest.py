@@ -675,11 +675,20 @@ def publish(
             display.update(task, articles=len(deliveries.article_ids),
                            rejected=len(report.rejected))
         display.update(task, description="flushing")
-        producer.flush()
+        deadline = settings.producer_deadline_s
+        try:
+            producer.flush(timeout=deadline)
+        except KafkaError as error:  # the deadline passed with messages unacknowledged
+            report.stopped = (f"the broker did not acknowledge every message within {deadline:g}s "
+                              f"(NEWS_PRODUCER_DEADLINE_S): {_describe(error)}")
     report.ids = [i for n, i in enumerate(deliveries.article_ids) if n in deliveries.acked]
     report.sent = len(report.ids)
     report.failed = list(deliveries.failed)
     report.elapsed = time.monotonic() - started
+    if report.stopped:
+        report.stopped += (f"; {report.sent} of {len(deliveries.article_ids)} articles read so far "
+                           "acknowledged; run the same command again to resume (ids are "
+                           "deterministic: nothing is doubled)")
     return report
 
 
@@ -738,11 +747,13 @@ def cmd_ingest(
             report = publish(iter_inputs(paths), producer, settings, progress=not quiet)
             if not quiet:
                 print_report(report, console)
-            ok = not report.failed
+            elif report.stopped:
+                Console(stderr=True).print(f"stopped early: {report.stopped}", markup=False)
+            ok = not report.failed and not report.stopped
         if feed:
             ok = _run_feeds(feed, interval, once, producer, settings, console, quiet) and ok
     finally:
-        producer.close()
+        producer.close(timeout=5)  # unacknowledged messages were reported: do not wait on them
     if not ok:
         raise typer.Exit(1)
 
@@ -781,7 +792,7 @@ def _run_feeds(
                     console.print(f"[yellow]feed {url}: {error}[/]")
                 if not quiet and (once or report.sent or report.rejected or report.failed):
                     print_report(report, console)
-                ok = ok and not report.failed and not (once and errors)
+                ok = ok and not report.failed and not report.stopped and not (once and errors)
                 if once:
                     return ok
                 time.sleep(interval)

@@ -70,9 +70,14 @@ class ValueSerializer(Serializer):
 
 def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
     settings = settings or get_settings()
+    deadline_ms = int(settings.producer_deadline_s * 1000)
     config: dict[str, Any] = dict(
         bootstrap_servers=settings.kafka_bootstrap_list,
         client_id="newspipe-producer",
+        # every send and flush ends by the deadline: a missing broker is an error, not a hang
+        max_block_ms=deadline_ms,
+        delivery_timeout_ms=deadline_ms,
+        request_timeout_ms=min(30_000, max(deadline_ms // 2, 1000)),
         acks="all",
         enable_idempotence=True,
         retries=10,

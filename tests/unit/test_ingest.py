@@ -261,8 +261,18 @@ class FakeProducer:
         self.pending.clear()
         self.flushed = True
 
-    def close(self):
+    def close(self, timeout=None):
         pass
+
+
+class StuckProducer(FakeProducer):
+    """A broker gone away: the first two sends are acknowledged, the rest never are."""
+
+    def flush(self, timeout=None):
+        for key, future in self.pending[:2]:
+            future.success(object())
+        self.flush_timeout = timeout
+        raise KafkaTimeoutError(f"Failed to flush buffered records within {timeout} secs")
 
 
 @pytest.fixture
@@ -357,3 +367,24 @@ def test_cli_needs_paths_or_feeds(monkeypatch):
     result = run_cli(monkeypatch, FakeProducer())
     assert result.exit_code == 2
 
+
+
+def test_a_flush_past_its_deadline_reports_what_was_acknowledged(settings):
+    items = list(iter_inputs([SEEDS]))
+    producer = StuckProducer()
+    report = publish(items, producer, settings.model_copy(update={"producer_deadline_s": 7}),
+                     progress=False)
+    assert producer.flush_timeout == 7
+    assert report.sent == 2 and report.ids == [items[0].id, items[1].id]
+    assert f"2 of {len(items)} articles" in report.stopped
+    assert "run the same command again to resume" in report.stopped
+    assert "\n" not in report.stopped
+
+
+def test_ingest_exits_non_zero_with_one_line_when_the_broker_never_acknowledges(monkeypatch):
+    monkeypatch.setattr(ingest, "_connect", lambda settings, console: StuckProducer())
+    app = typer.Typer()
+    app.command()(ingest.cmd_ingest)
+    result = CliRunner().invoke(app, [str(SEEDS), "--quiet"])
+    assert result.exit_code == 1
+    assert "stopped early" in result.output and "Traceback" not in result.output
