@@ -784,7 +784,7 @@ def _run_feeds(
     from pipeline.feeds import make_client
 
     ok = True
-    with make_client() as client:
+    with make_client(timeout=settings.feed_timeout_s) as client:
         try:
             while True:
                 report, errors = feed_cycle(urls, client, producer, settings, progress=not quiet)
