@@ -29,6 +29,7 @@ unparsable one does not reject the article: it is moved to the extra field
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import logging
 import math
@@ -172,8 +173,46 @@ def _open_input(path: Path, compression: str | None) -> BinaryIO:
     if compression == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)
+        return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
     return path.open("rb")
+
+
+class _ZstdReader(io.RawIOBase):
+    """A zstd file as a raw stream that, unlike zstandard's reader, fails on a truncated file
+    (when the frame header declares its size, as ``zstd`` and ``compress`` write it)."""
+
+    def __init__(self, path: Path) -> None:
+        import zstandard
+
+        self._file = path.open("rb")
+        try:
+            self._expected = zstandard.frame_content_size(self._file.read(18))
+        except zstandard.ZstdError:
+            self._expected = -1  # not a zstd header: the reader raises on the first read
+        self._file.seek(0)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            self._file, read_across_frames=True
+        )
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        import zstandard
+
+        data = self._reader.read(len(buffer))
+        if not data and 0 <= self._count < self._expected:
+            raise zstandard.ZstdError(
+                f"truncated: {self._count} of {self._expected} bytes decompressed")
+        buffer[: len(data)] = data
+        self._count += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._reader.close()
+        self._file.close()
+        super().close()
 
 
 def _one_line(error: BaseException) -> str:
@@ -212,13 +251,30 @@ def decode_text(data: bytes, *, boms: bool = True) -> str | None:
             return None
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data).best()
+        best = _best_match(from_bytes(data))
         if best is None:
             return None
         text = str(best)
         if not any(ch.isalpha() for ch in text[:8192]):  # a guess that reads as no words
             return None
     return None if _looks_binary(text) else text
+
+
+PREFERRED_ON_TIE = ("cp1252", "utf_8", "latin_1")
+"""among candidates charset-normalizer ranks equal, the most used legacy encoding wins
+(Windows-1252 is the web's default for undeclared Western text)"""
+
+
+def _best_match(matches):
+    best = matches.best()
+    if best is None:
+        return None
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    for name in PREFERRED_ON_TIE:
+        for match in tied:
+            if name in (match.encoding, *match.could_be_from_charset):
+                return match
+    return best
 
 
 def _garbled(text: str) -> bool:
@@ -403,8 +459,6 @@ def _iter_json_lines(path: Path, stream: BinaryIO, settings: Settings) -> Iterat
 
 
 def _prepend(head: bytes, stream: BinaryIO) -> BinaryIO:
-    import io
-
     class _Joined(io.RawIOBase):
         def __init__(self) -> None:
             self.head = head
