@@ -258,6 +258,7 @@ def run_worker(loglevel: str = "info") -> None:
     for noisy in ("elastic_transport", "kafka"):  # one line per request is not a worker log
         logging.getLogger(noisy).setLevel(logging.WARNING)
     setup(settings)
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
     pipeline = Pipeline(settings)
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
     log.info("newspipe worker ready: model %s", settings.spacy_model)

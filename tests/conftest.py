@@ -36,6 +36,7 @@ class Servers:
     es_url: str
     origin: str  # how we got them, for the log line
     kafka_version: str | None = None  # exact version when known without asking the broker
+    runtime: object | None = None  # the LocalRuntime that runs them, when it does (fault tests)
 
 
 # --- the three sources ---------------------------------------------------------------------
@@ -120,7 +121,8 @@ def _local_runtime() -> Iterator[Servers]:
     es = next(s for s in statuses if s.name == "elasticsearch")
     origin = "started by the local runtime" if started else "already running (local runtime)"
     try:
-        yield Servers(kafka.address, es.address, origin, kafka_version=kafka.version)
+        yield Servers(kafka.address, es.address, origin, kafka_version=kafka.version,
+                      runtime=runtime)
     finally:
         if started:  # leave servers someone else started running
             runtime.down(only=started)
