@@ -53,6 +53,22 @@ def kill_server(runtime, name: str) -> None:
         time.sleep(0.2)
 
 
+def resumed_after(scenario, since: float, timeout_s: float = 120.0) -> float | None:
+    """Seconds from ``since`` (wall clock) until no worker waits for a server any more, from
+    the workers' status files (a figure to print, not to assert)."""
+    from pipeline.runtime.health import read_statuses
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = [s for i in range(len(scenario.workers))
+                    for s in read_statuses(scenario.workdir / f"worker-{i}")]
+        if statuses and not any(s.get("waiting_for") for s in statuses):
+            written = min(s.get("written_at", time.time()) for s in statuses)
+            return max(0.0, written - since)
+        time.sleep(0.2)
+    return None
+
+
 def restore_servers(runtime) -> float:
     """Start whatever is down; returns the seconds it took until both answer."""
     started = time.monotonic()

@@ -21,6 +21,7 @@ from tests.faults.conftest import (
     corpus_articles,
     kill_server,
     restore_servers,
+    resumed_after,
     settle_and_check,
 )
 
@@ -44,7 +45,9 @@ def test_elasticsearch_down_30s(scenario, local_runtime):
     kill_server(local_runtime, "elasticsearch")
     time.sleep(max(0.0, 30 - (time.monotonic() - down_at) - 20))  # + ~20 s to start again
     took = restore_servers(local_runtime)
-    print(f"Elasticsearch down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s)")
+    answered = time.time()
+    print(f"Elasticsearch down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
+          f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered")
     settle_and_check(scenario, stream)
 
 
@@ -57,7 +60,9 @@ def test_broker_down_20s(scenario, local_runtime):
     kill_server(local_runtime, "kafka")
     time.sleep(max(0.0, 20 - (time.monotonic() - down_at) - 5))  # + ~5 s to start again
     took = restore_servers(local_runtime)
-    print(f"Kafka down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s)")
+    answered = time.time()
+    print(f"Kafka down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
+          f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered")
     settle_and_check(scenario, stream)
 
 
