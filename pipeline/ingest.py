@@ -778,7 +778,8 @@ def _progress_display(enabled: bool) -> Iterator[tuple[Progress, TaskID]]:
 
 def cmd_ingest(
     paths: list[Path] = typer.Argument(
-        None, exists=True, help="files or directories: .json, .jsonl/.ndjson, or plain text"
+        None, exists=True,
+        help="files or directories: .json, .jsonl/.ndjson or plain text, also .gz/.bz2/.xz/.zst",
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="seconds between polls"),
