@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     es_port: int = 9200
+    es_transport_port: int | None = Field(
+        None, description="Elasticsearch node-to-node port (default: NEWS_ES_PORT + 100)"
+    )
+    dist_dir: Path | None = Field(
+        None,
+        description="where Maven puts the Kafka and Elasticsearch distributions "
+        "(default: <data_dir>/dist); several data dirs may share one",
+    )
     kafka_heap: str = "512m"
     es_heap: str = "512m"
     es_run_as: str = Field(
