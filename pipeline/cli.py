@@ -21,6 +21,23 @@ app.add_typer(alerts_app, name="alerts")
 console = Console()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"newspipe {version('newspipe')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Streaming news ingestion: Kafka -> Faust -> spaCy -> Elasticsearch, with alerts."""
+
+
 def _settings():
     from pipeline.settings import get_settings
 

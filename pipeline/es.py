@@ -16,11 +16,12 @@ from typing import Any, Iterable
 
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "elasticsearch"
+TEMPLATES_DIR = resource("elasticsearch")
 FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities")
 
 

@@ -319,8 +319,11 @@ def decode(
 
 def _validation_reason(exc: ValidationError) -> str:
     """A pydantic error as one short line a user can act on."""
+    errors = exc.errors()
+    # a record of a newer major version fails on more fields; its version is the reason
+    errors = [e for e in errors if e["loc"] == ("schema_version",)] or errors
     parts = []
-    for error in exc.errors()[:5]:
+    for error in errors[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "message"
         parts.append(f"{where}: {error['msg']}")
     return "invalid article: " + "; ".join(parts)

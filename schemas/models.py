@@ -1,8 +1,11 @@
 """Data contracts: every message that crosses a Kafka topic, as pydantic v2 models.
 
-Each message carries ``schema_version``. A consumer accepts any message whose major version it
-knows; fields are only ever added (never renamed or retyped) within a major version.
-The exported JSON Schemas live beside this module in ``schemas/json/`` (see ``export.py``).
+Each message carries ``schema_version`` ("MAJOR.MINOR"). Within a major version writers only add
+optional fields and readers ignore fields they do not know, so workers of two releases can run
+side by side during a rolling upgrade; a message of a newer major version is refused with a
+clear reason (and dead-lettered by the stage that reads it). The policy, and the check CI runs
+against the last release, are in ``schemas/README.md``. The exported JSON Schemas live beside
+this module in ``schemas/json/`` (see ``export.py``).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = "1.0"
+SCHEMA_MAJOR = int(SCHEMA_VERSION.split(".")[0])
 
 EntityType = Literal["person", "organization", "location", "group", "misc"]
 """Entity types: a small set every spaCy NER label maps to (see pipeline.stages.entities)."""
@@ -22,11 +26,27 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Message(BaseModel):
-    """Base of all topic messages."""
+def check_schema_version(value: str) -> str:
+    """``value`` when this release can read it: "MAJOR.MINOR" with a major it knows."""
+    major, dot, minor = value.partition(".")
+    if not (major.isdigit() and dot and minor.isdigit()):
+        raise ValueError(f"schema_version {value!r} is not MAJOR.MINOR")
+    if int(major) > SCHEMA_MAJOR:
+        raise ValueError(
+            f"schema_version {value} is newer than this newspipe reads "
+            f"({SCHEMA_MAJOR}.x): upgrade the reader, then replay the dead letter"
+        )
+    return value
 
-    model_config = ConfigDict(extra="forbid")
+
+class Message(BaseModel):
+    """Base of all topic messages: fields a reader does not know are ignored (a newer minor
+    version's additions), a newer major version is refused."""
+
+    model_config = ConfigDict(extra="ignore")
     schema_version: str = SCHEMA_VERSION
+
+    _check_version = field_validator("schema_version")(check_schema_version)
 
 
 class RawArticle(Message):

@@ -1,6 +1,6 @@
 """The local runtime: single-node Kafka (KRaft) and Elasticsearch as plain JVM processes.
 
-No Docker: the servers are resolved from Maven Central by ``deploy/local/pom.xml`` and run
+No Docker: the servers are resolved from Maven Central by ``deploy/local/pom.xml`` (package data) and run
 with the machine's Java. Everything lives under ``settings.data_dir``::
 
     dist/kafka-<v>/libs/, dist/elasticsearch-<v>/   resolved once by Maven, then cached
@@ -47,9 +47,10 @@ from pipeline.runtime.process import (
     tail,
     write_pid,
 )
+from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
 
-POM = Path(__file__).resolve().parents[2] / "deploy" / "local" / "pom.xml"
+POM = resource("local", "pom.xml")
 HOST = "127.0.0.1"
 KAFKA = "kafka"
 ES = "elasticsearch"
