@@ -3,8 +3,11 @@
 
 Each step takes a batch and returns what passes on plus dead letters for what failed; one bad
 message never fails its batch (:func:`isolate` retries a failed batch item by item to find it).
-Transport failures of Elasticsearch are not a message's fault: they are retried (with backoff)
-rather than dead-lettered, so an outage stalls the stream instead of emptying it.
+Transient server faults (Elasticsearch or Kafka unreachable, timeouts, 429/503, a leader
+moving: :func:`is_transient`) are not a message's fault: they are retried with a backoff capped
+at ``settings.retry_max_wait_s`` (so the stream resumes within a few seconds of the server
+answering again) rather than dead-lettered; an outage stalls the stream instead of emptying it.
+While it waits, the step says so in :data:`pipeline.runtime.health.HEALTH`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from elasticsearch import ConnectionError as ESConnectionError
-from elasticsearch import ConnectionTimeout
 from pydantic import BaseModel, ValidationError
 
+from pipeline import es as _es
+from pipeline import kafka as _kafka
 from pipeline.deadletter import dead_letter
+from pipeline.runtime.health import HEALTH
 from pipeline.settings import Settings, get_settings
 from schemas import (
     Alert,
@@ -37,7 +41,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 
-TRANSIENT_ERRORS = (ESConnectionError, ConnectionTimeout)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A server fault, not the message's: retry, never dead-letter."""
+    return _es.is_transient(exc) or _kafka.is_transient(exc)
+
+
+def server_of(exc: BaseException) -> str:
+    return "Elasticsearch" if _es.is_transient(exc) else "Kafka"
 
 
 @dataclass(frozen=True)
@@ -69,16 +81,34 @@ class StepResult:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
-def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float = 30.0) -> R:
-    """Call ``fn`` until it does not fail with a transport error (backoff up to max_wait_s)."""
-    delay = 0.5
-    while True:
-        try:
-            return fn()
-        except TRANSIENT_ERRORS as exc:
-            log.warning("%s: Elasticsearch unreachable (%s); retrying in %.1fs", what, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, max_wait_s)
+def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float | None = None) -> R:
+    """Call ``fn`` until it does not fail with a transient server error (:func:`is_transient`).
+
+    The wait between attempts doubles from 0.2 s up to ``max_wait_s`` (default
+    ``settings.retry_max_wait_s``): the call goes on at most that long after the server
+    answers again. Other errors propagate at once.
+    """
+    if max_wait_s is None:
+        max_wait_s = get_settings().retry_max_wait_s
+    delay = 0.2
+    waited = False
+    try:
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                server = server_of(exc)
+                HEALTH.waiting(what, server, exc)
+                log.warning("%s: waiting for %s (%s); retrying in %.1fs", what, server,
+                            " ".join(str(exc).split())[:200], delay)
+                waited = True
+                time.sleep(delay)
+                delay = min(delay * 2, max_wait_s)
+    finally:
+        if waited:
+            HEALTH.resumed(what)
 
 
 def isolate(
@@ -90,9 +120,9 @@ def isolate(
         return [], []
     try:
         return list(zip(items, fn(list(items)), strict=True)), []
-    except TRANSIENT_ERRORS:
-        raise
     except Exception as exc:
+        if is_transient(exc):
+            raise
         if len(items) == 1:
             return [], [(items[0], exc)]
     ok, failed = [], []
@@ -221,12 +251,18 @@ class Pipeline:
             what="dedupe",
         )
         result.dead += [message.dead("dedupe", exc) for (message, _), exc in failed]
-        for (_, article), outcome in ok:  # outcome: DedupeResult
-            record = outcome.record
-            if record is not None and not (reprocess and record.duplicate_of == article.id):
-                result.duplicates.append(record)
+        redelivered = 0
+        for _, outcome in ok:  # outcome: DedupeResult
+            if outcome.redelivered:  # already processed: not a duplicate of itself
+                redelivered += 1
+                if reprocess:
+                    result.passed.append(outcome.article)
+            elif outcome.record is not None:
+                result.duplicates.append(outcome.record)
             else:
                 result.passed.append(outcome.article)
+        if redelivered and not reprocess:
+            log.info("dedupe: %d redelivered article(s) already processed, skipped", redelivered)
         return result
 
     def enrich(self, messages: Sequence[InMessage]) -> StepResult:
@@ -295,7 +331,7 @@ class Pipeline:
 
         if not articles:
             return []
-        self.subscriptions.catch_up()
+        retry_transient(self.subscriptions.catch_up, what="subscriptions")
         alerts = []
         for article in articles:
             view = ArticleView.from_article(article)

@@ -72,12 +72,29 @@ class Settings(BaseSettings):
     batch_wait_s: float = Field(0.1, description="longest wait to fill a batch, seconds")
     worker_store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://)")
 
+    retry_max_wait_s: float = Field(
+        2.0, description="longest wait between retries of a server that is down (seconds)"
+    )
     max_body_chars: int = Field(
         1_000_000, description="longer bodies are rejected to the dead-letter topic"
     )
     max_message_bytes: int = Field(
         33_554_432, description="largest Kafka message (broker, topics, producers, consumers)"
     )
+
+    # --- inputs at the door (newspipe ingest, feeds; docs/bad-input.md) ------------------
+    max_input_bytes: int = Field(
+        67_108_864, description="largest file read whole, after decompression (.jsonl streams)"
+    )
+    max_article_bytes: int = Field(
+        4_194_304, description="largest article a producer may send (its JSON), bytes"
+    )
+    max_json_depth: int = Field(64, description="deepest nesting of a JSON input")
+    producer_deadline_s: float = Field(
+        60.0, description="longest wait for the broker to take or acknowledge messages"
+    )
+    feed_timeout_s: float = Field(30.0, description="longest fetch of one feed, seconds")
+    feed_max_bytes: int = Field(10_485_760, description="largest feed document, bytes")
 
     # --- dedupe ------------------------------------------------------------------------------
     dedupe_threshold: float = Field(0.8, description="Jaccard similarity of a near duplicate")

@@ -146,6 +146,11 @@ class DeadLetter(Message):
     error_type: str
     payload: str = Field(..., description="original payload (UTF-8, or base64 when not text)")
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    payload_truncated: bool = Field(
+        False, description="payload cut to fit one message; payload_size/sha256 name the whole"
+    )
+    payload_size: int | None = Field(None, description="original payload bytes (when truncated)")
+    payload_sha256: str | None = Field(None, description="of the original payload (when truncated)")
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None

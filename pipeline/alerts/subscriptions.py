@@ -18,6 +18,7 @@ import threading
 
 from elasticsearch import Elasticsearch, NotFoundError
 from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from pipeline.alerts.matcher import SubscriptionIndex
 from pipeline.alerts.query import parse_query
@@ -103,20 +104,34 @@ class SubscriptionFollower:
         self.consumer.seek_to_beginning(self.partition)
         self._lock = threading.Lock()
 
-    def catch_up(self, timeout_s: float = 10.0) -> int:
-        """Apply every subscription change up to the topic's current end; returns how many."""
+    def catch_up(self, timeout_s: float = 5.0) -> int:
+        """Apply every subscription change up to the topic's current end; returns how many.
+
+        Never returns short of the end: while the broker is away it raises a transient Kafka
+        error (KafkaTimeoutError) after ``timeout_s``, which callers retry
+        (:func:`pipeline.process.retry_transient`); matching against a partial index would
+        lose alerts.
+        """
+        timeout_ms = int(timeout_s * 1000)
         with self._lock:
-            end = self.consumer.end_offsets([self.partition])[self.partition]
+            end = self.consumer.end_offsets([self.partition], timeout_ms=timeout_ms)[self.partition]
             applied = 0
-            while self.consumer.position(self.partition) < end:
-                batch = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+            while self._position(timeout_ms) < end:
+                batch = self.consumer.poll(timeout_ms=timeout_ms)
                 if not batch:
-                    log.warning("subscriptions topic: no progress towards offset %d", end)
-                    break
+                    raise KafkaTimeoutError(
+                        f"subscriptions topic: no progress towards offset {end} in {timeout_s}s"
+                    )
                 for record in batch.get(self.partition, []):
                     self._apply(record.key, record.value)
                     applied += 1
             return applied
+
+    def _position(self, timeout_ms: int) -> int:
+        position = self.consumer.position(self.partition, timeout_ms=timeout_ms)
+        if position is None:  # no answer within the timeout
+            raise KafkaTimeoutError("subscriptions topic: no position (broker unreachable?)")
+        return position
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         sub_id = key.decode("utf-8") if key else None
