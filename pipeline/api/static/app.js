@@ -18,15 +18,19 @@ function takeTokenFromAddress() {
 }
 const token = () => localStorage.getItem("newspipe-token") || "";
 
+let asking = null; // one dialog, however many requests were refused
+
 function askToken() {
-  return new Promise((resolve) => {
+  asking ||= new Promise((resolve) => {
     const dialog = $("#login");
     $("#login-form").onsubmit = () => {
       localStorage.setItem("newspipe-token", $("#token").value.trim());
+      asking = null;
       resolve();
     };
-    if (!dialog.open) dialog.showModal();
+    dialog.showModal();
   });
+  return asking;
 }
 
 async function api(path, options = {}) {
@@ -317,7 +321,7 @@ async function start() {
     event.preventDefault();
     addSubscription($("#subscribe-query").value.trim());
   });
-  await api("/health");
+  await api("/subscriptions?owner=-"); // asks for the token until the API takes it
   connectAlerts();
   await Promise.all([runSearch(), loadSubscriptions(), loadAlertHistory()]);
   document.body.dataset.ready = "true";
