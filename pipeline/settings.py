@@ -100,7 +100,10 @@ class Settings(BaseSettings):
     dedupe_threshold: float = Field(0.8, description="Jaccard similarity of a near duplicate")
 
     # --- alerts ------------------------------------------------------------------------------
-    api_token: str = Field("change-me", description="bearer token of the alerts HTTP API")
+    api_token: str = Field(
+        "", description="bearer token of the HTTP API; empty or 'change-me': generated into"
+        " <data_dir>/api-token on first start"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     webhook_allow_private: bool = Field(
