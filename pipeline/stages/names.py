@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from rapidfuzz.fuzz import ratio
+
+from pipeline.stages.casing import word_casing
+
+from nameparser.config import CONSTANTS as _NAMEPARSER
+
+from pipeline.ids import ascii_fold, keep_name_chars, slug  # noqa: F401  (re-exported)
 
 # --- folding -------------------------------------------------------------------------------
 
@@ -36,14 +41,6 @@ _TRANSLIT = (
     ("ij", "i"),
 )
 _DOUBLED = re.compile(r"(.)\1+")
-_NON_LETTER = re.compile(r"[^a-z]+")
-_SLUG_SEP = re.compile(r"[^a-z0-9]+")
-
-
-def ascii_fold(text: str) -> str:
-    """NFKD-decompose and drop combining marks: 'Türkiye' -> 'Turkiye'."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def strip_possessive(text: str) -> str:
@@ -53,7 +50,7 @@ def strip_possessive(text: str) -> str:
 
 def fold_word(word: str) -> str:
     """Folding key of one name word: accents off, lowercase, transliteration variants merged."""
-    folded = _NON_LETTER.sub("", ascii_fold(strip_possessive(word)).lower())
+    folded = keep_name_chars(ascii_fold(strip_possessive(word)).lower()).replace(" ", "")
     for source, target in _TRANSLIT:
         folded = folded.replace(source, target)
     return _DOUBLED.sub(r"\1", folded)
@@ -64,27 +61,51 @@ def fold_name(name: str) -> str:
     return " ".join(w for w in (fold_word(part) for part in name.split()) if w)
 
 
-def slug(text: str) -> str:
-    """ASCII, lowercase, runs of other characters -> '-': 'Côte d'Ivoire' -> 'cote-d-ivoire'."""
-    return _SLUG_SEP.sub("-", ascii_fold(text).lower()).strip("-")
 
 
 # --- person names ----------------------------------------------------------------------------
 
-TITLE_WORDS = frozenset(
+ROLE_TITLES = frozenset(_NAMEPARSER.titles)
+"""nameparser's maintained vocabulary of titles and job titles (president, coach, broadcaster ...)."""
+
+COMMON_MIN_LOWER = 5
+COMMON_LOWER_RATIO = 3.0
+"""A *common word*: seen in lower case mid-sentence at least 5 times and 3x as often as capitalised."""
+REPORTING_SHARE = 0.05
+"""A common word followed by a reporting verb ("the aide said") this often denotes a person."""
+PREMODIFIER_SHARE = 0.2
+"""A common word written before a capitalised word ("chairman John ...") this often is a role."""
+AGENT_SUFFIXES = ("er", "or", "ist", "man", "woman", "eer")
+"""Agent-noun endings: a word never capitalised in the corpus with one (striker, midfielder)
+is a role noun when it opens a person mention of three or more words."""
+
+
+def is_role_word(word: str, *, opener: bool = False) -> bool:
+    """Whether ``word`` is a title or a role noun rather than part of a name.
+
+    General evidence only: nameparser's title vocabulary; casing statistics of news text
+    (:mod:`pipeline.stages.casing`): a common word that people do things with ("the aide said",
+    "chairman John ...") is a role; in a long mention, an agent noun never capitalised in the
+    corpus. Words that are common nouns *and* first names ("Bill", "Mark", "Grant") fail both
+    corpus tests and stay.
     """
-    mr mrs ms miss dr prof sir dame lord lady rev fr gen lt col maj capt cmdr adm sgt sen rep gov
-    president presidential vice prime minister ministers deputy first foreign defense defence
-    interior finance economy justice health energy trade agriculture culture education chief head
-    secretary press spokesperson spokesman spokeswoman aide adviser advisor envoy special
-    ambassador chancellor premier governor mayor senator congressman congresswoman representative
-    general admiral commander colonel major captain king queen prince princess emperor pope
-    sheikh crown former ex acting interim opposition leader kremlin white house state of the
-    u.s. us un u.n. eu nato russian ukrainian american british french german turkish chinese
-    executive ceo chairman chairwoman director negotiator top senior
-    """.split()
-)
-"""Words stripped from the *front* of a person mention (case-insensitive, dots ignored)."""
+    bare = _bare(word)
+    if not bare or not bare.replace(".", "").replace("-", "").isalpha():
+        return False
+    if word.islower() and len(bare) >= 4:
+        return True  # a lowercase word inside a name mention: "Liverpool striker ...", not "van"
+    if bare in ROLE_TITLES or bare.replace(".", "") in ROLE_TITLES:
+        return True
+    casing = word_casing(bare)
+    if casing.lower >= COMMON_MIN_LOWER and casing.lower >= COMMON_LOWER_RATIO * casing.capitalised:
+        if casing.before_reporting_verb >= REPORTING_SHARE * casing.lower:
+            return True
+        if casing.before_capitalised >= PREMODIFIER_SHARE * casing.lower:
+            return True
+    return (
+        opener and casing.capitalised == 0 and len(bare) >= 6 and bare.endswith(AGENT_SUFFIXES)
+    )
+
 
 NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 _SPLIT_WORDS = re.compile(r"[\s\u00a0]+")
@@ -95,7 +116,7 @@ def _bare(word: str) -> str:
 
 
 def person_words(text: str) -> list[str]:
-    """Words of a person name without leading titles, trailing suffixes or possessive.
+    """Words of a person name without leading titles/roles, trailing suffixes or possessive.
 
     >>> person_words("Defense Minister Rassmuumerov")
     ['Rassmuumerov']
@@ -103,8 +124,7 @@ def person_words(text: str) -> list[str]:
     ['Zelenskiy']
     """
     words = [w for w in _SPLIT_WORDS.split(text.strip()) if w]
-    while len(words) > 1 and _bare(words[0]) in TITLE_WORDS:
-        words.pop(0)
+    del words[: leading_title_count(words)]
     if words:
         words[-1] = strip_possessive(words[-1])
     while len(words) > 1 and _bare(words[-1]).strip(",") in NAME_SUFFIXES:
@@ -113,10 +133,18 @@ def person_words(text: str) -> list[str]:
 
 
 def leading_title_count(words: list[str]) -> int:
-    """How many leading words of ``words`` are titles (always leaves at least one word)."""
+    """How many leading words of ``words`` form a title or role (always leaves one word).
+
+    Everything up to the last role word before the final word goes: "Russian presidential aide
+    Vladimir Medinsky" -> 2 + 1 words ("aide" is a role; "Russian presidential" modify it).
+    """
+    words = list(words)
+    while len(words) > 1 and _bare(words[-1]).strip(",") in NAME_SUFFIXES:
+        words.pop()
     count = 0
-    while count < len(words) - 1 and _bare(words[count]) in TITLE_WORDS:
-        count += 1
+    for i, word in enumerate(words[:-1]):
+        if is_role_word(word, opener=i == 0 and len(words) >= 3):
+            count = i + 1
     return count
 
 
@@ -148,13 +176,24 @@ def split_person(text: str) -> PersonName | None:
     return PersonName(display=" ".join(words), first=first, surname=folded[-1])
 
 
-def first_names_compatible(a: str, b: str) -> bool:
-    """Folded first names that may denote the same person: equal, or same initial.
+def is_initial(first: str) -> bool:
+    """A folded first name that is only an initial ("J." -> "j")."""
+    return len(first) == 1
 
-    Same initial covers initials ("J." / "John") and mistranslated first names
-    ("Kit" / "Keith"); it is deliberately lenient because the surname already matched.
+
+def first_names_compatible(a: str, b: str) -> bool:
+    """Folded first names that may denote the same person: equal (after transliteration
+    folding: Sergey = Sergei), or an initial and a name starting with it ("J." / "John").
+
+    Two different spelled-out first names ("John" / "Jane") are never compatible: the surname
+    alone is no evidence that they are one person. Whether an initial really links to a full
+    name is decided where the candidates are known (one must clearly dominate).
     """
-    return bool(a) and bool(b) and (a == b or a[0] == b[0])
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    return (is_initial(a) or is_initial(b)) and a[0] == b[0]
 
 
 RUN_TOGETHER_MIN_SURNAME = 5

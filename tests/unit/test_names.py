@@ -64,8 +64,11 @@ def test_split_person():
 
 def test_first_name_compatibility():
     assert first_names_compatible("sergei", "sergei")
-    assert first_names_compatible("kit", "keith")  # same initial
-    assert first_names_compatible("j", "john")
+    assert not first_names_compatible("kit", "keith")  # two spelled-out names: never
+    assert not first_names_compatible("john", "jane")
+    assert first_names_compatible("j", "john")  # an initial may link (if it dominates)
+    assert first_names_compatible("john", "j")
+    assert not first_names_compatible("j", "maria")
     assert not first_names_compatible("maria", "vladimir")
     assert not first_names_compatible("", "vladimir")
 
