@@ -39,6 +39,7 @@ from pipeline.stages.names import (
     is_initial,
     is_run_together,
     leading_title_count,
+    place_plural,
     slug,
     split_person,
     strip_possessive,
@@ -143,6 +144,7 @@ class _Mention:
     start: int
     end: int
     place: str | None = None  # canonical place when the alias table knows it
+    plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
     person: PersonName | None = None
     id: str = ""
     name: str = ""
@@ -177,11 +179,25 @@ def _mention(span: Span) -> _Mention | None:
         mention.person = split_person(trimmed.text)
         if mention.person is None:
             return None
+    if mention.place is None and len(trimmed) == 1:
+        mention.plural_of = place_plural(trimmed.text)
     return mention
 
 
 def _article_mentions(doc: Doc) -> list[_Mention]:
-    return [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    _settle_plural_places(mentions)
+    return mentions
+
+
+def _settle_plural_places(mentions: list[_Mention]) -> None:
+    """A location span that is a place's plural ("both Turkeys", machine-translation noise) is
+    that place only when the article also names the place itself as a location; otherwise it
+    keeps its own name (birds, peppers and people are not countries)."""
+    places = {m.place for m in mentions if m.type == "location" and m.place}
+    for m in mentions:
+        if m.plural_of is not None and m.plural_of in places:
+            m.type, m.place, m.person = "location", m.plural_of, None
 
 
 # --- resolution ------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ search filters compute the same keys for the same name.
   Sergey = Sergei, Mikhail = Mihail).
 - :func:`person_words`: the words of a person mention without leading titles/roles
   ("Defense Minister", "Kremlin aide", "Mr.") and without a trailing possessive.
-- :func:`canonical_place`: the canonical name of a place from the alias table
-  ``pipeline/data/places.json`` (Kiev -> Kyiv, Turkey's -> Türkiye, U.S. -> United States).
+- :func:`canonical_place` / :func:`place_form`: the canonical name of a place from the alias
+  table ``pipeline/data/places.json`` (Kiev -> Kyiv, Turkey's -> Türkiye, U.S. -> United States);
+  they canonicalise what the NER found, they never find places in raw text.
 """
 
 from __future__ import annotations
@@ -230,11 +231,10 @@ PLACES_PATH = Path(__file__).resolve().parents[1] / "data" / "places.json"
 
 @dataclass(frozen=True)
 class PlaceTable:
-    """The alias table, compiled: exact forms, case-insensitive forms, ruler patterns."""
+    """The alias table, compiled: exact forms and case-/accent-insensitive forms."""
 
     exact: dict[str, str]
     casefolded: dict[str, str]
-    ruler_forms: dict[str, str]
 
 
 def _is_acronym(form: str) -> bool:
@@ -242,41 +242,61 @@ def _is_acronym(form: str) -> bool:
     return letters.isupper() and len(letters) <= 4
 
 
-def _ruler_forms(canonical: str, variants: list[str], single_country: bool) -> dict[str, str]:
-    forms: dict[str, str] = {}
-    for form in (canonical, *variants):
-        forms[form] = canonical
-        forms[form.upper()] = canonical
-        if single_country and " " not in form and not form.endswith("s") and not _is_acronym(form):
-            forms[form + "s"] = canonical  # MT noise: "both Turkeys"
-    return forms
-
-
 @lru_cache(maxsize=1)
 def place_table() -> PlaceTable:
     """Load and compile ``pipeline/data/places.json`` once."""
     raw = json.loads(PLACES_PATH.read_text("utf-8"))
-    no_ruler = set(raw["no_ruler"])
     exact: dict[str, str] = {}
     casefolded: dict[str, str] = {}
-    ruler: dict[str, str] = {}
     for section in ("countries", "cities", "regions"):
         for canonical, variants in raw[section].items():
             for form in (canonical, *variants):
                 exact[form] = canonical
                 if not _is_acronym(form):
                     casefolded[ascii_fold(form).casefold()] = canonical
-            if canonical not in no_ruler:
-                kept = [v for v in variants if v not in no_ruler]
-                ruler.update(_ruler_forms(canonical, kept, section == "countries"))
-    return PlaceTable(exact=exact, casefolded=casefolded, ruler_forms=ruler)
+    return PlaceTable(exact=exact, casefolded=casefolded)
+
+
+def place_form(text: str) -> str | None:
+    """Canonical place of an entity span's text when it is a form of the table *as written*
+    (or in capitals), after a possessive and a leading "the" come off; else None.
+
+    Stricter than :func:`canonical_place`: this decides that an NER span is a place.
+    """
+    table = place_table()
+    form = strip_possessive(" ".join(text.split()))
+    if form[:4] in ("the ", "The ", "THE "):
+        form = form[4:]
+    if form in table.exact:
+        return table.exact[form]
+    if form.isupper() and not _is_acronym(form):
+        return table.casefolded.get(ascii_fold(form).casefold())
+    return None
+
+
+def place_forms() -> list[str]:
+    """Every form of the table as written, and in capitals (datelines), for span matching."""
+    table = place_table()
+    return sorted({f for form in table.exact for f in (form, form.upper())})
+
+
+def place_plural(text: str) -> str | None:
+    """The canonical place whose one-word name plus "s" is ``text`` ("Turkeys"), else None.
+
+    Only a candidate: a plural is a place only with evidence from its article (see
+    ``entities.py``), since "Turkeys", "Chiles" are usually birds, peppers or people.
+    """
+    form = strip_possessive(" ".join(text.split()))
+    if " " in form or not form.endswith("s") or len(form) < 4:
+        return None
+    return place_form(form[:-1])
 
 
 def canonical_place(text: str) -> str | None:
     """Canonical place for a surface form, or None when the table does not know it.
 
     Acronyms match case-sensitively ("US" yes, "us" no); other forms case- and
-    accent-insensitively; a possessive ("Turkey’s") and an MT plural ("Turkeys") are tolerated.
+    accent-insensitively; a possessive ("Turkey’s") is tolerated, a plural is not.
     """
     table = place_table()
     form = strip_possessive(" ".join(text.split()))
@@ -287,6 +307,4 @@ def canonical_place(text: str) -> str | None:
     key = ascii_fold(form).casefold()
     if key in table.casefolded:
         return table.casefolded[key]
-    if key.endswith("s") and key[:-1] in table.casefolded and " " not in key:
-        return table.casefolded[key[:-1]]
     return None
