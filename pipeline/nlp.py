@@ -96,6 +96,15 @@ def ensure_model(model: str | None = None) -> str:
     return name
 
 
+def model_for_language(language: str | None, settings=None) -> str | None:
+    """The spaCy pipeline setting for articles in ``language`` (ISO 639-1), or None when the
+    language has none: English and undetermined ("und") text use ``NEWS_SPACY_MODEL``, other
+    languages the ``NEWS_SPACY_MODELS`` map (``{"fr": "fr_core_news_sm"}`` by default)."""
+    settings = settings or get_settings()
+    models = {"en": settings.spacy_model, "und": settings.spacy_model, **settings.spacy_models}
+    return models.get((language or "und").lower())
+
+
 def _run(command: list[str]) -> None:
     subprocess.run(command, check=True)
 
