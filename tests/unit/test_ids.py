@@ -107,7 +107,11 @@ def test_latin_slugs_are_unchanged():
 def test_cyrillic_and_greek_fold_to_their_latin_transliteration(native, latin):
     assert fold_name(native) == fold_name(latin)
     registry = InMemoryEntityRegistry()
-    assert entity_ids_for_name(native, registry) == entity_ids_for_name(latin, registry)
+
+    def folded_ids(name):  # person and location ids use the folding key
+        return {i for i in entity_ids_for_name(name, registry) if i.startswith(("person:", "location:"))}
+
+    assert folded_ids(native) == folded_ids(latin)
 
 
 def test_person_names_in_other_scripts_keep_their_letters():
