@@ -86,10 +86,12 @@ def cmd_kibana_setup(
 
 @app.command("setup-model")
 def cmd_setup_model() -> None:
-    """Install the configured spaCy model (NEWS_SPACY_MODEL) when it is missing."""
+    """Install the configured spaCy models (NEWS_SPACY_MODEL, NEWS_SPACY_MODELS) when missing."""
     from pipeline.nlp import ensure_model
 
     console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model)}")
+    for language, model in sorted(_settings().spacy_models.items()):
+        console.print(f"spaCy model for {language!r} ready: {ensure_model(model)}")
 
 
 @app.command("worker")

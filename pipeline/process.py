@@ -150,6 +150,7 @@ class Pipeline:
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
+        self._nlps: dict[str, Any] = {}  # other languages' pipelines by model setting
         self._deduper = deduper
         self._registry = registry
         self._subscriptions = None
@@ -174,6 +175,25 @@ class Pipeline:
 
                 self._nlp = load_nlp(self.settings.spacy_model)
         return self._nlp
+
+    def nlp_for(self, language: str | None) -> tuple[str | None, Any]:
+        """(model setting, pipeline) for articles in ``language``; (None, None) when the
+        language has no pipeline configured, (model, None) when it is not installed."""
+        from pipeline.nlp import ModelNotInstalledError, load_nlp, model_for_language
+
+        model = model_for_language(language, self.settings)
+        if model is None:
+            return None, None
+        if model == self.settings.spacy_model:
+            return model, self.nlp
+        with self._init_lock:
+            if model not in self._nlps:
+                try:
+                    self._nlps[model] = load_nlp(model)
+                except (ModelNotInstalledError, OSError) as exc:
+                    log.warning("no entities for language %r: %s", language, exc)
+                    self._nlps[model] = None
+            return model, self._nlps[model]
 
     @property
     def deduper(self):
@@ -282,11 +302,31 @@ class Pipeline:
         from pipeline.stages.events import tag_events
 
         started = time.perf_counter()
-        docs = parse(self.nlp, [a.body for a in articles], batch_size=self.settings.nlp_batch_size)
+        # one nlp.pipe per language pipeline; articles in a language without one are skipped
+        groups: dict[str, list[int]] = {}
+        models: list[str | None] = []
+        notes: list[str | None] = []
+        for i, article in enumerate(articles):
+            model, nlp = self.nlp_for(article.language)
+            models.append(model if nlp is not None else None)
+            notes.append(None if nlp is not None else _no_pipeline_note(article.language, model))
+            if nlp is not None:
+                groups.setdefault(model, []).append(i)
+        docs: list[Any] = [None] * len(articles)
+        for model, indices in groups.items():
+            parsed_docs = parse(self.nlp_for(articles[indices[0]].language)[1],
+                                [articles[i].body for i in indices],
+                                batch_size=self.settings.nlp_batch_size)
+            for i, doc in zip(indices, parsed_docs):
+                docs[i] = doc
         parsed = time.perf_counter()
-        entities = extract_entities(articles, docs, self.registry)
+        with_doc = [i for i, doc in enumerate(docs) if doc is not None]
+        entities: list[list] = [[] for _ in articles]
+        found = extract_entities([articles[i] for i in with_doc], [docs[i] for i in with_doc], self.registry)
+        for i, ents in zip(with_doc, found):
+            entities[i] = ents
         extracted = time.perf_counter()
-        events = [tag_events(doc, ents) for doc, ents in zip(docs, entities)]
+        events = [tag_events(doc, ents) if doc is not None else [] for doc, ents in zip(docs, entities)]
         tagged = time.perf_counter()
         share = 1000 / max(len(articles), 1)  # per-article share of the batch's time, ms
         timings = {
@@ -300,8 +340,10 @@ class Pipeline:
                 entities=ents,
                 events=evs,
                 timings_ms=timings,
+                nlp_model=model,
+                nlp_note=note,
             )
-            for article, ents, evs in zip(articles, entities, events)
+            for article, ents, evs, model, note in zip(articles, entities, events, models, notes)
         ]
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
@@ -338,6 +380,13 @@ class Pipeline:
             for subscription, found in self.subscriptions.index.match(view):
                 alerts.append(make_alert(subscription, article, found, snippet(article, found)))
         return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
+
+
+def _no_pipeline_note(language: str | None, model: str | None) -> str:
+    if model is None:
+        return (f"no spaCy pipeline for language {language!r}: no entities or events "
+                "(map one in NEWS_SPACY_MODELS)")
+    return f"spaCy pipeline {model!r} for language {language!r} is not installed: no entities or events"
 
 
 def decode(

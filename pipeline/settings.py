@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         "en_core_web_sm",
         description="installed spaCy package name, a model directory, or a .whl file",
     )
+    spacy_models: dict[str, str] = Field(
+        default_factory=lambda: {"fr": "fr_core_news_sm"},
+        description="language (ISO 639-1) -> spaCy pipeline, JSON; English and undetermined "
+        "articles use spacy_model; an article in a language with no pipeline gets no entities",
+    )
     nlp_batch_size: int = Field(64, description="articles per nlp.pipe batch")
 
     # --- topics ------------------------------------------------------------------------------

@@ -122,6 +122,12 @@ class EnrichedArticle(CleanArticle):
     entities: list[Entity] = Field(default_factory=list)
     events: list[EventTag] = Field(default_factory=list)
     story_id: str | None = Field(None, description="id of the story cluster this article joins")
+    nlp_model: str | None = Field(
+        None, description="spaCy pipeline that found the entities and events; None when none ran"
+    )
+    nlp_note: str | None = Field(
+        None, description="why no entities were extracted (no pipeline for the language), if so"
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict, description="per-stage timings")
     processed_at: datetime = Field(default_factory=utcnow)
 

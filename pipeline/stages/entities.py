@@ -36,8 +36,10 @@ from pipeline.stages.names import (
     first_names_compatible,
     fold_name,
     fold_word,
+    is_initial,
     is_run_together,
     leading_title_count,
+    place_plural,
     slug,
     split_person,
     strip_possessive,
@@ -107,6 +109,17 @@ def secondary_key(surname: str, first: str) -> str:
     return f"person:{surname}:{first}"
 
 
+def initial_key(surname: str, initial: str, ambiguous: bool = False) -> str:
+    """Registry key of the first full name with this surname and first initial; with
+    ``ambiguous``, the marker that a second, different first name with that initial exists."""
+    return f"person:{surname}:{initial[0]}." + ("?" if ambiguous else "")
+
+
+INITIAL_DOMINANCE = 3
+"""An initial ("J. Smith") links to the full name of its article with the same initial only when
+that name has at least 3x the mentions of every other candidate (or is the only one)."""
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -131,6 +144,7 @@ class _Mention:
     start: int
     end: int
     place: str | None = None  # canonical place when the alias table knows it
+    plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
     person: PersonName | None = None
     id: str = ""
     name: str = ""
@@ -165,11 +179,25 @@ def _mention(span: Span) -> _Mention | None:
         mention.person = split_person(trimmed.text)
         if mention.person is None:
             return None
+    if mention.place is None and len(trimmed) == 1:
+        mention.plural_of = place_plural(trimmed.text)
     return mention
 
 
 def _article_mentions(doc: Doc) -> list[_Mention]:
-    return [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    _settle_plural_places(mentions)
+    return mentions
+
+
+def _settle_plural_places(mentions: list[_Mention]) -> None:
+    """A location span that is a place's plural ("both Turkeys", machine-translation noise) is
+    that place only when the article also names the place itself as a location; otherwise it
+    keeps its own name (birds, peppers and people are not countries)."""
+    places = {m.place for m in mentions if m.type == "location" and m.place}
+    for m in mentions:
+        if m.plural_of is not None and m.plural_of in places:
+            m.type, m.place, m.person = "location", m.plural_of, None
 
 
 # --- resolution ------------------------------------------------------------------------------
@@ -194,7 +222,11 @@ class _Resolver:
 
     def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
         """Pass 1: the entry of each full name, registering new primaries/secondaries."""
-        self._fetch(k for p in persons for k in (primary_key(p.surname), secondary_key(p.surname, p.first)))
+        self._fetch(
+            k for p in persons
+            for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
+                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
+        )
         resolved = [self._resolve_full(p) for p in persons]
         self.registry.register(self.new)
         self.new = []
@@ -205,13 +237,40 @@ class _Resolver:
         if primary is None:
             entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
             self._remember(entry)
+            self._mark_initial(person, entry)
             return entry
-        if first_names_compatible(person.first, _first_of(primary.name)):
+        if _first_of(primary.name) == person.first:
             return primary
         key = secondary_key(person.surname, person.first)
         if key not in self.known:
             self._remember(RegistryEntry(key, key, person.display, "person"))
+            self._mark_initial(person, self.known[key])
         return self.known[key]
+
+    def _mark_initial(self, person: PersonName, entry: RegistryEntry) -> None:
+        """Remember which full name an initial could stand for, or that it is ambiguous."""
+        key = initial_key(person.surname, person.first)
+        held = self.known.get(key)
+        if held is None:
+            self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
+        elif held.id != entry.id and initial_key(person.surname, person.first, True) not in self.known:
+            marker = initial_key(person.surname, person.first, True)
+            self._remember(RegistryEntry(marker, entry.id, entry.name, "person"))
+
+    def resolve_initials(self, persons: list[PersonName]) -> list[RegistryEntry]:
+        """Pass 1b: initials without a candidate in their article: the registered full name
+        with that initial when it is the only one, else an id of their own."""
+        self._fetch(k for p in persons for k in (initial_key(p.surname, p.first),
+                                                 initial_key(p.surname, p.first, True)))
+        resolved = []
+        for person in persons:
+            held = self.known.get(initial_key(person.surname, person.first))
+            if held is not None and initial_key(person.surname, person.first, True) not in self.known:
+                resolved.append(held)
+            else:
+                key = secondary_key(person.surname, person.first)
+                resolved.append(self.known.get(key) or RegistryEntry(key, key, person.display, "person"))
+        return resolved
 
     def resolve_short_names(self, surnames: list[str]) -> dict[str, RegistryEntry]:
         """Pass 2: registered entries for surname-only (or run-together) words, by folded word."""
@@ -240,8 +299,12 @@ def _first_of(full_name: str) -> str:
 def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRegistry) -> None:
     """Give every person mention (and person-like short non-person mentions) an id and name."""
     resolver = _Resolver(registry)
-    full = [m for ms in articles_mentions for m in ms if m.person and m.person.is_full]
+    full = [m for ms in articles_mentions for m in ms
+            if m.person and m.person.is_full and not is_initial(m.person.first)]
     for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
+        mention.id, mention.name = entry.id, entry.name
+    unresolved = [m for ms in articles_mentions for m in _link_initials_in_article(ms)]
+    for mention, entry in zip(unresolved, resolver.resolve_initials([m.person for m in unresolved])):
         mention.id, mention.name = entry.id, entry.name
     short_words = sorted(
         {m.person.surname for ms in articles_mentions for m in ms if m.person and not m.person.is_full}
@@ -251,11 +314,36 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
         _resolve_short_in_article(mentions, registered)
 
 
+def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
+    """Link initials ("J. Smith") to a full name of their article with that surname and initial
+    when one clearly dominates; return the initials with no candidate in the article (ambiguous
+    ones get an id of their own: ``person:<surname>:<initial>``)."""
+    unresolved = []
+    for m in mentions:
+        if not (m.person and m.person.is_full and is_initial(m.person.first)):
+            continue
+        counts: dict[tuple[str, str], int] = {}
+        for other in mentions:
+            p = other.person
+            if p and other.id and p.surname == m.person.surname and not is_initial(p.first) \
+                    and first_names_compatible(p.first, m.person.first):
+                counts[(other.id, other.name)] = counts.get((other.id, other.name), 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        if not ranked:
+            unresolved.append(m)
+        elif len(ranked) == 1 or ranked[0][1] >= INITIAL_DOMINANCE * ranked[1][1]:
+            m.id, m.name = ranked[0][0]
+        else:
+            m.id = secondary_key(m.person.surname, m.person.first)
+            m.name = m.person.display
+    return unresolved
+
+
 def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:
     """Surname-only mentions: a full name of this article first, then the registry."""
     local: dict[str, tuple[str, str]] = {}
-    for m in mentions:
-        if m.person and m.person.is_full:
+    for m in sorted(mentions, key=lambda m: bool(m.person and is_initial(m.person.first))):
+        if m.person and m.person.is_full:  # spelled-out first names before initials
             local.setdefault(m.person.surname, (m.id, m.name))
     for m in mentions:
         if m.person and not m.person.is_full:
@@ -380,6 +468,11 @@ def _person_id_for_query(person: PersonName, registry: EntityRegistry) -> str:
     known = registry.lookup([primary, secondary])
     if not person.is_full or primary not in known:
         return primary
-    if first_names_compatible(person.first, _first_of(known[primary].name)):
+    if _first_of(known[primary].name) == person.first:
         return primary
+    if is_initial(person.first):
+        initial, marker = initial_key(person.surname, person.first), initial_key(person.surname, person.first, True)
+        held = registry.lookup([initial, marker])
+        if initial in held and marker not in held:
+            return held[initial].id
     return secondary
