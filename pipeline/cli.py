@@ -70,9 +70,14 @@ def cmd_kibana_setup(
 @app.command("setup-model")
 def cmd_setup_model() -> None:
     """Install the configured spaCy model (NEWS_SPACY_MODEL) when it is missing."""
-    from pipeline.nlp import ensure_model
+    from pipeline.nlp import ModelNotInstalledError, ensure_model
 
-    console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model)}")
+    try:
+        name = ensure_model(_settings().spacy_model, report=console.print)
+    except ModelNotInstalledError as exc:
+        console.print(f"[red]spaCy model not installed:[/] {exc}")
+        raise typer.Exit(1)
+    console.print(f"spaCy model ready: {name}")
 
 
 @app.command("worker")
