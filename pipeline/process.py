@@ -250,7 +250,7 @@ class Pipeline:
         parsed = time.perf_counter()
         entities = extract_entities(articles, docs, self.registry)
         extracted = time.perf_counter()
-        events = [tag_events(doc, ents) for doc, ents in zip(docs, entities)]
+        events = [tag_events(doc, ents, a.title) for doc, ents, a in zip(docs, entities, articles)]
         tagged = time.perf_counter()
         share = 1000 / max(len(articles), 1)  # per-article share of the batch's time, ms
         timings = {
