@@ -87,11 +87,15 @@ def cmd_kibana_setup(
 @app.command("setup-model")
 def cmd_setup_model() -> None:
     """Install the configured spaCy models (NEWS_SPACY_MODEL, NEWS_SPACY_MODELS) when missing."""
-    from pipeline.nlp import ensure_model
+    from pipeline.nlp import ModelNotInstalledError, ensure_model
 
-    console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model)}")
-    for language, model in sorted(_settings().spacy_models.items()):
-        console.print(f"spaCy model for {language!r} ready: {ensure_model(model)}")
+    try:
+        console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model, report=console.print)}")
+        for language, model in sorted(_settings().spacy_models.items()):
+            console.print(f"spaCy model for {language!r} ready: {ensure_model(model, report=console.print)}")
+    except ModelNotInstalledError as exc:
+        console.print(f"[red]spaCy model not installed:[/] {exc}")
+        raise typer.Exit(1)
 
 
 @app.command("worker")

@@ -326,7 +326,10 @@ class Pipeline:
         for i, ents in zip(with_doc, found):
             entities[i] = ents
         extracted = time.perf_counter()
-        events = [tag_events(doc, ents) if doc is not None else [] for doc, ents in zip(docs, entities)]
+        events = [
+            tag_events(doc, ents, a.title) if doc is not None else []
+            for doc, ents, a in zip(docs, entities, articles)
+        ]
         tagged = time.perf_counter()
         share = 1000 / max(len(articles), 1)  # per-article share of the batch's time, ms
         timings = {

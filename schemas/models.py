@@ -109,11 +109,26 @@ class Entity(BaseModel):
     offsets: list[Mention]
 
 
+EVENT_ALERT_SALIENCE = 0.5
+"""Event tags below this salience are passing references: kept with their evidence, but not in an
+article's ``event_types`` and never matched by ``event:`` subscriptions (docs/events.md)."""
+
+
 class EventTag(BaseModel):
     type: str = Field(..., description="event type from the taxonomy (pipeline.stages.events)")
     evidence: list[str] = Field(..., description="the sentence(s) that triggered the tag")
     place: str | None = None
     date_text: str | None = None
+    salience: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="how central the event is to the article (1 = headline/lead or repeated); "
+        "below 0.5 a passing reference that search facets and event alerts ignore",
+    )
+
+    @property
+    def alertable(self) -> bool:
+        """Whether the tag counts for ``event_types`` and ``event:`` alerts."""
+        return self.salience >= EVENT_ALERT_SALIENCE
 
 
 class EnrichedArticle(CleanArticle):
