@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from pipeline.alerts.query import QuerySyntaxError
-from pipeline.alerts.subscriptions import SubscriptionStore
+from pipeline.alerts.subscriptions import SubscriptionRejected, SubscriptionStore
 from pipeline.process import Pipeline
 from pipeline.settings import Settings, get_settings
 from schemas import Alert, Subscription
@@ -21,11 +21,16 @@ class SubscriptionRequest(BaseModel):
     owner: str = "default"
     webhooks: list[str] = Field(default_factory=list, description="URLs to POST alerts to")
     backfill: bool = Field(False, description="also report already-indexed matching articles")
+    digest: str = Field("as_it_happens", description="webhooks get: as_it_happens, hourly or daily")
+    timezone: str | None = Field(None, description="IANA time zone of digest periods (default UTC)")
 
 
 class SubscriptionCreated(BaseModel):
     subscription: Subscription
     backfill: list[Alert] = Field(default_factory=list)
+    webhook_secrets: dict[str, str] = Field(
+        default_factory=dict, description="channel id -> signing secret; shown this once only"
+    )
 
 
 def create_api(settings: Settings | None = None) -> FastAPI:
@@ -48,16 +53,20 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     @api.post("/subscriptions", status_code=201, dependencies=[Depends(authorised)])
     def add_subscription(request: SubscriptionRequest) -> SubscriptionCreated:
         try:
-            subscription = store.add(request.query, owner=request.owner,
-                                     channels=[f"webhook:{u}" for u in request.webhooks])
+            created = store.create(request.query, owner=request.owner, webhooks=request.webhooks,
+                                   digest=request.digest, timezone=request.timezone)
         except QuerySyntaxError as exc:
             raise HTTPException(422, {"error": str(exc), "position": exc.position}) from exc
+        except SubscriptionRejected as exc:
+            raise HTTPException(422, {"error": str(exc), "position": None}) from exc
+        subscription = created.subscription
         fired = []
         if request.backfill:
             from pipeline.alerts.backfill import backfill_alerts
 
             fired = backfill_alerts(pipeline, subscription)
-        return SubscriptionCreated(subscription=subscription, backfill=fired)
+        return SubscriptionCreated(subscription=subscription, backfill=fired,
+                                   webhook_secrets=created.webhook_secrets)
 
     @api.get("/subscriptions", dependencies=[Depends(authorised)])
     def list_subscriptions(owner: str | None = None) -> list[Subscription]:
