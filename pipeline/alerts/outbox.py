@@ -38,37 +38,15 @@ log = logging.getLogger(__name__)
 OPEN_STATES = ("pending", "retrying")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-# Painless: replace or add the per-channel states of an alert document, then summarise.
-_ALERT_STATES_SCRIPT = """
-if (ctx._source.deliveries == null) { ctx._source.deliveries = []; }
-for (d in params.updates) {
-  boolean found = false;
-  for (int i = 0; i < ctx._source.deliveries.size(); i++) {
-    if (ctx._source.deliveries[i].channel == d.channel) {
-      found = true;
-      if (!params.only_new) { ctx._source.deliveries[i] = d; }
-      break;
-    }
-  }
-  if (!found) { ctx._source.deliveries.add(d); }
-}
-if (params.published) { ctx._source.published = true; }
-String summary = 'delivered';
-int rank = 0;
-for (x in ctx._source.deliveries) {
-  int r = x.state == 'retrying' ? 4 : (x.state == 'pending' ? 3 : (x.state == 'failed' ? 2 : (x.state == 'refused' ? 1 : 0)));
-  if (r > rank) { rank = r; summary = x.state; }
-}
-if (ctx._source.published != true && ctx._source.deliveries.size() == 0) { summary = 'pending'; }
-ctx._source.status = summary;
-"""
+STATE_RANK = {"delivered": 0, "refused": 1, "failed": 2, "pending": 3, "retrying": 4}
 
-# Painless: add alerts to a digest still collecting; a closed (leased) digest is left alone.
-_DIGEST_ADD_SCRIPT = """
-if (ctx._source.closed == true) { ctx.op = 'noop'; } else {
-  for (a in params.ids) { if (!ctx._source.alert_ids.contains(a)) { ctx._source.alert_ids.add(a); } }
-}
-"""
+
+def summary(deliveries: list[dict], published: bool) -> str:
+    """An alert's ``status``: its least settled delivery (``delivered`` when it has none and
+    is published; ``pending`` until then)."""
+    if not deliveries:
+        return "delivered" if published else "pending"
+    return max((d["state"] for d in deliveries), key=STATE_RANK.__getitem__)
 
 
 def delivery_id(alert_id: str, channel_id: str) -> str:
@@ -191,19 +169,32 @@ class Outbox:
         return due
 
     def _add_to_digest(self, base: dict, subscription: Subscription, ids: list[str], period) -> None:
-        for _ in range(100):  # a closed digest sends its period: the alerts join the next one
+        """Add alerts to the digest of ``period`` (created on first use); a digest already
+        leased for sending is closed: the alerts join the next period's."""
+        for _ in range(100):
             start, end = period
             entry_id = digest_id(base["subscription_id"], base["channel"], start)
-            doc = {**base, "kind": "digest", "alert_ids": ids, "due_at": _iso(end),
-                   "period_start": _iso(start), "period_end": _iso(end)}
-            answer = self.es.update(
-                index=self.index, id=entry_id, script={"source": _DIGEST_ADD_SCRIPT, "params": {"ids": ids}},
-                upsert=doc, retry_on_conflict=5,
-            )
-            if answer["result"] != "noop":
+            got = self.es.options(ignore_status=404).get(index=self.index, id=entry_id)
+            if not got.get("found"):
+                doc = {**base, "kind": "digest", "alert_ids": ids, "due_at": _iso(end),
+                       "period_start": _iso(start), "period_end": _iso(end)}
+                try:
+                    self.es.create(index=self.index, id=entry_id, document=doc)
+                    return
+                except ConflictError:
+                    continue
+            source = got["_source"]
+            if source.get("closed"):
+                period = digest_period(subscription, self.settings, end + timedelta(milliseconds=1))
+                continue
+            joined = source["alert_ids"] + [i for i in ids if i not in source["alert_ids"]]
+            try:
+                self.es.update(index=self.index, id=entry_id, doc={"alert_ids": joined},
+                               if_seq_no=got["_seq_no"], if_primary_term=got["_primary_term"])
                 return
-            period = digest_period(subscription, self.settings, end + timedelta(milliseconds=1))
-        raise RuntimeError("no open digest period found")  # pragma: no cover
+            except ConflictError:
+                continue
+        raise RuntimeError("digest: too many concurrent changes")  # pragma: no cover
 
     def mark(
         self,
@@ -213,19 +204,51 @@ class Outbox:
         published_too: bool = False,
         only_new: bool = True,
     ) -> None:
-        """Write per-channel states onto alert documents (and the ``published`` flag)."""
-        operations = []
-        for alert_id in alert_ids:
-            params = {
-                "updates": [u.model_dump(mode="json") for u in updates.get(alert_id, [])],
-                "published": published_too, "only_new": only_new,
-            }
-            operations += [
-                {"update": {"_index": self.alerts_index, "_id": alert_id, "retry_on_conflict": 5}},
-                {"script": {"source": _ALERT_STATES_SCRIPT, "params": params}},
-            ]
-        if operations:
-            self._bulk(operations)
+        """Write per-channel states onto alert documents (and the ``published`` flag), by
+        read-modify-write under optimistic concurrency (no server-side scripts needed)."""
+
+        def change(alert_id: str, source: dict) -> dict:
+            deliveries = list(source.get("deliveries") or [])
+            for update in updates.get(alert_id, []):
+                new = update.model_dump(mode="json")
+                at = next((k for k, d in enumerate(deliveries) if d.get("channel") == new["channel"]), None)
+                if at is None:
+                    deliveries.append(new)
+                elif not only_new:
+                    deliveries[at] = new
+            published = published_too or source.get("published", source.get("status") != "pending")
+            partial = {"deliveries": deliveries, "status": summary(deliveries, published)}
+            if published_too:
+                partial["published"] = True
+            return partial
+
+        self._read_modify_write(self.alerts_index, list(alert_ids), change)
+
+    def _read_modify_write(self, index: str, ids: list[str], change: Callable[[str, dict], dict]) -> None:
+        pending = list(dict.fromkeys(ids))
+        for _ in range(50):
+            if not pending:
+                return
+            docs = [d for d in self.es.mget(index=index, ids=pending)["docs"] if d.get("found")]
+            if not docs:
+                return
+            operations = []
+            for doc in docs:
+                operations += [
+                    {"update": {"_index": index, "_id": doc["_id"],
+                                "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}},
+                    {"doc": change(doc["_id"], doc["_source"])},
+                ]
+            items = self.es.bulk(operations=operations)["items"]
+            pending = []
+            for doc, item in zip(docs, items):
+                result = item["update"]
+                if result.get("status") == 409:
+                    pending.append(doc["_id"])
+                elif result.get("error"):
+                    raise RuntimeError(f"alert {doc['_id']}: state not written: {result['error']}")
+        if pending:
+            raise RuntimeError(f"{len(pending)} alert state(s) not written: too many concurrent changes")
 
     def _bulk(self, operations: list[dict], *, ignore_conflicts: bool = False) -> list[dict]:
         answer = self.es.bulk(operations=operations)

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -175,6 +176,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 def make_client(settings: Settings, *, rules: TargetRules | None = None) -> httpx.AsyncClient:
     """The HTTP client of deliveries: guarded connections, no redirects followed by httpx
     (:func:`send` follows them itself), no proxies from the environment."""
+    for chatty in ("httpx", "httpcore"):  # their INFO lines carry full URLs (tokens): never log them
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     transport = httpx.AsyncHTTPTransport(retries=0)
     pool = transport._pool  # httpx has no public way to give the pool a network backend
     pool._network_backend = GuardedBackend(pool._network_backend, rules or TargetRules.from_settings(settings))
