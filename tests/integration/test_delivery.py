@@ -331,3 +331,17 @@ def test_urls_and_secrets_are_never_in_clear(delivery):
     for text, where in ((log, "worker log"), (topic, "subscriptions topic"), (documents, "indices")):
         for secret in tokens + secrets:
             assert secret not in text, f"{secret[:12]}… in the {where}"
+
+
+def test_an_alert_the_index_rejects_is_the_problem_of_its_own(delivery):
+    from pipeline.alerts.delivery import AlertLedger
+    from schemas import Alert, AlertMatch
+
+    def alert(alert_id: str) -> Alert:
+        return Alert(id=alert_id, subscription_id="s", query="q", owner="o", article_id="a", title="t",
+                     matched=AlertMatch(), snippet="…")
+
+    good, bad = alert(f"ok-{uuid.uuid4().hex}"), alert("x" * 600)  # ids over 512 bytes are rejected
+    fired, rejected = AlertLedger(delivery.es, delivery.settings.index("alerts")).claim_isolated([good, bad])
+    assert [a.id for a in fired] == [good.id]
+    assert [a.id for a, _ in rejected] == [bad.id] and rejected[0][1]
