@@ -337,11 +337,12 @@ def test_an_alert_the_index_rejects_is_the_problem_of_its_own(delivery):
     from pipeline.alerts.delivery import AlertLedger
     from schemas import Alert, AlertMatch
 
-    def alert(alert_id: str) -> Alert:
+    def alert(alert_id: str, term: str) -> Alert:
         return Alert(id=alert_id, subscription_id="s", query="q", owner="o", article_id="a", title="t",
-                     matched=AlertMatch(), snippet="…")
+                     matched=AlertMatch(terms=[term]), snippet="…")
 
-    good, bad = alert(f"ok-{uuid.uuid4().hex}"), alert("x" * 600)  # ids over 512 bytes are rejected
+    # a keyword over 32766 bytes: the index rejects that document only
+    good, bad = alert(f"ok-{uuid.uuid4().hex}", "fine"), alert(f"bad-{uuid.uuid4().hex}", "x" * 40_000)
     fired, rejected = AlertLedger(delivery.es, delivery.settings.index("alerts")).claim_isolated([good, bad])
     assert [a.id for a in fired] == [good.id]
     assert [a.id for a, _ in rejected] == [bad.id] and rejected[0][1]
