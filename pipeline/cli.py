@@ -209,17 +209,27 @@ def cmd_alerts_add(
     owner: str = typer.Option("default", help="who the subscription belongs to"),
     webhook: list[str] = typer.Option([], "--webhook", help="also POST alerts to this URL"),
     backfill: bool = typer.Option(False, help="also report already-indexed articles that match"),
+    digest: str = typer.Option("as_it_happens", help="webhooks get: as_it_happens, hourly or daily"),
+    timezone: Optional[str] = typer.Option(None, help="IANA time zone of digest periods (default UTC)"),
 ) -> None:
     """Subscribe to a query."""
     from pipeline.alerts.query import QuerySyntaxError
+    from pipeline.alerts.subscriptions import SubscriptionRejected
 
     pipeline = _pipeline()
     store = _store(pipeline)
     try:
-        subscription = store.add(query, owner=owner, channels=[f"webhook:{u}" for u in webhook])
+        created = store.create(query, owner=owner, webhooks=webhook, digest=digest, timezone=timezone)
     except QuerySyntaxError as exc:
         _query_error(query, exc)
+    except SubscriptionRejected as exc:
+        console.print(f"[red]subscription refused:[/] {exc}")
+        raise typer.Exit(2)
+    subscription = created.subscription
     console.print(f"subscribed [bold]{subscription.id}[/] to [cyan]{subscription.query}[/]")
+    for channel in subscription.webhooks:  # the only time a secret is shown
+        console.print(f"webhook {channel.id} ({channel.target}) signing secret: {created.webhook_secrets[channel.id]}",
+                      markup=False, highlight=False)
     if backfill:
         from pipeline.alerts.backfill import backfill_alerts
 
@@ -235,7 +245,10 @@ def cmd_alerts_list(owner: Optional[str] = typer.Option(None)) -> None:
     """List subscriptions."""
     table = Table("id", "owner", "query", "channels", "created")
     for s in _store(_pipeline()).list(owner=owner):
-        table.add_row(s.id, s.owner, s.query, ", ".join(s.channels), s.created_at.isoformat(timespec="seconds"))
+        hooks = [f"{c.id} {c.target}" + (f" DISABLED: {c.disabled}" if c.disabled else "") for c in s.webhooks]
+        if s.digest != "as_it_happens":
+            hooks.append(f"digest: {s.digest} ({s.timezone or 'UTC'})")
+        table.add_row(s.id, s.owner, s.query, ", ".join(s.channels + hooks), s.created_at.isoformat(timespec="seconds"))
     console.print(table)
 
 
@@ -254,9 +267,13 @@ def cmd_alerts_remove(subscription_id: str) -> None:
 def cmd_alerts_history(
     subscription_id: Optional[str] = typer.Argument(None), size: int = typer.Option(20)
 ) -> None:
-    """The latest alerts (of one subscription)."""
+    """The latest alerts (of one subscription), with each webhook delivery's state."""
+    from pipeline.alerts.outbox import describe
+
     for alert in _pipeline().ledger.history(subscription_id, size=size):
         print_alert(alert)
+        for status in alert.deliveries:
+            console.print(f"   webhook {describe(status)}", markup=False, highlight=False)
 
 
 @alerts_app.command("tail")

@@ -236,6 +236,15 @@ class Pipeline:
                 self._ledger = AlertLedger(self.es, self.settings.index("alerts"))
         return self._ledger
 
+    @property
+    def outbox(self):
+        with self._init_lock:
+            if getattr(self, "_outbox", None) is None:
+                from pipeline.alerts.outbox import Outbox
+
+                self._outbox = Outbox(self.es, self.settings)
+        return self._outbox
+
     def resolve_entity(self, name: str) -> set[str]:
         from pipeline.stages.entities import entity_ids_for_name
 
@@ -383,6 +392,37 @@ class Pipeline:
             for subscription, found in self.subscriptions.index.match(view):
                 alerts.append(make_alert(subscription, article, found, snippet(article, found)))
         return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
+
+    def match_alerts(self, articles: list[EnrichedArticle]) -> StepResult:
+        """Like :meth:`match`, but an alert the index rejects is a dead letter of its own
+        (stage ``alerts``): the other subscriptions' alerts go on."""
+        from pipeline.alerts.delivery import make_alert
+        from pipeline.alerts.matcher import ArticleView, snippet
+
+        if not articles:
+            return StepResult()
+        self.subscriptions.catch_up()
+        alerts = []
+        for article in articles:
+            view = ArticleView.from_article(article)
+            for subscription, found in self.subscriptions.index.match(view):
+                alerts.append(make_alert(subscription, article, found, snippet(article, found)))
+        fired, rejected = retry_transient(lambda: self.ledger.claim_isolated(alerts), what="alert ledger")
+        dead = [
+            dead_letter("alerts", f"subscription {a.subscription_id}: alerts index rejected the alert: {error}",
+                        a.model_dump_json().encode("utf-8"), key=a.id.encode())
+            for a, error in rejected
+        ]
+        return StepResult(passed=fired, dead=dead)
+
+    def enqueue_deliveries(self, alerts: list[Alert]) -> list[str]:
+        """Put the alerts' webhook deliveries in the outbox and mark them published; returns
+        the entries due now (the dispatcher's to send)."""
+        if not alerts:
+            return []
+        return retry_transient(
+            lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get), what="webhook outbox"
+        )
 
 
 def _no_pipeline_note(language: str | None, model: str | None) -> str:

@@ -179,6 +179,24 @@ class DeadLetter(Message):
     failed_at: datetime = Field(default_factory=utcnow)
 
 
+DeliveryState = Literal["pending", "delivered", "retrying", "failed", "refused"]
+"""State of one (alert, channel) delivery (pipeline.alerts.outbox)."""
+
+DigestMode = Literal["as_it_happens", "hourly", "daily"]
+
+
+class WebhookChannel(BaseModel):
+    """A webhook of a subscription. Its URL and signing secret are only ever kept sealed
+    (encrypted, ``sealed``) on the subscriptions topic; ``target`` shows scheme, host and port."""
+
+    id: str = Field(..., description="channel id, e.g. 'wh-3f2a…'")
+    target: str = Field(..., description="scheme://host:port of the URL (no path, query or user)")
+    sealed: str | None = Field(
+        None, description="URL and secret, encrypted; on the subscriptions topic only, never indexed"
+    )
+    disabled: str | None = Field(None, description="why the channel no longer receives (e.g. 410 Gone)")
+
+
 class Subscription(Message):
     """An alert subscription: a query in the alert query syntax (pipeline.alerts.query)."""
 
@@ -187,16 +205,36 @@ class Subscription(Message):
     query: str
     channels: list[str] = Field(
         default_factory=list,
-        description="extra deliveries besides the alerts topic and index, e.g. 'webhook:https://…'",
+        description="extra deliveries besides the alerts topic and index (webhooks: ``webhooks``)",
     )
     created_at: datetime = Field(default_factory=utcnow)
     active: bool = True
+    webhooks: list[WebhookChannel] = Field(default_factory=list)
+    digest: DigestMode = Field(
+        "as_it_happens", description="webhooks get each alert, or one digest per hour / day"
+    )
+    timezone: str | None = Field(None, description="IANA zone of digest periods (default UTC)")
 
 
 class AlertMatch(BaseModel):
     terms: list[str] = Field(default_factory=list)
     entities: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=list)
+
+
+class DeliveryStatus(BaseModel):
+    """The state of an alert's delivery to one channel."""
+
+    channel: str = Field(..., description="channel id (WebhookChannel.id)")
+    target: str = Field(..., description="scheme://host:port")
+    state: DeliveryState
+    attempts: int = 0
+    status_code: int | None = Field(None, description="the receiver's last HTTP status")
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    digest_period: datetime | None = Field(None, description="start of the digest period, if any")
+    updated_at: datetime | None = None
 
 
 class Alert(Message):
@@ -217,3 +255,7 @@ class Alert(Message):
     ingested_at: datetime | None = Field(None, description="when the article was produced")
     created_at: datetime = Field(default_factory=utcnow)
     latency_ms: float | None = Field(None, description="article ingest to alert, milliseconds")
+    deliveries: list[DeliveryStatus] = Field(
+        default_factory=list, description="state per webhook channel (alerts index, not the topic)"
+    )
+
