@@ -18,12 +18,13 @@ from elasticsearch import ApiError, Elasticsearch, helpers
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout
 
+from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "elasticsearch"
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities")
+TEMPLATES_DIR = resource("elasticsearch")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox")
 
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

@@ -150,6 +150,7 @@ class Pipeline:
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
+        self._nlps: dict[str, Any] = {}  # other languages' pipelines by model setting
         self._deduper = deduper
         self._registry = registry
         self._subscriptions = None
@@ -174,6 +175,25 @@ class Pipeline:
 
                 self._nlp = load_nlp(self.settings.spacy_model)
         return self._nlp
+
+    def nlp_for(self, language: str | None) -> tuple[str | None, Any]:
+        """(model setting, pipeline) for articles in ``language``; (None, None) when the
+        language has no pipeline configured, (model, None) when it is not installed."""
+        from pipeline.nlp import ModelNotInstalledError, load_nlp, model_for_language
+
+        model = model_for_language(language, self.settings)
+        if model is None:
+            return None, None
+        if model == self.settings.spacy_model:
+            return model, self.nlp
+        with self._init_lock:
+            if model not in self._nlps:
+                try:
+                    self._nlps[model] = load_nlp(model)
+                except (ModelNotInstalledError, OSError) as exc:
+                    log.warning("no entities for language %r: %s", language, exc)
+                    self._nlps[model] = None
+            return model, self._nlps[model]
 
     @property
     def deduper(self):
@@ -215,6 +235,15 @@ class Pipeline:
 
                 self._ledger = AlertLedger(self.es, self.settings.index("alerts"))
         return self._ledger
+
+    @property
+    def outbox(self):
+        with self._init_lock:
+            if getattr(self, "_outbox", None) is None:
+                from pipeline.alerts.outbox import Outbox
+
+                self._outbox = Outbox(self.es, self.settings)
+        return self._outbox
 
     def resolve_entity(self, name: str) -> set[str]:
         from pipeline.stages.entities import entity_ids_for_name
@@ -282,11 +311,34 @@ class Pipeline:
         from pipeline.stages.events import tag_events
 
         started = time.perf_counter()
-        docs = parse(self.nlp, [a.body for a in articles], batch_size=self.settings.nlp_batch_size)
+        # one nlp.pipe per language pipeline; articles in a language without one are skipped
+        groups: dict[str, list[int]] = {}
+        models: list[str | None] = []
+        notes: list[str | None] = []
+        for i, article in enumerate(articles):
+            model, nlp = self.nlp_for(article.language)
+            models.append(model if nlp is not None else None)
+            notes.append(None if nlp is not None else _no_pipeline_note(article.language, model))
+            if nlp is not None:
+                groups.setdefault(model, []).append(i)
+        docs: list[Any] = [None] * len(articles)
+        for model, indices in groups.items():
+            parsed_docs = parse(self.nlp_for(articles[indices[0]].language)[1],
+                                [articles[i].body for i in indices],
+                                batch_size=self.settings.nlp_batch_size)
+            for i, doc in zip(indices, parsed_docs):
+                docs[i] = doc
         parsed = time.perf_counter()
-        entities = extract_entities(articles, docs, self.registry)
+        with_doc = [i for i, doc in enumerate(docs) if doc is not None]
+        entities: list[list] = [[] for _ in articles]
+        found = extract_entities([articles[i] for i in with_doc], [docs[i] for i in with_doc], self.registry)
+        for i, ents in zip(with_doc, found):
+            entities[i] = ents
         extracted = time.perf_counter()
-        events = [tag_events(doc, ents) for doc, ents in zip(docs, entities)]
+        events = [
+            tag_events(doc, ents, a.title) if doc is not None else []
+            for doc, ents, a in zip(docs, entities, articles)
+        ]
         tagged = time.perf_counter()
         share = 1000 / max(len(articles), 1)  # per-article share of the batch's time, ms
         timings = {
@@ -300,8 +352,10 @@ class Pipeline:
                 entities=ents,
                 events=evs,
                 timings_ms=timings,
+                nlp_model=model,
+                nlp_note=note,
             )
-            for article, ents, evs in zip(articles, entities, events)
+            for article, ents, evs, model, note in zip(articles, entities, events, models, notes)
         ]
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
@@ -339,6 +393,44 @@ class Pipeline:
                 alerts.append(make_alert(subscription, article, found, snippet(article, found)))
         return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
 
+    def match_alerts(self, articles: list[EnrichedArticle]) -> StepResult:
+        """Like :meth:`match`, but an alert the index rejects is a dead letter of its own
+        (stage ``alerts``): the other subscriptions' alerts go on."""
+        from pipeline.alerts.delivery import make_alert
+        from pipeline.alerts.matcher import ArticleView, snippet
+
+        if not articles:
+            return StepResult()
+        retry_transient(self.subscriptions.catch_up, what="subscriptions")
+        alerts = []
+        for article in articles:
+            view = ArticleView.from_article(article)
+            for subscription, found in self.subscriptions.index.match(view):
+                alerts.append(make_alert(subscription, article, found, snippet(article, found)))
+        fired, rejected = retry_transient(lambda: self.ledger.claim_isolated(alerts), what="alert ledger")
+        dead = [
+            dead_letter("alerts", f"subscription {a.subscription_id}: alerts index rejected the alert: {error}",
+                        a.model_dump_json().encode("utf-8"), key=a.id.encode())
+            for a, error in rejected
+        ]
+        return StepResult(passed=fired, dead=dead)
+
+    def enqueue_deliveries(self, alerts: list[Alert]) -> list[str]:
+        """Put the alerts' webhook deliveries in the outbox and mark them published; returns
+        the entries due now (the dispatcher's to send)."""
+        if not alerts:
+            return []
+        return retry_transient(
+            lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get), what="webhook outbox"
+        )
+
+
+def _no_pipeline_note(language: str | None, model: str | None) -> str:
+    if model is None:
+        return (f"no spaCy pipeline for language {language!r}: no entities or events "
+                "(map one in NEWS_SPACY_MODELS)")
+    return f"spaCy pipeline {model!r} for language {language!r} is not installed: no entities or events"
+
 
 def decode(
     messages: Sequence[InMessage], model: type[M]
@@ -355,8 +447,11 @@ def decode(
 
 def _validation_reason(exc: ValidationError) -> str:
     """A pydantic error as one short line a user can act on."""
+    errors = exc.errors()
+    # a record of a newer major version fails on more fields; its version is the reason
+    errors = [e for e in errors if e["loc"] == ("schema_version",)] or errors
     parts = []
-    for error in exc.errors()[:5]:
+    for error in errors[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "message"
         parts.append(f"{where}: {error['msg']}")
     return "invalid article: " + "; ".join(parts)

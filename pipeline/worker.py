@@ -2,8 +2,10 @@
 :class:`pipeline.process.Pipeline`'s (the same code as backfill and the benchmarks).
 
     raw --[clean_and_dedupe]--> clean --[enrich]--> enriched --[index]--> Elasticsearch
-                 |                          |                 \\-[alerts]--> alerts (+ index, webhooks)
+                 |                          |                 \\-[alerts]--> alerts (+ index, outbox)
                  +--> duplicates            +--> deadletter (from every agent)
+
+    outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
 Delivery is at-least-once: ``take_events`` acks a batch only after the agent body finished
 with it, commits flush the producer first, and every sink is idempotent (document ids are
@@ -22,9 +24,8 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 import faust
-import httpx
 
-from pipeline.alerts.webhook import post_alert, webhook_urls
+from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.process import InMessage, Pipeline, is_transient, retry_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
@@ -150,28 +151,17 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         await batches(stream, step, "index")
 
-    webhooks = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+    dispatcher = make_dispatcher(settings, pipeline)
 
     @app.agent(topics["enriched"], name="alerts")
     async def alerts(stream):
         async def step(messages):
             decoded = pipeline.decode_enriched(messages)
-            fired = await asyncio.to_thread(pipeline.match, decoded.passed)
-            await send_all("alerts", fired)
-            for alert in fired:
-                subscription = pipeline.subscriptions.index.get(alert.subscription_id)
-                for url in webhook_urls(subscription.channels if subscription else []):
-                    await post_alert(
-                        webhooks,
-                        url,
-                        alert,
-                        retries=settings.webhook_retries,
-                        allow_private=settings.webhook_allow_private,
-                    )
-            ids = [a.id for a in fired]
-            await asyncio.to_thread(
-                retry_transient, lambda: pipeline.ledger.mark_delivered(ids), what="alert ledger"
-            )
+            result = await asyncio.to_thread(pipeline.match_alerts, decoded.passed)
+            await send_all("alerts", result.passed)
+            await send_all("deadletter", result.dead)  # alerts the index rejected, one by one
+            due = await asyncio.to_thread(pipeline.enqueue_deliveries, result.passed)
+            dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
             # decode errors are dead-lettered by the index agent, which reads the same topic
 
         await batches(stream, step, "alerts")
@@ -199,6 +189,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             status = worker_status()
             return web.json(status, status=503 if status["waiting_for"] else 200)
 
+    @app.task
+    async def deliver_webhooks():
+        await dispatcher.run()
+
     app.status_file = status_file  # removed by Worker.on_stop
     return app
 
@@ -218,6 +212,19 @@ def consumer_lag(app: faust.App) -> dict[str, int] | None:
         return lag
     except Exception:  # noqa: BLE001 - not started yet, or rebalancing
         return None
+
+
+def make_dispatcher(settings: Settings, pipeline: Pipeline) -> Dispatcher:
+    from pipeline.alerts.subscriptions import SubscriptionStore
+
+    store = SubscriptionStore(settings, pipeline.es)
+    return Dispatcher(
+        settings,
+        pipeline.outbox,
+        lambda sub_id: pipeline.subscriptions.index.get(sub_id),
+        catch_up=lambda: pipeline.subscriptions.catch_up(),
+        disable_channel=store.disable_channel,
+    )
 
 
 def _dead_for(by_id: dict[str, InMessage], article, stage: str, error: str) -> DeadLetter:

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from pipeline.settings import Settings, get_settings, reset_settings
 from tests.integration.conftest import REPO, Worker
@@ -80,7 +81,8 @@ def restore_servers(runtime) -> float:
 
 
 class Receiver:
-    """An HTTP server on loopback recording each alert id POSTed to it."""
+    """An HTTP server on loopback recording each alert id POSTed to it (a repeat has the same
+    id and ``webhook-id``: receivers deduplicate by it)."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
@@ -90,8 +92,10 @@ class Receiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
-                    received.append(json.loads(body)["id"])
-                except (ValueError, KeyError):
+                    message = json.loads(body)
+                    alert = message.get("data", message)  # Standard Webhooks shape, or bare
+                    received.append(alert["id"])
+                except (ValueError, KeyError, AttributeError):
                     pass
                 self.send_response(204)
                 self.end_headers()
@@ -244,6 +248,7 @@ def scenario(local_runtime, kafka_bootstrap, es_url, es_client, tmp_path):
         NEWS_INDEX_PREFIX=f"f{run}",
         NEWS_APP_ID=f"newspipe-faults-{run}",
         NEWS_WEBHOOK_ALLOW_PRIVATE="true",
+        NEWS_SECRETS_KEY=Fernet.generate_key().decode(),  # the test and every worker unseal
         NEWS_BATCH_MAX="16",
     )
     saved = dict(os.environ)
