@@ -154,7 +154,7 @@ def _local_runtime(user_data_dir: Path) -> Iterator[Servers]:
     runtime = LocalRuntime(session_runtime_settings(user_data_dir, session_dir))
     es_root = runtime._es_root()
     try:
-        statuses = runtime.up()
+        statuses = runtime.up(timeout=300)  # a loaded 2-core machine starts Elasticsearch slowly
         kafka = next(s for s in statuses if s.name == "kafka")
         es = next(s for s in statuses if s.name == "elasticsearch")
         yield Servers(

@@ -70,6 +70,42 @@ def resumed_after(scenario, since: float, timeout_s: float = 120.0) -> float | N
     return None
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_health(port: int, predicate, timeout_s: float = 120.0) -> dict:
+    """The worker's /health/ answer once ``predicate(status, body)`` holds (bounded)."""
+    import httpx
+
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/health/", timeout=5)
+            last = (response.status_code, response.json())
+            if predicate(*last):
+                return last[1]
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"worker health never matched; last answer: {last}")
+
+
+def status_lines(scenario) -> str:
+    """``newspipe status`` for the first worker's data dir (its worker lines)."""
+    import subprocess
+    import sys
+
+    env = dict(scenario.env, NEWS_DATA_DIR=str(scenario.workdir / "worker-0"))
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "status"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    return done.stdout + done.stderr
+
+
 def restore_servers(runtime) -> float:
     """Start whatever is down; returns the seconds it took until both answer."""
     started = time.monotonic()
@@ -213,9 +249,9 @@ class Scenario:
     subscriptions: list = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, **extra_env: str) -> Worker:
         data_dir = self.workdir / f"worker-{len(self.workers)}"
-        env = dict(self.env, NEWS_DATA_DIR=str(data_dir))
+        env = dict(self.env, NEWS_DATA_DIR=str(data_dir), **extra_env)
         worker = Worker(env=env, log_path=self.workdir / f"worker-{len(self.workers)}.log")
         worker.start()
         worker.wait_ready(self.settings.model_copy(update={"data_dir": data_dir}))

@@ -19,10 +19,13 @@ import pytest
 from tests.faults.conftest import (
     Stream,
     corpus_articles,
+    free_port,
     kill_server,
     restore_servers,
     resumed_after,
     settle_and_check,
+    status_lines,
+    wait_health,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -37,18 +40,25 @@ def _wait_progress(stream: Stream, share: float) -> None:
 
 
 def test_elasticsearch_down_30s(scenario, local_runtime):
-    scenario.start_worker()
+    web_port = free_port()
+    scenario.start_worker(NEWS_WORKER_WEB_PORT=str(web_port))
     stream = Stream(scenario.settings, corpus_articles(ARTICLES), RATE)
     stream.start()
     _wait_progress(stream, 0.3)
     down_at = time.monotonic()
     kill_server(local_runtime, "elasticsearch")
+    # the worker says what it waits for: its health page (503) and `newspipe status`
+    health = wait_health(web_port, lambda code, body: code == 503
+                         and "Elasticsearch" in body["waiting_for"])
+    assert health["last_error"] and isinstance(health["lag"], dict)
+    assert "waiting for Elasticsearch" in status_lines(scenario)
     time.sleep(max(0.0, 30 - (time.monotonic() - down_at) - 20))  # + ~20 s to start again
     took = restore_servers(local_runtime)
     answered = time.time()
     print(f"Elasticsearch down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
           f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered")
     settle_and_check(scenario, stream)
+    assert wait_health(web_port, lambda code, body: code == 200)["waiting_for"] == []
 
 
 def test_broker_down_20s(scenario, local_runtime):
