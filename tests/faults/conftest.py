@@ -109,7 +109,7 @@ def status_lines(scenario) -> str:
 def restore_servers(runtime) -> float:
     """Start whatever is down; returns the seconds it took until both answer."""
     started = time.monotonic()
-    runtime.up(timeout=180)
+    runtime.up(timeout=300)
     return time.monotonic() - started
 
 
