@@ -171,8 +171,6 @@ def _open_input(path: Path, compression: str | None) -> BinaryIO:
 
         return lzma.open(path, "rb")
     if compression == "zstd":
-        import zstandard
-
         return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
     return path.open("rb")
 
@@ -370,8 +368,7 @@ def _nesting(text: str) -> int:
     for char in brackets:
         if char in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
+            deepest = max(deepest, depth)
         else:
             depth -= 1
     return deepest

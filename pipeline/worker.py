@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import faust
 
 from pipeline.alerts.dispatcher import Dispatcher
-from pipeline.process import InMessage, Pipeline, is_transient, retry_transient, server_of
+from pipeline.process import InMessage, Pipeline, is_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
