@@ -65,7 +65,7 @@ def resumed_after(scenario, since: float, timeout_s: float = 120.0) -> float | N
                     for s in read_statuses(scenario.workdir / f"worker-{i}")]
         if statuses and not any(s.get("waiting_for") for s in statuses):
             written = min(s.get("written_at", time.time()) for s in statuses)
-            return max(0.0, written - since)
+            return round(max(0.0, written - since), 1)
         time.sleep(0.2)
     return None
 
