@@ -22,6 +22,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+SourceOrigin = Literal["producer", "site_name", "dateline", "credit_line"]
+"""Where an article's ``source`` came from: the producer, the page's site name, the wire
+dateline's agency ("(Reuters)"), or a credit line ("Source: ...")."""
+
+DateOrigin = Literal["producer", "page", "dateline"]
+"""Where ``published_at`` came from: the producer, the page's metadata, or the dateline date
+resolved against the ingest time."""
+
+
 class Message(BaseModel):
     """Base of all topic messages."""
 
@@ -45,6 +54,12 @@ class RawArticle(Message):
     published_at: datetime | None = None
     language: str | None = Field(None, description="ISO 639-1 code when the producer knows it")
     ingested_at: datetime = Field(default_factory=utcnow, description="when it was produced")
+    source_origin: SourceOrigin | None = Field(
+        None, description="where ``source`` came from, when not from the producer itself"
+    )
+    published_at_origin: DateOrigin | None = Field(
+        None, description="where ``published_at`` came from, when not from the producer itself"
+    )
 
 
 class Dateline(BaseModel):
@@ -71,6 +86,10 @@ class CleanArticle(Message):
     extra: dict = Field(default_factory=dict, description="producer fields the contract does not name")
     fingerprint: str | None = Field(
         None, description="hash of the normalised text, set by the dedupe stage"
+    )
+    source_origin: SourceOrigin | None = Field(None, description="where ``source`` came from")
+    published_at_origin: DateOrigin | None = Field(
+        None, description="where ``published_at`` came from"
     )
 
 
@@ -145,12 +164,28 @@ class Subscription(Message):
     )
     created_at: datetime = Field(default_factory=utcnow)
     active: bool = True
+    per_story: bool = Field(
+        False,
+        description="alert once per story: the first matching article alerts, later articles "
+        "of the same story are attached to that alert as updates",
+    )
 
 
 class AlertMatch(BaseModel):
     terms: list[str] = Field(default_factory=list)
     entities: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=list)
+
+
+class AlertUpdate(BaseModel):
+    """A later article of an alert's story, attached to the alert instead of alerting again."""
+
+    article_id: str
+    title: str
+    source: str | None = None
+    url: str | None = None
+    published_at: datetime | None = None
+    added_at: datetime = Field(default_factory=utcnow)
 
 
 class Alert(Message):
@@ -171,3 +206,9 @@ class Alert(Message):
     ingested_at: datetime | None = Field(None, description="when the article was produced")
     created_at: datetime = Field(default_factory=utcnow)
     latency_ms: float | None = Field(None, description="article ingest to alert, milliseconds")
+    story_id: str | None = Field(None, description="story of the article (per-story alerts)")
+    updates: list[AlertUpdate] = Field(
+        default_factory=list,
+        description="later articles of the same story (per-story subscriptions only)",
+    )
+
