@@ -21,7 +21,7 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "elasticsearch"
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "stories")
 
 
 def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticsearch:
