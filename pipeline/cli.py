@@ -186,6 +186,8 @@ def cmd_alerts_add(
     owner: str = typer.Option("default", help="who the subscription belongs to"),
     webhook: list[str] = typer.Option([], "--webhook", help="also POST alerts to this URL"),
     backfill: bool = typer.Option(False, help="also report already-indexed articles that match"),
+    per_story: bool = typer.Option(
+        False, "--per-story", help="alert once per story; later articles are added to it as updates"),
 ) -> None:
     """Subscribe to a query."""
     from pipeline.alerts.query import QuerySyntaxError
@@ -193,7 +195,8 @@ def cmd_alerts_add(
     pipeline = _pipeline()
     store = _store(pipeline)
     try:
-        subscription = store.add(query, owner=owner, channels=[f"webhook:{u}" for u in webhook])
+        subscription = store.add(query, owner=owner, channels=[f"webhook:{u}" for u in webhook],
+                                 per_story=per_story)
     except QuerySyntaxError as exc:
         _query_error(query, exc)
     console.print(f"subscribed [bold]{subscription.id}[/] to [cyan]{subscription.query}[/]")
@@ -267,6 +270,8 @@ def print_alert(alert) -> None:
         f"[dim]({alert.source or 'unknown source'}, {latency}, matched: {matched})[/]"
     )
     console.print(f"   {alert.snippet.replace('«', '[bold yellow]').replace('»', '[/]')}")
+    for update in alert.updates:  # per-story subscriptions: later articles of the story
+        console.print(f"   [dim]+ update:[/] {update.title} [dim]({update.source or 'unknown source'})[/]")
 
 
 @app.command("api")

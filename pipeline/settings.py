@@ -102,10 +102,10 @@ class Settings(BaseSettings):
 
     # --- stories (pipeline.stages.stories) -----------------------------------------------
     story_window_hours: float = Field(
-        168.0, description="an article joins a story only within this time of its articles"
+        120.0, description="an article joins a story only within this time of its articles"
     )
     story_threshold: float = Field(
-        0.3, description="least similarity (0-1) of an article to a story it joins"
+        0.35, description="least similarity (0-1) of an article to a story it joins"
     )
 
     # --- kibana ------------------------------------------------------------------------------

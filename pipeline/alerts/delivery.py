@@ -14,6 +14,7 @@ from datetime import datetime
 
 from elasticsearch import Elasticsearch
 
+from pipeline.alerts.per_story import attach_updates, story_alert_id
 from pipeline.es import bulk
 from pipeline.ids import stable_hash
 from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
@@ -34,8 +35,10 @@ def make_alert(
     now: datetime | None = None,
 ) -> Alert:
     now = now or utcnow()
+    per_story = subscription.per_story and article.story_id  # one alert per story, see per_story.py
     return Alert(
-        id=alert_id(subscription.id, article.id),
+        id=story_alert_id(subscription.id, article.story_id) if per_story else alert_id(subscription.id, article.id),
+        story_id=article.story_id,
         subscription_id=subscription.id,
         query=subscription.query,
         owner=subscription.owner,
@@ -91,7 +94,10 @@ class AlertLedger:
         if failures:
             raise RuntimeError(f"alerts index rejected {len(failures)} alert(s): {failures[:3]}")
         unfinished = self._pending(conflicts)
-        return [a for a in alerts if a.id not in conflicts or a.id in unfinished]
+        updated = {(a.id, a.article_id) for a in attach_updates(
+            self.es, self.index, [a for a in alerts if a.id in conflicts])}
+        return [a for a in alerts if a.id not in conflicts
+                or (a.id in unfinished and (a.id, a.article_id) not in updated)]
 
     def _pending(self, ids: set[str]) -> set[str]:
         if not ids:

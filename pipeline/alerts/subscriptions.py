@@ -50,11 +50,13 @@ class SubscriptionStore:
             self._producer = make_producer(self.settings)
         return self._producer
 
-    def add(self, query: str, owner: str = "default", channels: list[str] | None = None) -> Subscription:
+    def add(self, query: str, owner: str = "default", channels: list[str] | None = None,
+            per_story: bool = False) -> Subscription:
         """Validate ``query`` (raises QuerySyntaxError) and store the subscription."""
         parse_query(query)
         subscription = Subscription(
-            id=subscription_id(owner, query), owner=owner, query=query, channels=channels or []
+            id=subscription_id(owner, query), owner=owner, query=query, channels=channels or [],
+            per_story=per_story,
         )
         self.producer.send(self.topic, key=subscription.id, value=subscription).get(timeout=30)
         self.es.index(

@@ -24,6 +24,7 @@ articles), so no worker's additions are lost and a redelivered article keeps its
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
@@ -47,9 +48,11 @@ STORY_FEATURES = 96
 """strongest features kept per story centroid"""
 PROBE_FEATURES = 12
 """article features used to look up candidate stories"""
-POSTINGS_READ = 400
+POSTINGS_READ = 150
 """most stories read per probed feature (the most recently updated first)"""
-ENTITY_BOOST = 2.0
+CANDIDATES_SCORED = 40
+"""candidates (those sharing the most probe weight) scored in full per article"""
+ENTITY_BOOST = 1.0
 TITLE_BOOST = 2.0
 HIGH_SIMILARITY = 0.5
 """similarity that joins a story even without a shared named entity"""
@@ -182,9 +185,13 @@ class Story:
     version: tuple[int, int] | None = None
     """(seq_no, primary_term) of the stored document this state was read from / written as"""
 
+    _norm: float | None = field(default=None, repr=False, compare=False)
+
     @property
     def norm(self) -> float:
-        return math.sqrt(sum(w * w for w in self.centroid.values())) or 1.0
+        if self._norm is None:
+            self._norm = math.sqrt(sum(w * w for w in self.centroid.values())) or 1.0
+        return self._norm
 
     def add(self, article: ArticleFeatures) -> None:
         if article.id in self.article_ids:
@@ -193,6 +200,7 @@ class Story:
         for key, weight in article.vector.items():
             self.centroid[key] = self.centroid.get(key, 0.0) + weight
         self.centroid = _prune(self.centroid, STORY_FEATURES)
+        self._norm = None
         self.first_seen = min(self.first_seen, article.seen)
         self.last_seen = max(self.last_seen, article.seen)
         if article.time is not None:
@@ -206,7 +214,8 @@ class Story:
         self.events.update(article.events)
 
     def similarity(self, article: ArticleFeatures) -> float:
-        dot = sum(w * self.centroid.get(k, 0.0) for k, w in article.vector.items())
+        centroid = self.centroid
+        dot = sum(w * centroid[k] for k, w in article.vector.items() if k in centroid)
         return dot / self.norm
 
     def shares_entity(self, article: ArticleFeatures) -> bool:
@@ -275,7 +284,7 @@ class Story:
 class StoryIndex:
     """Stories in memory with an inverted index over their strongest features."""
 
-    def __init__(self, *, threshold: float = 0.3, window: timedelta = timedelta(days=7)):
+    def __init__(self, *, threshold: float = 0.35, window: timedelta = timedelta(hours=120)):
         self.threshold = threshold
         self.window = window
         self.stories: OrderedDict[str, Story] = OrderedDict()  # least recently changed first
@@ -309,14 +318,18 @@ class StoryIndex:
         return story, True
 
     def candidates(self, article: ArticleFeatures) -> list[Story]:
+        """Stories indexed under the article's strongest features, those sharing the most of
+        their weight first, at most CANDIDATES_SCORED."""
         probes = sorted(article.vector.items(), key=lambda kv: (-kv[1], kv[0]))[:PROBE_FEATURES]
-        found: dict[str, Story] = {}
-        for key, _ in probes:
+        shared: dict[str, float] = {}
+        for key, weight in probes:
             postings = self._postings.get(key)
             if postings:
                 for sid in islice(reversed(postings), POSTINGS_READ):
-                    found.setdefault(sid, self.stories[sid])
-        return list(found.values())
+                    shared[sid] = shared.get(sid, 0.0) + weight
+        if len(shared) > CANDIDATES_SCORED:
+            return [self.stories[sid] for sid in heapq.nlargest(CANDIDATES_SCORED, shared, key=shared.__getitem__)]
+        return [self.stories[sid] for sid in shared]
 
     def add(self, story: Story, article: ArticleFeatures) -> None:
         story.add(article)
@@ -369,8 +382,8 @@ class StoryAssigner:
     ``es=None`` keeps everything in memory (benchmarks, tests without servers).
     """
 
-    def __init__(self, es: Any = None, index: str | None = None, *, threshold: float = 0.3,
-                 window: timedelta = timedelta(days=7), retries: int = 5):
+    def __init__(self, es: Any = None, index: str | None = None, *, threshold: float = 0.35,
+                 window: timedelta = timedelta(hours=120), retries: int = 5):
         self.es = es
         self.index_name = index
         self.memory = StoryIndex(threshold=threshold, window=window)
