@@ -101,9 +101,16 @@ def _iter_directory(directory: Path, seen_dirs: set[Path]) -> Iterator[InputItem
 
 
 def _iter_file(path: Path) -> Iterator[InputItem]:
+    from pipeline.sources.pages import HTML_SUFFIXES, html_file_article
+    from pipeline.sources.warc import is_warc, iter_warc
+
     suffix = path.suffix.lower()
     try:
-        if suffix in JSON_LINES_SUFFIXES:
+        if is_warc(path):  # web archives and pages: pipeline.sources (one page extractor)
+            yield from iter_warc(path)
+        elif suffix in HTML_SUFFIXES:
+            yield html_file_article(path, path.read_bytes())
+        elif suffix in JSON_LINES_SUFFIXES:
             yield from _iter_json_lines(path)
         else:
             data = path.read_bytes()
@@ -421,6 +428,7 @@ def cmd_ingest(
         None, exists=True, help="files or directories: .json, .jsonl/.ndjson, or plain text"
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
+    url: list[str] = typer.Option(None, "--url", help="web page URL: fetched, main text extracted (repeatable)"),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="seconds between polls"),
     once: bool = typer.Option(False, "--once", help="poll the feeds once, then exit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, no summary"),
@@ -430,8 +438,8 @@ def cmd_ingest(
     Input that is not an article goes to the dead-letter topic with the reason. Exit status 1
     when the broker did not accept a message (or, with --once, a feed could not be read).
     """
-    if not paths and not feed:
-        raise typer.BadParameter("give files/directories to ingest, or --feed URL")
+    if not paths and not feed and not url:
+        raise typer.BadParameter("give files/directories to ingest, --url URL or --feed URL")
     settings = get_settings()
     console = Console()
     producer = _connect(settings, console)
@@ -442,6 +450,8 @@ def cmd_ingest(
             if not quiet:
                 print_report(report, console)
             ok = not report.failed
+        if url:
+            ok = _ingest_urls(url, producer, settings, console, quiet) and ok
         if feed:
             ok = _run_feeds(feed, interval, once, producer, settings, console, quiet) and ok
     finally:
@@ -461,6 +471,20 @@ def _connect(settings: Settings, console: Console) -> Any:
         console.print(f"[red]Kafka at {settings.kafka_bootstrap}: {_describe(error)}[/]"
                       " (is it running? newspipe up)")
         raise typer.Exit(1) from None
+
+
+def _ingest_urls(urls: list[str], producer: Any, settings: Settings, console: Console, quiet: bool) -> bool:
+    """Fetch and extract the pages (pipeline.sources), publish them; False on failures."""
+    from pipeline.sources.fetch import Fetcher
+    from pipeline.sources.pages import iter_urls
+
+    with Fetcher(settings) as fetcher:
+        report = publish(iter_urls(urls, fetcher), producer, settings, progress=not quiet)
+        if not report.failed and not report.stopped:
+            fetcher.commit()  # conditional GET next time: only pages that were delivered
+    if not quiet:
+        print_report(report, console)
+    return not report.failed
 
 
 def _run_feeds(
@@ -512,6 +536,12 @@ def feed_cycle(
             articles.extend(poll_feed(state.url, state, client))
         except (httpx.HTTPError, FeedError) as error:
             errors.append((state.url, _describe(error)))
+    if articles and settings.feed_min_words > 0:  # teasers: the linked page's text instead
+        from pipeline.sources.fetch import Fetcher
+        from pipeline.sources.pages import expand_teasers
+
+        with Fetcher(settings) as fetcher:
+            articles = expand_teasers(articles, fetcher, settings.feed_min_words)
     report = publish(articles, producer, settings, progress=progress)
     if not report.failed and not report.stopped:
         for state in states:
