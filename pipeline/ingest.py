@@ -510,41 +510,20 @@ def _json_error_reason(lineno: int, message: str, char: int) -> str:
 
 
 def iter_request(data: bytes, origin: str = "request", *, lines: bool = False) -> Iterator[InputItem]:
-    """The articles of an HTTP request body (``POST /articles``), with the same contract and
-    reasons as files: one JSON object or a list of them, or (``lines``) NDJSON, one object per
-    non-blank line (origin ``request:<line>``)."""
-    if not lines:
-        try:
-            yield from _iter_json_document(origin, data)  # only str(origin) is used
-        except RecursionError:
-            yield Rejected(origin, "JSON nested too deeply", data)
-        return
-    found_any = False
-    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
-        line = raw_line.rstrip(b"\r")
-        text = _decode_text(line)
-        if text is not None and not text.strip():
-            continue
-        found_any = True
-        where = f"{origin}:{lineno}"
-        if text is None:
-            yield Rejected(where, NOT_TEXT, line)
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield Rejected(where, _json_error_reason(lineno, error.msg, error.pos), line)
-            continue
-        except RecursionError:
-            yield Rejected(where, "JSON nested too deeply", line)
-            continue
-        yield article_from_object(obj, where, line)
-    if not found_any:
-        yield Rejected(origin, EMPTY, data)
+    """The articles of an HTTP request body (``POST /articles``), with the same contract, limits
+    and reasons as files (the same parsers): one JSON object or a list of them, or (``lines``)
+    NDJSON, one object per non-blank line (origin ``request:<line>``)."""
+    settings = get_settings()
+    if len(data) > settings.max_input_bytes:
+        yield Rejected(origin, f"larger than {settings.max_input_bytes} bytes (NEWS_MAX_INPUT_BYTES)",
+                       data[: settings.max_input_bytes])
+    elif lines:
+        yield from _iter_json_lines(origin, io.BytesIO(data), settings)
+    else:
+        yield from _iter_json_document(origin, data, settings)  # only str(origin) is used
 
 
 # --- objects to articles -------------------------------------------------------------------
-
 
 FIELD_LIMITS = {"title": 2_000, "source": 500, "url": 8_192, "language": 35}
 """longest value (characters) of these string fields; longer ones are refused at ingest"""
