@@ -107,8 +107,11 @@ def test_post_articles_json_and_ndjson_with_reasons_for_rejects(client, auth, st
     assert letters["request:4"]["error"] == "request:4: missing field 'body'"
 
     stack.wait_indexed(body["ids"])
-    bad = client.post("/articles", content=b"", headers={**auth, "Content-Type": "application/json"})
-    assert bad.status_code == 202 and bad.json()["rejected"][0]["reason"] == "empty file"
+    empty = client.post("/articles", content=b" ", headers={**auth, "Content-Type": "application/json"})
+    assert empty.status_code == 422 and "empty request body" in empty.json()["detail"]
+    nothing = client.post("/articles", json=[{"title": "no body"}], headers=auth)  # no article in it
+    assert nothing.status_code == 422
+    assert nothing.json()["rejected"] == [{"item": 0, "origin": "request[0]", "reason": "missing field 'body'"}]
 
 
 def test_search_highlights_facets_and_filters(client, auth, stack):
