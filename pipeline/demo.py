@@ -128,6 +128,12 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
             "\nServers keep running: [bold]newspipe search QUERY[/], [bold]newspipe alerts tail[/], "
             "[bold]newspipe down[/] to stop them."
         )
+        console.rule("8. web page")
+        from pipeline.api.background import ensure_api
+
+        served = ensure_api(settings)
+        console.print(f"API pid {served.pid} (stop it with: kill {served.pid}), log {settings.data_dir}/logs/api.log")
+        console.print(f"Open the web page: [bold]{served.page_url}[/]")
         return 0
     finally:
         if not keep_worker:
