@@ -225,7 +225,8 @@ def test_alert_stream_delivers_live_alerts_and_resumes(api_server, stack):
             lines = response.iter_lines()
             assert next(lines) == "retry: 2000"
             articles = [  # different texts: a near duplicate would (rightly) alert nobody
-                {"title": "Port memorandum", "body": f"{NEW_ARTICLE} Reference {word}."},
+                {"title": "Dairy memorandum", "body": f"Dairy cooperatives in the north and a retail chain "
+                 f"agreed a memorandum on milk prices for the winter ({word}), their union said."},
                 {"title": "Rail memorandum", "body": f"Rail operators from three regions agreed on a "
                  f"memorandum about night freight slots and shared depots ({word}), the ministry said."},
             ]
