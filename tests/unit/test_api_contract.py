@@ -231,3 +231,28 @@ def test_cursors_round_trip_and_junk_is_refused():
     for junk in ("!!", "e30", encode_cursor({"a": 1}), "W3t9XQ"):
         with pytest.raises(CursorError):
             decode_cursor(junk)
+
+
+def test_the_page_is_package_data():
+    """A wheel carries the page: pyproject's package-data covers every file of static/."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import pipeline.api.app as app_module
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["pipeline"]
+    static = app_module.STATIC
+    files = [p.relative_to(root / "pipeline").as_posix() for p in static.iterdir() if p.is_file()]
+    assert {"api/static/index.html", "api/static/app.js", "api/static/style.css"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_a_bad_resume_position_is_refused_before_the_stream_opens(app):
+    client = TestClient(app)
+    for position in ("x", "0:-1", "1:2:3"):
+        response = client.get("/alerts/stream", params={"resume": position},
+                              headers={"Authorization": "Bearer unit-test-token"})
+        assert response.status_code == 400 and "Last-Event-ID" in response.json()["detail"], position
