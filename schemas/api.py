@@ -110,11 +110,16 @@ class SubscriptionRequest(ApiModel):
     owner: str = Field("default", min_length=1, max_length=200)
     webhooks: list[str] = Field(default_factory=list, description="URLs to POST alerts to")
     backfill: bool = Field(False, description="also report already-indexed matching articles")
+    digest: str = Field("as_it_happens", description="webhooks get: as_it_happens, hourly or daily")
+    timezone: str | None = Field(None, description="IANA time zone of digest periods (default UTC)")
 
 
 class SubscriptionCreated(ApiModel):
     subscription: Subscription
     backfill: list[Alert] = Field(default_factory=list)
+    webhook_secrets: dict[str, str] = Field(
+        default_factory=dict, description="channel id -> signing secret; shown this once only"
+    )
 
 
 class QueryError(ApiModel):

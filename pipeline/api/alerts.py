@@ -8,6 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from pipeline.alerts.query import QuerySyntaxError
+from pipeline.alerts.subscriptions import SubscriptionRejected
 from pipeline.api.atom import render_feed
 from pipeline.api.context import ERRORS, ApiContext
 from pipeline.api.stream import BadEventId, alert_events, open_stream, parse_event_id
@@ -34,16 +35,20 @@ def router(ctx: ApiContext) -> APIRouter:
         """Subscribe to a query (the same query twice is one subscription). With ``backfill``,
         the already-indexed matching articles fire now (once, marked ``backfill``)."""
         try:
-            subscription = ctx.store.add(request.query, owner=request.owner,
-                                         channels=[f"webhook:{u}" for u in request.webhooks])
+            created = ctx.store.create(request.query, owner=request.owner, webhooks=request.webhooks,
+                                       digest=request.digest, timezone=request.timezone)
         except QuerySyntaxError as exc:
             raise HTTPException(422, {"error": str(exc), "position": exc.position}) from exc
+        except SubscriptionRejected as exc:
+            raise HTTPException(422, {"error": str(exc), "position": None}) from exc
+        subscription = created.subscription
         fired = []
         if request.backfill:
             from pipeline.alerts.backfill import backfill_alerts
 
             fired = backfill_alerts(ctx.pipeline, subscription)
-        return SubscriptionCreated(subscription=subscription, backfill=fired)
+        return SubscriptionCreated(subscription=subscription, backfill=fired,
+                                   webhook_secrets=created.webhook_secrets)
 
     @api.get("/subscriptions", dependencies=auth, response_model=list[Subscription])
     def list_subscriptions(owner: str | None = None) -> list[Subscription]:

@@ -61,7 +61,7 @@ def router(ctx: ApiContext) -> APIRouter:
         if not bytes(data).strip():
             raise HTTPException(422, "empty request body: send an article (JSON) or articles (NDJSON)")
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        items = list(iter_request(bytes(data), lines=kind in NDJSON_TYPES))
+        items = list(iter_request(bytes(data), lines=kind in NDJSON_TYPES, settings=ctx.settings))
         report = await run_in_threadpool(publish, items, ctx.producer, ctx.settings, False)
         rejected = [
             IngestRejection(item=n, origin=item.origin, reason=item.reason)

@@ -207,18 +207,27 @@ def test_event_ids_are_positions():
     assert sse("x", "two\nlines") == "event: x\ndata: two\ndata: lines\n\n"
 
 
-def test_request_bodies_use_the_ingest_contract():
+def test_request_bodies_use_the_ingest_contract(tmp_path):
     [one] = list(iter_request(b'{"title": "T", "text": "Body text"}'))
     assert isinstance(one, RawArticle) and one.body == "Body text" and one.id
     many = list(iter_request(b'[{"body": "a"}, 3]'))
     assert isinstance(many[0], RawArticle) and many[1] == Rejected("request[1]", "expected a JSON object, got int", b"3")
-    lines = list(iter_request(b'{"body": "x"}\r\n\n{"body": 5}\n\xff\n{"a":', lines=True))
+    batch = b'{"body": "x"}\r\n\n{"body": 5}\n\x00\x01\x02\n{"a":\n{"title": "no body"}\n'
+    lines = list(iter_request(batch, lines=True))
     assert isinstance(lines[0], RawArticle)
-    assert [(r.origin, r.reason) for r in lines[1:]] == [
-        ("request:3", "field 'body' must be a string, got int"),
-        ("request:4", "not UTF-8 text (binary?)"),
-        ("request:5", "invalid JSON at line 5: Expecting value (char 5)"),
-    ]
+    reasons = [(r.origin, r.reason) for r in lines[1:]]
+    assert [origin for origin, _ in reasons] == ["request:3", "request:4", "request:5", "request:6"]
+    assert reasons[0][1] == "field 'body' must be a string, got int"
+    assert reasons[2][1].startswith("invalid JSON at line 5")
+    assert reasons[3][1] == "missing field 'body'"
+    # the very reader of .jsonl files: the same items and reasons, only the origin differs
+    path = tmp_path / "batch.jsonl"
+    path.write_bytes(batch)
+    from pipeline.ingest import iter_inputs
+
+    from_file = [(r.origin.replace(str(path), "request"), r.reason) for r in iter_inputs([path])
+                 if isinstance(r, Rejected)]
+    assert from_file == reasons
     assert [r.reason for r in iter_request(b"", lines=True)] == ["empty file"]
     deep = b"[" * 100_000 + b"]" * 100_000
     [rejected] = list(iter_request(b'{"body": ' + deep + b"}"))
@@ -242,9 +251,10 @@ def test_the_page_is_package_data():
     import pipeline.api.app as app_module
 
     root = Path(__file__).resolve().parents[2]
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["pipeline"]
-    static = app_module.STATIC
-    files = [p.relative_to(root / "pipeline").as_posix() for p in static.iterdir() if p.is_file()]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    # patterns relative to pipeline/ (package "pipeline") or to pipeline/api/ ("pipeline.api")
+    patterns = data.get("pipeline", []) + [f"api/{p}" for p in data.get("pipeline.api", [])]
+    files = [p.relative_to(root / "pipeline").as_posix() for p in app_module.STATIC.iterdir() if p.is_file()]
     assert {"api/static/index.html", "api/static/app.js", "api/static/style.css"} <= set(files)
     for name in files:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
