@@ -509,21 +509,21 @@ def _json_error_reason(lineno: int, message: str, char: int) -> str:
     return f"invalid JSON at line {lineno}: {message} (char {char})"
 
 
-def iter_request(data: bytes, origin: str = "request", *, lines: bool = False) -> Iterator[InputItem]:
-    """The articles of an HTTP request body (``POST /articles``), with the same contract, limits
-    and reasons as files (the same parsers): one JSON object or a list of them, or (``lines``)
-    NDJSON, one object per non-blank line (origin ``request:<line>``)."""
-    settings = get_settings()
-    if len(data) > settings.max_input_bytes:
-        yield Rejected(origin, f"larger than {settings.max_input_bytes} bytes (NEWS_MAX_INPUT_BYTES)",
-                       data[: settings.max_input_bytes])
-    elif lines:
-        yield from _iter_json_lines(origin, io.BytesIO(data), settings)
+def iter_request(
+    data: bytes, origin: str = "request", *, lines: bool = False, settings: Settings | None = None
+) -> Iterator[InputItem]:
+    """The articles of an HTTP request body (``POST /articles``) through the very readers of
+    files, so the contract, limits and reasons are the same: one JSON object or a list of them,
+    or (``lines``) NDJSON, one object per non-blank line (origin ``request:<line>``)."""
+    settings = settings or get_settings()
+    if lines:
+        yield from _iter_json_lines(origin, io.BytesIO(data), settings)  # only str(origin) is used
     else:
-        yield from _iter_json_document(origin, data, settings)  # only str(origin) is used
+        yield from _iter_json_document(origin, data, settings)
 
 
 # --- objects to articles -------------------------------------------------------------------
+
 
 FIELD_LIMITS = {"title": 2_000, "source": 500, "url": 8_192, "language": 35}
 """longest value (characters) of these string fields; longer ones are refused at ingest"""

@@ -101,6 +101,8 @@ class SearchResponse(ApiModel):
 
 
 class SubscriptionRequest(ApiModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     query: str = Field(
         ..., min_length=1, max_length=2000,
         examples=["memorandum", '"prisoner exchange"', 'entity:"Vladimir Medinsky"'],
@@ -121,10 +123,11 @@ class SubscriptionCreated(ApiModel):
 
 
 class QueryError(ApiModel):
-    """An invalid query: the reason and the 0-based character position."""
+    """An invalid query: the reason and the 0-based character position (null: the whole query,
+    e.g. an empty one)."""
 
     error: str
-    position: int
+    position: int | None
 
 
 class ErrorResponse(ApiModel):
