@@ -158,7 +158,7 @@ def delivery(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "NEWS_TOPIC_PREFIX": f"d{run}", "NEWS_INDEX_PREFIX": f"d{run}", "NEWS_APP_ID": f"newspipe-delivery-{run}",
         "NEWS_DATA_DIR": str(data_dir), "NEWS_WEBHOOK_ALLOW_TARGETS": allowed,
         "NEWS_WEBHOOK_TIMEOUT_S": "2", "NEWS_WEBHOOK_BACKOFF_S": "0.2", "NEWS_WEBHOOK_BACKOFF_MAX_S": "1",
-        "NEWS_WEBHOOK_MAX_AGE_S": "600", "NEWS_WEBHOOK_BREAKER_FAILURES": "3",
+        "NEWS_WEBHOOK_MAX_AGE_S": "3600", "NEWS_WEBHOOK_MAX_ATTEMPTS": "100000", "NEWS_WEBHOOK_BREAKER_FAILURES": "3",
         "NEWS_WEBHOOK_BREAKER_COOLDOWN_S": "1", "NEWS_OUTBOX_POLL_S": "0.2", "NEWS_OUTBOX_LEASE_S": "5",
         "NEWS_WEBHOOK_INFLIGHT_PER_TARGET": "2", "NEWS_DIGEST_HOURLY_S": "4",
     }
