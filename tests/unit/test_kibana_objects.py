@@ -224,7 +224,7 @@ def test_required_saved_searches(objects):
     alerts = [s for s in searches.values() if search_view(s) == "newspipe-alerts"]
     assert alerts, "no saved search on the alerts data view"
     assert alerts[0]["attributes"]["columns"] == [
-        "query", "title", "source", "matched.terms", "latency_ms",
+        "query", "title", "source", "matched.terms", "latency_ms", "status", "deliveries.state",
     ]
 
 
