@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test unit down clean
+.PHONY: install demo test unit test-faults down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: install
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# kills and restarts the harness's own servers and workers (docs/faults.md): its own step
+test-faults: install
+	$(BIN)/pytest tests/faults -m faults
 
 down: $(STAMP)
 	$(BIN)/newspipe down

@@ -175,8 +175,6 @@ def _open_input(path: Path, compression: str | None) -> BinaryIO:
 
         return lzma.open(path, "rb")
     if compression == "zstd":
-        import zstandard
-
         return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
     return path.open("rb")
 
@@ -376,8 +374,7 @@ def _nesting(text: str) -> int:
     for char in brackets:
         if char in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
+            deepest = max(deepest, depth)
         else:
             depth -= 1
     return deepest
@@ -797,7 +794,8 @@ def _progress_display(enabled: bool) -> Iterator[tuple[Progress, TaskID]]:
 
 def cmd_ingest(
     paths: list[Path] = typer.Argument(
-        None, exists=True, help="files or directories: .json, .jsonl/.ndjson, or plain text"
+        None, exists=True,
+        help="files or directories: .json, .jsonl/.ndjson or plain text, also .gz/.bz2/.xz/.zst",
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
     url: list[str] = typer.Option(None, "--url", help="web page URL: fetched, main text extracted (repeatable)"),
