@@ -220,20 +220,32 @@ class PlaceTyper:
     def _type_entities(self, doc: Doc) -> None:
         if not doc.ents:
             return
-        name_words = {
-            token.text for ent in doc.ents if ent.label_ in ("PER", "PERSON") and len(ent) > 1
-            for token in ent
-        }
+        name_words = _person_name_words(doc)
         spans, changed = [], False
         for ent in doc.ents:
             canonical = place_form(ent.text)
-            if canonical is None or (ent.label_ in ("PER", "PERSON") and ent[0].text in name_words):
+            if canonical is None or _names_a_person(ent, name_words):
                 spans.append(ent)
                 continue
             spans.append(Span(doc, ent.start, ent.end, label=self.label, span_id=canonical))
             changed = True
         if changed:
             doc.ents = spans
+
+
+PERSON_LABELS = frozenset({"PER", "PERSON"})
+
+
+def _person_name_words(doc: Doc) -> set[str]:
+    """Words of the multi-word person names of a document ("Paris", "Hilton")."""
+    return {token.text for ent in doc.ents if ent.label_ in PERSON_LABELS and len(ent) > 1
+            for token in ent}
+
+
+def _names_a_person(ent: Span, name_words: set[str]) -> bool:
+    """A person span ("Paris", "Paris's") whose word is part of a longer person name of the
+    document: the person, not the place."""
+    return ent.label_ in PERSON_LABELS and ent[0].text in name_words
 
 
 PLACE_LABELS = frozenset({"LOC", "GPE"})
