@@ -235,7 +235,7 @@ def possessives(corpus: str) -> list[dict]:
 
 def _fuse(first: str, surname: str, i: int) -> str:
     """A machine-translation fusion: the first name slightly garbled, then the surname."""
-    garbled = first[:-1] + "a" if i % 2 else first[:-1]
+    garbled = first[:-1] + "a" if i % 2 else first
     return garbled + surname.lower()
 
 

@@ -16,6 +16,9 @@ positive prediction, per family:
   item is wrong when a word of the name was cut off); also printed rule-level (the person
   words of the labelled mention, no model);
 - first_names: the two mentions get one id;
+
+``n/a`` counts items where the model gave the rule nothing to act on (the NER missed the name,
+or its person span does not cover the whole labelled mention); they are left out of P and R.
 - line_repair: the two lines stay in different paragraphs.
 
 ``--without FAMILY`` switches that family's mechanism off (the behaviour before issue #19) to
@@ -47,8 +50,12 @@ def load(family: str) -> list[dict]:
 
 class Score:
     def __init__(self) -> None:
-        self.tp = self.fp = self.fn = self.tn = 0
+        self.tp = self.fp = self.fn = self.tn = self.na = 0
         self.errors: list[str] = []
+
+    def skip(self) -> None:
+        """The model gave the rule nothing to act on (e.g. the NER missed the name)."""
+        self.na += 1
 
     def add(self, label: bool, predicted: bool, correct: bool, item_id: str) -> None:
         if label and predicted and correct:
@@ -119,7 +126,10 @@ def score_run_together(nlp, items: list[dict]) -> Score:
         full, _ = _covering(entities, text.index(item["full"]), text.index(item["full"]) + len(item["full"]))
         at = text.rindex(item["word"])
         word, _ = _covering(entities, at, at + len(item["word"]))
-        same = full is not None and word is not None and full.id == word.id
+        if full is None or full.type != "person" or word is None:
+            score.skip()  # the NER found no full name or no mention of the word
+            continue
+        same = full.id == word.id
         score.add(item["label"], same, same, item["id"])
     return score
 
@@ -131,12 +141,14 @@ def score_roles(nlp, items: list[dict]) -> tuple[Score, Score]:
     for item in items:
         (entities,) = _extract(nlp, [item["text"]])
         start, end = item["start"], item["start"] + len(item["mention"])
-        entity, mention = _covering(entities, start, end)
-        if entity is not None and entity.type == "person":
-            cut = mention.start > start
-            pipeline.add(item["label"], cut, cut and mention.text == item["name"], item["id"])
+        doc = nlp(item["text"])
+        if not any(e.start_char <= start and e.end_char >= end and e.label_ in ("PER", "PERSON")
+                   for e in doc.ents):
+            pipeline.skip()  # the NER's person span is not the whole mention: no rule at work
         else:
-            pipeline.add(item["label"], False, False, item["id"])
+            entity, mention = _covering(entities, start, end)
+            cut = entity is not None and mention.start > start
+            pipeline.add(item["label"], cut, cut and mention.text == item["name"], item["id"])
         words = person_words(item["mention"])
         cut = words != item["mention"].split()
         rule.add(item["label"], cut, words == item["name"].split(), item["id"])
@@ -156,7 +168,10 @@ def score_first_names(nlp, items: list[dict]) -> Score:
             return entity.id if entity is not None and entity.type == "person" else None
 
         a, b = id_of(item["a"]), id_of(item["b"])
-        same = a is not None and a == b
+        if a is None or b is None:
+            score.skip()  # the NER did not find both names as people
+            continue
+        same = a == b
         score.add(item["label"], same, same, item["id"])
     return score
 
@@ -242,7 +257,7 @@ def main() -> int:
     nlp = load_nlp(model) if set(families) - {"line_repair"} else None
     print(f"model: {model}" + (f"   rule switched off: {args.without}" if args.without else ""))
     print(f"{'family':<22}{'items':>6}{'pos':>5}{'neg':>5}{'TP':>5}{'FP':>5}{'FN':>5}"
-          f"{'precision':>11}{'recall':>8}  target")
+          f"{'n/a':>5}{'precision':>11}{'recall':>8}  target")
     failed = False
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -266,7 +281,7 @@ def main() -> int:
                 ok = s.precision >= TARGET_P and s.recall >= TARGET_R
                 failed |= not ok
                 print(f"{name:<22}{len(items):>6}{positives:>5}{len(items) - positives:>5}"
-                      f"{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.precision:>11.3f}{s.recall:>8.3f}  "
+                      f"{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.na:>5}{s.precision:>11.3f}{s.recall:>8.3f}  "
                       f"{'ok' if ok else 'MISSED'}")
                 if args.errors and s.errors:
                     print("    wrong:", " ".join(s.errors))
