@@ -264,7 +264,8 @@ class PlaceTyper:
                 if ent.label_ not in PLACE_LABELS:
                     spans.append(ent)
             else:
-                spans.append(Span(doc, ent.start, ent.end, label=self.label, span_id=canonical))
+                start = ent.start + 1 if len(ent) > 1 and ent[0].lower_ == "the" else ent.start
+                spans.append(Span(doc, start, ent.end, label=self.label, span_id=canonical))
                 changed = True
         if changed:
             doc.ents = spans
