@@ -212,7 +212,51 @@ def _given_name_before(doc: Doc, index: int) -> str:
 def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
     _settle_plural_places(mentions)
+    _people_of_the_same_family(doc, mentions)
     return mentions
+
+
+def _name_word(text: str) -> bool:
+    """A capitalised word that can be a first name: not a role, not a common word; or an initial."""
+    if len(text) == 2 and text[0].isupper() and text[1] == ".":
+        return True
+    if not (text[:1].isupper() and text.isalpha()) or is_role_word(text):
+        return False
+    casing = word_casing(text)
+    return not (casing.lower >= 3 and casing.lower >= casing.capitalised)
+
+
+def _people_of_the_same_family(doc: Doc, mentions: list[_Mention]) -> None:
+    """Evidence about people who share a surname, from the whole article:
+
+    - a two-word organisation/misc span "Firstname Surname" (or "F. Surname") whose surname is
+      a person's surname in the article is a person too (small models label "Claire Castellano"
+      ORG next to "Chris Castellano");
+    - a surname-only mention takes the first name written before that surname elsewhere in the
+      article when there is exactly one ("Chloe Donaldson ... Donaldson said"): it is that person.
+    """
+    surnames = {m.person.surname for m in mentions if m.person}
+    for m in mentions:
+        words = m.text.split()
+        if m.type in ("organization", "misc") and len(words) == 2 and m.place is None \
+                and _name_word(words[0]) and fold_word(words[1]) in surnames:
+            person = split_person(m.text)
+            if person is not None:
+                m.type, m.person = "person", person
+    short = {m.text: m for m in mentions if m.person and not m.person.is_full and not m.given}
+    if not short:
+        return
+    given: dict[str, set[str]] = {}
+    for token in doc:
+        if token.text in short:
+            before = _given_name_before(doc, token.i)
+            if before:
+                given.setdefault(token.text, set()).add(before)
+    for m in mentions:
+        if m.person and not m.person.is_full and not m.given and len(given.get(m.text, ())) == 1:
+            (first,) = given[m.text]
+            m.given = fold_word(first)
+            m.person = PersonName(f"{first} {m.person.display}", m.given, m.person.surname)
 
 
 def _settle_plural_places(mentions: list[_Mention]) -> None:
