@@ -359,31 +359,49 @@ def line_repair(corpus: str) -> list[dict]:
     """Items are texts with a line boundary ``after`` (index of the line before it) that must be
     kept (label True: a heading before a byline, a name or a sentence) or joined (False)."""
     items = []
-    headings = ("Ministers agreed Plan B", "Talks resume in Geneva", "Markets rally on rate hopes",
-                "Storm hits east coast", "Budget vote set for June", "Election result due today",
-                "Club sacks manager", "New rules for drivers", "Strike ends at port",
-                "Oil prices climb again")
-    starts = ("A. Smith, a spokesman for the ministry, said the plan was ready.",
+    before = ["The committee met for three hours on Tuesday and discussed the budget,",
+              "the new rules for drivers and the plans for the port, officials said",
+              "after the meeting ended late in the evening."]
+    after = ["the talks would continue next week, according to an agenda seen by",
+             "reporters, and that a final decision was expected before the summer."]
+    headings = ("Ministers agreed Plan B", "Board backs Option A", "Talks move to Phase C",
+                "Council picks Route D", "Union rejects Offer E",
+                "Regional Ministers Agree New Plan For Port Expansion",
+                "Central Bank Holds Rates Steady As Inflation Eases",
+                "Rail Operators Announce Timetable Changes For Winter",
+                "Farm Ministers Meet Again Over Grain Export Quotas",
+                "Opposition Leaders Call For Inquiry Into Contracts")
+    starts = ("A. Smith, a spokesman for the ministry, said",
+              "J. R. Moreau, a senior official, told reporters",
+              "E. Novak, who chairs the committee, said",
               "By Jane Okafor and Tom Brennan",
-              "Maria Lindqvist, the chief executive, said results were strong.",
-              "The government said on Monday it would publish the figures.",
-              "J. R. Moreau, a senior official, told reporters the vote would go ahead.",
-              "BY PETER HADDAD",
-              "Officials said the decision would be announced later.",
-              "E. Novak, who chairs the committee, welcomed the outcome.",
-              "Prices rose 3 percent in early trading.",
-              "S. Tanaka reported from Tokyo.")
-    for i, heading in enumerate(headings):
-        for j in range(3):
-            start = starts[(i + j * 3) % len(starts)]
+              "Maria Lindqvist, the chief executive, said",
+              "The government said on Monday that")
+    for heading in headings:
+        for start in starts:
             items.append(dict(family="line_repair", source="written",
-                              lines=[heading, start, "The talks will continue next week."],
-                              after=0, label=True))
+                              lines=before + [heading, start] + after, after=3, label=True))
     for first, rest in (("The chief U", "S. envoy arrived in the capital."),
                         ("Talks between the U", "K. and the EU resumed."),
                         ("The company said third-quarter profit at its U", "S. unit rose."),
                         ("Officials from the U", "N. agency visited the camp.")):
         items.append(dict(family="line_repair", source="written", lines=[first, rest], after=0,
+                          label=False))
+    # wrapped lines that end in the middle of a name or an abbreviation: joined
+    wrapped_ends = (("the ministry said on Tuesday that its spokeswoman, Anna", "Kowalski, would"),
+                    ("the agreement was signed in the presence of the U", "S. ambassador and"),
+                    ("the report was written by a panel chaired by Professor", "Helen Whitfield and"),
+                    ("officials said the new terminal would be opened by Peter", "Gallagher, the"),
+                    ("the deal, which needs approval from the E", "U. competition"),
+                    ("the company's chief executive, who took over from Simon", "Doyle last year,"),
+                    ("a statement issued late on Monday by the Finance Ministry", "said the"),
+                    ("shares of the company rose 4 percent after the New York", "Stock Exchange"),
+                    ("the talks were attended by delegations from Britain, France", "and Germany"),
+                    ("the minister, who spoke to reporters after meeting Maria", "Lindqvist and"))
+    for end, start in wrapped_ends:
+        lines = [before[0], before[1], end, start + " other officials in the capital on Monday,",
+                 after[0], after[1]]
+        items.append(dict(family="line_repair", source="written", lines=lines, after=2,
                           label=False))
     # Reuters: wrapped lines inside an indented paragraph whose next line starts with a capital
     # letter (a name, an abbreviation, a proper noun): they must be joined ...

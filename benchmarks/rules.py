@@ -217,6 +217,8 @@ def _without(family: str, stack: ExitStack) -> None:
         fused = lambda word, first, surname: word.endswith(surname) and word != surname  # noqa: E731
         patch(names, "is_run_together", fused)
         patch(entities, "is_run_together", fused)
+        patch(names, "RUN_TOGETHER_MIN_PREFIX", 1)
+        patch(entities, "_given_name_before", lambda doc, index: "")
     elif family == "roles":  # no role stripping
         patch(names, "leading_title_count", lambda words: 0)
         patch(entities, "leading_title_count", lambda words: 0)
@@ -237,6 +239,8 @@ def _without(family: str, stack: ExitStack) -> None:
         never = __import__("re").compile(r"(?!)")
         patch(clean, "_STARTS_LIKE_NAME_OR_SENTENCE", never)
         patch(clean, "_BYLINE_START", never)
+        patch(clean, "_looks_like_heading", lambda line: False)
+        patch(clean, "parse_dateline", lambda text: (None, text))
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -294,6 +294,15 @@ def _person_name_words(doc: Doc) -> set[str]:
             and any(place_form(t.text) is None for t in tokens)
         ):
             words.update(t.text for t in tokens)
+    for ent in doc.ents:  # "Paris Jackson" tagged as "Jackson": the untagged word before it
+        if len(ent) == 1 and ent.start > 0 and place_form(ent.text) is None and not ent[0].is_sent_start:
+            before = doc[ent.start - 1]
+            untagged_or_place = not before.ent_type_ or (
+                before.ent_type_ in PLACE_LABELS and before.ent_iob_ == "B"
+                and (ent.label_ in PERSON_LABELS or ent.label_ in PLACE_LABELS))
+            if untagged_or_place and before.is_alpha and before.text[:1].isupper() \
+                    and not _common(before.text) and not is_role_word(before.text):
+                words.update((before.text, ent.text))
     return words
 
 
