@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from itertools import cycle, islice
+from itertools import cycle
 from pathlib import Path
 
 from pipeline.stages.clean import parse_dateline

@@ -70,10 +70,21 @@ def normalise_url(url: str) -> str:
     return urlunsplit((scheme, host, parts.path, urlencode(query, doseq=True), ""))
 
 
+MAX_ID_BYTES = 512
+"""Elasticsearch's limit for a document id (UTF-8 bytes)."""
+
+
 def article_id(raw: RawArticle) -> str:
-    """The article's id: given by the producer, else derived from its url, else from its text."""
+    """The article's id: given by the producer, else derived from its url, else from its text.
+
+    A given id longer than :data:`MAX_ID_BYTES` is replaced by ``"id-" + sha1`` of it (40 hex
+    chars): still stable, and accepted by Elasticsearch.
+    """
     if raw.id and raw.id.strip():
-        return raw.id.strip()
+        given = raw.id.strip()
+        if len(given.encode("utf-8", errors="surrogatepass")) > MAX_ID_BYTES:
+            return "id-" + stable_hash("id", given, length=40)
+        return given
     if raw.url and raw.url.strip():
         return stable_hash("url", normalise_url(raw.url))
     return stable_hash("text", raw.source or "", " ".join(raw.body.split()))

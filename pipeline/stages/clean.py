@@ -29,6 +29,7 @@ import ftfy
 
 from pipeline.ids import article_id
 from pipeline.settings import get_settings
+from pipeline.sources.attribution import attribute
 from pipeline.stages.language import detect_language, normalise_language_code
 from schemas.models import CleanArticle, Dateline, RawArticle
 
@@ -168,13 +169,12 @@ def clean(raw: RawArticle, *, max_body_chars: int | None = None) -> CleanArticle
     language = normalise_language_code(raw.language) or detect_language(f"{title}\n{body}")
     return CleanArticle(
         id=article_id(raw),
-        source=raw.source,
+        **attribute(raw, parts.dateline),  # source, published_at and where they came from
         url=raw.url,
         title=title,
         title_origin=title_origin,
         body=body,
         language=language,
-        published_at=raw.published_at,
         ingested_at=raw.ingested_at,
         dateline=parts.dateline,
         authors=parts.authors,

@@ -22,8 +22,13 @@ A batch is resolved in two passes: all full names are registered first, then sho
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 
 from spacy.language import Language
@@ -32,6 +37,7 @@ from spacy.tokens import Doc, Span
 from pipeline.stages.casing import word_casing
 from schemas.models import CleanArticle, Entity, EntityType, Mention
 from pipeline.stages.names import (
+    ROLE_TITLES,
     PersonName,
     canonical_place,
     first_names_compatible,
@@ -154,11 +160,83 @@ class _Mention:
     name: str = ""
 
 
+_DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
+_GLUE = re.compile(r"^(of|in|on|at|to|for|from|by|with|and|the|as)(?=[A-Z][a-z])")
+"""A function word glued to a capitalised word by a lost line break or space ("ofNew Labour")."""
+
+ALIASES_PATH = Path(__file__).resolve().parents[1] / "data" / "entity_aliases.json"
+
+PORTFOLIO_WORDS = ROLE_TITLES | frozenset(
+    {"state", "defense", "defence", "interior", "finance", "foreign", "justice", "trade", "health",
+     "energy", "agriculture", "economy", "education", "culture", "home", "treasury", "labor", "labour",
+     "commerce", "transport", "environment", "industry", "security"}
+)
+"""Words naming a government portfolio: a one-word "organisation" made of one of them next to a
+role ("Defense Minister", "Secretary of State") is part of a title, not an organisation."""
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    acronyms: dict[str, str]
+    types: dict[str, EntityType]
+    role_heads: frozenset[str]
+    role_of: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> Gazetteer:
+    """The entity gazetteer (pipeline/data/entity_aliases.json), loaded once."""
+    raw = json.loads(ALIASES_PATH.read_text("utf-8"))
+    return Gazetteer(
+        acronyms=dict(raw["acronyms"]),
+        types={name.casefold(): etype for etype, names in raw["types"].items() for name in names},
+        role_heads=frozenset(raw["role_heads"]),
+        role_of=frozenset(raw["role_of"]),
+    )
+
+
+def normalise_surface(text: str) -> str:
+    """A mention's surface without a leading determiner or glued function word and without a
+    possessive: "the European Union's" -> "European Union", "ofNew Labour" -> "New Labour"."""
+    text = " ".join(text.split())
+    words = text.split(" ")
+    while len(words) > 1 and words[0].lower() in _DETERMINERS:
+        words = words[1:]
+    text = _GLUE.sub("", " ".join(words))
+    return strip_possessive(text)
+
+
+def _is_role_part(span: Span) -> bool:
+    """A one-word portfolio mention inside a role: "Defense Minister", "Secretary of State"."""
+    if len(span) != 1 or span[0].lower_ not in PORTFOLIO_WORDS:
+        return False
+    doc, gaz = span.doc, gazetteer()
+    after = doc[span.end].lower_ if span.end < len(doc) else ""
+    before = [t.lower_ for t in doc[max(0, span.start - 2): span.start]]
+    return after in gaz.role_heads or (len(before) == 2 and before[1] == "of" and before[0] in gaz.role_of)
+
+
+def _extend_first_name(span: Span) -> int:
+    """Start of a one-word person span extended over a first name the NER left out, when a title
+    precedes it: "Defence Minister [Rustem] Umerov" -> start of "Rustem"."""
+    start, doc = span.start, span.doc
+    if len(span) != 1 or start < 2:
+        return start
+    candidate, title = doc[start - 1], doc[start - 2]
+    if (candidate.is_title and candidate.is_alpha and not candidate.ent_type_ and not candidate.is_sent_start
+            and not is_role_word(candidate.text) and is_role_word(title.text)):
+        return start - 1
+    return start
+
+
 def _trim(span: Span, strip_titles: bool) -> Span | None:
-    """The span without trailing possessive/punctuation and (persons) leading title words."""
+    """The span without leading determiners, trailing possessive/punctuation and (persons) leading
+    title words."""
     start, end = span.start, span.end
     while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
         end -= 1
+    while end - start > 1 and span.doc[start].lower_ in _DETERMINERS:
+        start += 1
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
     return span.doc[start:end] if end > start else None
@@ -171,16 +249,27 @@ def _mention(span: Span) -> _Mention | None:
         return None
     if span.ent_id_:  # placed by the place ruler: canonical place is the pattern id
         etype = "location"
+    elif _is_role_part(span):
+        return None
+    if etype == "person":
+        span = span.doc[_extend_first_name(span): span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
     if trimmed is None or sum(c.isalpha() for c in trimmed.text) < 2:
         return None
-    mention = _Mention(etype, trimmed.text, trimmed.start_char, trimmed.end_char)
+    start_char = trimmed.start_char
+    glued = _GLUE.match(trimmed.text)
+    if glued:
+        start_char += len(glued.group(0))
+    text = trimmed.doc.text[start_char:trimmed.end_char]
+    if not span.ent_id_:
+        etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
+    mention = _Mention(etype, text, start_char, trimmed.end_char)
     if span.ent_id_:
         mention.place = span.ent_id_
     elif etype == "location":
         mention.place = canonical_place(trimmed.text)
     elif etype == "person":
-        mention.person = split_person(trimmed.text)
+        mention.person = split_person(text)
         if mention.person is None:
             return None
     if mention.place is None and len(trimmed) == 1:
@@ -213,6 +302,8 @@ def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
     _settle_plural_places(mentions)
     _people_of_the_same_family(doc, mentions)
+    _agree_types(mentions)
+    _link_acronyms(doc.text, mentions)
     return mentions
 
 
@@ -267,6 +358,82 @@ def _settle_plural_places(mentions: list[_Mention]) -> None:
     for m in mentions:
         if m.plural_of is not None and m.plural_of in places:
             m.type, m.place, m.person = "location", m.plural_of, None
+
+
+_TIE_ORDER = ("organization", "location", "group", "misc", "person")
+
+
+def _agree_types(mentions: list[_Mention]) -> None:
+    """One type per surface within an article: the majority label of its mentions (ties go to the
+    non-person type). Alias-table places and gazetteer-typed names keep their type."""
+    by_surface: dict[str, list[_Mention]] = {}
+    for m in mentions:
+        by_surface.setdefault(normalise_surface(m.text).casefold(), []).append(m)
+    for surface, group in by_surface.items():
+        fixed = gazetteer().types.get(surface)
+        votes = Counter(m.type for m in group)
+        if fixed is None and len(votes) < 2:
+            continue
+        if fixed is None:
+            best = max(votes.values())
+            fixed = next(t for t in _TIE_ORDER if votes.get(t) == best)
+        for m in group:
+            if m.type == fixed or (m.place is not None and fixed != "person" and m.type == "location"):
+                continue
+            if fixed == "person":
+                m.person = split_person(m.text)
+                if m.person is None:
+                    continue
+            else:
+                m.person = None
+            m.type = fixed
+            m.place = canonical_place(m.text) if fixed == "location" else None
+
+
+_ACRONYM = re.compile(r"^\s*\(([A-Z][A-Za-z.&]{1,9})\)")
+_MINOR = frozenset({"of", "and", "for", "the", "on", "in", "de", "&"})
+
+
+def acronym_of(expansion: str) -> str:
+    """Initials of the capitalised words of ``expansion``: "European Union" -> "EU"."""
+    return "".join(w[0] for w in re.findall(r"[\w'’-]+", expansion) if w.lower() not in _MINOR).upper()
+
+
+def _defines(expansion: str, acronym: str) -> bool:
+    letters = acronym.replace(".", "").replace("&", "").upper()
+    return len(letters) >= 2 and acronym_of(expansion) == letters
+
+
+def _link_acronyms(text: str, mentions: list[_Mention]) -> None:
+    """Acronyms and their expansions share one id: pairs the article defines ("European Union
+    (EU)", initials must match) and pairs of the gazetteer (EU = European Union)."""
+    gaz = gazetteer()
+    expansions: dict[str, tuple[str, EntityType]] = {}
+    for m in mentions:
+        if m.type in ("person", "location") and m.place is not None:
+            continue
+        defined = _ACRONYM.match(text[m.end:m.end + 14])
+        name = normalise_surface(m.text)
+        if defined and _defines(name, defined.group(1)):
+            expansions[defined.group(1).replace(".", "")] = (name, m.type if m.type != "person" else "organization")
+    known = {exp.casefold(): exp for exp in gaz.acronyms.values()}
+    for m in mentions:
+        if m.place is not None and m.type == "location":
+            continue
+        surface = normalise_surface(m.text)
+        key = surface.replace(".", "")
+        if key in expansions:
+            name, etype = expansions[key]
+        elif surface in gaz.acronyms or key in gaz.acronyms:
+            name, etype = gaz.acronyms.get(surface) or gaz.acronyms[key], "organization"
+        elif surface.casefold() in known:
+            name, etype = known[surface.casefold()], "organization"
+        else:
+            continue
+        if any(name == exp for exp, _ in expansions.values()):
+            etype = next(t for exp, t in expansions.values() if exp == name)
+        m.type, m.person, m.place = etype, None, None
+        m.name, m.id = name, f"{etype}:{slug(name)}"
 
 
 # --- resolution ------------------------------------------------------------------------------
@@ -482,10 +649,10 @@ def _resolve_others(mentions: list[_Mention]) -> None:
         if m.id:
             continue
         if m.type == "location":
-            m.name = m.place or strip_possessive(m.text)
+            m.name = m.place or normalise_surface(m.text)
             m.id = f"location:{slug(m.place) if m.place else slug(fold_name(m.name))}"
         else:
-            m.name = strip_possessive(m.text)
+            m.name = normalise_surface(m.text)
             m.id = f"{m.type}:{slug(m.name)}"
 
 
