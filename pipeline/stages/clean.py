@@ -320,9 +320,23 @@ def _join(
         return f"{current} {nxt}"
     if _TERMINAL.search(current) or _BYLINE_START.match(nxt):
         return None
+    if current == previous.text and _looks_like_heading(current) or parse_dateline(nxt)[0]:
+        return None  # a heading line on its own, or the next line opens with a wire dateline
     if wrapped:
         return f"{current} {nxt}"
     return None  # a short line without final punctuation: a heading, not a wrapped line
+
+
+def _looks_like_heading(line: str) -> bool:
+    """A title-case line ("Oil Prices Climb Again", "Standard Oil To Form Unit"): two or more
+    words, every word of four or more letters capitalised, no comma, not a dateline."""
+    words = [w.strip("\"“”'‘’()[]") for w in line.split()]
+    long_words = [w for w in words if len(w) >= 4 and w[:1].isalpha()]
+    return (
+        len(words) >= 2 and bool(long_words) and "," not in line
+        and all(w[0].isupper() for w in long_words)
+        and parse_dateline(line + " - x")[0] is None
+    )
 
 
 # --- article structure -----------------------------------------------------------------------
