@@ -21,6 +21,7 @@ class SubscriptionRequest(BaseModel):
     owner: str = "default"
     webhooks: list[str] = Field(default_factory=list, description="URLs to POST alerts to")
     backfill: bool = Field(False, description="also report already-indexed matching articles")
+    per_story: bool = Field(False, description="alert once per story; later articles are attached as updates")
 
 
 class SubscriptionCreated(BaseModel):
@@ -49,7 +50,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     def add_subscription(request: SubscriptionRequest) -> SubscriptionCreated:
         try:
             subscription = store.add(request.query, owner=request.owner,
-                                     channels=[f"webhook:{u}" for u in request.webhooks])
+                                     channels=[f"webhook:{u}" for u in request.webhooks],
+                                     per_story=request.per_story)
         except QuerySyntaxError as exc:
             raise HTTPException(422, {"error": str(exc), "position": exc.position}) from exc
         fired = []
