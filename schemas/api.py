@@ -112,6 +112,7 @@ class SubscriptionRequest(ApiModel):
     backfill: bool = Field(False, description="also report already-indexed matching articles")
     digest: str = Field("as_it_happens", description="webhooks get: as_it_happens, hourly or daily")
     timezone: str | None = Field(None, description="IANA time zone of digest periods (default UTC)")
+    per_story: bool = Field(False, description="alert once per story; later articles are attached as updates")
 
 
 class SubscriptionCreated(ApiModel):

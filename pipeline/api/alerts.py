@@ -36,7 +36,8 @@ def router(ctx: ApiContext) -> APIRouter:
         the already-indexed matching articles fire now (once, marked ``backfill``)."""
         try:
             created = ctx.store.create(request.query, owner=request.owner, webhooks=request.webhooks,
-                                       digest=request.digest, timezone=request.timezone)
+                                       digest=request.digest, timezone=request.timezone,
+                                       per_story=request.per_story)
         except QuerySyntaxError as exc:
             raise HTTPException(422, {"error": str(exc), "position": exc.position}) from exc
         except SubscriptionRejected as exc:

@@ -29,7 +29,7 @@ import ftfy
 
 from pipeline.ids import article_id
 from pipeline.settings import get_settings
-from pipeline.sources.attribution import attribute
+from pipeline.sources.attribution import attribute, take_outlet_credit
 from pipeline.stages.language import detect_language, normalise_language_code
 from schemas.models import CleanArticle, Dateline, RawArticle
 
@@ -161,6 +161,7 @@ def clean(raw: RawArticle, *, max_body_chars: int | None = None) -> CleanArticle
     text = _SIGNOFF.sub("", normalise_unicode(raw.body))
     paragraphs = build_paragraphs(_content_lines(text))
     parts = _split_article(paragraphs, given_title)
+    parts.credits += take_outlet_credit(parts.body)  # "Source: X" at the end: metadata, not body
     body = "\n\n".join(parts.body)
     if not body:
         raise CleanError("body is empty after cleaning")
