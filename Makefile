@@ -1,5 +1,6 @@
 # The two commands that do everything on a fresh machine:
-#   make demo   - local Kafka + Elasticsearch, a worker, seeds ingested, search results and alerts
+#   make demo   - local Kafka + Elasticsearch, a worker, seeds ingested, search results and alerts,
+#                 then the web page (newspipe api in the background; the address is printed last)
 #   make test   - unit and integration tests (the harness starts and stops the servers itself)
 # NEWS_SPACY_MODEL selects the spaCy model (default en_core_web_sm; a .whl path works too).
 

@@ -211,6 +211,8 @@ def cmd_alerts_add(
     backfill: bool = typer.Option(False, help="also report already-indexed articles that match"),
     digest: str = typer.Option("as_it_happens", help="webhooks get: as_it_happens, hourly or daily"),
     timezone: Optional[str] = typer.Option(None, help="IANA time zone of digest periods (default UTC)"),
+    per_story: bool = typer.Option(
+        False, "--per-story", help="alert once per story; later articles are added to it as updates"),
 ) -> None:
     """Subscribe to a query."""
     from pipeline.alerts.query import QuerySyntaxError
@@ -219,7 +221,8 @@ def cmd_alerts_add(
     pipeline = _pipeline()
     store = _store(pipeline)
     try:
-        created = store.create(query, owner=owner, webhooks=webhook, digest=digest, timezone=timezone)
+        created = store.create(query, owner=owner, webhooks=webhook, digest=digest, timezone=timezone,
+                               per_story=per_story)
     except QuerySyntaxError as exc:
         _query_error(query, exc)
     except SubscriptionRejected as exc:
@@ -307,11 +310,14 @@ def print_alert(alert) -> None:
         f"[dim]({alert.source or 'unknown source'}, {latency}, matched: {matched})[/]"
     )
     console.print(f"   {alert.snippet.replace('«', '[bold yellow]').replace('»', '[/]')}")
+    for update in alert.updates:  # per-story subscriptions: later articles of the story
+        console.print(f"   [dim]+ update:[/] {update.title} [dim]({update.source or 'unknown source'})[/]")
 
 
 @app.command("api")
 def cmd_api(host: Optional[str] = None, port: Optional[int] = None) -> None:
-    """Serve the alerts HTTP API (OpenAPI docs at /docs; bearer token NEWS_API_TOKEN)."""
+    """Serve the HTTP API and the web page at / (docs/api.md; OpenAPI at /docs; bearer token
+    NEWS_API_TOKEN, generated into the data directory when unset; binds 127.0.0.1 unless --host)."""
     import uvicorn
 
     settings = _settings()

@@ -24,7 +24,7 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = resource("elasticsearch")
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox", "stories")
 
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

@@ -113,7 +113,12 @@ def _iter_directory(directory: Path, seen_dirs: set[Path]) -> Iterator[InputItem
 def _iter_file(path: Path) -> Iterator[InputItem]:
     """The items of one file; a compressed file (.gz/.bz2/.xz/.zst) is read as the file it
     holds (``a.jsonl.gz`` as JSON lines). Nothing here raises: every failure is a Rejected."""
+    from pipeline.sources.warc import is_warc, iter_warc
+
     settings = get_settings()
+    if is_warc(path):  # web archives (.warc, .warc.gz): record by record, pipeline.sources
+        yield from iter_warc(path)
+        return
     compression = COMPRESSIONS.get(path.suffix.lower())
     inner = Path(path.stem).suffix.lower() if compression else path.suffix.lower()
     limit = settings.max_input_bytes
@@ -142,7 +147,6 @@ def _iter_file(path: Path) -> Iterator[InputItem]:
 
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-HTML_PAGE = "an HTML page, not article text (web-page extraction of files is not available)"
 
 
 def _compression_errors() -> tuple[type[BaseException], ...]:
@@ -309,9 +313,11 @@ def _is_html(text: str) -> bool:
 
 
 def _html_item(path: Path, data: bytes) -> InputItem:
-    """An HTML page given as a file: rejected with a reason (the web-page extraction of
-    ``pipeline.sources`` is the place to turn pages into articles)."""
-    return Rejected(str(path), HTML_PAGE, data)
+    """An HTML page given as a file (whatever its name): the main text, title, authors and
+    date through the one page extractor of ``pipeline.sources``."""
+    from pipeline.sources.pages import html_file_article
+
+    return html_file_article(path, data)
 
 
 class BadJSON(ValueError):
@@ -500,15 +506,17 @@ def _json_error_reason(lineno: int, message: str, char: int) -> str:
     return f"invalid JSON at line {lineno}: {message} (char {char})"
 
 
-def iter_request(data: bytes, origin: str = "request", *, lines: bool = False) -> Iterator[InputItem]:
-    """The articles of an HTTP request body (``POST /articles``), with the same contract and
-    reasons as files (docs/bad-input.md): one JSON object or a list of them, or (``lines``)
-    NDJSON, one object per non-blank line (origin ``request:<line>``)."""
-    settings = get_settings()
-    if not lines:
-        yield from _iter_json_document(origin, data, settings)  # only str(origin) is used
+def iter_request(
+    data: bytes, origin: str = "request", *, lines: bool = False, settings: Settings | None = None
+) -> Iterator[InputItem]:
+    """The articles of an HTTP request body (``POST /articles``) through the very readers of
+    files, so the contract, limits and reasons are the same: one JSON object or a list of them,
+    or (``lines``) NDJSON, one object per non-blank line (origin ``request:<line>``)."""
+    settings = settings or get_settings()
+    if lines:
+        yield from _iter_json_lines(origin, io.BytesIO(data), settings)  # only str(origin) is used
     else:
-        yield from _iter_json_lines(origin, io.BytesIO(data), settings)
+        yield from _iter_json_document(origin, data, settings)
 
 
 # --- objects to articles -------------------------------------------------------------------
@@ -790,6 +798,7 @@ def cmd_ingest(
         help="files or directories: .json, .jsonl/.ndjson or plain text, also .gz/.bz2/.xz/.zst",
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
+    url: list[str] = typer.Option(None, "--url", help="web page URL: fetched, main text extracted (repeatable)"),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="seconds between polls"),
     once: bool = typer.Option(False, "--once", help="poll the feeds once, then exit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, no summary"),
@@ -799,8 +808,8 @@ def cmd_ingest(
     Input that is not an article goes to the dead-letter topic with the reason. Exit status 1
     when the broker did not accept a message (or, with --once, a feed could not be read).
     """
-    if not paths and not feed:
-        raise typer.BadParameter("give files/directories to ingest, or --feed URL")
+    if not paths and not feed and not url:
+        raise typer.BadParameter("give files/directories to ingest, --url URL or --feed URL")
     settings = get_settings()
     console = Console()
     producer = _connect(settings, console)
@@ -813,6 +822,8 @@ def cmd_ingest(
             elif report.stopped:
                 Console(stderr=True).print(f"stopped early: {report.stopped}", markup=False)
             ok = not report.failed and not report.stopped
+        if url:
+            ok = _ingest_urls(url, producer, settings, console, quiet) and ok
         if feed:
             ok = _run_feeds(feed, interval, once, producer, settings, console, quiet) and ok
     finally:
@@ -832,6 +843,20 @@ def _connect(settings: Settings, console: Console) -> Any:
         console.print(f"[red]Kafka at {settings.kafka_bootstrap}: {_describe(error)}[/]"
                       " (is it running? newspipe up)")
         raise typer.Exit(1) from None
+
+
+def _ingest_urls(urls: list[str], producer: Any, settings: Settings, console: Console, quiet: bool) -> bool:
+    """Fetch and extract the pages (pipeline.sources), publish them; False on failures."""
+    from pipeline.sources.fetch import Fetcher
+    from pipeline.sources.pages import iter_urls
+
+    with Fetcher(settings) as fetcher:
+        report = publish(iter_urls(urls, fetcher), producer, settings, progress=not quiet)
+        if not report.failed and not report.stopped:
+            fetcher.commit()  # conditional GET next time: only pages that were delivered
+    if not quiet:
+        print_report(report, console)
+    return not report.failed
 
 
 def _run_feeds(
@@ -883,6 +908,12 @@ def feed_cycle(
             articles.extend(poll_feed(state.url, state, client))
         except (httpx.HTTPError, FeedError) as error:
             errors.append((state.url, _describe(error)))
+    if articles and settings.feed_min_words > 0:  # teasers: the linked page's text instead
+        from pipeline.sources.fetch import Fetcher
+        from pipeline.sources.pages import expand_teasers
+
+        with Fetcher(settings) as fetcher:
+            articles = expand_teasers(articles, fetcher, settings.feed_min_words)
     report = publish(articles, producer, settings, progress=progress)
     if not report.failed and not report.stopped:
         for state in states:

@@ -144,6 +144,7 @@ class Pipeline:
         nlp: Any = None,
         deduper: Any = None,
         registry: Any = None,
+        stories: Any = None,
     ):
         """Resources not given are made on first use from the settings (Elasticsearch-backed
         dedupe state and entity registry); benchmarks pass in-memory ones."""
@@ -153,6 +154,7 @@ class Pipeline:
         self._nlps: dict[str, Any] = {}  # other languages' pipelines by model setting
         self._deduper = deduper
         self._registry = registry
+        self._stories = stories
         self._subscriptions = None
         self._ledger = None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
@@ -216,6 +218,16 @@ class Pipeline:
         return self._registry
 
     @property
+    def stories(self):
+        """The story assigner (pipeline.stages.stories), over the stories index."""
+        with self._init_lock:
+            if self._stories is None:
+                from pipeline.stages.stories import story_assigner
+
+                self._stories = story_assigner(self.settings, self.es)
+        return self._stories
+
+    @property
     def subscriptions(self):
         """The in-memory subscription index, following the subscriptions topic."""
         with self._init_lock:
@@ -254,7 +266,7 @@ class Pipeline:
         """Load the model and connect the stores now rather than on the first message."""
         from pipeline.stages.language import get_detector
 
-        _ = self.deduper, self.registry, self.subscriptions, self.ledger
+        _ = self.deduper, self.registry, self.subscriptions, self.ledger, self.stories
         get_detector()
         list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
 
@@ -346,7 +358,7 @@ class Pipeline:
             "entities": (extracted - parsed) * share,
             "events": (tagged - extracted) * share,
         }
-        return [
+        enriched = [
             EnrichedArticle(
                 **article.model_dump(exclude={"schema_version"}),
                 entities=ents,
@@ -357,6 +369,10 @@ class Pipeline:
             )
             for article, ents, evs, model, note in zip(articles, entities, events, models, notes)
         ]
+        self.stories.assign(enriched)  # sets story_id; one sync and one write per story per batch
+        for article in enriched:
+            article.timings_ms["stories"] = (time.perf_counter() - tagged) * share
+        return enriched
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
         decoded, dead = decode(messages, EnrichedArticle)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -141,8 +141,41 @@ class Settings(BaseSettings):
         description="Fernet key sealing webhook URLs and secrets (default: <data_dir>/secrets.key, made on first use)",
     )
 
+    # --- web sources (pipeline.sources): page fetching and extraction ---------------------
+    user_agent: str = Field(
+        "newspipe/0.1 (+https://github.com/newspipe/newspipe)",
+        description="User-Agent of page, feed and robots.txt requests",
+    )
+    fetch_timeout_s: float = Field(20.0, description="connect/read timeout of one request")
+    fetch_max_bytes: int = Field(5_000_000, description="larger responses are cut off and refused")
+    fetch_max_redirects: int = Field(5, description="most redirects followed per request")
+    fetch_per_host: int = Field(2, description="most concurrent requests to one host")
+    fetch_host_delay_s: float = Field(1.0, description="least time between two requests to one host")
+    fetch_concurrency: int = Field(8, description="most concurrent requests overall")
+    fetch_robots: bool = Field(True, description="honour robots.txt")
+    feed_min_words: int = Field(
+        120, description="feed entries with fewer words are teasers: their page is fetched"
+    )
+
+    # --- stories (pipeline.stages.stories) -----------------------------------------------
+    story_window_hours: float = Field(
+        120.0, description="an article joins a story only within this time of its articles"
+    )
+    story_threshold: float = Field(
+        0.35, description="least similarity (0-1) of an article to a story it joins"
+    )
+
     # --- kibana ------------------------------------------------------------------------------
     kibana_url: str = "http://127.0.0.1:5601"
+
+    @field_validator("webhook_allow_targets")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for item in (t.strip() for t in value.split(",")):
+            host, sep, port = item.rpartition(":")
+            if item and not (sep and host and port.isdigit()):
+                raise ValueError(f"{item!r} is not host:port")
+        return value
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("raw")`` -> ``news.raw``."""

@@ -39,6 +39,16 @@ def check_schema_version(value: str) -> str:
     return value
 
 
+SourceOrigin = Literal["producer", "site_name", "dateline", "credit_line"]
+"""Where an article's ``source`` came from: the producer, the page's site name, the wire
+dateline's agency ("(Reuters)"), or a credit line ("Source: ...")."""
+
+DateOrigin = Literal["producer", "page", "dateline"]
+"""Where ``published_at`` came from: the producer, the page's metadata, or the dateline date
+resolved against the ingest time."""
+
+
+
 class Message(BaseModel):
     """Base of all topic messages: fields a reader does not know are ignored (a newer minor
     version's additions), a newer major version is refused."""
@@ -65,6 +75,12 @@ class RawArticle(Message):
     published_at: datetime | None = None
     language: str | None = Field(None, description="ISO 639-1 code when the producer knows it")
     ingested_at: datetime = Field(default_factory=utcnow, description="when it was produced")
+    source_origin: SourceOrigin | None = Field(
+        None, description="where ``source`` came from, when not from the producer itself"
+    )
+    published_at_origin: DateOrigin | None = Field(
+        None, description="where ``published_at`` came from, when not from the producer itself"
+    )
 
 
 class Dateline(BaseModel):
@@ -91,6 +107,10 @@ class CleanArticle(Message):
     extra: dict = Field(default_factory=dict, description="producer fields the contract does not name")
     fingerprint: str | None = Field(
         None, description="hash of the normalised text, set by the dedupe stage"
+    )
+    source_origin: SourceOrigin | None = Field(None, description="where ``source`` came from")
+    published_at_origin: DateOrigin | None = Field(
+        None, description="where ``published_at`` came from"
     )
 
 
@@ -214,6 +234,11 @@ class Subscription(Message):
         "as_it_happens", description="webhooks get each alert, or one digest per hour / day"
     )
     timezone: str | None = Field(None, description="IANA zone of digest periods (default UTC)")
+    per_story: bool = Field(
+        False,
+        description="alert once per story: the first matching article alerts, later articles "
+        "of the same story are attached to that alert as updates",
+    )
 
 
 class AlertMatch(BaseModel):
@@ -236,6 +261,16 @@ class DeliveryStatus(BaseModel):
     digest_period: datetime | None = Field(None, description="start of the digest period, if any")
     updated_at: datetime | None = None
 
+class AlertUpdate(BaseModel):
+    """A later article of an alert's story, attached to the alert instead of alerting again."""
+
+    article_id: str
+    title: str
+    source: str | None = None
+    url: str | None = None
+    published_at: datetime | None = None
+    added_at: datetime = Field(default_factory=utcnow)
+
 
 class Alert(Message):
     """One (subscription, article) match. The id is derived from both, so it is sent once."""
@@ -257,5 +292,10 @@ class Alert(Message):
     latency_ms: float | None = Field(None, description="article ingest to alert, milliseconds")
     deliveries: list[DeliveryStatus] = Field(
         default_factory=list, description="state per webhook channel (alerts index, not the topic)"
+    )
+    story_id: str | None = Field(None, description="story of the article (per-story alerts)")
+    updates: list[AlertUpdate] = Field(
+        default_factory=list,
+        description="later articles of the same story (per-story subscriptions only)",
     )
 

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from elasticsearch import Elasticsearch
 
+from pipeline.alerts.per_story import attach_updates, story_alert_id
 from pipeline.es import bulk
 from pipeline.ids import stable_hash
 from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
@@ -39,8 +40,10 @@ def make_alert(
     now: datetime | None = None,
 ) -> Alert:
     now = now or utcnow()
+    per_story = subscription.per_story and article.story_id  # one alert per story, see per_story.py
     return Alert(
-        id=alert_id(subscription.id, article.id),
+        id=story_alert_id(subscription.id, article.story_id) if per_story else alert_id(subscription.id, article.id),
+        story_id=article.story_id,
         subscription_id=subscription.id,
         query=subscription.query,
         owner=subscription.owner,
@@ -108,7 +111,14 @@ class AlertLedger:
                     if isinstance(reason, dict) else str(reason)[:500]
                 )
         unfinished = self._unpublished(conflicts)
-        fired = [a for a in alerts if a.id not in failures and (a.id not in conflicts or a.id in unfinished)]
+        # per-story subscriptions: a later article of the story is an update of its alert
+        updated = {(a.id, a.article_id) for a in attach_updates(
+            self.es, self.index, [a for a in alerts if a.id in conflicts and a.id not in failures])}
+        fired = [
+            a for a in alerts
+            if a.id not in failures
+            and (a.id not in conflicts or (a.id in unfinished and (a.id, a.article_id) not in updated))
+        ]
         return fired, [(a, failures[a.id]) for a in alerts if a.id in failures]
 
     def _unpublished(self, ids: set[str]) -> set[str]:

@@ -123,6 +123,7 @@ class SubscriptionStore:
         webhooks: list[str] | None = None,
         digest: str = "as_it_happens",
         timezone: str | None = None,
+        per_story: bool = False,
     ) -> NewSubscription:
         """Validate and store a subscription; the new webhooks' signing secrets are returned
         here only. Adding the same (owner, query) again replaces it, with new secrets."""
@@ -141,7 +142,8 @@ class SubscriptionStore:
                 sealed=seal(self.settings, WebhookSecret(url=url, secret=shown[channel_id])),
             ))
         subscription = Subscription(
-            id=sub_id, owner=owner, query=query, webhooks=made, digest=digest, timezone=timezone
+            id=sub_id, owner=owner, query=query, webhooks=made, digest=digest, timezone=timezone,
+            per_story=per_story,
         )
         self._store(subscription)
         return NewSubscription(public(subscription), shown)

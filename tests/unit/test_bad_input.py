@@ -25,7 +25,7 @@ from pipeline.alerts.es_query import MAX_ENTITY_IDS, to_es_query
 from pipeline.alerts.query import QuerySyntaxError, parse_query
 from pipeline.deadletter import dead_letter, decode_payload
 from pipeline.feeds import FeedError, FeedState, make_client, poll_feed
-from pipeline.ingest import HTML_PAGE, NOT_TEXT, Rejected, iter_inputs
+from pipeline.ingest import NOT_TEXT, Rejected, iter_inputs
 from pipeline.process import InMessage, Pipeline
 from pipeline.settings import Settings, reset_settings
 from pipeline.stages.dedupe import Deduper
@@ -168,12 +168,20 @@ def test_F10_decompression_bombs_and_oversized_files_are_rejected(tmp_path, env)
     assert reasons["big.txt"] == reasons["big.json"] == "larger than 100000 bytes (NEWS_MAX_INPUT_BYTES)"
 
 
-def test_F11_html_pages_are_rejected_with_a_reason(tmp_path):
-    page = b"<!DOCTYPE html><html><head><title>T</title></head><body><p>" + BODY.encode() + b"</p>"
+def test_F11_html_pages_go_through_the_page_extractor(tmp_path):
+    """An HTML page (by name or by content) is a web page: its main text is extracted
+    (pipeline.sources); a page with too little text is rejected with that reason."""
+    story = " ".join([BODY] * 12)
+    page = (b"<!DOCTYPE html><html><head><title>Talks resume</title></head><body><nav>Home | World</nav>"
+            b"<article><p>" + story.encode() + b"</p></article></body></html>")
     (tmp_path / "page.html").write_bytes(page)
     (tmp_path / "page.txt").write_bytes(b"\n  " + page)
-    (tmp_path / "bare.txt").write_bytes(b"<html><body>" + BODY.encode())
-    assert [r.reason for r in items_of(tmp_path)] == [HTML_PAGE] * 3
+    (tmp_path / "short.txt").write_bytes(b"<html><body>" + BODY.encode())
+    html, txt, short = items_of(tmp_path)  # directories are read in name order
+    for item in (html, txt):
+        assert not isinstance(item, Rejected), item
+        assert BODY in item.body and "Home | World" not in item.body
+    assert isinstance(short, Rejected) and "too few" in short.reason
 
 
 def test_F12_an_unreadable_file_is_rejected_and_the_rest_goes_on(tmp_path, monkeypatch):

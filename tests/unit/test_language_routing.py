@@ -15,6 +15,7 @@ import pytest
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex
 from pipeline.nlp import loadable_name, model_for_language
 from pipeline.process import Pipeline
+from pipeline.stages.stories import StoryAssigner
 from pipeline.settings import Settings
 from pipeline.stages.entities import InMemoryEntityRegistry, entity_ids_for_name
 from schemas.models import CleanArticle, Subscription
@@ -40,7 +41,7 @@ def _settings(**extra) -> Settings:
 
 @pytest.fixture(scope="module")
 def enriched():
-    pipeline = Pipeline(_settings(), registry=InMemoryEntityRegistry())
+    pipeline = Pipeline(_settings(), registry=InMemoryEntityRegistry(), stories=StoryAssigner())
     articles = [CleanArticle(id=lang, title=lang, body=text, language=lang, ingested_at=NOW)
                 for lang, text in TEXTS.items()]
     return {a.id: a for a in pipeline.enrich_articles(articles)}
@@ -76,7 +77,7 @@ def test_language_without_pipeline_gets_no_entities_and_says_so(enriched, langua
 
 def test_a_missing_pipeline_is_reported_not_raised():
     pipeline = Pipeline(_settings(spacy_models={"de": "de_not_installed_sm"}),
-                        registry=InMemoryEntityRegistry())
+                        registry=InMemoryEntityRegistry(), stories=StoryAssigner())
     article = CleanArticle(id="de", title="de", body="Olaf Scholz sprach am Dienstag in Berlin.",
                            language="de", ingested_at=NOW)
     (out,) = pipeline.enrich_articles([article])
