@@ -6,6 +6,7 @@ Mount them on the main app with ``app.command("up")(cmd_up)`` etc., or as a grou
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -13,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.runtime.local import LocalRuntime, LocalRuntimeError, ServiceStatus
+from pipeline.runtime.local import LocalRuntime, LocalRuntimeError, ServiceStatus, free_port_settings
+from pipeline.settings import get_settings
 
 console = Console()
 
@@ -29,12 +31,33 @@ def _table(statuses: list[ServiceStatus]) -> Table:
     return t
 
 
+def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports: bool = False) -> LocalRuntime:
+    """The runtime of the settings, with the cluster shape asked for, else the one ``up``
+    recorded in the data dir (so ``down`` and ``status`` find every node)."""
+    settings = get_settings()
+    shape_file = settings.data_dir / "run" / "shape.json"
+    update: dict = {}
+    if brokers is None and es_nodes is None and shape_file.exists():
+        update = json.loads(shape_file.read_text())
+    else:
+        if brokers is not None:
+            update["kafka_brokers"] = brokers
+        if es_nodes is not None:
+            update["es_nodes"] = es_nodes
+        if free_ports:
+            update.update(free_port_settings(brokers or settings.kafka_brokers, es_nodes or settings.es_nodes))
+    return LocalRuntime(settings.model_copy(update=update) if update else settings)
+
+
 def cmd_up(
     timeout: float = typer.Option(120.0, help="seconds to wait for the servers to be healthy"),
+    brokers: int = typer.Option(None, min=1, help="Kafka brokers (3: a KRaft cluster; NEWS_KAFKA_BROKERS)"),
+    es_nodes: int = typer.Option(None, min=1, help="Elasticsearch nodes (3: a cluster; NEWS_ES_NODES)"),
+    free_ports: bool = typer.Option(False, help="take free ports from the OS instead of the NEWS_*_PORT settings"),
 ) -> None:
     """Start the local Kafka and Elasticsearch (downloaded with Maven on first use)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rt = LocalRuntime()
+    rt = _runtime(brokers, es_nodes, free_ports)
     t0 = time.monotonic()
     try:
         with console.status("starting Kafka and Elasticsearch ..."):
@@ -43,22 +66,31 @@ def cmd_up(
         console.print("[red]newspipe up failed:[/]", end=" ")
         console.print(str(e), markup=False, highlight=False)
         raise typer.Exit(1) from None
+    rt.record_shape()
     console.print(_table(statuses))
     if not any(s.started for s in statuses):
         console.print("already running")
     else:
         console.print(f"ready in {time.monotonic() - t0:.1f}s; data and logs in {rt.data_dir}")
+    s = rt.settings
+    if s.kafka_brokers > 1 or s.es_nodes > 1 or free_ports:
+        replication = min(3, s.kafka_brokers)
+        console.print(
+            f"export NEWS_KAFKA_BOOTSTRAP={rt.kafka_bootstrap} NEWS_ES_URL={rt.es_url} "
+            f"NEWS_TOPIC_REPLICATION={replication} NEWS_ES_REPLICAS={min(1, s.es_nodes - 1)}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
 
 
 def cmd_down() -> None:
     """Stop the local servers started by `up`."""
-    stopped = LocalRuntime().down()
+    stopped = _runtime().down()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 def cmd_status() -> None:
     """Show what runs where."""
-    statuses = LocalRuntime().status()
+    statuses = _runtime().status()
     console.print(_table(statuses))
     for s in statuses:
         if s.note:
