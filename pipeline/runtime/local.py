@@ -410,7 +410,10 @@ class LocalRuntime:
                 pid_file=self.run / f"{name}.pid",
                 # the start script's path: in its command line both while bin/elasticsearch
                 # runs and after it exec'd the Java launcher (-Dcli.script=...)
-                markers=(str(self._es_home(node) / "bin" / "elasticsearch"),),
+                markers=(
+                    str(self._es_home(node) / "bin" / "elasticsearch"),
+                    f"-Des.path.conf={self._es_root(node) / 'config'}",  # which node
+                ),
                 ports=((http, "NEWS_ES_PORT"), (transport, "NEWS_ES_TRANSPORT_PORT")),
                 logs=(self.logs / f"{name}.out",),
                 start=partial(self._start_es, node),
@@ -469,6 +472,7 @@ class LocalRuntime:
         shape = {k: getattr(s, k) for k in ("kafka_brokers", "es_nodes", "kafka_port",
                                              "kafka_controller_port", "es_port")}
         shape["es_transport_port"] = es_transport_port(s)
+        shape["dist_dir"] = str(self.dist)  # the pid files' ownership markers name it
         self.run.mkdir(parents=True, exist_ok=True)
         (self.run / "shape.json").write_text(json.dumps(shape))
 
