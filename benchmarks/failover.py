@@ -94,17 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def corpus_articles(n: int, run: str) -> list:
-    """``n`` short corpus articles under fresh ids."""
-    from pipeline.ingest import Rejected, iter_inputs
+    """``n`` short corpus articles, none a duplicate of another (so each must be indexed),
+    under fresh ids."""
+    from benchmarks.scaling import distinct_articles
 
-    out = []
-    for item in iter_inputs([CORPUS]):
-        if isinstance(item, Rejected) or not 40 <= len(item.body.split()) <= 300:
-            continue
-        out.append(item.model_copy(update={"id": f"{run}-{item.id}"}))
-        if len(out) == n:
-            return out
-    raise RuntimeError(f"{CORPUS} has fewer than {n} usable articles")
+    return distinct_articles(n, CORPUS, run)
 
 
 def cluster_settings(base_dir: Path):
@@ -253,13 +247,12 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=300)
     parser.add_argument("--kill-at", type=int, default=100)
     args = parser.parse_args()
-    from pipeline.runtime.local import LocalRuntime
+    from pipeline.runtime.local import LocalRuntime, with_shape
     from pipeline.settings import Settings, get_settings
 
     given = os.environ.get("NEWS_FAILOVER_DATA_DIR")
     if given:
-        shape = json.loads((Path(given) / "run" / "shape.json").read_text())
-        runtime = LocalRuntime(get_settings().model_copy(update={"data_dir": Path(given), **shape}))
+        runtime = LocalRuntime(with_shape(get_settings(), Path(given)))
         owned = None
     else:
         base = get_settings().data_dir.resolve() / "test-runs" / f"failover-{os.getpid()}"

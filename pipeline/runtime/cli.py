@@ -6,7 +6,6 @@ Mount them on the main app with ``app.command("up")(cmd_up)`` etc., or as a grou
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -14,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.runtime.local import LocalRuntime, LocalRuntimeError, ServiceStatus, free_port_settings
-from pipeline.settings import get_settings
+from pipeline.runtime.local import LocalRuntime, LocalRuntimeError, ServiceStatus, free_port_settings, with_shape
+from pipeline.settings import Settings, get_settings
 
 console = Console()
 
@@ -35,10 +34,9 @@ def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports
     """The runtime of the settings, with the cluster shape asked for, else the one ``up``
     recorded in the data dir (so ``down`` and ``status`` find every node)."""
     settings = get_settings()
-    shape_file = settings.data_dir / "run" / "shape.json"
     update: dict = {}
-    if brokers is None and es_nodes is None and shape_file.exists():
-        update = json.loads(shape_file.read_text())
+    if brokers is None and es_nodes is None and not free_ports:
+        return LocalRuntime(with_shape(settings))
     else:
         if brokers is not None:
             update["kafka_brokers"] = brokers
@@ -46,7 +44,7 @@ def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports
             update["es_nodes"] = es_nodes
         if free_ports:
             update.update(free_port_settings(brokers or settings.kafka_brokers, es_nodes or settings.es_nodes))
-    return LocalRuntime(settings.model_copy(update=update) if update else settings)
+    return LocalRuntime(Settings.model_validate({**settings.model_dump(), **update}))
 
 
 def cmd_up(

@@ -247,6 +247,17 @@ def free_port_settings(brokers: int, es_nodes: int) -> dict[str, int]:
     }
 
 
+def with_shape(settings: Settings, data_dir: Path | None = None) -> Settings:
+    """``settings`` with the cluster shape, ports and dist dir ``newspipe up`` recorded in the
+    data dir (``run/shape.json``), when there is one."""
+    data_dir = Path(data_dir or settings.data_dir)
+    shape_file = data_dir / "run" / "shape.json"
+    shape = json.loads(shape_file.read_text()) if shape_file.exists() else {}
+    return Settings.model_validate(
+        {**settings.model_dump(exclude_unset=False), "data_dir": data_dir, **shape}
+    )
+
+
 def es_transport_port(settings: Settings) -> int:
     """Node-to-node port: ``NEWS_ES_TRANSPORT_PORT``, else 100 above the http port (9300)."""
     return settings.es_transport_port or settings.es_port + 100

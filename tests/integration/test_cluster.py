@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.failover import cluster_settings, failover
-from pipeline.runtime.local import LocalRuntime
+from pipeline.runtime.local import LocalRuntime, with_shape
 from pipeline.settings import get_settings
 
 pytestmark = pytest.mark.cluster
@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def cluster():
     given = os.environ.get("NEWS_FAILOVER_DATA_DIR")
     if given:
-        shape = json.loads((Path(given) / "run" / "shape.json").read_text())
-        runtime = LocalRuntime(get_settings().model_copy(update={"data_dir": Path(given), **shape}))
+        runtime = LocalRuntime(with_shape(get_settings(), Path(given)))
         runtime.up(timeout=600)
         yield runtime
         runtime.up(timeout=600)  # the killed nodes come back
