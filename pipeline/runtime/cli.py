@@ -13,7 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.runtime.local import LocalRuntime, LocalRuntimeError, ServiceStatus, free_port_settings, with_shape
+from pipeline.runtime.local import (
+    LocalRuntime,
+    LocalRuntimeError,
+    ServiceStatus,
+    free_port_settings,
+    with_shape,
+)
 from pipeline.settings import Settings, get_settings
 
 console = Console()

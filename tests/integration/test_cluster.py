@@ -9,7 +9,6 @@ uses that cluster instead (development)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path

@@ -71,7 +71,7 @@ def make_pairs(n: int) -> list[tuple[RawArticle, RawArticle]]:
 def run_workers(n_workers: int, pairs, kafka_bootstrap: str, es_url: str, tmp: Path) -> dict:
     """Send the pairs through ``n_workers`` fresh workers; returns, per pair, which of the
     two were passed on as new ("orig", "copy", "both" or "neither")."""
-    from pipeline.kafka import make_consumer, make_producer
+    from pipeline.kafka import make_producer
     from pipeline.setup import setup
 
     run = uuid.uuid4().hex[:8]

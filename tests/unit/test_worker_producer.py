@@ -8,7 +8,12 @@ import asyncio
 from aiokafka import codec
 
 from pipeline.settings import Settings
-from pipeline.worker import PRODUCER_COMPRESSION, IdempotentProducer, create_app, send_acknowledged
+from pipeline.worker import (
+    PRODUCER_COMPRESSION,
+    IdempotentProducer,
+    create_app,
+    send_acknowledged,
+)
 from schemas.models import DuplicateRecord
 
 
