@@ -50,7 +50,7 @@ def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports
             update["es_nodes"] = es_nodes
         if free_ports:
             update.update(free_port_settings(brokers or settings.kafka_brokers, es_nodes or settings.es_nodes))
-    return LocalRuntime(Settings.model_validate({**settings.model_dump(), **update}))
+    return LocalRuntime(Settings.model_validate({**settings.model_dump(exclude_unset=True), **update}))
 
 
 def cmd_up(

@@ -254,7 +254,7 @@ def with_shape(settings: Settings, data_dir: Path | None = None) -> Settings:
     shape_file = data_dir / "run" / "shape.json"
     shape = json.loads(shape_file.read_text()) if shape_file.exists() else {}
     return Settings.model_validate(
-        {**settings.model_dump(exclude_unset=False), "data_dir": data_dir, **shape}
+        {**settings.model_dump(exclude_unset=True), "data_dir": data_dir, **shape}
     )
 
 

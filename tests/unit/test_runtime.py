@@ -272,3 +272,18 @@ def test_free_port_settings_leave_the_ephemeral_range_alone():
     assert ports["kafka_controller_port"] == ports["kafka_port"] + 1
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     assert all(20000 <= p < low for p in ports.values())
+
+
+def test_cluster_nodes_get_small_heaps_unless_set(tmp_path):
+    from pipeline.runtime.local import LocalRuntime
+
+    single = LocalRuntime(Settings(data_dir=tmp_path))
+    cluster = LocalRuntime(Settings(data_dir=tmp_path, kafka_brokers=3, es_nodes=3))
+    chosen = LocalRuntime(Settings(data_dir=tmp_path, kafka_brokers=3, es_nodes=3, es_heap="384m"))
+    assert (single.kafka_heap, single.es_heap) == ("512m", "512m")
+    assert (cluster.kafka_heap, cluster.es_heap) == ("256m", "256m")
+    assert chosen.es_heap == "384m"
+    assert [s.name for s in cluster.status()] == [
+        "kafka-1", "kafka-2", "kafka-3", "elasticsearch-1", "elasticsearch-2", "elasticsearch-3",
+    ]
+    assert [s.name for s in single.status()] == ["kafka", "elasticsearch"]
