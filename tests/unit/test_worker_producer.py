@@ -93,3 +93,10 @@ def test_a_failed_send_is_sent_again_not_dropped() -> None:
         assert all(f.result() == "ack" for _, f in topic.sent[3:])
 
     asyncio.run(scenario())
+
+
+def test_every_kafka_client_reads_the_worker_codec() -> None:
+    """kafka-python (the CLI, ingest, the tools) decodes what the worker compresses."""
+    from kafka import codec as kafka_python_codec
+
+    assert kafka_python_codec.has_lz4()
