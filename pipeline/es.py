@@ -53,7 +53,7 @@ def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticse
     if settings.es_ca_certs:
         config["ca_certs"] = settings.es_ca_certs
     config.update(overrides)
-    return Elasticsearch(settings.es_url, **config)
+    return Elasticsearch(settings.es_url_list, **config)
 
 
 @lru_cache(maxsize=None)
@@ -72,10 +72,13 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
     for family in FAMILIES:
         alias = settings.index(family)
         body = template_body(family)
+        index_settings = dict(body["settings"])
+        if settings.es_replicas is not None:
+            index_settings["number_of_replicas"] = settings.es_replicas
         es.indices.put_index_template(
             name=alias,
             index_patterns=[f"{alias}-*"],
-            template={"settings": body["settings"], "mappings": body["mappings"]},
+            template={"settings": index_settings, "mappings": body["mappings"]},
             priority=200,
             meta={"managed_by": "newspipe"},
         )

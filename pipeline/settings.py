@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         description="where Maven puts the Kafka and Elasticsearch distributions "
         "(default: <data_dir>/dist); several data dirs may share one",
     )
+    kafka_brokers: int = Field(
+        1, description="brokers `newspipe up` starts (3: a KRaft cluster, see pipeline/runtime)"
+    )
+    es_nodes: int = Field(1, description="Elasticsearch nodes `newspipe up` starts (3: a cluster)")
     kafka_heap: str = "512m"
     es_heap: str = "512m"
     es_run_as: str = Field(
@@ -65,9 +69,13 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("news", description="prefix of every topic name")
     topic_partitions: int = 4
     topic_replication: int = 1
+    """``min.insync.replicas`` of the topics follows (pipeline.topics.min_insync)."""
 
     # --- indices -----------------------------------------------------------------------------
     index_prefix: str = Field("news", description="prefix of every index and alias name")
+    es_replicas: int | None = Field(
+        None, description="replicas per shard of new indices (default: the templates' value, 0)"
+    )
 
     # --- worker ------------------------------------------------------------------------------
     app_id: str = Field("newspipe", description="Faust application id (consumer group)")
@@ -184,6 +192,11 @@ class Settings(BaseSettings):
     def index(self, name: str) -> str:
         """Full index/alias name, e.g. ``index("articles")`` -> ``news-articles``."""
         return f"{self.index_prefix}-{name}"
+
+    @property
+    def es_url_list(self) -> list[str]:
+        """``es_url`` may name several nodes, comma separated."""
+        return [u.strip() for u in self.es_url.split(",") if u.strip()]
 
     @property
     def kafka_bootstrap_list(self) -> list[str]:

@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 
 from pipeline.settings import Settings
 
+
+def min_insync(replication: int) -> int:
+    """``min.insync.replicas`` for a replication factor: 2 from 3 replicas on (an acknowledged
+    write survives the loss of a broker, and one broker may be down without stopping writes),
+    else 1."""
+    return 2 if replication >= 3 else 1
+
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -54,6 +61,8 @@ def topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     out = {}
     for spec in TOPICS:
         config = {"max.message.bytes": str(settings.max_message_bytes), **spec.config}
+        if settings.topic_replication > 1:  # an acknowledged write is on min_insync brokers
+            config["min.insync.replicas"] = str(min_insync(settings.topic_replication))
         partitions = settings.topic_partitions if spec.partitioned else 1
         out[settings.topic(spec.name)] = (partitions, config)
     return out

@@ -8,7 +8,9 @@
     outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
 Delivery is at-least-once: ``take_events`` acks a batch only after the agent body finished
-with it, commits flush the producer first, and every sink is idempotent (document ids are
+with it, and the body finishes only when the broker acknowledged every message it produced
+(:func:`send_acknowledged`; the producer is idempotent and lz4-compressed, see
+:class:`IdempotentProducer`); commits flush the producer first, and every sink is idempotent (document ids are
 article ids, alert ids derive from (subscription, article), dedupe state is keyed by
 fingerprint). An agent body never raises: a failure it cannot attribute to one message
 dead-letters the batch rather than acking it unprocessed.
@@ -24,6 +26,7 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 import faust
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 
 from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.process import InMessage, Pipeline, is_transient, server_of
@@ -32,6 +35,19 @@ from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
+
+
+PRODUCER_COMPRESSION = "lz4"
+"""The worker producer's codec (aiokafka compresses lz4/zstd with ``cramjam``)."""
+
+
+class IdempotentProducer(AIOKafkaDriverProducer):
+    """Faust's aiokafka producer, idempotent outside transactions too (faust turns idempotence
+    on only with ``processing_guarantee="exactly_once"``): the broker drops a batch it already
+    has when the producer retries it, so a retry never writes a message twice."""
+
+    def _settings_extra(self):
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
 def in_message(event) -> InMessage:
@@ -60,6 +76,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         producer_max_request_size=settings.max_message_bytes,
         consumer_max_fetch_size=settings.max_message_bytes,
         producer_acks=-1,
+        producer_compression_type=PRODUCER_COMPRESSION,
         broker_commit_interval=1.0,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
@@ -68,19 +85,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         web_port=settings.worker_web_port or 6066,
         web_bind=settings.worker_web_host,
     )
+    app.transport.Producer = IdempotentProducer
     topics = {
         name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes)
         for name in ("raw", "clean", "enriched", "duplicates", "deadletter", "alerts")
     }
 
     async def send_all(topic_name: str, models) -> None:
-        for model in models:
-            key = getattr(model, "id", None) or getattr(model, "article_id", None)
-            await topics[topic_name].send(
-                key=key.encode() if key else None,
-                value=model.model_dump_json().encode("utf-8"),
-                force=True,  # publish now, not at commit time: alerts within a second
-            )
+        await send_acknowledged(topics[topic_name], models, max_wait_s=settings.retry_max_wait_s)
 
     async def batches(stream, step: Callable[[list[InMessage]], Awaitable[None]], stage: str):
         """Feed batches to ``step``; if it fails as a whole, dead-letter the batch, go on."""
@@ -225,6 +237,32 @@ def make_dispatcher(settings: Settings, pipeline: Pipeline) -> Dispatcher:
         catch_up=lambda: pipeline.subscriptions.catch_up(),
         disable_channel=store.disable_channel,
     )
+
+
+async def send_acknowledged(topic, models, *, max_wait_s: float = 30.0) -> None:
+    """Send ``models`` (keyed by id) now and return only when the broker acknowledged every
+    one of them (``acks=all``): an agent acks its batch, so its offset becomes committable,
+    only after every message the batch produced is acknowledged. A send that fails (a broker
+    away longer than the producer's own retries) is a transient fault, never the message's:
+    it is sent again, same key and value, with backoff, until acknowledged (a message may so
+    repeat on a topic, always with the same id; see docs/guarantees.md)."""
+    pending = []
+    for model in models:
+        key = getattr(model, "id", None) or getattr(model, "article_id", None)
+        pending.append((key.encode() if key else None, model.model_dump_json().encode("utf-8")))
+    delay = min(0.5, max_wait_s)
+    while pending:
+        # force: publish now, not at commit time (alerts within a second)
+        futures = [await topic.send(key=k, value=v, force=True) for k, v in pending]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [kv for kv, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
+        if failed:
+            error = next(r for r in results if isinstance(r, Exception))
+            log.warning("%d of %d sends not acknowledged (%r); sending again in %.1fs",
+                        len(failed), len(pending), error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_wait_s)
+        pending = failed
 
 
 def _dead_for(by_id: dict[str, InMessage], article, stage: str, error: str) -> DeadLetter:

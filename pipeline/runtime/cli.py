@@ -13,7 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.runtime.local import LocalRuntime, LocalRuntimeError, ServiceStatus
+from pipeline.runtime.local import (
+    LocalRuntime,
+    LocalRuntimeError,
+    ServiceStatus,
+    free_port_settings,
+    with_shape,
+)
+from pipeline.settings import Settings, get_settings
 
 console = Console()
 
@@ -29,12 +36,32 @@ def _table(statuses: list[ServiceStatus]) -> Table:
     return t
 
 
+def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports: bool = False) -> LocalRuntime:
+    """The runtime of the settings, with the cluster shape asked for, else the one ``up``
+    recorded in the data dir (so ``down`` and ``status`` find every node)."""
+    settings = get_settings()
+    update: dict = {}
+    if brokers is None and es_nodes is None and not free_ports:
+        return LocalRuntime(with_shape(settings))
+    else:
+        if brokers is not None:
+            update["kafka_brokers"] = brokers
+        if es_nodes is not None:
+            update["es_nodes"] = es_nodes
+        if free_ports:
+            update.update(free_port_settings(brokers or settings.kafka_brokers, es_nodes or settings.es_nodes))
+    return LocalRuntime(Settings.model_validate({**settings.model_dump(exclude_unset=True), **update}))
+
+
 def cmd_up(
     timeout: float = typer.Option(120.0, help="seconds to wait for the servers to be healthy"),
+    brokers: int = typer.Option(None, min=1, help="Kafka brokers (3: a KRaft cluster; NEWS_KAFKA_BROKERS)"),
+    es_nodes: int = typer.Option(None, min=1, help="Elasticsearch nodes (3: a cluster; NEWS_ES_NODES)"),
+    free_ports: bool = typer.Option(False, help="take free ports from the OS instead of the NEWS_*_PORT settings"),
 ) -> None:
     """Start the local Kafka and Elasticsearch (downloaded with Maven on first use)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rt = LocalRuntime()
+    rt = _runtime(brokers, es_nodes, free_ports)
     t0 = time.monotonic()
     try:
         with console.status("starting Kafka and Elasticsearch ..."):
@@ -43,16 +70,25 @@ def cmd_up(
         console.print("[red]newspipe up failed:[/]", end=" ")
         console.print(str(e), markup=False, highlight=False)
         raise typer.Exit(1) from None
+    rt.record_shape()
     console.print(_table(statuses))
     if not any(s.started for s in statuses):
         console.print("already running")
     else:
         console.print(f"ready in {time.monotonic() - t0:.1f}s; data and logs in {rt.data_dir}")
+    s = rt.settings
+    if s.kafka_brokers > 1 or s.es_nodes > 1 or free_ports:
+        replication = min(3, s.kafka_brokers)
+        console.print(
+            f"export NEWS_KAFKA_BOOTSTRAP={rt.kafka_bootstrap} NEWS_ES_URL={rt.es_url} "
+            f"NEWS_TOPIC_REPLICATION={replication} NEWS_ES_REPLICAS={min(1, s.es_nodes - 1)}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
 
 
 def cmd_down() -> None:
     """Stop the local servers started by `up`."""
-    stopped = LocalRuntime().down()
+    stopped = _runtime().down()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -60,7 +96,7 @@ def cmd_status() -> None:
     """Show what runs where."""
     from pipeline.runtime.health import describe, read_statuses
 
-    runtime = LocalRuntime()
+    runtime = _runtime()
     statuses = runtime.status()
     console.print(_table(statuses))
     for s in statuses:

@@ -10,6 +10,18 @@ with the machine's Java. Everything lives under ``settings.data_dir``::
     run/kafka.pid, run/elasticsearch.pid, run/lock
 
 Both servers listen on 127.0.0.1 only.
+
+A cluster on one machine (``NEWS_KAFKA_BROKERS`` / ``NEWS_ES_NODES``, ``newspipe up --brokers 3
+--es-nodes 3``): node ``i`` (1-based) of a cluster gets its own directories and pid file, named
+with ``-i`` (``kafka-2/``, ``es-2/``, ``run/kafka-2.pid``, service ``kafka-2``), and ports counted
+up from the settings: broker ``i`` listens on ``kafka_port + 2(i-1)`` and its controller on
+``kafka_controller_port + 2(i-1)`` (9092/9093, 9094/9095, 9096/9097); Elasticsearch node ``i``
+on ``es_port + i - 1`` and transport ``es_transport_port + i - 1``. Every broker is also a
+KRaft controller (a quorum of 3 survives one lost node); internal topics are replicated on
+``min(3, brokers)`` brokers with ``min.insync.replicas`` from :func:`min_insync`. The
+Elasticsearch nodes are all master-eligible (3: one may be lost). Heaps default to 256m per
+node in a cluster (``NEWS_KAFKA_HEAP`` / ``NEWS_ES_HEAP`` override). One node (the default) is
+exactly the layout above.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -32,11 +45,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pipeline.runtime.process import (
     cmdline,
     describe_pid,
+    group_members,
     listener_pids,
     owned_pid,
     pid_alive,
@@ -49,6 +64,7 @@ from pipeline.runtime.process import (
 )
 from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
+from pipeline.topics import min_insync
 
 POM = resource("local", "pom.xml")
 HOST = "127.0.0.1"
@@ -105,28 +121,47 @@ def new_cluster_id() -> str:
             return cid
 
 
-def render_kafka_properties(settings: Settings, log_dirs: Path) -> str:
-    """server.properties of a combined broker+controller KRaft node on loopback."""
+def kafka_ports(settings: Settings, node: int) -> tuple[int, int]:
+    """(client port, controller port) of broker ``node`` (1-based)."""
+    step = 2 * (node - 1)
+    return settings.kafka_port + step, settings.kafka_controller_port + step
+
+
+def es_ports(settings: Settings, node: int) -> tuple[int, int]:
+    """(http port, transport port) of Elasticsearch node ``node`` (1-based)."""
+    return settings.es_port + node - 1, es_transport_port(settings) + node - 1
+
+
+def render_kafka_properties(settings: Settings, log_dirs: Path, node: int = 1) -> str:
+    """server.properties of a combined broker+controller KRaft node on loopback (``node`` of
+    ``settings.kafka_brokers``)."""
     s = settings
+    n = s.kafka_brokers
+    port, controller = kafka_ports(s, node)
+    voters = ",".join(f"{i}@{HOST}:{kafka_ports(s, i)[1]}" for i in range(1, n + 1))
+    internal = min(3, n)
     props = {
         "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.voters": f"1@{HOST}:{s.kafka_controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{s.kafka_port},CONTROLLER://{HOST}:{s.kafka_controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{s.kafka_port}",
+        "node.id": node,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": log_dirs,
         "num.partitions": 4,
         "auto.create.topics.enable": "true",
-        "offsets.topic.replication.factor": 1,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "offsets.topic.replication.factor": internal,
+        "transaction.state.log.replication.factor": internal,
+        "transaction.state.log.min.isr": min_insync(internal),
         "group.initial.rebalance.delay.ms": 0,
         "message.max.bytes": s.max_message_bytes,
         "replica.fetch.max.bytes": s.max_message_bytes,
     }
+    if n > 1:
+        props["default.replication.factor"] = internal
+        props["min.insync.replicas"] = min_insync(internal)
     return "# written by newspipe up; edits are overwritten\n" + "".join(
         f"{k}={v}\n" for k, v in props.items()
     )
@@ -147,19 +182,27 @@ log4j.logger.kafka.request.logger=WARN
 """
 
 
-def render_es_yml(settings: Settings, data: Path, logs: Path) -> str:
-    """elasticsearch.yml of a single loopback node without security (local development only).
+def render_es_yml(settings: Settings, data: Path, logs: Path, node: int = 1) -> str:
+    """elasticsearch.yml of a loopback node without security (local development only): a
+    single node, or node ``node`` of ``settings.es_nodes`` master-eligible nodes.
 
     Values are JSON strings, which are valid YAML whatever characters a path contains.
     """
-    conf = {
-        "cluster.name": "newspipe-local",
-        "node.name": "newspipe-local",
+    n = settings.es_nodes
+    http, transport = es_ports(settings, node)
+    conf: dict = {"cluster.name": "newspipe-local"}
+    if n == 1:
+        conf["node.name"] = "newspipe-local"
         # single-node discovery on loopback: production bootstrap checks only warn
-        "discovery.type": "single-node",
+        conf["discovery.type"] = "single-node"
+    else:  # transport on loopback: still development mode, bootstrap checks only warn
+        conf["node.name"] = f"newspipe-local-{node}"
+        conf["discovery.seed_hosts"] = [f"{HOST}:{es_ports(settings, i)[1]}" for i in range(1, n + 1)]
+        conf["cluster.initial_master_nodes"] = [f"newspipe-local-{i}" for i in range(1, n + 1)]
+    conf |= {
         "network.host": HOST,
-        "http.port": settings.es_port,
-        "transport.port": es_transport_port(settings),
+        "http.port": http,
+        "transport.port": transport,
         "path.data": str(data),
         "path.logs": str(logs),
         "xpack.security.enabled": False,
@@ -168,6 +211,50 @@ def render_es_yml(settings: Settings, data: Path, logs: Path) -> str:
     }
     return "# written by newspipe up; edits are overwritten\n" + "".join(
         f"{k}: {json.dumps(v)}\n" for k, v in conf.items()
+    )
+
+
+def free_port_settings(brokers: int, es_nodes: int) -> dict[str, int]:
+    """Port settings whose ranges (see the module docstring) are free now: bases drawn at
+    random below the kernel's ephemeral range (an OS-given free port is in that range, where an
+    outgoing connection may take it before a server binds it)."""
+    import random
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+
+    def free_run(length: int, taken: set[int]) -> int:
+        for _ in range(500):
+            base = rng.randrange(20000, low - length)
+            run = set(range(base, base + length))
+            if not taken & run and not any(port_in_use(p) for p in run):
+                taken.update(run)
+                return base
+        raise LocalRuntimeError(f"no {length} consecutive free ports found below {low}")
+
+    taken: set[int] = set()
+    kafka = free_run(2 * brokers, taken)  # client and controller ports interleave
+    es_http = free_run(es_nodes, taken)
+    es_transport = free_run(es_nodes, taken)
+    return {
+        "kafka_port": kafka,
+        "kafka_controller_port": kafka + 1,
+        "es_port": es_http,
+        "es_transport_port": es_transport,
+    }
+
+
+def with_shape(settings: Settings, data_dir: Path | None = None) -> Settings:
+    """``settings`` with the cluster shape, ports and dist dir ``newspipe up`` recorded in the
+    data dir (``run/shape.json``), when there is one."""
+    data_dir = Path(data_dir or settings.data_dir)
+    shape_file = data_dir / "run" / "shape.json"
+    shape = json.loads(shape_file.read_text()) if shape_file.exists() else {}
+    return Settings.model_validate(
+        {**settings.model_dump(exclude_unset=True), "data_dir": data_dir, **shape}
     )
 
 
@@ -304,39 +391,65 @@ class LocalRuntime:
         self.dist = (s.dist_dir or self.data_dir / "dist").expanduser().resolve()
         self.kafka_libs = self.dist / f"kafka-{s.kafka_version}" / "libs"
         self.es_dist = self.dist / f"elasticsearch-{s.es_version}"
-        self.kafka_dir = self.data_dir / "kafka"
+        self.kafka_dir = self.data_dir / "kafka"  # broker 1's (the only one by default)
         self.logs = self.data_dir / "logs"
         self.run = self.data_dir / "run"
         self._procs: dict[str, subprocess.Popen] = {}  # started by this object, to reap
         self._log_starts: dict[Path, int] = {}  # log sizes at our start: tails show only ours
-        self._services = {
-            KAFKA: _Service(
-                name=KAFKA,
-                pid_file=self.run / "kafka.pid",
-                markers=("kafka.Kafka", str(self.kafka_dir / "server.properties")),
-                ports=(
-                    (s.kafka_port, "NEWS_KAFKA_PORT"),
-                    (s.kafka_controller_port, "NEWS_KAFKA_CONTROLLER_PORT"),
-                ),
-                logs=(self.logs / "kafka.out", self.logs / "kafka.log"),
-                start=self._start_kafka,
-                healthy=self._kafka_healthy,
-            ),
-            ES: _Service(
-                name=ES,
-                pid_file=self.run / "elasticsearch.pid",
+        cluster_heap = "256m"  # several JVMs on one machine: small heaps unless set
+        self.kafka_heap = s.kafka_heap if "kafka_heap" in s.model_fields_set or s.kafka_brokers == 1 else cluster_heap
+        self.es_heap = s.es_heap if "es_heap" in s.model_fields_set or s.es_nodes == 1 else cluster_heap
+        self._services: dict[str, _Service] = {}
+        for node in range(1, s.kafka_brokers + 1):
+            name = self.node_name(KAFKA, node, s.kafka_brokers)
+            port, controller = kafka_ports(s, node)
+            kdir = self._kafka_dir(node)
+            self._services[name] = _Service(
+                name=name,
+                pid_file=self.run / f"{name}.pid",
+                markers=("kafka.Kafka", str(kdir / "server.properties")),
+                ports=((port, "NEWS_KAFKA_PORT"), (controller, "NEWS_KAFKA_CONTROLLER_PORT")),
+                logs=(self.logs / f"{name}.out", self.logs / f"{name}.log"),
+                start=partial(self._start_kafka, node),
+                healthy=partial(self._kafka_healthy, node),
+            )
+        for node in range(1, s.es_nodes + 1):
+            name = self.node_name(ES, node, s.es_nodes)
+            http, transport = es_ports(s, node)
+            self._services[name] = _Service(
+                name=name,
+                pid_file=self.run / f"{name}.pid",
                 # the start script's path: in its command line both while bin/elasticsearch
                 # runs and after it exec'd the Java launcher (-Dcli.script=...)
-                markers=(str(self._es_home() / "bin" / "elasticsearch"),),
-                ports=(
-                    (s.es_port, "NEWS_ES_PORT"),
-                    (es_transport_port(s), "NEWS_ES_TRANSPORT_PORT"),
+                markers=(
+                    str(self._es_home(node) / "bin" / "elasticsearch"),
+                    f"-Des.path.conf={self._es_root(node) / 'config'}",  # which node
                 ),
-                logs=(self.logs / "elasticsearch.out",),
-                start=self._start_es,
-                healthy=self._es_healthy,
-            ),
-        }
+                ports=((http, "NEWS_ES_PORT"), (transport, "NEWS_ES_TRANSPORT_PORT")),
+                logs=(self.logs / f"{name}.out",),
+                start=partial(self._start_es, node),
+                healthy=partial(self._es_healthy, node),
+            )
+
+    @staticmethod
+    def node_name(kind: str, node: int, count: int) -> str:
+        """``kafka`` / ``elasticsearch`` alone; ``kafka-2`` etc. in a cluster."""
+        return kind if count == 1 else f"{kind}-{node}"
+
+    def _kafka_dir(self, node: int) -> Path:
+        return self.kafka_dir if self.settings.kafka_brokers == 1 else self.data_dir / f"kafka-{node}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every broker's address, comma separated (``NEWS_KAFKA_BOOTSTRAP``)."""
+        s = self.settings
+        return ",".join(f"{HOST}:{kafka_ports(s, i)[0]}" for i in range(1, s.kafka_brokers + 1))
+
+    @property
+    def es_url(self) -> str:
+        """Every node's URL, comma separated (``NEWS_ES_URL``)."""
+        s = self.settings
+        return ",".join(f"http://{HOST}:{es_ports(s, i)[0]}" for i in range(1, s.es_nodes + 1))
 
     # -- public API ------------------------------------------------------------------------
 
@@ -363,6 +476,33 @@ class LocalRuntime:
                 raise
         return self.status(started=to_start)
 
+    def record_shape(self) -> None:
+        """Remember the cluster shape and ports in the data dir (``newspipe down``/``status``
+        without options then find every node)."""
+        s = self.settings
+        shape = {k: getattr(s, k) for k in ("kafka_brokers", "es_nodes", "kafka_port",
+                                             "kafka_controller_port", "es_port")}
+        shape["es_transport_port"] = es_transport_port(s)
+        shape["dist_dir"] = str(self.dist)  # the pid files' ownership markers name it
+        self.run.mkdir(parents=True, exist_ok=True)
+        (self.run / "shape.json").write_text(json.dumps(shape))
+
+    def kill(self, name: str) -> bool:
+        """SIGKILL one of our servers and its process group (a crash, for fault tests); the
+        next ``up()`` starts it again. Returns False when it was not running."""
+        svc = self._services[name]
+        pid = self._owned(svc)
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGKILL)
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            proc.wait(timeout=30)
+        while group_members(pid):
+            time.sleep(0.1)
+        svc.pid_file.unlink(missing_ok=True)
+        return True
+
     def down(self, only: Iterable[str] | None = None) -> list[str]:
         """Stop our servers (all, or the names in ``only``); returns the names stopped."""
         if not self.run.exists():  # never started from this data dir
@@ -379,7 +519,7 @@ class LocalRuntime:
             st = ServiceStatus(
                 name=name,
                 running=False,
-                address=f"{HOST}:{port}" if name == KAFKA else f"http://{HOST}:{port}",
+                address=f"{HOST}:{port}" if name.startswith(KAFKA) else f"http://{HOST}:{port}",
                 started=name in started,
                 log=svc.logs[-1],
             )
@@ -387,7 +527,7 @@ class LocalRuntime:
             if st.pid is not None:
                 st.running = True
                 st.version, st.health = (
-                    self._kafka_info(st.pid) if name == KAFKA else self._es_info()
+                    self._kafka_info(st.pid, port) if name.startswith(KAFKA) else self._es_info(port)
                 )
             elif port_in_use(port):
                 who = ", ".join(describe_pid(p) for p in listener_pids(port)) or "unknown"
@@ -560,15 +700,26 @@ class LocalRuntime:
 
     # -- Kafka -------------------------------------------------------------------------------
 
-    def _start_kafka(self) -> subprocess.Popen:
+    def _cluster_id(self) -> str:
+        """A new id for one broker; the cluster's id (kept in the data dir) for several."""
+        if self.settings.kafka_brokers == 1:
+            return new_cluster_id()
+        path = self.data_dir / "kafka-cluster-id"
+        if not path.exists():
+            path.write_text(new_cluster_id())
+        return path.read_text().strip()
+
+    def _start_kafka(self, node: int = 1) -> subprocess.Popen:
         s = self.settings
+        name = self.node_name(KAFKA, node, s.kafka_brokers)
+        kdir = self._kafka_dir(node)
         java = str(java_home() / "bin" / "java")
-        data = self.kafka_dir / "data"
+        data = kdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        props = self.kafka_dir / "server.properties"
-        props.write_text(render_kafka_properties(s, data))
-        log4j = self.kafka_dir / "log4j.properties"
-        log4j.write_text(render_kafka_log4j(self.logs / "kafka.log"))
+        props = kdir / "server.properties"
+        props.write_text(render_kafka_properties(s, data, node))
+        log4j = kdir / "log4j.properties"
+        log4j.write_text(render_kafka_log4j(self.logs / f"{name}.log"))
         classpath = f"{self.kafka_libs}/*"
         if not (data / "meta.properties").exists():  # KRaft storage is formatted once
             r = subprocess.run(
@@ -580,7 +731,7 @@ class LocalRuntime:
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
-                    new_cluster_id(),
+                    self._cluster_id(),
                     "-c",
                     str(props),
                 ],
@@ -591,8 +742,8 @@ class LocalRuntime:
                 raise LocalRuntimeError(f"formatting Kafka storage failed:\n{r.stdout}{r.stderr}")
         cmd = [
             java,
-            f"-Xms{s.kafka_heap}",
-            f"-Xmx{s.kafka_heap}",
+            f"-Xms{self.kafka_heap}",
+            f"-Xmx{self.kafka_heap}",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{log4j}",
@@ -601,17 +752,18 @@ class LocalRuntime:
             "kafka.Kafka",
             str(props),
         ]
-        return self._spawn(KAFKA, cmd, cwd=self.kafka_dir)
+        return self._spawn(name, cmd, cwd=kdir)
 
-    def _kafka_healthy(self) -> bool:
+    def _kafka_healthy(self, node: int = 1) -> bool:
         """The broker accepts a topic creation and a produced message."""
         from kafka import KafkaProducer
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        if not port_accepts(self.settings.kafka_port):
+        port = kafka_ports(self.settings, node)[0]
+        if not port_accepts(port):
             return False
-        addr = f"{HOST}:{self.settings.kafka_port}"
+        addr = f"{HOST}:{port}"
         with _quiet("kafka"):
             try:
                 admin = KafkaAdminClient(
@@ -638,12 +790,12 @@ class LocalRuntime:
                 return False
         return True
 
-    def _kafka_info(self, pid: int) -> tuple[str | None, str]:
+    def _kafka_info(self, pid: int, port: int) -> tuple[str | None, str]:
         """(version from the jars on the running broker's classpath, health)."""
         args = cmdline(pid)
         cp = args[args.index("-cp") + 1] if "-cp" in args else ""
         version = kafka_version_of(Path(cp.rstrip("*").rstrip("/"))) if cp else None
-        health = "accepting connections" if port_accepts(self.settings.kafka_port) else "starting"
+        health = "accepting connections" if port_accepts(port) else "starting"
         return version, health
 
     # -- Elasticsearch -----------------------------------------------------------------------
@@ -652,14 +804,15 @@ class LocalRuntime:
         """(uid, gid) to run Elasticsearch as: it refuses root, so root uses es_run_as."""
         return ensure_user(self.settings.es_run_as) if os.geteuid() == 0 else None
 
-    def _es_root(self) -> Path:
+    def _es_root(self, node: int = 1) -> Path:
         """Where Elasticsearch's config, data and logs live.
 
         Normally ``<data_dir>/es``. When root runs us and the ES user cannot traverse the data
         dir (e.g. it is under /root, mode 700), a per-data-dir directory under
         /var/lib/newspipe is used instead, holding a hard-linked copy of the distribution too.
         """
-        local = self.data_dir / "es"
+        suffix = "" if self.settings.es_nodes == 1 else f"-{node}"
+        local = self.data_dir / f"es{suffix}"
         if os.geteuid() != 0:
             return local
         try:
@@ -671,17 +824,17 @@ class LocalRuntime:
         if traversable_by(self.data_dir, uid, gids):
             return local
         digest = hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:10]
-        return ES_FALLBACK_BASE / f"es-{digest}"
+        return ES_FALLBACK_BASE / f"es-{digest}{suffix}"
 
-    def _es_home(self) -> Path:
+    def _es_home(self, node: int = 1) -> Path:
         """The distribution ES runs from: ``dist/`` or, in the fallback root, a copy of it."""
-        root = self._es_root()
-        return self.es_dist if root == self.data_dir / "es" else root / self.es_dist.name
+        root = self._es_root(node)
+        return self.es_dist if root.parent == self.data_dir else root / self.es_dist.name
 
-    def _start_es(self) -> subprocess.Popen:
+    def _start_es(self, node: int = 1) -> subprocess.Popen:
         s = self.settings
         user = self._es_user()
-        root, home = self._es_root(), self._es_home()
+        root, home = self._es_root(node), self._es_home(node)
         if home != self.es_dist:  # the ES user cannot reach data_dir: use a copy
             root.mkdir(parents=True, exist_ok=True)
             ES_FALLBACK_BASE.chmod(0o755)
@@ -694,7 +847,7 @@ class LocalRuntime:
         # our own config dir (ES_PATH_CONF): the distribution's is root-only (mode 660)
         for name in ("jvm.options", "log4j2.properties"):
             shutil.copyfile(home / "config" / name, conf / name)
-        (conf / "elasticsearch.yml").write_text(render_es_yml(s, data, logs))
+        (conf / "elasticsearch.yml").write_text(render_es_yml(s, data, logs, node))
         if user:  # ES writes its keystore into config/, so it must own that too
             for path in (conf, *conf.rglob("*")):
                 os.chown(path, *user)
@@ -705,20 +858,22 @@ class LocalRuntime:
         env.update(
             ES_JAVA_HOME=str(jhome),  # the integ-test zip bundles no JDK
             ES_PATH_CONF=str(conf),
-            ES_JAVA_OPTS=f"-Xms{s.es_heap} -Xmx{s.es_heap}",
+            ES_JAVA_OPTS=f"-Xms{self.es_heap} -Xmx{self.es_heap}",
             ES_TMPDIR=str(tmp),  # else a new /tmp/elasticsearch-<random> is left per start
         )
-        return self._spawn(ES, [str(home / "bin" / "elasticsearch")], cwd=root, env=env, user=user)
+        name = self.node_name(ES, node, s.es_nodes)
+        return self._spawn(name, [str(home / "bin" / "elasticsearch")], cwd=root, env=env, user=user)
 
-    def _es_healthy(self) -> bool:
-        url = f"http://{HOST}:{self.settings.es_port}/_cluster/health?wait_for_status=yellow&timeout=2s"
+    def _es_healthy(self, node: int = 1) -> bool:
+        port = es_ports(self.settings, node)[0]
+        url = f"http://{HOST}:{port}/_cluster/health?wait_for_status=yellow&timeout=2s"
         try:
             return _http_json(url)["status"] in ("yellow", "green")
         except (OSError, ValueError, KeyError):  # refused, 408 timeout, not JSON yet
             return False
 
-    def _es_info(self) -> tuple[str | None, str]:
-        base = f"http://{HOST}:{self.settings.es_port}"
+    def _es_info(self, port: int) -> tuple[str | None, str]:
+        base = f"http://{HOST}:{port}"
         try:
             # not GET /: the integ-test distribution lacks the rest-root module serving it
             nodes = _http_json(base + "/_nodes/_local?filter_path=nodes.*.version", timeout=2)

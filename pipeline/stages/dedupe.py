@@ -49,20 +49,54 @@ Semantics (at-least-once delivery: a message may be processed twice after a cras
     - a near duplicate of a known text of another article: DUPLICATE (near), not stored;
       of the same article (a corrected version, same url): NEW;
     - within one batch, the first article wins over later ones.
+
+Across workers (concurrent claims)
+    The store search and the claim above are not one atomic step: two near copies that reach
+    two workers at about the same moment both search, find nothing, and claim different
+    fingerprints. So, after its fingerprint claim, every new text with band keys is appended
+    to the store's *band list* of each of its keys (atomic per key: first writer first; see
+    :meth:`FingerprintStore.claim_bands`), and learns which texts stood before it. Two near
+    copies X and Y share a set S of band keys (at Jaccard 0.8, 0.9: about 13, 21 of 32;
+    none with probability below 1e-6); each key of S orders them, so each sees the other in
+    the keys where the other came first, and knows S from the other's signature. Then:
+
+    - the other came first in every key of S: I came second everywhere and yield (I am its
+      near duplicate); the other does not see me at all and stays new;
+    - each came first in some keys of S: both see this, and the smaller fingerprint is the
+      original, the larger one yields;
+    - I came first in every key of S: I do not see the other; it yields.
+
+    Both sides compute the same answer from what the lists say, whatever the timing, so a near
+    pair is never both new and never both a duplicate; a text that yields has its record
+    pointed at the winner's article (:meth:`FingerprintStore.reassign`), so later copies and a
+    redelivery name the article that was indexed. Why band lists rather than routing near
+    candidates to one owner: routing needs a second hop through Kafka keyed by a band (and a
+    text has 32 of them), while the lists cost one ``mget`` and one bulk per batch on the store
+    the stage already uses, and keep the single-worker behaviour unchanged (one worker never
+    meets a concurrent claim). Limits: three or more mutually near copies claimed at the same
+    moment are decided pair by pair, so a copy may name as its original a copy that itself
+    yielded (and in theory all of a three-way tie could yield); copies a few milliseconds
+    apart are already found by the store search and never get that far.
 """
 
 from __future__ import annotations
 
 import hashlib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Literal
 
 import numpy as np
 from datasketch import MinHash
 
-from pipeline.stages.dedupe_store import INDEXED, PENDING, FingerprintEntry, FingerprintStore
+from pipeline.stages.dedupe_store import (
+    INDEXED,
+    PENDING,
+    BandEntry,
+    FingerprintEntry,
+    FingerprintStore,
+)
 from schemas.models import CleanArticle, DuplicateRecord, utcnow
 
 NUM_PERM = 128
@@ -256,7 +290,52 @@ class Deduper:
         batch = _Batch()
         verdicts = [self._judge(self._item(article), batch) for article in articles]
         claimed = self.store.claim([v.item.entry() for v in verdicts if v.kind == "claim"])
+        self._arbitrate(verdicts, claimed)
         return [_result(v, claimed) for v in verdicts]
+
+    def _arbitrate(self, verdicts: list[_Verdict], claimed: dict[str, FingerprintEntry]) -> None:
+        """Settle the claims that won their fingerprint against near copies claimed at the
+        same time by other workers (see the module docstring): a text that yields becomes a
+        near duplicate, and its record (and so its in-batch duplicates) names the winner."""
+        new = [
+            v
+            for v in verdicts
+            if v.kind == "claim" and v.item.sig.bands and _is_new(v.item, claimed)
+        ]
+        if not new:
+            return
+        before = self.store.claim_bands([v.item.entry() for v in new])
+        owners: dict[str, str] = {}
+        for verdict in new:
+            winner = self._yields_to(verdict.item, before.get(verdict.item.sig.fingerprint, {}))
+            if winner is not None:
+                entry, score = winner
+                verdict.kind, verdict.similarity, verdict.of_article = "near", score, entry.article_id
+                fp = verdict.item.sig.fingerprint
+                claimed[fp] = replace(claimed[fp], article_id=entry.article_id)
+                owners[fp] = entry.article_id
+        self.store.reassign(owners)
+
+    def _yields_to(
+        self, item: _Item, before: dict[str, tuple[BandEntry, ...]]
+    ) -> tuple[BandEntry, float] | None:
+        """The most similar near copy this text yields to, with the similarity, or None."""
+        own_id, own_fp = item.article.id, item.sig.fingerprint
+        seen: dict[str, tuple[BandEntry, set[str]]] = {}  # fingerprint -> (entry, keys it led)
+        for key, entries in before.items():
+            for entry in entries:
+                if entry.article_id != own_id and entry.fingerprint != own_fp:
+                    seen.setdefault(entry.fingerprint, (entry, set()))[1].add(key)
+        best: tuple[BandEntry, float] | None = None
+        for fp, (entry, led) in seen.items():
+            other = np.frombuffer(entry.minhash, _HASH_DTYPE)
+            score = similarity(item.sig.minhash, other)
+            if score < self.threshold:
+                continue
+            shared = set(item.sig.bands) & set(band_keys(other))
+            if (led >= shared or fp < own_fp) and (best is None or score > best[1]):
+                best = (entry, score)
+        return best
 
     @staticmethod
     def _item(article: CleanArticle) -> _Item:
@@ -310,6 +389,12 @@ class _Batch:
         """Earlier articles of the batch sharing a band key with ``item``, each once."""
         found = {id(o): o for key in item.sig.bands for o in self._by_band.get(key, ())}
         return list(found.values())
+
+
+def _is_new(item: _Item, claimed: dict[str, FingerprintEntry]) -> bool:
+    """Whether the fingerprint claim made this article new (see :func:`_result`)."""
+    stored = claimed[item.sig.fingerprint]
+    return stored.article_id == item.article.id and stored.status != INDEXED
 
 
 def _result(verdict: _Verdict, claimed: dict[str, FingerprintEntry]) -> DedupeResult:

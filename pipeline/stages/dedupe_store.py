@@ -10,6 +10,15 @@ near-duplicate candidates are looked up. Two stores implement :class:`Fingerprin
 
 First writer wins: :meth:`FingerprintStore.claim` creates a record only when its fingerprint is
 unknown, atomically, and otherwise returns the record already stored.
+
+Band lists (near duplicates across workers, see :mod:`pipeline.stages.dedupe`): beside the
+records, the store keeps one list per LSH band key of the texts claimed under it, in the order
+their claims were made. :meth:`FingerprintStore.claim_bands` appends a text to the list of each
+of its band keys, atomically per key (Elasticsearch: one document ``_id = "band:<key>"``,
+written with ``if_seq_no``/``if_primary_term`` and retried on a conflict), and returns what
+stood before it in each list. Appending twice is a no-op that returns the same answer, so a
+redelivery decides as the first delivery did. A list keeps its ``BAND_LIST_MAX`` latest
+entries (older texts are found by :meth:`FingerprintStore.candidates`).
 """
 
 from __future__ import annotations
@@ -33,6 +42,11 @@ INDEXED = "indexed"
 MAX_CANDIDATES = 50
 """Most candidate records one ``candidates`` call returns (those sharing the most bands)."""
 
+BAND_LIST_MAX = 32
+"""Most entries one band list keeps (the latest); the lists arbitrate concurrent claims only."""
+BAND_DOC_PREFIX = "band:"
+"""``_id`` prefix of the band-list documents in the fingerprints index (records have 40 hex)."""
+
 
 class FingerprintStoreError(RuntimeError):
     """The store rejected an operation (other than a first-writer-wins conflict)."""
@@ -52,6 +66,33 @@ class FingerprintEntry:
     first_seen: datetime
 
 
+@dataclass(frozen=True)
+class BandEntry:
+    """One text in a band list: enough to compare signatures and name its article."""
+
+    fingerprint: str
+    article_id: str
+    minhash: bytes
+
+
+BandsBefore = dict[str, dict[str, tuple[BandEntry, ...]]]
+"""fingerprint -> band key -> the entries that precede that text in the key's list."""
+
+
+def _entry_of(entry: FingerprintEntry) -> BandEntry:
+    return BandEntry(entry.fingerprint, entry.article_id, entry.minhash)
+
+
+def _append(listing: list[BandEntry], entry: BandEntry) -> tuple[tuple[BandEntry, ...], bool]:
+    """(what precedes ``entry`` in ``listing``, whether it had to be appended)."""
+    for position, other in enumerate(listing):
+        if other.fingerprint == entry.fingerprint:
+            return tuple(listing[:position]), False
+    before = tuple(listing)
+    listing.append(entry)
+    return before, True
+
+
 class FingerprintStore(Protocol):
     """Where the dedupe stage keeps the texts it has seen."""
 
@@ -69,6 +110,16 @@ class FingerprintStore(Protocol):
         """Set the status of these records to ``indexed`` (unknown fingerprints are skipped)."""
         ...
 
+    def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
+        """Append each entry (in order) to the list of each of its band keys, atomically per
+        key; return what preceded it in each list (an entry already listed keeps its place)."""
+        ...
+
+    def reassign(self, owners: dict[str, str]) -> None:
+        """Point records (fingerprint -> article id) at another article: a text that yielded
+        to a concurrent near copy belongs to that copy's article from then on."""
+        ...
+
 
 class InMemoryFingerprintStore:
     """A :class:`FingerprintStore` in a dict; thread-safe, lost when the process ends."""
@@ -76,6 +127,7 @@ class InMemoryFingerprintStore:
     def __init__(self) -> None:
         self._entries: dict[str, FingerprintEntry] = {}
         self._by_band: dict[str, list[str]] = {}
+        self._band_lists: dict[str, list[BandEntry]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -107,6 +159,23 @@ class InMemoryFingerprintStore:
                 if fp in self._entries:
                     self._entries[fp] = replace(self._entries[fp], status=INDEXED)
 
+    def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
+        before: BandsBefore = {}
+        with self._lock:
+            for entry in entries:
+                mine = before.setdefault(entry.fingerprint, {})
+                for key in entry.bands:
+                    listing = self._band_lists.setdefault(key, [])
+                    mine[key], _ = _append(listing, _entry_of(entry))
+                    del listing[:-BAND_LIST_MAX]
+        return before
+
+    def reassign(self, owners: dict[str, str]) -> None:
+        with self._lock:
+            for fp, article_id in owners.items():
+                if fp in self._entries:
+                    self._entries[fp] = replace(self._entries[fp], article_id=article_id)
+
 
 class ElasticsearchFingerprintStore:
     """A :class:`FingerprintStore` in an Elasticsearch index (or write alias over one index).
@@ -118,6 +187,12 @@ class ElasticsearchFingerprintStore:
     - ``candidates``: one search, a ``constant_score`` term clause per band key, so the score
       is the number of shared bands and the best candidates come first.
     - ``mark_indexed``: bulk partial update of ``status``.
+    - ``claim_bands``: one ``mget`` (real-time) of the band-list documents the batch touches,
+      one bulk writing each list back with ``if_seq_no``/``if_primary_term`` (``create`` when
+      it is new); the keys that met a conflict (another worker wrote in between) are read and
+      written again until none is left. Every text of the batch under one key goes in one
+      write, in batch order.
+    - ``reassign``: bulk partial update of ``article_id``.
     """
 
     def __init__(self, es: Elasticsearch, index: str) -> None:
@@ -175,6 +250,60 @@ class ElasticsearchFingerprintStore:
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
 
+    def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
+        pending: dict[str, list[BandEntry]] = {}
+        for entry in entries:
+            for key in entry.bands:
+                pending.setdefault(key, []).append(_entry_of(entry))
+        before: BandsBefore = {entry.fingerprint: {} for entry in entries}
+        while pending:
+            ids = [BAND_DOC_PREFIX + key for key in pending]
+            docs = self.es.mget(index=self.index, ids=ids)["docs"]
+            operations: list[dict[str, Any]] = []
+            written: list[str] = []
+            for (key, new), doc in zip(pending.items(), docs, strict=True):
+                found = bool(doc.get("found"))
+                listing = [_band_from_doc(e) for e in doc["_source"]["entries"]] if found else []
+                changed = False
+                for entry in new:
+                    before[entry.fingerprint][key], appended = _append(listing, entry)
+                    changed |= appended
+                if not changed:
+                    continue
+                action: dict[str, Any] = {"_index": self.index, "_id": BAND_DOC_PREFIX + key}
+                if found:
+                    action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
+                body = {"band": key, "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]]}
+                operations += [{"index" if found else "create": action}, body]
+                written.append(key)
+            if not operations:
+                break
+            response = self.es.bulk(operations=operations)
+            conflicts: dict[str, list[BandEntry]] = {}
+            for key, item in zip(written, response["items"], strict=True):
+                result = next(iter(item.values()))
+                if result["status"] == 409:  # another worker wrote this list first: read again
+                    conflicts[key] = pending[key]
+                elif result["status"] not in (200, 201):
+                    raise FingerprintStoreError(f"claim band {key}: {result.get('error')}")
+            pending = conflicts
+        return before
+
+    def reassign(self, owners: dict[str, str]) -> None:
+        if not owners:
+            return
+        operations: list[dict[str, Any]] = []
+        for fp, article_id in owners.items():
+            operations += [
+                {"update": {"_index": self.index, "_id": fp}},
+                {"doc": {"article_id": article_id}},
+            ]
+        response = self.es.bulk(operations=operations, refresh=True)
+        for fp, item in zip(owners, response["items"], strict=True):
+            result = item["update"]
+            if result["status"] not in (200, 201, 404):
+                raise FingerprintStoreError(f"reassign {fp}: {result.get('error')}")
+
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
         """The stored records of these fingerprints (all must exist)."""
         if not fingerprints:
@@ -198,6 +327,18 @@ def _to_doc(entry: FingerprintEntry) -> dict[str, Any]:
         "title": entry.title,
         "first_seen": entry.first_seen.isoformat(),
     }
+
+
+def _band_to_doc(entry: BandEntry) -> dict[str, str]:
+    return {
+        "fingerprint": entry.fingerprint,
+        "article_id": entry.article_id,
+        "minhash": base64.b64encode(entry.minhash).decode("ascii"),
+    }
+
+
+def _band_from_doc(doc: dict[str, str]) -> BandEntry:
+    return BandEntry(doc["fingerprint"], doc["article_id"], base64.b64decode(doc["minhash"]))
 
 
 def _from_doc(doc: dict[str, Any]) -> FingerprintEntry:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stages.dedupe import Deduper, fingerprint, signature
+from pipeline.stages.dedupe import Deduper, fingerprint, normalise, shingles, signature
 from pipeline.stages.dedupe_store import (
     INDEXED,
     PENDING,
@@ -165,3 +166,82 @@ def test_claim_returns_the_first_writer(store: ElasticsearchFingerprintStore) ->
     second = FingerprintEntry("f" * 40, "second", PENDING, ("b00:2",), b"\x03", "s", "t", now)
     assert store.claim([first])["f" * 40].article_id == "first"
     assert store.claim([second])["f" * 40] == first
+
+
+# --- near copies claimed at the same moment by different workers --------------------------------
+
+
+def exact_jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' shingle sets (not the MinHash estimate)."""
+    sa, sb = shingles(normalise(a)), shingles(normalise(b))
+    return len(sa & sb) / len(sa | sb)
+
+
+def near_copy(text: str, seed: int) -> str:
+    """A small edit: one word replaced in two places (exact Jaccard about 0.95 on a seed)."""
+    return edit_words(text, 0.004, 2, seed=seed)
+
+
+class RacingStore(ElasticsearchFingerprintStore):
+    """The real store, with every worker held at a barrier just before one of its steps: all
+    have searched and none has claimed (``at="claim"``), or all have claimed their fingerprint
+    and none its bands (``at="claim_bands"``), the two windows of a cross-worker race."""
+
+    def __init__(self, es, index: str, barrier: threading.Barrier, at: str) -> None:
+        super().__init__(es, index)
+        self.barrier, self.at = barrier, at
+
+    def claim(self, entries):
+        if self.at == "claim":
+            self.barrier.wait(timeout=60)
+        return super().claim(entries)
+
+    def claim_bands(self, entries):
+        if self.at == "claim_bands":
+            self.barrier.wait(timeout=60)
+        return super().claim_bands(entries)
+
+
+@pytest.mark.parametrize("at", ["claim", "claim_bands"])
+def test_concurrent_near_copies_are_caught_across_workers(es_client, at: str) -> None:
+    """Three workers, one original, its near copy and an unrelated text each round, released
+    together at the race window: every round exactly one of the pair is new and the other its
+    near duplicate; the unrelated text is new (no false merge)."""
+    body = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    rounds = 8
+    for round_ in range(rounds):
+        index = f"test-fingerprints-race-{uuid.uuid4().hex[:12]}"
+        es_client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
+        try:
+            original = seed_text(round_ % 5)
+            copy = near_copy(original, seed=round_)
+            unrelated = seed_text((round_ + 1) % 5)
+            score = exact_jaccard(original, copy)
+            print(f"round {round_} ({at}): exact Jaccard of the pair {score:.3f}")
+            assert score >= 0.9
+            barrier = threading.Barrier(3)
+            workers = [Deduper(RacingStore(es_client, index, barrier, at)) for _ in range(3)]
+            texts = [("orig", original), ("copy", copy), ("other", unrelated)]
+            if round_ % 2:  # who gets which text changes from round to round
+                texts = texts[::-1]
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                futures = {
+                    name: pool.submit(w.check, [article(f"{name}-{round_}", text)])
+                    for w, (name, text) in zip(workers, texts)
+                }
+                results = {name: f.result()[0] for name, f in futures.items()}
+            pair = [results["orig"], results["copy"]]
+            winners = [r for r in pair if r.is_new]
+            losers = [r for r in pair if not r.is_new]
+            verdicts = {n: r.record.duplicate_of if r.record else "new" for n, r in results.items()}
+            assert len(winners) == 1 and len(losers) == 1, f"round {round_}: {verdicts}"
+            assert losers[0].record.duplicate_of == winners[0].article.id
+            assert losers[0].record.kind == "near"
+            assert results["other"].is_new, f"round {round_}: false merge {verdicts}"
+            # the loser's record names the winner: a later copy of its text does too
+            again = Deduper(ElasticsearchFingerprintStore(es_client, index)).check(
+                [article(f"late-{round_}", losers[0].article.body)]
+            )[0]
+            assert again.record.duplicate_of == winners[0].article.id
+        finally:
+            es_client.indices.delete(index=index, ignore_unavailable=True)

@@ -224,3 +224,66 @@ def test_status_when_nothing_runs(tmp_path, listener):
     assert (kafka.name, kafka.running, kafka.note) == ("kafka", False, None)
     assert (es.name, es.running) == ("elasticsearch", False)
     assert "in use by another process" in es.note
+
+
+def test_kafka_cluster_properties():
+    s = Settings(kafka_port=19092, kafka_controller_port=19093, kafka_brokers=3)
+    props = parse_properties(render_kafka_properties(s, Path("/d/kafka-2/data"), node=2))
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+    assert props["offsets.topic.replication.factor"] == props["default.replication.factor"] == "3"
+    assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+
+
+def test_single_broker_properties_have_no_cluster_settings():
+    props = parse_properties(render_kafka_properties(Settings(), Path("/d")))
+    assert "min.insync.replicas" not in props and "default.replication.factor" not in props
+
+
+def test_es_cluster_yml():
+    s = Settings(es_port=19200, es_nodes=3)
+    text = render_es_yml(s, Path("/d/es-3/data"), Path("/d/es-3/logs"), node=3)
+    conf = {
+        k: json.loads(v)
+        for k, v in (line.split(": ", 1) for line in text.splitlines() if not line.startswith("#"))
+    }
+    assert "discovery.type" not in conf
+    assert conf["node.name"] == "newspipe-local-3"
+    assert (conf["http.port"], conf["transport.port"]) == (19202, 19302)
+    assert conf["discovery.seed_hosts"] == ["127.0.0.1:19300", "127.0.0.1:19301", "127.0.0.1:19302"]
+    assert conf["cluster.initial_master_nodes"] == [f"newspipe-local-{i}" for i in (1, 2, 3)]
+
+
+def test_topics_of_a_replicated_cluster_need_two_in_sync_replicas():
+    from pipeline.topics import topic_configs
+
+    for replication, expected in ((1, None), (2, "1"), (3, "2")):
+        configs = topic_configs(Settings(topic_replication=replication))
+        assert {c.get("min.insync.replicas") for _, c in configs.values()} == {expected}
+
+
+def test_free_port_settings_leave_the_ephemeral_range_alone():
+    from pipeline.runtime.local import free_port_settings
+
+    ports = free_port_settings(3, 3)
+    assert ports["kafka_controller_port"] == ports["kafka_port"] + 1
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(20000 <= p < low for p in ports.values())
+
+
+def test_cluster_nodes_get_small_heaps_unless_set(tmp_path):
+    from pipeline.runtime.local import LocalRuntime
+
+    single = LocalRuntime(Settings(data_dir=tmp_path))
+    cluster = LocalRuntime(Settings(data_dir=tmp_path, kafka_brokers=3, es_nodes=3))
+    chosen = LocalRuntime(Settings(data_dir=tmp_path, kafka_brokers=3, es_nodes=3, es_heap="384m"))
+    assert (single.kafka_heap, single.es_heap) == ("512m", "512m")
+    assert (cluster.kafka_heap, cluster.es_heap) == ("256m", "256m")
+    assert chosen.es_heap == "384m"
+    assert [s.name for s in cluster.status()] == [
+        "kafka-1", "kafka-2", "kafka-3", "elasticsearch-1", "elasticsearch-2", "elasticsearch-3",
+    ]
+    assert [s.name for s in single.status()] == ["kafka", "elasticsearch"]
