@@ -103,6 +103,22 @@ class InMemoryEntityRegistry:
         return len(self._entries)
 
 
+_VOWELS = re.compile(r"[aeiouy]")
+_SPELLING = str.maketrans({"z": "s", "q": "k", "c": "k", "w": "v"})
+
+
+def spelling_key(person: PersonName) -> str | None:
+    """Registry key shared by transliterations of one full name: the same folded first name and
+    the folded surname whose ending (last three letters) keeps only its consonants, with z/s, q/k,
+    c/k, w/v merged: Gorbachev = Gorbachov, Ligachev = Ligachyov, Shevardnadze = Shevardnadse,
+    while Ryzhkov != Rozhkov (the stem keeps its vowels). None for short names."""
+    if not person.is_full or len(person.surname) < 6:
+        return None
+    surname = person.surname.translate(_SPELLING)
+    skeleton = re.sub(r"(.)\1+", r"\1", surname[:-3] + _VOWELS.sub("", surname[-3:]))
+    return f"person~{skeleton}:{person.first}"
+
+
 def primary_key(surname: str) -> str:
     """Registry key (and id) of the primary person with this folded surname."""
     return f"person:{surname}"
@@ -140,6 +156,7 @@ class _Mention:
     person: PersonName | None = None
     id: str = ""
     name: str = ""
+    speaker: bool = False  # followed by a speech verb ("X said"): a person-like slot
 
 
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
@@ -246,6 +263,8 @@ def _mention(span: Span) -> _Mention | None:
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
     mention = _Mention(etype, text, start_char, trimmed.end_char)
+    following = span.doc[trimmed.end] if trimmed.end < len(span.doc) else None
+    mention.speaker = following is not None and following.lower_ in SPEECH_VERBS
     if span.ent_id_:
         mention.place = span.ent_id_
     elif etype == "location":
@@ -263,6 +282,11 @@ def _article_mentions(doc: Doc) -> list[_Mention]:
     _link_acronyms(doc.text, mentions)
     return mentions
 
+
+SPEECH_VERBS = frozenset(
+    {"said", "says", "told", "added", "stated", "noted", "warned", "argued", "insisted", "declined",
+     "wrote", "posted", "replied", "explained", "acknowledged", "admitted"}
+)
 
 _TIE_ORDER = ("organization", "location", "group", "misc", "person")
 
@@ -363,6 +387,7 @@ class _Resolver:
     def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
         """Pass 1: the entry of each full name, registering new primaries/secondaries."""
         self._fetch(k for p in persons for k in (primary_key(p.surname), secondary_key(p.surname, p.first)))
+        self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
         resolved = [self._resolve_full(p) for p in persons]
         self.registry.register(self.new)
         self.new = []
@@ -371,8 +396,14 @@ class _Resolver:
     def _resolve_full(self, person: PersonName) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
+            variant = self.known.get(spelling_key(person) or "")
+            if variant is not None:  # another transliteration of a registered full name
+                return variant
             entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
             self._remember(entry)
+            key = spelling_key(person)
+            if key is not None:
+                self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
             return entry
         if first_names_compatible(person.first, _first_of(primary.name)):
             return primary
@@ -411,12 +442,36 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     full = [m for ms in articles_mentions for m in ms if m.person and m.person.is_full]
     for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
         mention.id, mention.name = entry.id, entry.name
+    speakers = [m for ms in articles_mentions for m in ms if _person_like_speaker(m)]
+    for m in speakers:
+        m.person = split_person(m.text)
     short_words = sorted(
         {m.person.surname for ms in articles_mentions for m in ms if m.person and not m.person.is_full}
     )
     registered = resolver.resolve_short_names(short_words)
+    for m in speakers:  # a registered person's surname in a speaker slot is that person
+        if m.person and m.person.surname in registered and not _same_article_other(m, articles_mentions):
+            m.type = "person"
+        else:
+            m.person = None
     for mentions in articles_mentions:
         _resolve_short_in_article(mentions, registered)
+
+
+def _person_like_speaker(m: _Mention) -> bool:
+    """A one-word organisation/misc mention (never an alias-table place) followed by a speech
+    verb: its type is settled by agreement with the registry (a known person's surname)."""
+    return (m.speaker and m.type in ("organization", "misc", "location") and m.place is None
+            and " " not in m.text and m.text[:1].isupper() and not m.text.isupper())
+
+
+def _same_article_other(m: _Mention, articles_mentions: list[list[_Mention]]) -> bool:
+    """Whether m's article has a longer non-person name ending in m's word ("Ford Motor Co")."""
+    for mentions in articles_mentions:
+        if any(x is m for x in mentions):
+            return any(x.type != "person" and x is not m and " " in x.text and m.text in x.text.split()
+                       for x in mentions)
+    return False
 
 
 def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:

@@ -196,7 +196,8 @@ def judge_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None"
     a strong trigger stands unless other-sense cues outnumber event cues by two or more, or
     outnumber them with one right next to the trigger; a weak (ambiguous) trigger needs more event
     cues than other-sense cues, and with neither kind of cue it counts only when the article
-    reports the event elsewhere (``IF_REPORTED``: "the attack" in a story about air strikes)."""
+    reports the event elsewhere, or a related event with a strong trigger (``IF_REPORTED``: "the
+    attack" in a story about air strikes, "the talks" in a story about a ceasefire)."""
     tax = tax or taxonomy()
     if event.negation_guard and _negated(span, tax.guard_window, tax.negators):
         return REJECT
@@ -224,6 +225,7 @@ def _trigger_sentences(doc: Doc) -> dict[str, list[Span]]:
     tax = taxonomy()
     found: dict[str, dict[int, Span]] = {}
     pending: dict[str, dict[int, Span]] = {}
+    strong: set[str] = set()
     for match_id, start, end in _matcher(doc.vocab)(doc):
         key = doc.vocab.strings[match_id]
         weak = key.endswith(WEAK)
@@ -234,11 +236,13 @@ def _trigger_sentences(doc: Doc) -> dict[str, list[Span]]:
         verdict = judge_match(span, tax.types[name], weak, tax)
         if verdict == ACCEPT:
             found.setdefault(name, {})[span.sent.start] = span.sent
+            if not weak:
+                strong.add(name)
         elif verdict == IF_REPORTED:
             pending.setdefault(name, {})[span.sent.start] = span.sent
     reported = set(found)
     for name, sents in pending.items():
-        if name in reported or tax.types[name].related & reported:
+        if name in reported or tax.types[name].related & strong:
             found.setdefault(name, {})
             for start, sent in sents.items():
                 found[name].setdefault(start, sent)
