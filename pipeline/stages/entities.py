@@ -180,6 +180,7 @@ class Gazetteer:
     types: dict[str, EntityType]
     role_heads: frozenset[str]
     role_of: frozenset[str]
+    institution_heads: frozenset[str] = frozenset()
 
 
 @lru_cache(maxsize=1)
@@ -191,6 +192,7 @@ def gazetteer() -> Gazetteer:
         types={name.casefold(): etype for etype, names in raw["types"].items() for name in names},
         role_heads=frozenset(raw["role_heads"]),
         role_of=frozenset(raw["role_of"]),
+        institution_heads=frozenset(raw.get("institution_heads", ())),
     )
 
 
@@ -262,6 +264,12 @@ def _mention(span: Span) -> _Mention | None:
     text = trimmed.doc.text[start_char:trimmed.end_char]
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
+    if etype == "person":
+        last = text.split()[-1]
+        if last.lower() in gazetteer().institution_heads:
+            etype = "organization"  # "Main Directorate", "Security Council": an institution's name
+        elif gazetteer().types.get(strip_possessive(last).casefold(), "person") != "person":
+            etype = gazetteer().types[strip_possessive(last).casefold()]  # "Vote Tory", "Happy Christmas"
     mention = _Mention(etype, text, start_char, trimmed.end_char)
     following = span.doc[trimmed.end] if trimmed.end < len(span.doc) else None
     mention.speaker = following is not None and following.lower_ in SPEECH_VERBS

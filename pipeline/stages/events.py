@@ -20,7 +20,7 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from schemas.models import Entity, EventTag
+from schemas.models import EVENT_ALERT_SALIENCE, Entity, EventTag
 
 EVENTS_PATH = Path(__file__).resolve().parents[1] / "data" / "events.json"
 MAX_EVIDENCE = 3
@@ -342,8 +342,32 @@ def tag_events(doc: Doc, entities: list[Entity] | None = None, title: str | None
     n_sentences = _index_sentences(doc)
     triggers = _trigger_sentences(doc)
     types = taxonomy().types
-    return [
-        _tag(name, triggers[name], locations,
-             salience(triggers[name], n_sentences, _title_reports(title, triggers[name], types[name])))
+    scores = {
+        name: salience(triggers[name], n_sentences, _title_reports(title, triggers[name], types[name]))
         for name in types if name in triggers
-    ]
+    }
+    scores = story_salience(scores)
+    return [_tag(name, triggers[name], locations, scores[name]) for name in types if name in triggers]
+
+
+@lru_cache(maxsize=1)
+def _domains() -> tuple[dict[str, frozenset[str]], float]:
+    raw = json.loads(EVENTS_PATH.read_text("utf-8"))
+    members: dict[str, set[str]] = {}
+    for types in raw.get("domains", {}).values():
+        for name in types:
+            members.setdefault(name, set()).update(t for t in types if t != name)
+    return {k: frozenset(v) for k, v in members.items()}, raw.get("domain_salience", 0.6)
+
+
+def story_salience(scores: dict[str, float]) -> dict[str, float]:
+    """A low-salience tag whose article saliently reports another type of the same domain
+    (conflict, civil unrest, disaster) belongs to the story: a sanction threatened in a story
+    about peace talks is not a passing reference; a tsunami in a music-chart story still is."""
+    peers, raised = _domains()
+    salient = {name for name, score in scores.items() if score >= EVENT_ALERT_SALIENCE}
+    return {
+        name: max(score, raised) if score < EVENT_ALERT_SALIENCE and peers.get(name, frozenset()) & salient
+        else score
+        for name, score in scores.items()
+    }

@@ -131,3 +131,12 @@ def test_entity_pairs_fixture_is_labelled():
     kinds = {p["kind"] for p in pairs}
     assert {"shared_surname", "transliteration", "acronym"} <= kinds
     assert any(not p["same"] for p in pairs) and any(p["same"] for p in pairs)
+
+
+def test_institution_head_and_gazetteer_word_are_not_persons(nlp):
+    (ents,) = _entities(nlp, "He led the Main Directorate of the army for years. "
+                             "Posters urged voters to Vote Tory at the election. "
+                             "Shops said Christmas sales were strong.")
+    for form in ("Main Directorate", "Vote Tory", "Christmas"):
+        entity = _by_form(ents, form)
+        assert entity is None or entity.type != "person", (form, entity)
