@@ -77,7 +77,9 @@ class RegistryEntry:
 
 
 class EntityRegistry(Protocol):
-    """Cross-article memory of canonical entities. Registration is first-writer-wins."""
+    """Cross-article memory of canonical entities. Registration (key -> id) is first-writer-wins;
+    the name an entry is looked up with is :func:`canonical_name` of the forms attested for it,
+    so it does not depend on which article came first."""
 
     def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
         """The entries stored under any of ``keys`` (missing keys are absent)."""
@@ -85,19 +87,49 @@ class EntityRegistry(Protocol):
     def register(self, entries: list[RegistryEntry]) -> None:
         """Store entries whose key is not stored yet; existing keys are kept."""
 
+    def attest(self, forms: list[tuple[str, str]]) -> None:
+        """Record one attestation of each (key, name) for a registered key."""
+
+
+def _name_words(name: str) -> list[str]:
+    return [w for w in name.split() if len(w.rstrip(".")) > 1]
+
+
+def canonical_name(attested: dict[str, int], fallback: str) -> str:
+    """The most complete well-attested form: among forms seen at least twice (else all forms),
+    the one with most full words (not initials), then most attestations, then most letters, then
+    alphabetical order. Depends only on the multiset of forms, never on arrival order."""
+    if not attested:
+        return fallback
+    well = {name: n for name, n in attested.items() if n >= 2} or attested
+    return max(well, key=lambda name: (len(_name_words(name)), well[name],
+                                       sum(c.isalpha() for c in name), [-ord(c) for c in name]))
+
 
 class InMemoryEntityRegistry:
     """A dict-backed :class:`EntityRegistry` for tests and batch runs."""
 
     def __init__(self) -> None:
         self._entries: dict[str, RegistryEntry] = {}
+        self._attested: dict[str, Counter] = {}
 
     def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
-        return {k: self._entries[k] for k in keys if k in self._entries}
+        found = {}
+        for k in keys:
+            if k in self._entries:
+                entry = self._entries[k]
+                name = canonical_name(dict(self._attested.get(k, {})), entry.name)
+                found[k] = RegistryEntry(entry.key, entry.id, name, entry.type)
+        return found
 
     def register(self, entries: list[RegistryEntry]) -> None:
         for entry in entries:
             self._entries.setdefault(entry.key, entry)
+
+    def attest(self, forms: list[tuple[str, str]]) -> None:
+        for key, name in forms:
+            if key in self._entries:
+                self._attested.setdefault(key, Counter())[name] += 1
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -401,6 +433,17 @@ class _Resolver:
         self.new = []
         return resolved
 
+    def attest(self, forms: list[tuple[str, str]]) -> dict[str, RegistryEntry]:
+        """Record (key, full name) attestations (one per article) and return the keys' entries
+        with their canonical names now (from all attested forms, not the first one)."""
+        attest = getattr(self.registry, "attest", None)
+        if not forms or attest is None:
+            return {}
+        attest(forms)
+        current = self.registry.lookup(sorted({key for key, _ in forms}))
+        self.known.update(current)
+        return current
+
     def _resolve_full(self, person: PersonName) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
@@ -448,8 +491,16 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     """Give every person mention (and person-like short non-person mentions) an id and name."""
     resolver = _Resolver(registry)
     full = [m for ms in articles_mentions for m in ms if m.person and m.person.is_full]
+    keys = {}
     for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
         mention.id, mention.name = entry.id, entry.name
+        keys[id(mention)] = entry.key
+    forms = sorted({(i, keys[id(m)], m.person.display) for i, ms in enumerate(articles_mentions)
+                    for m in ms if id(m) in keys})
+    renamed = resolver.attest([(key, display) for _, key, display in forms])
+    for m in full:
+        if keys[id(m)] in renamed:
+            m.name = renamed[keys[id(m)]].name
     speakers = [m for ms in articles_mentions for m in ms if _person_like_speaker(m)]
     for m in speakers:
         m.person = split_person(m.text)

@@ -140,3 +140,23 @@ def test_institution_head_and_gazetteer_word_are_not_persons(nlp):
     for form in ("Main Directorate", "Vote Tory", "Christmas"):
         entity = _by_form(ents, form)
         assert entity is None or entity.type != "person", (form, entity)
+
+
+def test_canonical_name_is_most_complete_well_attested():
+    from pipeline.stages.entities import canonical_name
+
+    assert canonical_name({"J. Baker": 5, "James Baker": 2, "James A. Baker": 1}, "x") == "James Baker"
+    assert canonical_name({"Jim Baker": 1, "James Addison Baker": 1}, "x") == "James Addison Baker"
+    assert canonical_name({}, "fallback") == "fallback"
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_canonical_person_name_does_not_depend_on_arrival_order(nlp, order):
+    texts = ["Treasury Secretary Jim Baker said the dollar was stable.",
+             "Treasury Secretary James Baker said on Monday the talks went well.",
+             "Treasury Secretary James Baker told reporters rates would stay unchanged."]
+    registry = InMemoryEntityRegistry()
+    results = _entities(nlp, *(texts[i] for i in order), registry=registry)
+    last = results[-1]
+    person = next(e for e in last if e.type == "person")
+    assert person.name == "James Baker"
