@@ -270,6 +270,11 @@ def _trim(span: Span, strip_titles: bool) -> Span | None:
         end -= 1
     while end - start > 1 and span.doc[start].lower_ in _DETERMINERS:
         start += 1
+    texts = [t.text for t in span.doc[start:end]]
+    if "(" in texts[1:] and ")" not in texts:  # "Coffee Organisation (ICO": an unclosed bracket
+        end = start + texts.index("(", 1)
+        while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
+            end -= 1
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
     return span.doc[start:end] if end > start else None
