@@ -30,6 +30,7 @@ COPY pyproject.toml ./
 COPY README.md ./
 COPY pipeline ./pipeline
 COPY schemas ./schemas
+COPY deploy ./deploy
 RUN pip wheel --wheel-dir /wheels .
 
 # --- runtime -------------------------------------------------------------------------------
@@ -39,13 +40,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PYTHONPATH=/app \
     NEWS_DATA_DIR=/data \
     NEWS_WORKER_WEB_PORT=6066
 
 RUN groupadd --system --gid 10001 newspipe \
     && useradd --system --uid 10001 --gid newspipe --home-dir /app --shell /usr/sbin/nologin newspipe
 
+# newspipe (with its package data: index templates, Kibana objects, the runtime POM), its
 # dependencies and the `newspipe` console script, from the wheels only
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels newspipe
@@ -66,15 +67,10 @@ RUN --mount=type=bind,source=.,target=/ctx \
     python -c "import spacy, sys; spacy.load(sys.argv[1])" "$name"
 ENV NEWS_SPACY_MODEL=${SPACY_MODEL}
 
-# Sources at /app (first on PYTHONPATH) so that repository-relative files resolve:
-# /app/deploy/elasticsearch/*.json, /app/deploy/kibana/saved_objects.ndjson, /app/seeds.
+# the sample articles (SEED_ON_SETUP), relative to the working directory
 WORKDIR /app
-COPY pipeline ./pipeline
-COPY schemas ./schemas
-COPY deploy/elasticsearch ./deploy/elasticsearch
-COPY deploy/kibana ./deploy/kibana
 COPY seeds ./seeds
-RUN mkdir -p /data && chown newspipe:newspipe /data && python -m compileall -q /app/pipeline /app/schemas
+RUN mkdir -p /data && chown newspipe:newspipe /data
 
 USER newspipe
 VOLUME ["/data"]

@@ -7,7 +7,7 @@ EnrichedArticles (places as ``location:<place>`` entities, topics as events; no 
 per subscription count, the per-article matching time (mean, p50, p99, microseconds) of
 ``SubscriptionIndex.match`` and of evaluating every subscription in turn.
 
-    python benchmarks/alert_matching.py [path/to/reuters21578.jsonl] [--articles 500]
+    python -m benchmarks.alert_matching [path/to/reuters21578.jsonl] [--articles 500]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the dedupe stage on the Reuters-21578 corpus (in-memory store, no servers).
 
-    python benchmarks/dedupe.py [path/to/reuters21578.jsonl] [--batch 64] [--samples 8] [--raw]
+    python -m benchmarks.dedupe [path/to/reuters21578.jsonl] [--batch 64] [--samples 8] [--raw]
 
 Bodies go through ``pipeline.stages.clean.clean`` first (not timed) unless ``--raw`` is given
 or the clean stage is missing; raw bodies still carry the wire dateline and the " Reuter"

@@ -1,6 +1,6 @@
 """Benchmark of the producer side on the Reuters-21578 corpus.
 
-    python benchmarks/ingest.py [path/to/reuters21578.jsonl] [--kafka] [--limit N]
+    python -m benchmarks.ingest [path/to/reuters21578.jsonl] [--kafka] [--limit N]
 
 Always measures reading (``iter_inputs``: JSON parsing, validation, ids). With ``--kafka`` it
 also publishes to the broker of ``NEWS_KAFKA_BOOTSTRAP`` under a fresh topic prefix (topics

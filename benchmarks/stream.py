@@ -1,6 +1,6 @@
 """End to end on the real stack: ingest-to-alert latency and streaming throughput.
 
-    python benchmarks/stream.py [CORPUS] [--rate 10] [--seconds 30] [--burst 1000]
+    python -m benchmarks.stream [CORPUS] [--rate 10] [--seconds 30] [--burst 1000]
 
 Starts the local runtime (or uses NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL), fresh topic and index
 prefixes, one Faust worker; subscribes to a few common queries; then

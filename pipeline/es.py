@@ -14,14 +14,33 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import ApiError, Elasticsearch, helpers
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout
 
+from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "elasticsearch"
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities")
+TEMPLATES_DIR = resource("elasticsearch")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox", "stories")
+
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""HTTP statuses that say "not now" (overloaded, restarting), never "not this document"."""
+
+
+class ServerBusy(RuntimeError):
+    """Elasticsearch answered 429/502/503/504 for a request or for items of a bulk: retry it."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for Elasticsearch errors that are about the server, not the request or document:
+    no connection, a timeout, or a "busy" status. Such errors are retried, never dead-lettered."""
+    if isinstance(exc, (ESConnectionError, ConnectionTimeout, ServerBusy)):
+        return True
+    return isinstance(exc, ApiError) and getattr(exc, "status_code", None) in RETRY_STATUSES
 
 
 def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticsearch:
@@ -75,9 +94,28 @@ def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = Fa
     """Run bulk actions; returns the per-item errors (an empty list when all succeeded).
 
     Conflicts (409) of ``create`` actions are returned as errors like any other: callers that
-    use ``create`` as a once-only ledger inspect them.
+    use ``create`` as a once-only ledger inspect them. An item refused with a "busy" status
+    (429/503, see :data:`RETRY_STATUSES`) raises :class:`ServerBusy` instead: the whole call is
+    retried by the caller (every action the pipeline bulks is idempotent by id).
     """
     _, errors = helpers.bulk(
         es, actions, raise_on_error=False, raise_on_exception=False, refresh=refresh
     )
-    return list(errors)
+    errors = list(errors)
+    busy = [e for e in errors if _item_status(e) in RETRY_STATUSES]
+    if busy:
+        raise ServerBusy(f"Elasticsearch busy for {len(busy)} bulk item(s): {_item_error(busy[0])}")
+    return errors
+
+
+def _item_status(error: dict) -> int | None:
+    item = next(iter(error.values()), {}) if error else {}
+    return item.get("status") if isinstance(item, dict) else None
+
+
+def _item_error(error: dict) -> str:
+    item = next(iter(error.values()), {}) if error else {}
+    detail = item.get("error") if isinstance(item, dict) else None
+    if isinstance(detail, dict):
+        return f"{detail.get('type')}: {detail.get('reason')}"
+    return str(detail or item)

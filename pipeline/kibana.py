@@ -1,6 +1,6 @@
 """Kibana: import the newspipe data views, saved searches, Lens charts and dashboard.
 
-The saved objects live in ``deploy/kibana/saved_objects.ndjson`` (outside the Python package).
+The saved objects live in ``deploy/kibana/saved_objects.ndjson`` (package data ``pipeline.deploy``).
 They are written for the default index prefix (``news-articles``, ``news-alerts``);
 :func:`render_saved_objects` rewrites the data-view titles for ``settings.index_prefix``.
 
@@ -24,17 +24,18 @@ from typing import Any
 
 import httpx
 
+from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
 
 DASHBOARD_ID = "newspipe-overview"
 """id of the overview dashboard in saved_objects.ndjson"""
 
-DATA_VIEWS: dict[str, str] = {"newspipe-articles": "articles", "newspipe-alerts": "alerts"}
+DATA_VIEWS: dict[str, str] = {"newspipe-articles": "articles", "newspipe-alerts": "alerts",
+                              "newspipe-stories": "stories"}
 """data-view (index-pattern) id -> short index name; the title is ``settings.index(name)``"""
 
-_RELATIVE = Path("deploy") / "kibana" / "saved_objects.ndjson"
-REPO_OBJECTS_PATH = Path(__file__).resolve().parents[1] / _RELATIVE
-"""the file in a source checkout (or in the Docker image, where the sources are /app)"""
+OBJECTS_PATH = resource("kibana", "saved_objects.ndjson")
+"""the saved objects: ``deploy/kibana/`` of the checkout, package data when installed"""
 
 
 class KibanaError(RuntimeError):
@@ -65,11 +66,8 @@ class ImportResult:
 
 
 def default_objects_path() -> Path:
-    """The saved-objects file: next to the sources, else ``./deploy/kibana/…`` of the cwd."""
-    for candidate in (REPO_OBJECTS_PATH, Path.cwd() / _RELATIVE):
-        if candidate.is_file():
-            return candidate
-    return REPO_OBJECTS_PATH
+    """The saved-objects file shipped with newspipe."""
+    return OBJECTS_PATH
 
 
 def load_saved_objects(path: Path | None = None) -> list[dict[str, Any]]:

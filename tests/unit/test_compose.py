@@ -230,7 +230,7 @@ def test_topic_and_index_names_agree_with_setup(services):
     setup = settings_from(app_env(services["setup"]))
     assert topic_names(worker) == topic_names(setup) == topic_names(defaults)
     assert topic_configs(worker) == topic_configs(setup)
-    for short in ("articles", "alerts", "subscriptions", "fingerprints", "entities"):
+    for short in ("articles", "alerts", "subscriptions", "fingerprints", "entities", "stories"):
         assert (ROOT / "deploy" / "elasticsearch" / f"{short}.json").is_file()
         assert worker.index(short) == setup.index(short) == defaults.index(short)
     # the Kibana data views follow the same prefix
@@ -454,20 +454,19 @@ def test_dockerfile_model_and_entrypoint():
     assert any(kw == "HEALTHCHECK" and "NEWS_WORKER_WEB_PORT" in rest for kw, rest in instructions)
 
 
-def test_dockerfile_layout_resolves_repo_paths():
-    """/app holds the sources, deploy/ and seeds/, so repo-relative paths work in the image."""
+def test_dockerfile_builds_the_wheel_with_its_package_data():
+    """The image runs the installed wheel, which carries deploy/ as package data; /app keeps
+    only the seeds (SEED_ON_SETUP ingests /app/seeds)."""
     instructions = dockerfile_instructions()
     workdirs = [rest for kw, rest in instructions if kw == "WORKDIR"]
-    assert workdirs[-1] == "/app"
+    assert workdirs[0] == "/src" and workdirs[-1] == "/app"
     env = " ".join(rest for kw, rest in instructions if kw == "ENV")
-    assert "PYTHONPATH=/app" in env and "NEWS_DATA_DIR=/data" in env
-    copies = [rest.split() for kw, rest in instructions if kw == "COPY" and "--from" not in rest]
-    runtime = {tuple(c) for c in copies}
-    for source in ("pipeline", "schemas", "deploy/elasticsearch", "deploy/kibana", "seeds"):
-        assert (source, f"./{source}") in runtime, source
+    assert "PYTHONPATH" not in env and "NEWS_DATA_DIR=/data" in env
+    copies = {tuple(rest.split()) for kw, rest in instructions if kw == "COPY" and "--from" not in rest}
+    for source in ("pipeline", "schemas", "deploy", "seeds"):  # the wheel's sources and seeds
+        assert (source, f"./{source}") in copies, source
         assert (ROOT / source).exists(), source
-    # pipeline.kibana finds the objects as /app/pipeline/../deploy/kibana/saved_objects.ndjson
-    assert kibana.REPO_OBJECTS_PATH.relative_to(ROOT) == Path("deploy/kibana/saved_objects.ndjson")
+    assert kibana.OBJECTS_PATH.relative_to(ROOT) == Path("deploy/kibana/saved_objects.ndjson")
 
 
 def test_dockerignore_keeps_secrets_out_and_sources_in():

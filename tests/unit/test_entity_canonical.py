@@ -152,7 +152,7 @@ def test_canonical_name_is_most_complete_well_attested():
 
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
 def test_canonical_person_name_does_not_depend_on_arrival_order(nlp, order):
-    texts = ["Treasury Secretary Jim Baker said the dollar was stable.",
+    texts = ["Treasury Secretary James Addison Baker said the dollar was stable.",
              "Treasury Secretary James Baker said on Monday the talks went well.",
              "Treasury Secretary James Baker told reporters rates would stay unchanged."]
     registry = InMemoryEntityRegistry()

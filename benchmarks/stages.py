@@ -1,7 +1,7 @@
 """Throughput of the pipeline's own batch steps (pipeline.process.Pipeline) on the Reuters
 corpus, in this process, with in-memory dedupe state and entity registry (no servers).
 
-    python benchmarks/pipeline.py [CORPUS] [--limit N] [--batch 64]
+    python -m benchmarks.stages [CORPUS] [--limit N] [--batch 64]
 
 Prints articles/s per step and overall, and what the steps made of the articles. A figure,
 not a test: nothing here asserts speed.
@@ -24,6 +24,7 @@ from pipeline.settings import get_settings  # noqa: E402
 from pipeline.stages.dedupe import Deduper  # noqa: E402
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
 from pipeline.stages.entities import InMemoryEntityRegistry  # noqa: E402
+from pipeline.stages.stories import StoryAssigner  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +36,8 @@ def main() -> None:
 
     settings = get_settings()
     pipeline = Pipeline(
-        settings, deduper=Deduper(InMemoryFingerprintStore()), registry=InMemoryEntityRegistry()
+        settings, deduper=Deduper(InMemoryFingerprintStore()), registry=InMemoryEntityRegistry(),
+        stories=StoryAssigner(),  # in memory
     )
     started = time.perf_counter()
     pipeline.nlp  # noqa: B018 - load the model outside the timed steps
