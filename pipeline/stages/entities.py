@@ -82,7 +82,9 @@ class RegistryEntry:
 
 
 class EntityRegistry(Protocol):
-    """Cross-article memory of canonical entities. Registration is first-writer-wins."""
+    """Cross-article memory of canonical entities. Registration (key -> id) is first-writer-wins;
+    the name an entry is looked up with is :func:`canonical_name` of the forms attested for it,
+    so it does not depend on which article came first."""
 
     def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
         """The entries stored under any of ``keys`` (missing keys are absent)."""
@@ -90,22 +92,68 @@ class EntityRegistry(Protocol):
     def register(self, entries: list[RegistryEntry]) -> None:
         """Store entries whose key is not stored yet; existing keys are kept."""
 
+    def attest(self, forms: list[tuple[str, str]]) -> None:
+        """Record one attestation of each (key, name) for a registered key."""
+
+
+def _name_words(name: str) -> list[str]:
+    return [w for w in name.split() if len(w.rstrip(".")) > 1]
+
+
+def canonical_name(attested: dict[str, int], fallback: str) -> str:
+    """The most complete well-attested form: among forms seen at least twice (else all forms),
+    the one with most full words (not initials), then most attestations, then most letters, then
+    alphabetical order. Depends only on the multiset of forms, never on arrival order."""
+    if not attested:
+        return fallback
+    well = {name: n for name, n in attested.items() if n >= 2} or attested
+    return max(well, key=lambda name: (len(_name_words(name)), well[name],
+                                       sum(c.isalpha() for c in name), [-ord(c) for c in name]))
+
 
 class InMemoryEntityRegistry:
     """A dict-backed :class:`EntityRegistry` for tests and batch runs."""
 
     def __init__(self) -> None:
         self._entries: dict[str, RegistryEntry] = {}
+        self._attested: dict[str, Counter] = {}
 
     def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
-        return {k: self._entries[k] for k in keys if k in self._entries}
+        found = {}
+        for k in keys:
+            if k in self._entries:
+                entry = self._entries[k]
+                name = canonical_name(dict(self._attested.get(k, {})), entry.name)
+                found[k] = RegistryEntry(entry.key, entry.id, name, entry.type)
+        return found
 
     def register(self, entries: list[RegistryEntry]) -> None:
         for entry in entries:
             self._entries.setdefault(entry.key, entry)
 
+    def attest(self, forms: list[tuple[str, str]]) -> None:
+        for key, name in forms:
+            if key in self._entries:
+                self._attested.setdefault(key, Counter())[name] += 1
+
     def __len__(self) -> int:
         return len(self._entries)
+
+
+_VOWELS = re.compile(r"[aeiouy]")
+_SPELLING = str.maketrans({"z": "s", "q": "k", "c": "k", "w": "v"})
+
+
+def spelling_key(person: PersonName) -> str | None:
+    """Registry key shared by transliterations of one full name: the same folded first name and
+    the folded surname whose ending (last three letters) keeps only its consonants, with z/s, q/k,
+    c/k, w/v merged: Gorbachev = Gorbachov, Ligachev = Ligachyov, Shevardnadze = Shevardnadse,
+    while Ryzhkov != Rozhkov (the stem keeps its vowels). None for short names."""
+    if not person.is_full or len(person.surname) < 6:
+        return None
+    surname = person.surname.translate(_SPELLING)
+    skeleton = re.sub(r"(.)\1+", r"\1", surname[:-3] + _VOWELS.sub("", surname[-3:]))
+    return f"person~{skeleton}:{person.first}"
 
 
 def primary_key(surname: str) -> str:
@@ -158,6 +206,7 @@ class _Mention:
     person: PersonName | None = None
     id: str = ""
     name: str = ""
+    speaker: bool = False  # followed by a speech verb ("X said"): a person-like slot
 
 
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
@@ -181,6 +230,7 @@ class Gazetteer:
     types: dict[str, EntityType]
     role_heads: frozenset[str]
     role_of: frozenset[str]
+    institution_heads: frozenset[str] = frozenset()
 
 
 @lru_cache(maxsize=1)
@@ -192,6 +242,7 @@ def gazetteer() -> Gazetteer:
         types={name.casefold(): etype for etype, names in raw["types"].items() for name in names},
         role_heads=frozenset(raw["role_heads"]),
         role_of=frozenset(raw["role_of"]),
+        institution_heads=frozenset(raw.get("institution_heads", ())),
     )
 
 
@@ -237,6 +288,11 @@ def _trim(span: Span, strip_titles: bool) -> Span | None:
         end -= 1
     while end - start > 1 and span.doc[start].lower_ in _DETERMINERS:
         start += 1
+    texts = [t.text for t in span.doc[start:end]]
+    if "(" in texts[1:] and ")" not in texts:  # "Coffee Organisation (ICO": an unclosed bracket
+        end = start + texts.index("(", 1)
+        while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
+            end -= 1
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
     return span.doc[start:end] if end > start else None
@@ -263,7 +319,15 @@ def _mention(span: Span) -> _Mention | None:
     text = trimmed.doc.text[start_char:trimmed.end_char]
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
+    if etype == "person":
+        last = text.split()[-1]
+        if last.lower() in gazetteer().institution_heads:
+            etype = "organization"  # "Main Directorate", "Security Council": an institution's name
+        elif gazetteer().types.get(strip_possessive(last).casefold(), "person") != "person":
+            etype = gazetteer().types[strip_possessive(last).casefold()]  # "Vote Tory", "Happy Christmas"
     mention = _Mention(etype, text, start_char, trimmed.end_char)
+    following = span.doc[trimmed.end] if trimmed.end < len(span.doc) else None
+    mention.speaker = following is not None and following.lower_ in SPEECH_VERBS
     if span.ent_id_:
         mention.place = span.ent_id_
     elif etype == "location":
@@ -359,6 +423,10 @@ def _settle_plural_places(mentions: list[_Mention]) -> None:
         if m.plural_of is not None and m.plural_of in places:
             m.type, m.place, m.person = "location", m.plural_of, None
 
+SPEECH_VERBS = frozenset(
+    {"said", "says", "told", "added", "stated", "noted", "warned", "argued", "insisted", "declined",
+     "wrote", "posted", "replied", "explained", "acknowledged", "admitted"}
+)
 
 _TIE_ORDER = ("organization", "location", "group", "misc", "person")
 
@@ -463,17 +531,35 @@ class _Resolver:
             for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
                       initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
         )
+        self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
         resolved = [self._resolve_full(p) for p in persons]
         self.registry.register(self.new)
         self.new = []
         return resolved
 
+    def attest(self, forms: list[tuple[str, str]]) -> dict[str, RegistryEntry]:
+        """Record (key, full name) attestations (one per article) and return the keys' entries
+        with their canonical names now (from all attested forms, not the first one)."""
+        attest = getattr(self.registry, "attest", None)
+        if not forms or attest is None:
+            return {}
+        attest(forms)
+        current = self.registry.lookup(sorted({key for key, _ in forms}))
+        self.known.update(current)
+        return current
+
     def _resolve_full(self, person: PersonName) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
+            variant = self.known.get(spelling_key(person) or "")
+            if variant is not None:  # another transliteration of a registered full name
+                return variant
             entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
             self._remember(entry)
             self._mark_initial(person, entry)
+            key = spelling_key(person)
+            if key is not None:
+                self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
             return entry
         if _first_of(primary.name) == person.first:
             return primary
@@ -537,15 +623,31 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     resolver = _Resolver(registry)
     full = [m for ms in articles_mentions for m in ms
             if m.person and m.person.is_full and not is_initial(m.person.first)]
+    keys = {}
     for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
         mention.id, mention.name = entry.id, entry.name
+        keys[id(mention)] = entry.key
+    forms = sorted({(i, keys[id(m)], m.person.display) for i, ms in enumerate(articles_mentions)
+                    for m in ms if id(m) in keys})
+    renamed = resolver.attest([(key, display) for _, key, display in forms])
+    for m in full:
+        if keys[id(m)] in renamed:
+            m.name = renamed[keys[id(m)]].name
     unresolved = [m for ms in articles_mentions for m in _link_initials_in_article(ms)]
     for mention, entry in zip(unresolved, resolver.resolve_initials([m.person for m in unresolved])):
         mention.id, mention.name = entry.id, entry.name
+    speakers = [m for ms in articles_mentions for m in ms if _person_like_speaker(m)]
+    for m in speakers:
+        m.person = split_person(m.text)
     short_words = sorted(
         {m.person.surname for ms in articles_mentions for m in ms if m.person and not m.person.is_full}
     )
     registered = resolver.resolve_short_names(short_words)
+    for m in speakers:  # a registered person's surname in a speaker slot is that person
+        if m.person and m.person.surname in registered and not _same_article_other(m, articles_mentions):
+            m.type = "person"
+        else:
+            m.person = None
     for mentions in articles_mentions:
         _resolve_short_in_article(mentions, registered)
 
@@ -573,6 +675,22 @@ def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
             m.id = secondary_key(m.person.surname, m.person.first)
             m.name = m.person.display
     return unresolved
+
+
+def _person_like_speaker(m: _Mention) -> bool:
+    """A one-word organisation/misc mention (never an alias-table place) followed by a speech
+    verb: its type is settled by agreement with the registry (a known person's surname)."""
+    return (m.speaker and m.type in ("organization", "misc", "location") and m.place is None
+            and " " not in m.text and m.text[:1].isupper() and not m.text.isupper())
+
+
+def _same_article_other(m: _Mention, articles_mentions: list[list[_Mention]]) -> bool:
+    """Whether m's article has a longer non-person name ending in m's word ("Ford Motor Co")."""
+    for mentions in articles_mentions:
+        if any(x is m for x in mentions):
+            return any(x.type != "person" and x is not m and " " in x.text and m.text in x.text.split()
+                       for x in mentions)
+    return False
 
 
 def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:

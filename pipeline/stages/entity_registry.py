@@ -3,15 +3,18 @@ memory of canonical entities, shared by every worker and surviving restarts.
 
 Each entry is one document whose ``_id`` is its lookup key: ``lookup`` is a real-time ``mget``
 (no refresh needed), ``register`` a bulk ``create`` (first writer wins; a 409 means another
-article registered the key first, which is the intended outcome).
+article registered the key first, which is the intended outcome), ``attest`` a bulk scripted
+update counting the forms seen for the key; the looked-up name is ``canonical_name`` of them.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+
 from elasticsearch import Elasticsearch
 
 from pipeline.es import bulk
-from pipeline.stages.entities import RegistryEntry
+from pipeline.stages.entities import RegistryEntry, canonical_name
 from schemas.models import utcnow
 
 
@@ -26,7 +29,8 @@ class ElasticsearchEntityRegistry:
         found = self.es.mget(index=self.index, ids=sorted(set(keys)))
         return {
             d["_id"]: RegistryEntry(
-                key=d["_id"], id=d["_source"]["id"], name=d["_source"]["name"], type=d["_source"]["type"]
+                key=d["_id"], id=d["_source"]["id"], type=d["_source"]["type"],
+                name=canonical_name(d["_source"].get("attested") or {}, d["_source"]["name"]),
             )
             for d in found["docs"]
             if d.get("found")
@@ -46,3 +50,39 @@ class ElasticsearchEntityRegistry:
         failures = [f for f in bulk(self.es, actions) if f.get("create", {}).get("status") != 409]
         if failures:
             raise RuntimeError(f"entity registry rejected {len(failures)} entr(ies): {failures[:3]}")
+
+    def attest(self, forms: list[tuple[str, str]], attempts: int = 5) -> None:
+        """Count one attestation of each (key, name) in the entry's ``attested`` map (stored, not
+        indexed: the mapping is dynamic false). Read-modify-write with optimistic concurrency
+        (``if_seq_no``/``if_primary_term``), retried on conflicts, so concurrent workers add up;
+        unknown keys are skipped. (No script: nodes without the painless module work too.)"""
+        pending: dict[str, Counter] = defaultdict(Counter)
+        for key, name in forms:
+            pending[key][name] += 1
+        for _ in range(attempts):
+            if not pending:
+                return
+            actions = []
+            for doc in self.es.mget(index=self.index, ids=sorted(pending))["docs"]:
+                if not doc.get("found"):
+                    pending.pop(doc["_id"], None)
+                    continue
+                source = doc["_source"]
+                attested = dict(source.get("attested") or {})
+                for name, count in pending[doc["_id"]].items():
+                    attested[name] = attested.get(name, 0) + count
+                actions.append({
+                    "_op_type": "index", "_index": self.index, "_id": doc["_id"],
+                    "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
+                    "_source": {**source, "attested": attested},
+                })
+            errors = bulk(self.es, actions)
+            conflicts = {e["index"]["_id"] for e in errors if e.get("index", {}).get("status") == 409}
+            failures = [e for e in errors if e.get("index", {}).get("status") != 409]
+            if failures:
+                raise RuntimeError(f"entity registry rejected {len(failures)} attestation(s): {failures[:3]}")
+            for action in actions:
+                if action["_id"] not in conflicts:
+                    pending.pop(action["_id"], None)
+        if pending:
+            raise RuntimeError(f"entity registry: attestations still conflicting after {attempts} attempts")

@@ -20,7 +20,7 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from schemas.models import Entity, EventTag
+from schemas.models import EVENT_ALERT_SALIENCE, Entity, EventTag
 
 EVENTS_PATH = Path(__file__).resolve().parents[1] / "data" / "events.json"
 MAX_EVIDENCE = 3
@@ -84,6 +84,17 @@ def _compile(patterns: list) -> list:
     return [[_compile_token(t) for t in pattern] for pattern in patterns]
 
 
+def _lowercase_or_initial(patterns: list) -> list:
+    """Weak patterns whose first token is lowercase, or capitalised only as a sentence's first
+    word: a capitalised ambiguous word inside a sentence is a name ("Shell", "Storm", "Rally")."""
+    out = []
+    for pattern in patterns:
+        first, rest = pattern[0], pattern[1:]
+        out.append([{**first, "IS_TITLE": False}, *rest])
+        out.append([{**first, "IS_SENT_START": True}, *rest])
+    return out
+
+
 @lru_cache(maxsize=1)
 def taxonomy() -> Taxonomy:
     """The event taxonomy, loaded once from events.json with patterns compiled to Matcher form."""
@@ -93,7 +104,7 @@ def taxonomy() -> Taxonomy:
             name=name,
             definition=spec["definition"],
             patterns=_compile(spec["patterns"]),
-            weak_patterns=_compile(spec.get("weak_patterns", [])),
+            weak_patterns=_lowercase_or_initial(_compile(spec.get("weak_patterns", []))),
             support=frozenset(spec.get("support", ())),
             against=frozenset(spec.get("against", ())),
             reject_after=frozenset(spec.get("reject_after", ())),
@@ -150,13 +161,13 @@ def sense_cues(span: Span, event: EventType, window: int) -> tuple[int, int, boo
     for token in span.doc[lo:hi]:
         if span.start <= token.i < span.end:
             continue
-        for key in _keys(token):
-            if key in event.support:
-                seen_for.add(key)
-            if key in event.against:
-                seen_against.add(key)
-                if span.start - ADJACENT <= token.i < span.end + ADJACENT:
-                    adjacent = True
+        lemma, lower = _keys(token)
+        if lemma in event.support or lower in event.support:
+            seen_for.add(lemma)
+        if lemma in event.against or lower in event.against:
+            seen_against.add(lemma)
+            if span.start - ADJACENT <= token.i < span.end + ADJACENT:
+                adjacent = True
     return len(seen_for), len(seen_against), adjacent
 
 
@@ -196,7 +207,8 @@ def judge_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None"
     a strong trigger stands unless other-sense cues outnumber event cues by two or more, or
     outnumber them with one right next to the trigger; a weak (ambiguous) trigger needs more event
     cues than other-sense cues, and with neither kind of cue it counts only when the article
-    reports the event elsewhere (``IF_REPORTED``: "the attack" in a story about air strikes)."""
+    reports the event elsewhere, or a related event with a strong trigger (``IF_REPORTED``: "the
+    attack" in a story about air strikes, "the talks" in a story about a ceasefire)."""
     tax = tax or taxonomy()
     if event.negation_guard and _negated(span, tax.guard_window, tax.negators):
         return REJECT
@@ -205,13 +217,32 @@ def judge_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None"
     if event.reporting_guard and _reporting_use(span):
         return REJECT
     support, against, adjacent = sense_cues(span, event, tax.window)
+    story_against = _story_leans_against(span.doc, event) and support <= 1
     if weak:
-        if support > against:
+        if support > against and not story_against:
             return ACCEPT
-        return IF_REPORTED if support == against == 0 else REJECT
-    if against >= support + 2 or (adjacent and against > support):
+        return IF_REPORTED if support == against == 0 and not story_against else REJECT
+    if against >= support + 2 or (adjacent and against > support) or (story_against and support == 0):
         return REJECT
     return ACCEPT
+
+
+STORY_MARGIN = 3
+"""Other-sense cues must outnumber event cues in the whole article by this much for the article
+to lean to the other sense (a strike-bound port in a labour story, a 'battle' over rates)."""
+
+
+def _story_leans_against(doc: Doc, event: EventType) -> bool:
+    """Whether the article's vocabulary as a whole favours the trigger's other senses: distinct
+    other-sense cue lemmas exceed distinct event cue lemmas by ``STORY_MARGIN`` or more."""
+    cache = doc.user_data.setdefault(_STORY_CUES, {})
+    if event.name not in cache:
+        lemmas = {t.lemma_.lower() for t in doc} | {t.lower_ for t in doc}
+        cache[event.name] = len(lemmas & event.against) - len(lemmas & event.support) >= STORY_MARGIN
+    return cache[event.name]
+
+
+_STORY_CUES = "newspipe_story_cues"
 
 
 def accept_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None" = None) -> bool:
@@ -224,6 +255,7 @@ def _trigger_sentences(doc: Doc) -> dict[str, list[Span]]:
     tax = taxonomy()
     found: dict[str, dict[int, Span]] = {}
     pending: dict[str, dict[int, Span]] = {}
+    strong: set[str] = set()
     for match_id, start, end in _matcher(doc.vocab)(doc):
         key = doc.vocab.strings[match_id]
         weak = key.endswith(WEAK)
@@ -234,11 +266,13 @@ def _trigger_sentences(doc: Doc) -> dict[str, list[Span]]:
         verdict = judge_match(span, tax.types[name], weak, tax)
         if verdict == ACCEPT:
             found.setdefault(name, {})[span.sent.start] = span.sent
+            if not weak:
+                strong.add(name)
         elif verdict == IF_REPORTED:
             pending.setdefault(name, {})[span.sent.start] = span.sent
     reported = set(found)
     for name, sents in pending.items():
-        if name in reported or tax.types[name].related & reported:
+        if name in reported or tax.types[name].related & strong:
             found.setdefault(name, {})
             for start, sent in sents.items():
                 found[name].setdefault(start, sent)
@@ -278,7 +312,8 @@ def _title_reports(title: str | None, sents: list[Span], event: EventType) -> bo
     if not title:
         return False
     words = set(re.findall(r"[a-z][a-z-]+", title.lower()))
-    triggers = {t.lower_ for s in sents for t in s if t.lemma_.lower() in _trigger_lemmas(event.name)}
+    lemmas = _trigger_lemmas(event.name)
+    triggers = {t.lower_ for s in sents for t in s if t.lemma_.lower() in lemmas or t.lower_ in lemmas}
     return bool(words & triggers)
 
 
@@ -288,11 +323,13 @@ def _trigger_lemmas(name: str) -> frozenset[str]:
     lemmas: set[str] = set()
     for pattern in raw["patterns"] + raw.get("weak_patterns", []):
         for spec in pattern:
-            value = spec.get("lemma")
-            if isinstance(value, str):
-                lemmas.add(value)
-            elif isinstance(value, list):
-                lemmas.update(value)
+            for value in (spec.get("lemma"), spec.get("LOWER")):
+                if isinstance(value, dict):
+                    value = value.get("IN")
+                if isinstance(value, str):
+                    lemmas.add(value)
+                elif isinstance(value, list):
+                    lemmas.update(value)
     return frozenset(lemmas - {"the", "a", "of", "to", "in", "into"})
 
 
@@ -338,8 +375,32 @@ def tag_events(doc: Doc, entities: list[Entity] | None = None, title: str | None
     n_sentences = _index_sentences(doc)
     triggers = _trigger_sentences(doc)
     types = taxonomy().types
-    return [
-        _tag(name, triggers[name], locations,
-             salience(triggers[name], n_sentences, _title_reports(title, triggers[name], types[name])))
+    scores = {
+        name: salience(triggers[name], n_sentences, _title_reports(title, triggers[name], types[name]))
         for name in types if name in triggers
-    ]
+    }
+    scores = story_salience(scores)
+    return [_tag(name, triggers[name], locations, scores[name]) for name in types if name in triggers]
+
+
+@lru_cache(maxsize=1)
+def _domains() -> tuple[dict[str, frozenset[str]], float]:
+    raw = json.loads(EVENTS_PATH.read_text("utf-8"))
+    members: dict[str, set[str]] = {}
+    for types in raw.get("domains", {}).values():
+        for name in types:
+            members.setdefault(name, set()).update(t for t in types if t != name)
+    return {k: frozenset(v) for k, v in members.items()}, raw.get("domain_salience", 0.6)
+
+
+def story_salience(scores: dict[str, float]) -> dict[str, float]:
+    """A low-salience tag whose article saliently reports another type of the same domain
+    (conflict, civil unrest, disaster) belongs to the story: a sanction threatened in a story
+    about peace talks is not a passing reference; a tsunami in a music-chart story still is."""
+    peers, raised = _domains()
+    salient = {name for name, score in scores.items() if score >= EVENT_ALERT_SALIENCE}
+    return {
+        name: max(score, raised) if score < EVENT_ALERT_SALIENCE and peers.get(name, frozenset()) & salient
+        else score
+        for name, score in scores.items()
+    }

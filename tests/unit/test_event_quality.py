@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.nlp import load_nlp, loadable_name
 from pipeline.stages.entities import parse
-from pipeline.stages.events import salience, tag_events, taxonomy
+from pipeline.stages.events import salience, story_salience, tag_events, taxonomy
 from pipeline.stages.index import article_document
 from schemas.models import EVENT_ALERT_SALIENCE, EnrichedArticle, EventTag
 
@@ -119,3 +119,11 @@ def test_labelled_sentences_meet_targets(nlp):
         tp, fp, fn = tp + len(got & want), fp + len(got - want), fn + len(want - got)
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     assert precision >= 0.9 and recall >= 0.8, (precision, recall)
+
+
+def test_story_domain_raises_single_mentions_of_related_types():
+    low = EVENT_ALERT_SALIENCE - 0.2
+    raised = story_salience({"peace_talks": 1.0, "sanctions": low, "natural_disaster": low})
+    assert raised["sanctions"] >= EVENT_ALERT_SALIENCE  # same (conflict) domain as peace talks
+    assert raised["natural_disaster"] == low  # a passing reference in a conflict story
+    assert story_salience({"sanctions": low})["sanctions"] == low

