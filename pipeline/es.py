@@ -76,9 +76,61 @@ def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = Fa
     """Run bulk actions; returns the per-item errors (an empty list when all succeeded).
 
     Conflicts (409) of ``create`` actions are returned as errors like any other: callers that
-    use ``create`` as a once-only ledger inspect them.
+    use ``create`` as a once-only ledger inspect them. An item refused for a transient reason
+    (:func:`is_transient_item`: a read-only index at the flood-stage watermark, a cluster
+    block, a full queue) is not the document's fault: :class:`TransientBulkError` is raised for
+    the whole request, which the callers retry (all bulk actions here are idempotent).
     """
     _, errors = helpers.bulk(
         es, actions, raise_on_error=False, raise_on_exception=False, refresh=refresh
     )
-    return list(errors)
+    errors = list(errors)
+    transient = [e for e in errors if is_transient_item(next(iter(e.values()), {}))]
+    if transient:
+        raise TransientBulkError(transient)
+    return errors
+
+
+# --- transient faults of bulk items (disk pressure is a pause, not a loss) -------------------
+TRANSIENT_STATUSES = frozenset({429, 503})
+TRANSIENT_TYPES = frozenset(
+    {"cluster_block_exception", "es_rejected_execution_exception", "unavailable_shards_exception"}
+)
+
+
+def is_transient_item(item: dict) -> bool:
+    """True when a bulk item (``{"status": ..., "error": ...}``, one action's result) failed
+    for a reason of the cluster, not of the document: retry it, never dead-letter it.
+
+    - 429 / 503: queue full, flood-stage read-only block, node unavailable;
+    - ``cluster_block_exception`` (403 or 429): a read-only index or cluster, full disk;
+    - the per-item result of a request that failed as a whole (a connection error).
+    """
+    if not isinstance(item, dict):
+        return False
+    if item.get("status") in TRANSIENT_STATUSES:
+        return True
+    error = item.get("error")
+    kind = error.get("type") if isinstance(error, dict) else None
+    if kind in TRANSIENT_TYPES:
+        return True
+    if isinstance(error, str) and "cluster_block_exception" in error:
+        return True
+    exception = item.get("exception")
+    if exception is not None:
+        from elasticsearch import ConnectionError as ESConnectionError, ConnectionTimeout
+
+        return isinstance(exception, (ESConnectionError, ConnectionTimeout))
+    return False
+
+
+class TransientBulkError(RuntimeError):
+    """Elasticsearch refused bulk items for a transient reason (see :func:`is_transient_item`);
+    the whole request is to be retried later."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+        first = next(iter(items[0].values()), {}) if items else {}
+        error = first.get("error") if isinstance(first, dict) else None
+        reason = error.get("reason") if isinstance(error, dict) else error
+        super().__init__(f"{len(items)} bulk item(s) refused for now: {reason}")

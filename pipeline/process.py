@@ -21,6 +21,7 @@ from elasticsearch import ConnectionTimeout
 from pydantic import BaseModel, ValidationError
 
 from pipeline.deadletter import dead_letter
+from pipeline.es import TransientBulkError  # bulk items refused for now: flood stage, blocks
 from pipeline.settings import Settings, get_settings
 from schemas import (
     Alert,
@@ -37,7 +38,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 
-TRANSIENT_ERRORS = (ESConnectionError, ConnectionTimeout)
+TRANSIENT_ERRORS = (ESConnectionError, ConnectionTimeout, TransientBulkError)
 
 
 @dataclass(frozen=True)

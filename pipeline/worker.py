@@ -24,7 +24,7 @@ import faust
 import httpx
 
 from pipeline.alerts.webhook import post_alert, webhook_urls
-from pipeline.process import InMessage, Pipeline
+from pipeline.process import InMessage, Pipeline, retry_transient
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
 
@@ -139,7 +139,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                         retries=settings.webhook_retries,
                         allow_private=settings.webhook_allow_private,
                     )
-            await asyncio.to_thread(pipeline.ledger.mark_delivered, [a.id for a in fired])
+            delivered = [a.id for a in fired]  # a blocked alerts index pauses here (retried)
+            await asyncio.to_thread(
+                retry_transient, lambda: pipeline.ledger.mark_delivered(delivered), what="mark delivered"
+            )
             # decode errors are dead-lettered by the index agent, which reads the same topic
 
         await batches(stream, step, "alerts")

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
+from pipeline.es import TransientBulkError, is_transient_item
+
 PENDING = "pending"
 """The article was claimed by the dedupe stage and is on its way to the index."""
 INDEXED = "indexed"
@@ -99,6 +101,15 @@ class InMemoryFingerprintStore:
             shared = Counter(fp for key in set(band_keys) for fp in self._by_band.get(key, ()))
             return [self._entries[fp] for fp, _ in shared.most_common(MAX_CANDIDATES)]
 
+    def forget(self, before: datetime) -> int:
+        """Drop the records first seen before ``before`` (the dedupe window); returns how many."""
+        with self._lock:
+            old = {fp for fp, e in self._entries.items() if e.first_seen < before}
+            for fp in old:
+                for key in self._entries.pop(fp).bands:
+                    self._by_band[key] = [f for f in self._by_band.get(key, ()) if f != fp]
+            return len(old)
+
     def mark_indexed(self, fingerprints: list[str]) -> None:
         with self._lock:
             for fp in fingerprints:
@@ -138,6 +149,8 @@ class ElasticsearchFingerprintStore:
                 conflicts.append(entry.fingerprint)
             elif result["status"] in (200, 201):
                 stored[entry.fingerprint] = entry
+            elif is_transient_item(result):  # read-only index, full disk: retried, not dead
+                raise TransientBulkError([item])
             else:
                 raise FingerprintStoreError(f"claim {entry.fingerprint}: {result.get('error')}")
         stored.update(self._get(conflicts))
@@ -166,8 +179,17 @@ class ElasticsearchFingerprintStore:
         response = self.es.bulk(operations=operations)
         for fp, item in zip(fingerprints, response["items"], strict=True):
             result = item["update"]
+            if is_transient_item(result):
+                raise TransientBulkError([item])
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
+
+    def forget(self, before: datetime) -> int:
+        """Delete the records first seen before ``before`` (the dedupe window; run by
+        pipeline.ops.retention); returns how many."""
+        from pipeline.ops.retention import forget_before
+
+        return forget_before(self.es, self.index, "first_seen", before)
 
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
         """The stored records of these fingerprints (all must exist)."""
