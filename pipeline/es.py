@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import BadRequestError, Elasticsearch, helpers
 
 from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
@@ -53,23 +53,34 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
     created = []
     for family in FAMILIES:
         alias = settings.index(family)
-        body = template_body(family)
-        es.indices.put_index_template(
-            name=alias,
-            index_patterns=[f"{alias}-*"],
-            template={"settings": body["settings"], "mappings": body["mappings"]},
-            priority=200,
-            meta={"managed_by": "newspipe"},
-        )
+        body = install_template(es, settings, family)
         if not es.indices.exists_alias(name=alias):
             es.options(ignore_status=400).indices.create(
                 index=f"{alias}-000001", aliases={alias: {"is_write_index": True}}
             )
             created.append(alias)
         else:
-            # existing indices get new fields of the template (additive mapping changes)
-            es.indices.put_mapping(index=alias, properties=body["mappings"]["properties"])
+            # existing indices get new fields of the template (additive mapping changes);
+            # a change they cannot take (a field's type) waits for `newspipe migrate`
+            try:
+                es.indices.put_mapping(index=alias, properties=body["mappings"]["properties"])
+            except BadRequestError as exc:
+                log.warning("%s: the mapping changed incompatibly (%s); run `newspipe migrate`", alias, exc.message)
     return created
+
+
+def install_template(es: Elasticsearch, settings: Settings, family: str) -> dict:
+    """Install (or update) one family's index template; returns its body."""
+    alias = settings.index(family)
+    body = template_body(family)
+    es.indices.put_index_template(
+        name=alias,
+        index_patterns=[f"{alias}-*"],
+        template={"settings": body["settings"], "mappings": body["mappings"]},
+        priority=200,
+        meta={"managed_by": "newspipe"},
+    )
+    return body
 
 
 def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = False) -> list[dict]:

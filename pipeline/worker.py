@@ -24,6 +24,8 @@ import faust
 import httpx
 
 from pipeline.alerts.webhook import post_alert, webhook_urls
+from pipeline.ops import metrics
+from pipeline.ops.worker import install as install_ops
 from pipeline.process import InMessage, Pipeline, retry_transient
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     }
 
     async def send_all(topic_name: str, models) -> None:
+        metrics.record_sent(topic_name, models)
         for model in models:
             key = getattr(model, "id", None) or getattr(model, "article_id", None)
             await topics[topic_name].send(
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         """Feed batches to ``step``; if it fails as a whole, dead-letter the batch, go on."""
         async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
             messages = [in_message(e) for e in events]
+            metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
             try:
                 await step(messages)
             except Exception as exc:  # noqa: BLE001 - never crash the agent, never lose input
@@ -132,21 +136,23 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             for alert in fired:
                 subscription = pipeline.subscriptions.index.get(alert.subscription_id)
                 for url in webhook_urls(subscription.channels if subscription else []):
-                    await post_alert(
+                    delivered = await post_alert(
                         webhooks,
                         url,
                         alert,
                         retries=settings.webhook_retries,
                         allow_private=settings.webhook_allow_private,
                     )
-            delivered = [a.id for a in fired]  # a blocked alerts index pauses here (retried)
+                    metrics.record_webhook(delivered)
+            fired_ids = [a.id for a in fired]  # a blocked alerts index pauses here (retried)
             await asyncio.to_thread(
-                retry_transient, lambda: pipeline.ledger.mark_delivered(delivered), what="mark delivered"
+                retry_transient, lambda: pipeline.ledger.mark_delivered(fired_ids), what="mark delivered"
             )
             # decode errors are dead-lettered by the index agent, which reads the same topic
 
         await batches(stream, step, "alerts")
 
+    install_ops(app, settings, pipeline)  # metrics server, lag and retention timers
     return app
 
 

@@ -63,6 +63,9 @@ def cmd_status() -> None:
     for s in statuses:
         if s.note:
             console.print(f"[yellow]{s.name}:[/] {s.note}")
+    from pipeline.ops.cli import print_retention_status
+
+    print_retention_status(quiet=True)  # index sizes and the next deletion, when reachable
 
 
 runtime_app = typer.Typer(
