@@ -125,7 +125,11 @@ class LagMonitor:
                 for p in sorted(self._consumer.partitions_for_topic(t) or ())
             ]
             ends = self._consumer.end_offsets(partitions)
-            committed = self._admin.list_consumer_group_offsets(self.settings.app_id)
+            group = self.settings.app_id
+            if hasattr(self._admin, "list_group_offsets"):  # kafka-python >= 3
+                committed = self._admin.list_group_offsets({group: partitions}).get(group, {})
+            else:
+                committed = self._admin.list_consumer_group_offsets(group, partitions=partitions)
         lag = {}
         for tp in partitions:
             done = committed.get(tp)
