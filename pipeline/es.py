@@ -62,10 +62,15 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
         else:
             # existing indices get new fields of the template (additive mapping changes);
             # a change they cannot take (a field's type) waits for `newspipe migrate`
+            properties = body["mappings"]["properties"]
             try:
-                es.indices.put_mapping(index=alias, properties=body["mappings"]["properties"])
+                es.indices.put_mapping(index=alias, properties=properties)
             except BadRequestError as exc:
-                log.warning("%s: the mapping changed incompatibly (%s); run `newspipe migrate`", alias, exc.message)
+                log.warning("%s: the mapping changed incompatibly (%s); run `newspipe migrate`", alias, exc)
+                known = {f for m in es.indices.get_mapping(index=alias).values() for f in m["mappings"].get("properties", {})}
+                added = {name: spec for name, spec in properties.items() if name not in known}
+                if added:  # the new fields still arrive now
+                    es.indices.put_mapping(index=alias, properties=added)
     return created
 
 

@@ -56,7 +56,8 @@ def mapping_conflicts(current: dict, wanted: dict, path: str = "") -> list[str]:
 def _param(spec: dict, key: str):
     if key == "type":
         return spec.get("type", "object" if "properties" in spec else None)
-    return spec.get(key)
+    value = spec.get(key)
+    return str(value).lower() if isinstance(value, bool) else value  # ES answers "true"
 
 
 def plan(es: Elasticsearch, settings: Settings, families=FAMILIES) -> dict[str, list[str]]:
@@ -109,6 +110,7 @@ def migrate(es: Elasticsearch, settings: Settings, family: str, *, keep_old: boo
     actions = [{"add": {"index": n, "alias": alias, "is_write_index": False}} for n in writer]
     actions.append({"add": {"index": new, "alias": alias, "is_write_index": True}})
     es.indices.update_aliases(actions=actions)  # from now on the stream writes to the new index
+    es.indices.refresh(index=",".join(old))  # the copy (a scroll) sees only refreshed documents
     log.info("migrate %s: writing to %s; copying %s", family, new, ", ".join(old))
     report = MigrationReport(family=family, new_index=new, old_indices=old)
     for index in old:
