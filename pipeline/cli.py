@@ -330,9 +330,10 @@ def cmd_deadletters(ctx: typer.Context, limit: int = typer.Option(20, help="how 
 
 
 # --- operations: retention, migrate, replay (pipeline/ops, docs/operations.md) -------------------
-from pipeline.ops.cli import cmd_migrate, cmd_replay, retention_app  # noqa: E402
+from pipeline.ops.cli import cmd_migrate, cmd_replay, keys_app, retention_app  # noqa: E402
 
 app.add_typer(retention_app, name="retention")
+app.add_typer(keys_app, name="keys")
 app.command("migrate", help="Apply mapping changes that need a new index (copy, swap the alias).")(cmd_migrate)
 deadletters_app.command("replay", help="Send dead letters back through the pipeline (dry run without --yes).")(cmd_replay)
 

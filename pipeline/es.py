@@ -22,7 +22,7 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = resource("elasticsearch")
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "apikeys")
 
 
 def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticsearch:

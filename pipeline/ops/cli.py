@@ -121,3 +121,55 @@ def cmd_replay(
         console.print(f"replayed {report.sent} of {report.read} dead letter(s): {per_topic}")
     else:
         console.print(f"dry run: {len(report.selected)} of {report.read} dead letter(s) would be replayed ({per_topic}); --yes sends them")
+
+
+keys_app = typer.Typer(help="Per-owner API keys: add, list, revoke.", no_args_is_help=True)
+
+
+def _key_store():
+    from pipeline.es import ensure_indices
+    from pipeline.ops.keys import KeyStore
+
+    settings = _settings()
+    es = _es(settings)
+    if not es.indices.exists_alias(name=settings.index("apikeys")):
+        ensure_indices(es, settings)
+    return KeyStore(es, settings.index("apikeys"))
+
+
+@keys_app.command("add")
+def cmd_keys_add(
+    owner: str = typer.Argument(..., help="who the key belongs to (the owner of subscriptions)"),
+    admin: bool = typer.Option(False, "--admin", help="an admin key: sees and changes every owner's"),
+    note: Optional[str] = typer.Option(None, help="what the key is for"),
+) -> None:
+    """Create an API key (printed once: store it, it cannot be shown again)."""
+    try:
+        info, key = _key_store().add(owner, admin=admin, note=note)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2)
+    console.print(f"key [bold]{info.key_id}[/] for {info.owner}{' (admin)' if info.admin else ''}:")
+    print(key)
+
+
+@keys_app.command("list")
+def cmd_keys_list(
+    owner: Optional[str] = typer.Option(None, help="only this owner's keys"),
+    revoked: bool = typer.Option(False, "--revoked", help="also revoked keys"),
+) -> None:
+    """List keys (ids and owners; the keys themselves are not stored)."""
+    table = Table("key id", "owner", "admin", "created", "revoked", "note")
+    for k in _key_store().list(owner, include_revoked=revoked):
+        table.add_row(k.key_id, k.owner, "yes" if k.admin else "", k.created_at.isoformat(timespec="seconds"),
+                      k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "", k.note or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def cmd_keys_revoke(key_id: str = typer.Argument(..., help="the key id (see `newspipe keys list`)")) -> None:
+    """Revoke a key: it stops working at once."""
+    if not _key_store().revoke(key_id):
+        console.print(f"[yellow]no active key {key_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")

@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 
+from pipeline.es import FAMILIES
+
 from pipeline.es import ensure_indices, template_body
 from pipeline.ops import migrate as mig
 from pipeline.ops.retention import family_indices
@@ -24,7 +26,7 @@ def settings(es_client, es_url):
     run = f"mig{uuid.uuid4().hex[:8]}"
     s = Settings(_env_file=None, es_url=es_url, index_prefix=run)
     yield s
-    for family in ("articles", "alerts", "subscriptions", "fingerprints", "entities"):
+    for family in FAMILIES:
         names = [i.name for i in family_indices(es_client, s.index(family))]
         if names:
             es_client.indices.delete(index=",".join(names), ignore_unavailable=True)

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from pipeline.es import FAMILIES
+
 from pipeline.es import ensure_indices
 from pipeline.ops import retention
 from pipeline.settings import Settings
@@ -25,7 +27,7 @@ def settings(es_client, kafka_bootstrap, es_url):
                  index_prefix=run, topic_prefix=run, rollover_max_docs=2)
     ensure_indices(es_client, s)
     yield s
-    for family in ("articles", "alerts", "subscriptions", "fingerprints", "entities"):
+    for family in FAMILIES:
         names = [i.name for i in retention.family_indices(es_client, s.index(family))]
         if names:
             es_client.indices.delete(index=",".join(names), ignore_unavailable=True)

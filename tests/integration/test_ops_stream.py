@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from pipeline.es import FAMILIES
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.settings import Settings
@@ -100,7 +102,7 @@ def _drop(es, settings):
     from pipeline.ops.retention import family_indices
     from pipeline.topics import topic_names
 
-    for family in ("articles", "alerts", "subscriptions", "fingerprints", "entities"):
+    for family in FAMILIES:
         es.indices.put_settings(index=settings.index(family), settings={BLOCK: None}, ignore_unavailable=True)
         names = [i.name for i in family_indices(es, settings.index(family))]
         if names:
