@@ -13,6 +13,7 @@ Series (all prefixed ``newspipe_``):
 - ``alert_latency_seconds``: histogram of ingest -> alert published
 - ``webhook_deliveries_total{outcome}``: delivered / failed
 - ``consumer_lag{topic,partition}``: end offset - committed offset of the worker group
+- ``api_requests_total{method,route,status}``: the HTTP API (:func:`instrument_api`)
 - ``retention_runs_total`` / ``retention_deleted_total{what}``: the retention timer
 """
 
@@ -57,6 +58,12 @@ RETENTION_DELETED = Counter(
 )
 
 
+API_REQUESTS = Counter(
+    "newspipe_api_requests", "HTTP API requests by route and status", ["method", "route", "status"],
+    registry=REGISTRY,
+)
+
+
 def record_sent(topic: str, models) -> None:
     """Count what an agent sends on ``topic`` (short name): dead letters by stage and reason,
     duplicates by kind, alerts' latency."""
@@ -96,6 +103,20 @@ def metrics_app():
     from prometheus_client import make_asgi_app
 
     return make_asgi_app(registry=REGISTRY)
+
+
+def instrument_api(api) -> None:
+    """Count an API's requests by route template and status, and serve the metrics at
+    ``/metrics`` (the lead's wiring for the HTTP API: ``instrument_api(app)``)."""
+
+    @api.middleware("http")
+    async def count_requests(request, call_next):
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # bounded label values
+        API_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        return response
+
+    api.mount("/metrics", metrics_app())
 
 
 class LagMonitor:

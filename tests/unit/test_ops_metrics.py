@@ -53,6 +53,24 @@ def test_metrics_app_serves_the_registry():
     assert 'newspipe_webhook_deliveries_total{outcome="delivered"}' in text
 
 
+def test_instrument_api_counts_requests_by_route_template():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    api = FastAPI()
+
+    @api.get("/things/{thing}")
+    def thing(thing: str) -> dict:
+        return {"thing": thing}
+
+    metrics.instrument_api(api)
+    client = TestClient(api)
+    before = value("newspipe_api_requests_total", method="GET", route="/things/{thing}", status="200")
+    client.get("/things/a"), client.get("/things/b")
+    assert value("newspipe_api_requests_total", method="GET", route="/things/{thing}", status="200") == before + 2
+    assert "newspipe_api_requests_total" in client.get("/metrics/").text
+
+
 def test_serve_off_when_port_is_zero():
     assert metrics.serve(0) == 0
 
