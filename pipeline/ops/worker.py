@@ -20,7 +20,10 @@ def install(app, settings, pipeline) -> None:
     @app.task
     async def start_metrics() -> None:
         if settings.metrics_port:
-            await asyncio.to_thread(metrics.serve, settings.metrics_port, settings.metrics_host)
+            try:
+                await asyncio.to_thread(metrics.serve, settings.metrics_port, settings.metrics_host)
+            except OSError as exc:  # port taken (a second worker on this host): run without
+                log.warning("metrics: cannot serve on %s:%d: %s", settings.metrics_host, settings.metrics_port, exc)
 
     if settings.metrics_port:
 
