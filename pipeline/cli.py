@@ -86,10 +86,16 @@ def cmd_kibana_setup(
 
 @app.command("setup-model")
 def cmd_setup_model() -> None:
-    """Install the configured spaCy model (NEWS_SPACY_MODEL) when it is missing."""
-    from pipeline.nlp import ensure_model
+    """Install the configured spaCy models (NEWS_SPACY_MODEL, NEWS_SPACY_MODELS) when missing."""
+    from pipeline.nlp import ModelNotInstalledError, ensure_model
 
-    console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model)}")
+    try:
+        console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model, report=console.print)}")
+        for language, model in sorted(_settings().spacy_models.items()):
+            console.print(f"spaCy model for {language!r} ready: {ensure_model(model, report=console.print)}")
+    except ModelNotInstalledError as exc:
+        console.print(f"[red]spaCy model not installed:[/] {exc}")
+        raise typer.Exit(1)
 
 
 @app.command("worker")
@@ -203,17 +209,30 @@ def cmd_alerts_add(
     owner: str = typer.Option("default", help="who the subscription belongs to"),
     webhook: list[str] = typer.Option([], "--webhook", help="also POST alerts to this URL"),
     backfill: bool = typer.Option(False, help="also report already-indexed articles that match"),
+    digest: str = typer.Option("as_it_happens", help="webhooks get: as_it_happens, hourly or daily"),
+    timezone: Optional[str] = typer.Option(None, help="IANA time zone of digest periods (default UTC)"),
+    per_story: bool = typer.Option(
+        False, "--per-story", help="alert once per story; later articles are added to it as updates"),
 ) -> None:
     """Subscribe to a query."""
     from pipeline.alerts.query import QuerySyntaxError
+    from pipeline.alerts.subscriptions import SubscriptionRejected
 
     pipeline = _pipeline()
     store = _store(pipeline)
     try:
-        subscription = store.add(query, owner=owner, channels=[f"webhook:{u}" for u in webhook])
+        created = store.create(query, owner=owner, webhooks=webhook, digest=digest, timezone=timezone,
+                               per_story=per_story)
     except QuerySyntaxError as exc:
         _query_error(query, exc)
+    except SubscriptionRejected as exc:
+        console.print(f"[red]subscription refused:[/] {exc}")
+        raise typer.Exit(2)
+    subscription = created.subscription
     console.print(f"subscribed [bold]{subscription.id}[/] to [cyan]{subscription.query}[/]")
+    for channel in subscription.webhooks:  # the only time a secret is shown
+        console.print(f"webhook {channel.id} ({channel.target}) signing secret: {created.webhook_secrets[channel.id]}",
+                      markup=False, highlight=False)
     if backfill:
         from pipeline.alerts.backfill import backfill_alerts
 
@@ -229,7 +248,10 @@ def cmd_alerts_list(owner: Optional[str] = typer.Option(None)) -> None:
     """List subscriptions."""
     table = Table("id", "owner", "query", "channels", "created")
     for s in _store(_pipeline()).list(owner=owner):
-        table.add_row(s.id, s.owner, s.query, ", ".join(s.channels), s.created_at.isoformat(timespec="seconds"))
+        hooks = [f"{c.id} {c.target}" + (f" DISABLED: {c.disabled}" if c.disabled else "") for c in s.webhooks]
+        if s.digest != "as_it_happens":
+            hooks.append(f"digest: {s.digest} ({s.timezone or 'UTC'})")
+        table.add_row(s.id, s.owner, s.query, ", ".join(s.channels + hooks), s.created_at.isoformat(timespec="seconds"))
     console.print(table)
 
 
@@ -248,9 +270,13 @@ def cmd_alerts_remove(subscription_id: str) -> None:
 def cmd_alerts_history(
     subscription_id: Optional[str] = typer.Argument(None), size: int = typer.Option(20)
 ) -> None:
-    """The latest alerts (of one subscription)."""
+    """The latest alerts (of one subscription), with each webhook delivery's state."""
+    from pipeline.alerts.outbox import describe
+
     for alert in _pipeline().ledger.history(subscription_id, size=size):
         print_alert(alert)
+        for status in alert.deliveries:
+            console.print(f"   webhook {describe(status)}", markup=False, highlight=False)
 
 
 @alerts_app.command("tail")
@@ -284,6 +310,8 @@ def print_alert(alert) -> None:
         f"[dim]({alert.source or 'unknown source'}, {latency}, matched: {matched})[/]"
     )
     console.print(f"   {alert.snippet.replace('«', '[bold yellow]').replace('»', '[/]')}")
+    for update in alert.updates:  # per-story subscriptions: later articles of the story
+        console.print(f"   [dim]+ update:[/] {update.title} [dim]({update.source or 'unknown source'})[/]")
 
 
 @app.command("api")

@@ -81,7 +81,7 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
     from pipeline.cli import print_alert, print_search, _search
     from pipeline.ingest import iter_inputs, publish
     from pipeline.kafka import make_producer
-    from pipeline.nlp import ensure_model
+    from pipeline.nlp import ModelNotInstalledError, ensure_model
     from pipeline.process import Pipeline
     from pipeline.runtime.local import LocalRuntime
     from pipeline.setup import setup
@@ -90,7 +90,11 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
     console.rule("1. servers")
     LocalRuntime(settings).up()
     console.rule("2. model, topics, indices")
-    ensure_model(settings.spacy_model)
+    try:
+        ensure_model(settings.spacy_model, report=console.print)
+    except ModelNotInstalledError as exc:
+        console.print(f"[red]spaCy model not installed:[/] {exc}")
+        return 1
     setup(settings)
     pipeline = Pipeline(settings)
 

@@ -14,7 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from elasticsearch import BadRequestError, Elasticsearch, helpers
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, helpers
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout
 
 from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
@@ -22,7 +24,23 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = resource("elasticsearch")
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "apikeys")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox", "stories", "apikeys")
+
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""HTTP statuses that say "not now" (overloaded, restarting), never "not this document"."""
+
+
+class ServerBusy(RuntimeError):
+    """Elasticsearch answered 429/502/503/504 for a request or for items of a bulk: retry it."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for Elasticsearch errors that are about the server, not the request or document:
+    no connection, a timeout, or a "busy" status. Such errors are retried, never dead-lettered."""
+    if isinstance(exc, (ESConnectionError, ConnectionTimeout, ServerBusy)):
+        return True
+    return isinstance(exc, ApiError) and getattr(exc, "status_code", None) in RETRY_STATUSES
 
 
 def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticsearch:
@@ -92,39 +110,53 @@ def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = Fa
     """Run bulk actions; returns the per-item errors (an empty list when all succeeded).
 
     Conflicts (409) of ``create`` actions are returned as errors like any other: callers that
-    use ``create`` as a once-only ledger inspect them. An item refused for a transient reason
-    (:func:`is_transient_item`: a read-only index at the flood-stage watermark, a cluster
-    block, a full queue) is not the document's fault: :class:`TransientBulkError` is raised for
-    the whole request, which the callers retry (all bulk actions here are idempotent).
+    use ``create`` as a once-only ledger inspect them. An item refused for a reason of the
+    server (:func:`is_transient_item`: 429/503, a cluster block such as the flood-stage
+    read-only index, a full queue) raises :class:`ServerBusy` instead: the whole call is
+    retried by the caller (every action the pipeline bulks is idempotent by id).
     """
     _, errors = helpers.bulk(
         es, actions, raise_on_error=False, raise_on_exception=False, refresh=refresh
     )
     errors = list(errors)
-    transient = [e for e in errors if is_transient_item(next(iter(e.values()), {}))]
-    if transient:
-        raise TransientBulkError(transient)
+    busy = [e for e in errors if is_transient_item(next(iter(e.values()), {}) if e else {})]
+    if busy:
+        raise ServerBusy(f"Elasticsearch busy for {len(busy)} bulk item(s): {_item_error(busy[0])}")
     return errors
 
 
+def _item_status(error: dict) -> int | None:
+    item = next(iter(error.values()), {}) if error else {}
+    return item.get("status") if isinstance(item, dict) else None
+
+
+def _item_error(error: dict) -> str:
+    item = next(iter(error.values()), {}) if error else {}
+    detail = item.get("error") if isinstance(item, dict) else None
+    if isinstance(detail, dict):
+        return f"{detail.get('type')}: {detail.get('reason')}"
+    return str(detail or item)
+
+
 # --- transient faults of bulk items (disk pressure is a pause, not a loss) -------------------
-TRANSIENT_STATUSES = frozenset({429, 503})
 TRANSIENT_TYPES = frozenset(
     {"cluster_block_exception", "es_rejected_execution_exception", "unavailable_shards_exception"}
 )
+"""Bulk item error types that are about the cluster, whatever their status (a write block on
+an index or the cluster answers 403 cluster_block_exception; the flood stage answers 429)."""
 
 
 def is_transient_item(item: dict) -> bool:
-    """True when a bulk item (``{"status": ..., "error": ...}``, one action's result) failed
-    for a reason of the cluster, not of the document: retry it, never dead-letter it.
+    """True when one bulk action's result (``{"status": ..., "error": ...}``) failed for a
+    reason of the cluster, not of the document: retry it, never dead-letter it.
 
-    - 429 / 503: queue full, flood-stage read-only block, node unavailable;
-    - ``cluster_block_exception`` (403 or 429): a read-only index or cluster, full disk;
-    - the per-item result of a request that failed as a whole (a connection error).
+    - a busy status (:data:`RETRY_STATUSES`): queue full, flood-stage read-only block, node away;
+    - a ``cluster_block_exception`` of any status: a read-only index or cluster, a full disk;
+    - the per-item result of a request that failed as a whole for a transient reason.
     """
     if not isinstance(item, dict):
         return False
-    if item.get("status") in TRANSIENT_STATUSES:
+    if item.get("status") in RETRY_STATUSES:
         return True
     error = item.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
@@ -133,20 +165,4 @@ def is_transient_item(item: dict) -> bool:
     if isinstance(error, str) and "cluster_block_exception" in error:
         return True
     exception = item.get("exception")
-    if exception is not None:
-        from elasticsearch import ConnectionError as ESConnectionError, ConnectionTimeout
-
-        return isinstance(exception, (ESConnectionError, ConnectionTimeout))
-    return False
-
-
-class TransientBulkError(RuntimeError):
-    """Elasticsearch refused bulk items for a transient reason (see :func:`is_transient_item`);
-    the whole request is to be retried later."""
-
-    def __init__(self, items: list[dict]):
-        self.items = items
-        first = next(iter(items[0].values()), {}) if items else {}
-        error = first.get("error") if isinstance(first, dict) else None
-        reason = error.get("reason") if isinstance(error, dict) else error
-        super().__init__(f"{len(items)} bulk item(s) refused for now: {reason}")
+    return isinstance(exception, BaseException) and is_transient(exception)

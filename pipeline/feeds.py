@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -103,18 +104,32 @@ def make_client(timeout: float = 20.0) -> httpx.Client:
                         headers={"User-Agent": USER_AGENT})
 
 
-def poll_feed(url: str, state: FeedState, client: httpx.Client) -> list[RawArticle]:
+def poll_feed(
+    url: str,
+    state: FeedState,
+    client: httpx.Client,
+    *,
+    max_bytes: int | None = None,
+    deadline_s: float | None = None,
+) -> list[RawArticle]:
     """New or changed entries of the feed at ``url`` as articles; updates ``state`` in memory.
 
     Raises ``httpx.HTTPError`` when the feed cannot be fetched, :class:`FeedError` when it is
-    not a feed; ``state`` is then unchanged.
+    not a feed, is larger than ``max_bytes`` (``settings.feed_max_bytes``) or is not fully
+    received within ``deadline_s`` (``settings.feed_timeout_s``: a server trickling bytes
+    cannot hold the poller); ``state`` is then unchanged.
     """
-    response = client.get(url, headers=_conditional_headers(state))
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    max_bytes = settings.feed_max_bytes if max_bytes is None else max_bytes
+    deadline_s = settings.feed_timeout_s if deadline_s is None else deadline_s
+    response, content = _fetch(client, url, _conditional_headers(state), max_bytes, deadline_s)
     if response.status_code == 304:
         return []
     response.raise_for_status()
     parsed = feedparser.parse(
-        io.BytesIO(response.content),  # a stream: bytes would be tried as a file name first
+        io.BytesIO(content),  # a stream: bytes would be tried as a file name first
         response_headers={"content-type": response.headers.get("content-type", ""),
                           "content-location": str(response.url)},
     )
@@ -124,7 +139,11 @@ def poll_feed(url: str, state: FeedState, client: httpx.Client) -> list[RawArtic
     source = feed_title or urlsplit(url).hostname
     articles, current = [], {}
     for entry in parsed.entries:
-        article = entry_article(entry, source, url)
+        try:
+            article = entry_article(entry, source, url)
+        except Exception as error:  # noqa: BLE001 - one odd entry never stops the feed
+            log.warning("feed %s: entry skipped (%s: %s)", url, type(error).__name__, error)
+            continue
         if article is None:
             log.warning("feed %s: entry %s has no text, skipped", url, _entry_key(entry, ""))
             continue
@@ -136,6 +155,28 @@ def poll_feed(url: str, state: FeedState, client: httpx.Client) -> list[RawArtic
     state.modified = response.headers.get("last-modified")
     state.entries = _remember(state.entries, current)
     return articles
+
+
+def _fetch(
+    client: httpx.Client, url: str, headers: dict[str, str], max_bytes: int, deadline_s: float
+) -> tuple[httpx.Response, bytes]:
+    """GET ``url``: the response and at most ``max_bytes`` of body, all within ``deadline_s``."""
+    started = time.monotonic()
+    with client.stream("GET", url, headers=headers) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FeedError(f"feed of {declared} bytes is over the limit of {max_bytes} "
+                            "(NEWS_FEED_MAX_BYTES)")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise FeedError(f"feed larger than the limit of {max_bytes} bytes "
+                                "(NEWS_FEED_MAX_BYTES)")
+            if time.monotonic() - started > deadline_s:
+                raise FeedError(f"feed not received within {deadline_s:g}s (NEWS_FEED_TIMEOUT_S)")
+            chunks.append(chunk)
+    return response, b"".join(chunks)
 
 
 def _conditional_headers(state: FeedState) -> dict[str, str]:

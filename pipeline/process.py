@@ -3,8 +3,11 @@
 
 Each step takes a batch and returns what passes on plus dead letters for what failed; one bad
 message never fails its batch (:func:`isolate` retries a failed batch item by item to find it).
-Transport failures of Elasticsearch are not a message's fault: they are retried (with backoff)
-rather than dead-lettered, so an outage stalls the stream instead of emptying it.
+Transient server faults (Elasticsearch or Kafka unreachable, timeouts, 429/503, a leader
+moving: :func:`is_transient`) are not a message's fault: they are retried with a backoff capped
+at ``settings.retry_max_wait_s`` (so the stream resumes within a few seconds of the server
+answering again) rather than dead-lettered; an outage stalls the stream instead of emptying it.
+While it waits, the step says so in :data:`pipeline.runtime.health.HEALTH`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from elasticsearch import ConnectionError as ESConnectionError
-from elasticsearch import ConnectionTimeout
 from pydantic import BaseModel, ValidationError
 
+from pipeline import es as _es
+from pipeline import kafka as _kafka
 from pipeline.deadletter import dead_letter
-from pipeline.es import TransientBulkError  # bulk items refused for now: flood stage, blocks
+from pipeline.runtime.health import HEALTH
 from pipeline.settings import Settings, get_settings
 from schemas import (
     Alert,
@@ -38,7 +41,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 
-TRANSIENT_ERRORS = (ESConnectionError, ConnectionTimeout, TransientBulkError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A server fault, not the message's: retry, never dead-letter."""
+    return _es.is_transient(exc) or _kafka.is_transient(exc)
+
+
+def server_of(exc: BaseException) -> str:
+    return "Elasticsearch" if _es.is_transient(exc) else "Kafka"
 
 
 @dataclass(frozen=True)
@@ -70,16 +81,34 @@ class StepResult:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
-def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float = 30.0) -> R:
-    """Call ``fn`` until it does not fail with a transport error (backoff up to max_wait_s)."""
-    delay = 0.5
-    while True:
-        try:
-            return fn()
-        except TRANSIENT_ERRORS as exc:
-            log.warning("%s: Elasticsearch unreachable (%s); retrying in %.1fs", what, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, max_wait_s)
+def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float | None = None) -> R:
+    """Call ``fn`` until it does not fail with a transient server error (:func:`is_transient`).
+
+    The wait between attempts doubles from 0.2 s up to ``max_wait_s`` (default
+    ``settings.retry_max_wait_s``): the call goes on at most that long after the server
+    answers again. Other errors propagate at once.
+    """
+    if max_wait_s is None:
+        max_wait_s = get_settings().retry_max_wait_s
+    delay = 0.2
+    waited = False
+    try:
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                server = server_of(exc)
+                HEALTH.waiting(what, server, exc)
+                log.warning("%s: waiting for %s (%s); retrying in %.1fs", what, server,
+                            " ".join(str(exc).split())[:200], delay)
+                waited = True
+                time.sleep(delay)
+                delay = min(delay * 2, max_wait_s)
+    finally:
+        if waited:
+            HEALTH.resumed(what)
 
 
 def isolate(
@@ -91,9 +120,9 @@ def isolate(
         return [], []
     try:
         return list(zip(items, fn(list(items)), strict=True)), []
-    except TRANSIENT_ERRORS:
-        raise
     except Exception as exc:
+        if is_transient(exc):
+            raise
         if len(items) == 1:
             return [], [(items[0], exc)]
     ok, failed = [], []
@@ -115,14 +144,17 @@ class Pipeline:
         nlp: Any = None,
         deduper: Any = None,
         registry: Any = None,
+        stories: Any = None,
     ):
         """Resources not given are made on first use from the settings (Elasticsearch-backed
         dedupe state and entity registry); benchmarks pass in-memory ones."""
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
+        self._nlps: dict[str, Any] = {}  # other languages' pipelines by model setting
         self._deduper = deduper
         self._registry = registry
+        self._stories = stories
         self._subscriptions = None
         self._ledger = None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
@@ -146,6 +178,25 @@ class Pipeline:
                 self._nlp = load_nlp(self.settings.spacy_model)
         return self._nlp
 
+    def nlp_for(self, language: str | None) -> tuple[str | None, Any]:
+        """(model setting, pipeline) for articles in ``language``; (None, None) when the
+        language has no pipeline configured, (model, None) when it is not installed."""
+        from pipeline.nlp import ModelNotInstalledError, load_nlp, model_for_language
+
+        model = model_for_language(language, self.settings)
+        if model is None:
+            return None, None
+        if model == self.settings.spacy_model:
+            return model, self.nlp
+        with self._init_lock:
+            if model not in self._nlps:
+                try:
+                    self._nlps[model] = load_nlp(model)
+                except (ModelNotInstalledError, OSError) as exc:
+                    log.warning("no entities for language %r: %s", language, exc)
+                    self._nlps[model] = None
+            return model, self._nlps[model]
+
     @property
     def deduper(self):
         with self._init_lock:
@@ -165,6 +216,16 @@ class Pipeline:
 
                 self._registry = ElasticsearchEntityRegistry(self.es, self.settings.index("entities"))
         return self._registry
+
+    @property
+    def stories(self):
+        """The story assigner (pipeline.stages.stories), over the stories index."""
+        with self._init_lock:
+            if self._stories is None:
+                from pipeline.stages.stories import story_assigner
+
+                self._stories = story_assigner(self.settings, self.es)
+        return self._stories
 
     @property
     def subscriptions(self):
@@ -187,6 +248,15 @@ class Pipeline:
                 self._ledger = AlertLedger(self.es, self.settings.index("alerts"))
         return self._ledger
 
+    @property
+    def outbox(self):
+        with self._init_lock:
+            if getattr(self, "_outbox", None) is None:
+                from pipeline.alerts.outbox import Outbox
+
+                self._outbox = Outbox(self.es, self.settings)
+        return self._outbox
+
     def resolve_entity(self, name: str) -> set[str]:
         from pipeline.stages.entities import entity_ids_for_name
 
@@ -196,7 +266,7 @@ class Pipeline:
         """Load the model and connect the stores now rather than on the first message."""
         from pipeline.stages.language import get_detector
 
-        _ = self.deduper, self.registry, self.subscriptions, self.ledger
+        _ = self.deduper, self.registry, self.subscriptions, self.ledger, self.stories
         get_detector()
         list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
 
@@ -222,12 +292,18 @@ class Pipeline:
             what="dedupe",
         )
         result.dead += [message.dead("dedupe", exc) for (message, _), exc in failed]
-        for (_, article), outcome in ok:  # outcome: DedupeResult
-            record = outcome.record
-            if record is not None and not (reprocess and record.duplicate_of == article.id):
-                result.duplicates.append(record)
+        redelivered = 0
+        for _, outcome in ok:  # outcome: DedupeResult
+            if outcome.redelivered:  # already processed: not a duplicate of itself
+                redelivered += 1
+                if reprocess:
+                    result.passed.append(outcome.article)
+            elif outcome.record is not None:
+                result.duplicates.append(outcome.record)
             else:
                 result.passed.append(outcome.article)
+        if redelivered and not reprocess:
+            log.info("dedupe: %d redelivered article(s) already processed, skipped", redelivered)
         return result
 
     def enrich(self, messages: Sequence[InMessage]) -> StepResult:
@@ -247,11 +323,34 @@ class Pipeline:
         from pipeline.stages.events import tag_events
 
         started = time.perf_counter()
-        docs = parse(self.nlp, [a.body for a in articles], batch_size=self.settings.nlp_batch_size)
+        # one nlp.pipe per language pipeline; articles in a language without one are skipped
+        groups: dict[str, list[int]] = {}
+        models: list[str | None] = []
+        notes: list[str | None] = []
+        for i, article in enumerate(articles):
+            model, nlp = self.nlp_for(article.language)
+            models.append(model if nlp is not None else None)
+            notes.append(None if nlp is not None else _no_pipeline_note(article.language, model))
+            if nlp is not None:
+                groups.setdefault(model, []).append(i)
+        docs: list[Any] = [None] * len(articles)
+        for model, indices in groups.items():
+            parsed_docs = parse(self.nlp_for(articles[indices[0]].language)[1],
+                                [articles[i].body for i in indices],
+                                batch_size=self.settings.nlp_batch_size)
+            for i, doc in zip(indices, parsed_docs):
+                docs[i] = doc
         parsed = time.perf_counter()
-        entities = extract_entities(articles, docs, self.registry)
+        with_doc = [i for i, doc in enumerate(docs) if doc is not None]
+        entities: list[list] = [[] for _ in articles]
+        found = extract_entities([articles[i] for i in with_doc], [docs[i] for i in with_doc], self.registry)
+        for i, ents in zip(with_doc, found):
+            entities[i] = ents
         extracted = time.perf_counter()
-        events = [tag_events(doc, ents) for doc, ents in zip(docs, entities)]
+        events = [
+            tag_events(doc, ents, a.title) if doc is not None else []
+            for doc, ents, a in zip(docs, entities, articles)
+        ]
         tagged = time.perf_counter()
         share = 1000 / max(len(articles), 1)  # per-article share of the batch's time, ms
         timings = {
@@ -259,15 +358,21 @@ class Pipeline:
             "entities": (extracted - parsed) * share,
             "events": (tagged - extracted) * share,
         }
-        return [
+        enriched = [
             EnrichedArticle(
                 **article.model_dump(exclude={"schema_version"}),
                 entities=ents,
                 events=evs,
                 timings_ms=timings,
+                nlp_model=model,
+                nlp_note=note,
             )
-            for article, ents, evs in zip(articles, entities, events)
+            for article, ents, evs, model, note in zip(articles, entities, events, models, notes)
         ]
+        self.stories.assign(enriched)  # sets story_id; one sync and one write per story per batch
+        for article in enriched:
+            article.timings_ms["stories"] = (time.perf_counter() - tagged) * share
+        return enriched
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
         decoded, dead = decode(messages, EnrichedArticle)
@@ -296,13 +401,51 @@ class Pipeline:
 
         if not articles:
             return []
-        self.subscriptions.catch_up()
+        retry_transient(self.subscriptions.catch_up, what="subscriptions")
         alerts = []
         for article in articles:
             view = ArticleView.from_article(article)
             for subscription, found in self.subscriptions.index.match(view):
                 alerts.append(make_alert(subscription, article, found, snippet(article, found)))
         return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
+
+    def match_alerts(self, articles: list[EnrichedArticle]) -> StepResult:
+        """Like :meth:`match`, but an alert the index rejects is a dead letter of its own
+        (stage ``alerts``): the other subscriptions' alerts go on."""
+        from pipeline.alerts.delivery import make_alert
+        from pipeline.alerts.matcher import ArticleView, snippet
+
+        if not articles:
+            return StepResult()
+        self.subscriptions.catch_up()
+        alerts = []
+        for article in articles:
+            view = ArticleView.from_article(article)
+            for subscription, found in self.subscriptions.index.match(view):
+                alerts.append(make_alert(subscription, article, found, snippet(article, found)))
+        fired, rejected = retry_transient(lambda: self.ledger.claim_isolated(alerts), what="alert ledger")
+        dead = [
+            dead_letter("alerts", f"subscription {a.subscription_id}: alerts index rejected the alert: {error}",
+                        a.model_dump_json().encode("utf-8"), key=a.id.encode())
+            for a, error in rejected
+        ]
+        return StepResult(passed=fired, dead=dead)
+
+    def enqueue_deliveries(self, alerts: list[Alert]) -> list[str]:
+        """Put the alerts' webhook deliveries in the outbox and mark them published; returns
+        the entries due now (the dispatcher's to send)."""
+        if not alerts:
+            return []
+        return retry_transient(
+            lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get), what="webhook outbox"
+        )
+
+
+def _no_pipeline_note(language: str | None, model: str | None) -> str:
+    if model is None:
+        return (f"no spaCy pipeline for language {language!r}: no entities or events "
+                "(map one in NEWS_SPACY_MODELS)")
+    return f"spaCy pipeline {model!r} for language {language!r} is not installed: no entities or events"
 
 
 def decode(

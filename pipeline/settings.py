@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         "en_core_web_sm",
         description="installed spaCy package name, a model directory, or a .whl file",
     )
+    spacy_models: dict[str, str] = Field(
+        default_factory=lambda: {"fr": "fr_core_news_sm"},
+        description="language (ISO 639-1) -> spaCy pipeline, JSON; English and undetermined "
+        "articles use spacy_model; an article in a language with no pipeline gets no entities",
+    )
     nlp_batch_size: int = Field(64, description="articles per nlp.pipe batch")
 
     # --- topics ------------------------------------------------------------------------------
@@ -72,6 +77,9 @@ class Settings(BaseSettings):
     batch_wait_s: float = Field(0.1, description="longest wait to fill a batch, seconds")
     worker_store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://)")
 
+    retry_max_wait_s: float = Field(
+        2.0, description="longest wait between retries of a server that is down (seconds)"
+    )
     max_body_chars: int = Field(
         1_000_000, description="longer bodies are rejected to the dead-letter topic"
     )
@@ -79,18 +87,83 @@ class Settings(BaseSettings):
         33_554_432, description="largest Kafka message (broker, topics, producers, consumers)"
     )
 
+    # --- inputs at the door (newspipe ingest, feeds; docs/bad-input.md) ------------------
+    max_input_bytes: int = Field(
+        67_108_864, description="largest file read whole, after decompression (.jsonl streams)"
+    )
+    max_article_bytes: int = Field(
+        4_194_304, description="largest article a producer may send (its JSON), bytes"
+    )
+    max_json_depth: int = Field(64, description="deepest nesting of a JSON input")
+    producer_deadline_s: float = Field(
+        60.0, description="longest wait for the broker to take or acknowledge messages"
+    )
+    feed_timeout_s: float = Field(30.0, description="longest fetch of one feed, seconds")
+    feed_max_bytes: int = Field(10_485_760, description="largest feed document, bytes")
+
     # --- dedupe ------------------------------------------------------------------------------
     dedupe_threshold: float = Field(0.8, description="Jaccard similarity of a near duplicate")
 
     # --- alerts ------------------------------------------------------------------------------
-    api_token: str = Field("change-me", description="bearer token of the alerts HTTP API")
+    api_token: str = Field(
+        "", description="bearer token of the HTTP API; empty or 'change-me': generated into"
+        " <data_dir>/api-token on first start"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     webhook_allow_private: bool = Field(
         False, description="allow webhook delivery to loopback/private addresses"
     )
-    webhook_timeout_s: float = 5.0
-    webhook_retries: int = 3
+    webhook_timeout_s: float = Field(5.0, description="one webhook attempt's timeout (connect + answer)")
+    # --- alert delivery (docs/alerts.md, "Delivery") -----------------------------------------
+    webhook_allow_targets: str = Field(
+        "", description="host:port webhook targets allowed although non-public, comma separated"
+    )
+    webhook_max_redirects: int = Field(3, description="redirect hops followed (each one checked)")
+    webhook_max_age_s: float = Field(86400.0, description="a delivery is retried up to this age")
+    webhook_max_attempts: int = Field(50, description="a delivery fails after this many attempts")
+    webhook_backoff_s: float = Field(2.0, description="delay before the first retry (doubles, jittered)")
+    webhook_backoff_max_s: float = Field(3600.0, description="longest delay between two attempts")
+    webhook_inflight_per_target: int = Field(4, description="concurrent sends per target host:port")
+    webhook_inflight_total: int = Field(64, description="concurrent sends per worker")
+    webhook_breaker_failures: int = Field(5, description="consecutive failures that open a target's breaker")
+    webhook_breaker_cooldown_s: float = Field(30.0, description="how long an open breaker skips its target")
+    outbox_poll_s: float = Field(1.0, description="how often a worker looks for due deliveries it was not told of")
+    outbox_lease_s: float = Field(120.0, description="a leased delivery is taken over by another worker after this")
+    digest_hourly_s: float = Field(3600.0, description="period of 'hourly' digests, seconds")
+    digest_daily_s: float = Field(86400.0, description="period of 'daily' digests, seconds")
+    subscription_max_query_chars: int = Field(1000, description="longest subscription query")
+    subscription_max_owner_chars: int = Field(200, description="longest subscription owner")
+    subscription_max_channels: int = Field(10, description="most channels (webhooks) per subscription")
+    subscription_max_url_chars: int = Field(2048, description="longest webhook URL")
+    secrets_key: str | None = Field(
+        None,
+        description="Fernet key sealing webhook URLs and secrets (default: <data_dir>/secrets.key, made on first use)",
+    )
+
+    # --- web sources (pipeline.sources): page fetching and extraction ---------------------
+    user_agent: str = Field(
+        "newspipe/0.1 (+https://github.com/newspipe/newspipe)",
+        description="User-Agent of page, feed and robots.txt requests",
+    )
+    fetch_timeout_s: float = Field(20.0, description="connect/read timeout of one request")
+    fetch_max_bytes: int = Field(5_000_000, description="larger responses are cut off and refused")
+    fetch_max_redirects: int = Field(5, description="most redirects followed per request")
+    fetch_per_host: int = Field(2, description="most concurrent requests to one host")
+    fetch_host_delay_s: float = Field(1.0, description="least time between two requests to one host")
+    fetch_concurrency: int = Field(8, description="most concurrent requests overall")
+    fetch_robots: bool = Field(True, description="honour robots.txt")
+    feed_min_words: int = Field(
+        120, description="feed entries with fewer words are teasers: their page is fetched"
+    )
+
+    # --- stories (pipeline.stages.stories) -----------------------------------------------
+    story_window_hours: float = Field(
+        120.0, description="an article joins a story only within this time of its articles"
+    )
+    story_threshold: float = Field(
+        0.35, description="least similarity (0-1) of an article to a story it joins"
+    )
 
     # --- kibana ------------------------------------------------------------------------------
     kibana_url: str = "http://127.0.0.1:5601"

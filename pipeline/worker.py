@@ -2,8 +2,10 @@
 :class:`pipeline.process.Pipeline`'s (the same code as backfill and the benchmarks).
 
     raw --[clean_and_dedupe]--> clean --[enrich]--> enriched --[index]--> Elasticsearch
-                 |                          |                 \\-[alerts]--> alerts (+ index, webhooks)
+                 |                          |                 \\-[alerts]--> alerts (+ index, outbox)
                  +--> duplicates            +--> deadletter (from every agent)
+
+    outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
 Delivery is at-least-once: ``take_events`` acks a batch only after the agent body finished
 with it, commits flush the producer first, and every sink is idempotent (document ids are
@@ -17,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 import faust
-import httpx
 
-from pipeline.alerts.webhook import post_alert, webhook_urls
+from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
-from pipeline.process import InMessage, Pipeline, retry_transient
+from pipeline.process import InMessage, Pipeline, is_transient, retry_transient, server_of
+from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
 
@@ -87,11 +90,38 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
+            await run_step(step, messages, stage)
+
+    async def run_step(step, messages: list[InMessage], stage: str) -> None:
+        """Run ``step`` until it succeeds. A transient server fault (Kafka or Elasticsearch
+        away, timeouts, 429/503) is retried with a backoff capped at
+        ``settings.retry_max_wait_s``: never the messages' fault. Any other failure
+        dead-letters the batch (that send retried the same way); the agent never stops."""
+        delay, waited, letters = 0.2, False, None
+        while True:
             try:
-                await step(messages)
+                if letters is None:
+                    await step(messages)
+                else:
+                    await send_all("deadletter", letters)
+                break
             except Exception as exc:  # noqa: BLE001 - never crash the agent, never lose input
+                if is_transient(exc):
+                    HEALTH.waiting(stage, server_of(exc), exc)
+                    log.warning("%s: waiting for %s (%s); retrying the batch in %.1fs",
+                                stage, server_of(exc), exc, delay)
+                    waited = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, settings.retry_max_wait_s)
+                    continue
+                HEALTH.error(stage, exc)
+                if letters is not None:  # the dead letters themselves cannot be sent
+                    log.exception("%s: could not dead-letter a batch of %d", stage, len(letters))
+                    break
                 log.exception("%s: batch of %d failed; dead-lettering it", stage, len(messages))
-                await send_all("deadletter", [m.dead(stage, exc) for m in messages])
+                letters = [m.dead(stage, exc) for m in messages]
+        if waited:
+            HEALTH.resumed(stage)
 
     @app.agent(topics["raw"], name="clean_and_dedupe")
     async def clean_and_dedupe(stream):
@@ -125,35 +155,81 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         await batches(stream, step, "index")
 
-    webhooks = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+    dispatcher = make_dispatcher(settings, pipeline)
 
     @app.agent(topics["enriched"], name="alerts")
     async def alerts(stream):
         async def step(messages):
             decoded = pipeline.decode_enriched(messages)
-            fired = await asyncio.to_thread(pipeline.match, decoded.passed)
-            await send_all("alerts", fired)
-            for alert in fired:
-                subscription = pipeline.subscriptions.index.get(alert.subscription_id)
-                for url in webhook_urls(subscription.channels if subscription else []):
-                    delivered = await post_alert(
-                        webhooks,
-                        url,
-                        alert,
-                        retries=settings.webhook_retries,
-                        allow_private=settings.webhook_allow_private,
-                    )
-                    metrics.record_webhook(delivered)
-            fired_ids = [a.id for a in fired]  # a blocked alerts index pauses here (retried)
-            await asyncio.to_thread(
-                retry_transient, lambda: pipeline.ledger.mark_delivered(fired_ids), what="mark delivered"
-            )
+            result = await asyncio.to_thread(pipeline.match_alerts, decoded.passed)
+            await send_all("alerts", result.passed)
+            await send_all("deadletter", result.dead)  # alerts the index rejected, one by one
+            due = await asyncio.to_thread(pipeline.enqueue_deliveries, result.passed)
+            dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
             # decode errors are dead-lettered by the index agent, which reads the same topic
 
         await batches(stream, step, "alerts")
 
-    install_ops(app, settings, pipeline)  # metrics server, lag and retention timers
+    status_file = status_path(settings.data_dir, os.getpid())
+
+    def worker_status() -> dict:
+        """What this worker waits for, its consumer lag per partition, its last error."""
+        status = {"pid": os.getpid(), "app_id": settings.app_id, "written_at": time.time()}
+        status.update(HEALTH.snapshot())
+        status["lag"] = consumer_lag(app)
+        return status
+
+    @app.timer(interval=1.0)
+    async def write_worker_status() -> None:
+        try:
+            await asyncio.to_thread(write_status, status_file, worker_status())
+        except Exception as exc:  # noqa: BLE001 - a status file must not stop the worker
+            log.warning("could not write %s: %s", status_file, exc)
+
+    if settings.worker_web_port > 0:
+
+        @app.page("/health/")
+        async def health(web, request):
+            status = worker_status()
+            return web.json(status, status=503 if status["waiting_for"] else 200)
+
+    @app.task
+    async def deliver_webhooks():
+        await dispatcher.run()
+
+    install_ops(app, settings, pipeline)  # metrics server and lag, retention timer
+    app.status_file = status_file  # removed by Worker.on_stop
     return app
+
+
+def consumer_lag(app: faust.App) -> dict[str, int] | None:
+    """``{"topic:partition": messages not yet committed}`` for the assigned partitions, None
+    before the consumer has started."""
+    try:
+        consumer = app.consumer
+        lag = {}
+        for tp in sorted(consumer.assignment()):
+            highwater = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)  # faust keeps no public accessor
+            if highwater is None:
+                continue
+            lag[f"{tp.topic}:{tp.partition}"] = max(0, highwater - (committed or 0))
+        return lag
+    except Exception:  # noqa: BLE001 - not started yet, or rebalancing
+        return None
+
+
+def make_dispatcher(settings: Settings, pipeline: Pipeline) -> Dispatcher:
+    from pipeline.alerts.subscriptions import SubscriptionStore
+
+    store = SubscriptionStore(settings, pipeline.es)
+    return Dispatcher(
+        settings,
+        pipeline.outbox,
+        lambda sub_id: pipeline.subscriptions.index.get(sub_id),
+        catch_up=lambda: pipeline.subscriptions.catch_up(),
+        disable_channel=store.disable_channel,
+    )
 
 
 def _dead_for(by_id: dict[str, InMessage], article, stage: str, error: str) -> DeadLetter:
@@ -180,6 +256,9 @@ class Worker(faust.Worker):
 
     async def on_stop(self) -> None:
         self.ready_file.unlink(missing_ok=True)
+        status_file = getattr(self.app, "status_file", None)
+        if status_file is not None:
+            status_file.unlink(missing_ok=True)
         await super().on_stop()
 
 

@@ -7,6 +7,7 @@ from schemas.models import (
     CleanArticle,
     Dateline,
     DeadLetter,
+    DeliveryStatus,
     DuplicateRecord,
     EnrichedArticle,
     Entity,
@@ -16,6 +17,7 @@ from schemas.models import (
     Message,
     RawArticle,
     Subscription,
+    WebhookChannel,
 )
 
 #: every model that crosses a topic, by the file stem its JSON Schema is exported to
@@ -37,6 +39,7 @@ __all__ = [
     "CleanArticle",
     "Dateline",
     "DeadLetter",
+    "DeliveryStatus",
     "DuplicateRecord",
     "EnrichedArticle",
     "Entity",
@@ -46,4 +49,5 @@ __all__ = [
     "Message",
     "RawArticle",
     "Subscription",
+    "WebhookChannel",
 ]

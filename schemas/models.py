@@ -39,6 +39,16 @@ def check_schema_version(value: str) -> str:
     return value
 
 
+SourceOrigin = Literal["producer", "site_name", "dateline", "credit_line"]
+"""Where an article's ``source`` came from: the producer, the page's site name, the wire
+dateline's agency ("(Reuters)"), or a credit line ("Source: ...")."""
+
+DateOrigin = Literal["producer", "page", "dateline"]
+"""Where ``published_at`` came from: the producer, the page's metadata, or the dateline date
+resolved against the ingest time."""
+
+
+
 class Message(BaseModel):
     """Base of all topic messages: fields a reader does not know are ignored (a newer minor
     version's additions), a newer major version is refused."""
@@ -65,6 +75,12 @@ class RawArticle(Message):
     published_at: datetime | None = None
     language: str | None = Field(None, description="ISO 639-1 code when the producer knows it")
     ingested_at: datetime = Field(default_factory=utcnow, description="when it was produced")
+    source_origin: SourceOrigin | None = Field(
+        None, description="where ``source`` came from, when not from the producer itself"
+    )
+    published_at_origin: DateOrigin | None = Field(
+        None, description="where ``published_at`` came from, when not from the producer itself"
+    )
 
 
 class Dateline(BaseModel):
@@ -92,6 +108,10 @@ class CleanArticle(Message):
     fingerprint: str | None = Field(
         None, description="hash of the normalised text, set by the dedupe stage"
     )
+    source_origin: SourceOrigin | None = Field(None, description="where ``source`` came from")
+    published_at_origin: DateOrigin | None = Field(
+        None, description="where ``published_at`` came from"
+    )
 
 
 class Mention(BaseModel):
@@ -109,11 +129,26 @@ class Entity(BaseModel):
     offsets: list[Mention]
 
 
+EVENT_ALERT_SALIENCE = 0.5
+"""Event tags below this salience are passing references: kept with their evidence, but not in an
+article's ``event_types`` and never matched by ``event:`` subscriptions (docs/events.md)."""
+
+
 class EventTag(BaseModel):
     type: str = Field(..., description="event type from the taxonomy (pipeline.stages.events)")
     evidence: list[str] = Field(..., description="the sentence(s) that triggered the tag")
     place: str | None = None
     date_text: str | None = None
+    salience: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="how central the event is to the article (1 = headline/lead or repeated); "
+        "below 0.5 a passing reference that search facets and event alerts ignore",
+    )
+
+    @property
+    def alertable(self) -> bool:
+        """Whether the tag counts for ``event_types`` and ``event:`` alerts."""
+        return self.salience >= EVENT_ALERT_SALIENCE
 
 
 class EnrichedArticle(CleanArticle):
@@ -122,6 +157,12 @@ class EnrichedArticle(CleanArticle):
     entities: list[Entity] = Field(default_factory=list)
     events: list[EventTag] = Field(default_factory=list)
     story_id: str | None = Field(None, description="id of the story cluster this article joins")
+    nlp_model: str | None = Field(
+        None, description="spaCy pipeline that found the entities and events; None when none ran"
+    )
+    nlp_note: str | None = Field(
+        None, description="why no entities were extracted (no pipeline for the language), if so"
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict, description="per-stage timings")
     processed_at: datetime = Field(default_factory=utcnow)
 
@@ -146,11 +187,34 @@ class DeadLetter(Message):
     error_type: str
     payload: str = Field(..., description="original payload (UTF-8, or base64 when not text)")
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    payload_truncated: bool = Field(
+        False, description="payload cut to fit one message; payload_size/sha256 name the whole"
+    )
+    payload_size: int | None = Field(None, description="original payload bytes (when truncated)")
+    payload_sha256: str | None = Field(None, description="of the original payload (when truncated)")
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
     failed_at: datetime = Field(default_factory=utcnow)
+
+
+DeliveryState = Literal["pending", "delivered", "retrying", "failed", "refused"]
+"""State of one (alert, channel) delivery (pipeline.alerts.outbox)."""
+
+DigestMode = Literal["as_it_happens", "hourly", "daily"]
+
+
+class WebhookChannel(BaseModel):
+    """A webhook of a subscription. Its URL and signing secret are only ever kept sealed
+    (encrypted, ``sealed``) on the subscriptions topic; ``target`` shows scheme, host and port."""
+
+    id: str = Field(..., description="channel id, e.g. 'wh-3f2a…'")
+    target: str = Field(..., description="scheme://host:port of the URL (no path, query or user)")
+    sealed: str | None = Field(
+        None, description="URL and secret, encrypted; on the subscriptions topic only, never indexed"
+    )
+    disabled: str | None = Field(None, description="why the channel no longer receives (e.g. 410 Gone)")
 
 
 class Subscription(Message):
@@ -161,16 +225,51 @@ class Subscription(Message):
     query: str
     channels: list[str] = Field(
         default_factory=list,
-        description="extra deliveries besides the alerts topic and index, e.g. 'webhook:https://…'",
+        description="extra deliveries besides the alerts topic and index (webhooks: ``webhooks``)",
     )
     created_at: datetime = Field(default_factory=utcnow)
     active: bool = True
+    webhooks: list[WebhookChannel] = Field(default_factory=list)
+    digest: DigestMode = Field(
+        "as_it_happens", description="webhooks get each alert, or one digest per hour / day"
+    )
+    timezone: str | None = Field(None, description="IANA zone of digest periods (default UTC)")
+    per_story: bool = Field(
+        False,
+        description="alert once per story: the first matching article alerts, later articles "
+        "of the same story are attached to that alert as updates",
+    )
 
 
 class AlertMatch(BaseModel):
     terms: list[str] = Field(default_factory=list)
     entities: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=list)
+
+
+class DeliveryStatus(BaseModel):
+    """The state of an alert's delivery to one channel."""
+
+    channel: str = Field(..., description="channel id (WebhookChannel.id)")
+    target: str = Field(..., description="scheme://host:port")
+    state: DeliveryState
+    attempts: int = 0
+    status_code: int | None = Field(None, description="the receiver's last HTTP status")
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    digest_period: datetime | None = Field(None, description="start of the digest period, if any")
+    updated_at: datetime | None = None
+
+class AlertUpdate(BaseModel):
+    """A later article of an alert's story, attached to the alert instead of alerting again."""
+
+    article_id: str
+    title: str
+    source: str | None = None
+    url: str | None = None
+    published_at: datetime | None = None
+    added_at: datetime = Field(default_factory=utcnow)
 
 
 class Alert(Message):
@@ -191,3 +290,12 @@ class Alert(Message):
     ingested_at: datetime | None = Field(None, description="when the article was produced")
     created_at: datetime = Field(default_factory=utcnow)
     latency_ms: float | None = Field(None, description="article ingest to alert, milliseconds")
+    deliveries: list[DeliveryStatus] = Field(
+        default_factory=list, description="state per webhook channel (alerts index, not the topic)"
+    )
+    story_id: str | None = Field(None, description="story of the article (per-story alerts)")
+    updates: list[AlertUpdate] = Field(
+        default_factory=list,
+        description="later articles of the same story (per-story subscriptions only)",
+    )
+

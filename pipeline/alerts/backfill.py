@@ -3,7 +3,8 @@
 The subscription's query is translated to Elasticsearch (the same AST the stream matcher
 evaluates); each hit is confirmed by the stream matcher, which also gives the matched terms
 and snippet. Alerts are claimed in the same ledger as live ones (so a later live match of the
-same article does not fire again), marked ``backfill`` and published to the alerts topic.
+same article does not fire again), marked ``backfill``, published to the alerts topic and put
+in the webhook outbox (sent by a worker, with the same states as live alerts).
 """
 
 from __future__ import annotations
@@ -44,5 +45,6 @@ def backfill_alerts(pipeline, subscription: Subscription, limit: int = MAX_BACKF
             producer.send(pipeline.settings.topic("alerts"), key=alert.id, value=alert)
         producer.flush()
         producer.close()
-        pipeline.ledger.mark_delivered([a.id for a in fired])
+        # webhooks: through the outbox like live alerts (a worker's dispatcher sends them)
+        pipeline.outbox.enqueue(fired, lambda _: subscription)
     return fired

@@ -1,11 +1,16 @@
 """Alert construction and the once-only ledger.
 
 An alert's id is derived from (subscription id, article id). The ``news-alerts`` index is the
-ledger: an alert is *claimed* by creating its document (``op_type=create``, status ``pending``)
-and, once published to the alerts topic (and webhooks), marked ``delivered``. A redelivered
-message, a duplicate article or a restarted worker therefore never fires the same
-(subscription, article) twice, while an alert whose publication was interrupted (still
-``pending``) is published again: at-least-once on the topic, once in the index.
+ledger: an alert is *claimed* by creating its document (``op_type=create``, status ``pending``,
+``published`` false) and, once published to the alerts topic and its webhook deliveries are in
+the outbox (:mod:`pipeline.alerts.outbox`), marked ``published``. A redelivered message, a
+duplicate article or a restarted worker therefore never fires the same (subscription, article)
+twice, while an alert whose publication was interrupted (not ``published``) is published
+again: at-least-once on the topic, once in the index. ``status`` then follows the webhook
+deliveries (``deliveries``: one state per channel; ``delivered`` when there are none).
+
+A document the index rejects is the problem of its alert only: :meth:`AlertLedger.claim`
+returns it apart, and the worker dead-letters that alert while the others go on.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from datetime import datetime
 
 from elasticsearch import Elasticsearch
 
+from pipeline.alerts.per_story import attach_updates, story_alert_id
 from pipeline.es import bulk
 from pipeline.ids import stable_hash
 from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
@@ -34,8 +40,10 @@ def make_alert(
     now: datetime | None = None,
 ) -> Alert:
     now = now or utcnow()
+    per_story = subscription.per_story and article.story_id  # one alert per story, see per_story.py
     return Alert(
-        id=alert_id(subscription.id, article.id),
+        id=story_alert_id(subscription.id, article.story_id) if per_story else alert_id(subscription.id, article.id),
+        story_id=article.story_id,
         subscription_id=subscription.id,
         query=subscription.query,
         owner=subscription.owner,
@@ -57,6 +65,7 @@ def alert_document(alert: Alert, status: str) -> dict:
     doc = alert.model_dump(mode="json")
     doc["@timestamp"] = doc["created_at"]
     doc["status"] = status
+    doc["published"] = False
     return doc
 
 
@@ -68,10 +77,19 @@ class AlertLedger:
         self.index = index
 
     def claim(self, alerts: list[Alert]) -> list[Alert]:
-        """Record ``alerts``; returns the ones to publish now: the new ones, and those a
-        previous attempt claimed but did not finish delivering."""
+        """Record ``alerts``; returns the ones to publish now (see :meth:`claim_isolated`).
+        Raises when the index rejects any of them."""
+        fired, rejected = self.claim_isolated(alerts)
+        if rejected:
+            raise RuntimeError(f"alerts index rejected {len(rejected)} alert(s): {rejected[0][1]}")
+        return fired
+
+    def claim_isolated(self, alerts: list[Alert]) -> tuple[list[Alert], list[tuple[Alert, str]]]:
+        """Record ``alerts``; returns the ones to publish now (the new ones, and those a
+        previous attempt claimed but did not publish) and the (alert, error) pairs the index
+        rejected."""
         if not alerts:
-            return []
+            return [], []
         actions = (
             {
                 "_op_type": "create",
@@ -81,34 +99,38 @@ class AlertLedger:
             }
             for a in alerts
         )
-        conflicts, failures = set(), []
+        conflicts, failures = set(), {}
         for error in bulk(self.es, actions):
             item = error.get("create", {})
             if item.get("status") == 409:
                 conflicts.add(item["_id"])
             else:
-                failures.append(error)
-        if failures:
-            raise RuntimeError(f"alerts index rejected {len(failures)} alert(s): {failures[:3]}")
-        unfinished = self._pending(conflicts)
-        return [a for a in alerts if a.id not in conflicts or a.id in unfinished]
+                reason = item.get("error", {})
+                failures[item.get("_id")] = (
+                    f"{reason.get('type', 'error')}: {reason.get('reason', '')}"[:500]
+                    if isinstance(reason, dict) else str(reason)[:500]
+                )
+        unfinished = self._unpublished(conflicts)
+        # per-story subscriptions: a later article of the story is an update of its alert
+        updated = {(a.id, a.article_id) for a in attach_updates(
+            self.es, self.index, [a for a in alerts if a.id in conflicts and a.id not in failures])}
+        fired = [
+            a for a in alerts
+            if a.id not in failures
+            and (a.id not in conflicts or (a.id in unfinished and (a.id, a.article_id) not in updated))
+        ]
+        return fired, [(a, failures[a.id]) for a in alerts if a.id in failures]
 
-    def _pending(self, ids: set[str]) -> set[str]:
+    def _unpublished(self, ids: set[str]) -> set[str]:
         if not ids:
             return set()
-        found = self.es.mget(index=self.index, ids=sorted(ids), source_includes=["status"])
+        found = self.es.mget(index=self.index, ids=sorted(ids), source_includes=["status", "published"])
         return {
-            d["_id"] for d in found["docs"] if d.get("found") and d["_source"]["status"] == "pending"
+            d["_id"]
+            for d in found["docs"]
+            if d.get("found")
+            and not d["_source"].get("published", d["_source"].get("status") != "pending")
         }
-
-    def mark_delivered(self, ids: list[str]) -> None:
-        actions = (
-            {"_op_type": "update", "_index": self.index, "_id": i, "doc": {"status": "delivered"}}
-            for i in ids
-        )
-        failures = bulk(self.es, actions)
-        if failures:
-            raise RuntimeError(f"could not mark {len(failures)} alert(s) delivered: {failures[:3]}")
 
     def history(self, subscription_id: str | None = None, size: int = 50) -> list[Alert]:
         """The latest alerts, newest first (of one subscription when given)."""
@@ -120,4 +142,4 @@ class AlertLedger:
 
 
 def _strip(doc: dict) -> dict:
-    return {k: v for k, v in doc.items() if k not in ("@timestamp", "status")}
+    return {k: v for k, v in doc.items() if k not in ("@timestamp", "status", "published")}

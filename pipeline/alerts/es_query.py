@@ -36,6 +36,8 @@ TEXT_FIELDS = {
     "title": ("search_title", "search_title_compounds"),
 }
 _EQUALS_FIELDS = {"source": "source", "lang": "language"}
+MAX_ENTITY_IDS = 1024
+"""most entity ids one ``entity:`` clause sends (a name shared by more entities is capped)"""
 
 
 def _any_of(clauses: list[dict]) -> dict:
@@ -61,7 +63,7 @@ def _field(node: Field, entity_resolver: EntityResolver) -> dict:
     if node.name == "title":
         return _text("title", node.value)
     if node.name == "entity":
-        ids = sorted(entity_resolver(value))
+        ids = sorted(entity_resolver(value))[:MAX_ENTITY_IDS]  # a bounded terms list
         return {"terms": {"entity_ids": ids}} if ids else {"match_none": {}}
     if node.name == "event":
         return {"term": {"event_types": normalize_event_type(value)}}

@@ -108,7 +108,7 @@ class ArticleView:
             title_keys=frozenset(s.token for s in title_spans)
             | frozenset(compounds_from_spans(title_spans)),
             entity_ids=frozenset(e.id for e in article.entities),
-            event_types=frozenset(normalize_event_type(e.type) for e in article.events),
+            event_types=frozenset(normalize_event_type(e.type) for e in article.events if e.alertable),
             source=article.source.casefold() if article.source else None,
             language=article.language.casefold() if article.language else None,
         )

@@ -29,6 +29,7 @@ __all__ = [
     "Field",
     "MAX_DEPTH",
     "MAX_QUERY_LENGTH",
+    "MAX_TERMS",
     "Node",
     "Not",
     "Or",
@@ -47,6 +48,8 @@ FIELDS = ("entity", "event", "source", "lang", "title")
 KEYWORDS = ("AND", "OR", "NOT")
 MAX_QUERY_LENGTH = 4096
 MAX_DEPTH = 32
+MAX_TERMS = 64
+"""most terms, phrases and fields in one query (each costs every matched article a lookup)"""
 
 _OPEN_QUOTES = {'"': '"', "\u201c": "\u201d"}
 _FIELD_RE = re.compile(r"([A-Za-z]+):(.*)", re.DOTALL)
@@ -220,10 +223,31 @@ class _Lexer:
 
 
 def _checked(node: Term | Phrase) -> Term | Phrase:
-    """Reject a term or phrase with nothing searchable in it (e.g. '&' or '"--"')."""
+    """Reject a term or phrase with nothing searchable in it (e.g. '&' or '"--"'), or written
+    as a wildcard, regular expression or fuzzy term (:func:`_reject_patterns`)."""
     if not token_spans(node.text):
         raise QuerySyntaxError(f"'{node.text}' has no letters or digits", node.pos)
+    _reject_patterns(node)
     return node
+
+
+_REGEX_RE = re.compile(r"/.+/")
+_FUZZY_RE = re.compile(r"\w~\d*$")
+
+
+def _reject_patterns(node: Term | Phrase) -> None:
+    """Wildcards, regexes and fuzzy terms are refused, never passed on: they would make the
+    cluster scan its whole term dictionary (a leading wildcard above all), and a word already
+    matches its inflections ("sanction" finds "sanctions")."""
+    text = node.text
+    hint = "write the word itself: a term already matches its other forms"
+    if _REGEX_RE.fullmatch(text):
+        raise QuerySyntaxError(f"regular expressions are not supported: '{text}'", node.pos, hint)
+    if "*" in text or "?" in text.rstrip("?"):
+        where = "leading wildcards" if text.lstrip("\"'(")[:1] in ("*", "?") else "wildcards"
+        raise QuerySyntaxError(f"{where} are not supported: '{text}'", node.pos, hint)
+    if isinstance(node, Term) and _FUZZY_RE.search(text):
+        raise QuerySyntaxError(f"fuzzy terms (~) are not supported: '{text}'", node.pos, hint)
 
 
 def _checked_field(node: Field) -> Field:
@@ -232,6 +256,8 @@ def _checked_field(node: Field) -> Field:
     empty = not normalize_event_type(text) if node.name == "event" else not text.strip()
     if empty or (node.name in ("title", "entity") and not token_spans(text)):
         raise QuerySyntaxError(f"field '{node.name}:' has an empty value", node.pos)
+    if node.name in ("title", "entity"):
+        _reject_patterns(node.value)
     return node
 
 
@@ -365,4 +391,18 @@ def parse_query(query: str) -> Node:
         raise QuerySyntaxError("empty query")
     node = _Parser(tokens).parse()
     _reject_negative(node)
+    terms = _count_terms(node)
+    if terms > MAX_TERMS:
+        raise QuerySyntaxError(
+            f"query has {terms} terms, more than {MAX_TERMS}",
+            hint="split it into several subscriptions",
+        )
     return node
+
+
+def _count_terms(node: Node) -> int:
+    if isinstance(node, (Term, Phrase, Field)):
+        return 1
+    if isinstance(node, Not):
+        return _count_terms(node.child)
+    return sum(_count_terms(child) for child in node.children)

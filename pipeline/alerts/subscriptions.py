@@ -9,22 +9,34 @@ partitioned between workers: each worker follows the whole topic with its own gr
 consumer (:class:`SubscriptionFollower`) into its in-memory :class:`SubscriptionIndex`, and
 catches up to the topic's end before matching each batch, so a subscription acknowledged
 before an article was produced is always applied to that article.
+
+A subscription is checked against its size limits (``NEWS_SUBSCRIPTION_MAX_*``) and live only
+once stored: it is written to the index first, then to the topic (which the workers follow); if
+the topic write fails, the index copy is removed again. Webhook URLs and signing secrets are
+kept sealed on the topic only (:mod:`pipeline.alerts.secrets`); the index holds the channel
+without them, and the secret is shown once, in what :meth:`SubscriptionStore.create` returns.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from elasticsearch import Elasticsearch, NotFoundError
 from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from pipeline.alerts.matcher import SubscriptionIndex
 from pipeline.alerts.query import parse_query
+from pipeline.alerts.secrets import WebhookSecret, new_signing_secret, seal
+from pipeline.alerts.webhook import WEBHOOK_PREFIX, TargetRules, WebhookRefused, check_webhook_url, target_of
 from pipeline.ids import stable_hash
 from pipeline.kafka import make_consumer, make_producer
 from pipeline.settings import Settings
-from schemas import Subscription
+from schemas import Subscription, WebhookChannel
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +44,53 @@ log = logging.getLogger(__name__)
 def subscription_id(owner: str, query: str) -> str:
     """Deterministic: subscribing twice to the same query is one subscription."""
     return "sub-" + stable_hash("subscription", owner, " ".join(query.split()))[:12]
+
+
+class SubscriptionRejected(ValueError):
+    """A subscription over its size limits or with a webhook the target rules refuse."""
+
+
+@dataclass
+class NewSubscription:
+    subscription: Subscription
+    webhook_secrets: dict[str, str] = field(default_factory=dict)
+    """channel id -> signing secret: shown once, here, and never again"""
+
+
+def public(subscription: Subscription) -> Subscription:
+    """The subscription without sealed channel data (index, API answers, CLI)."""
+    webhooks = [c.model_copy(update={"sealed": None}) for c in subscription.webhooks]
+    return subscription.model_copy(update={"webhooks": webhooks})
+
+
+def check_limits(settings: Settings, query: str, owner: str, urls: list[str], others: list[str],
+                 digest: str, tz: str | None) -> None:
+    def refuse(what: str) -> None:
+        raise SubscriptionRejected(what)
+
+    if len(query) > settings.subscription_max_query_chars:
+        refuse(f"query is {len(query)} characters; the limit is {settings.subscription_max_query_chars}")
+    if not owner.strip() or len(owner) > settings.subscription_max_owner_chars:
+        refuse(f"owner must be 1 to {settings.subscription_max_owner_chars} characters, got {len(owner)}")
+    if len(urls) + len(others) > settings.subscription_max_channels:
+        refuse(f"{len(urls) + len(others)} channels; the limit is {settings.subscription_max_channels}")
+    for channel in others:
+        refuse(f"unknown channel kind {channel.split(':', 1)[0][:40]!r} (use webhook URLs)")
+    rules = TargetRules.from_settings(settings)
+    for n, url in enumerate(urls, 1):
+        if len(url) > settings.subscription_max_url_chars:
+            refuse(f"webhook {n} is {len(url)} characters; the limit is {settings.subscription_max_url_chars}")
+        try:
+            check_webhook_url(url, rules=rules)
+        except WebhookRefused as exc:
+            refuse(f"webhook {n} refused: {exc}")
+    if digest not in ("as_it_happens", "hourly", "daily"):
+        refuse(f"digest must be as_it_happens, hourly or daily, got {digest[:40]!r}")
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            refuse(f"unknown time zone {tz[:60]!r} (use an IANA name such as Europe/Paris)")
 
 
 class SubscriptionStore:
@@ -50,20 +109,69 @@ class SubscriptionStore:
             self._producer = make_producer(self.settings)
         return self._producer
 
-    def add(self, query: str, owner: str = "default", channels: list[str] | None = None) -> Subscription:
-        """Validate ``query`` (raises QuerySyntaxError) and store the subscription."""
+    def add(self, query: str, owner: str = "default", channels: list[str] | None = None, **options) -> Subscription:
+        """Validate and store a subscription (raises QuerySyntaxError, SubscriptionRejected).
+        ``channels``: ``webhook:URL`` strings. Returns it without secrets (see :meth:`create`)."""
+        return self.create(query, owner=owner, channels=channels, **options).subscription
+
+    def create(
+        self,
+        query: str,
+        owner: str = "default",
+        channels: list[str] | None = None,
+        *,
+        webhooks: list[str] | None = None,
+        digest: str = "as_it_happens",
+        timezone: str | None = None,
+        per_story: bool = False,
+    ) -> NewSubscription:
+        """Validate and store a subscription; the new webhooks' signing secrets are returned
+        here only. Adding the same (owner, query) again replaces it, with new secrets."""
+        channels = list(channels or [])
+        urls = list(webhooks or []) + [c[len(WEBHOOK_PREFIX):] for c in channels if c.startswith(WEBHOOK_PREFIX)]
+        others = [c for c in channels if not c.startswith(WEBHOOK_PREFIX)]
+        check_limits(self.settings, query, owner, urls, others, digest, timezone)
         parse_query(query)
+        sub_id = subscription_id(owner, query)
+        made, shown = [], {}
+        for url in urls:
+            channel_id = "wh-" + secrets.token_hex(6)
+            shown[channel_id] = new_signing_secret()
+            made.append(WebhookChannel(
+                id=channel_id, target=target_of(url),
+                sealed=seal(self.settings, WebhookSecret(url=url, secret=shown[channel_id])),
+            ))
         subscription = Subscription(
-            id=subscription_id(owner, query), owner=owner, query=query, channels=channels or []
+            id=sub_id, owner=owner, query=query, webhooks=made, digest=digest, timezone=timezone,
+            per_story=per_story,
         )
-        self.producer.send(self.topic, key=subscription.id, value=subscription).get(timeout=30)
+        self._store(subscription)
+        return NewSubscription(public(subscription), shown)
+
+    def _store(self, subscription: Subscription) -> None:
+        """Index first, then the topic the workers follow: live only once stored."""
         self.es.index(
             index=self.index,
             id=subscription.id,
-            document=subscription.model_dump(mode="json"),
+            document=public(subscription).model_dump(mode="json"),
             refresh="wait_for",
         )
-        return subscription
+        try:
+            self.producer.send(self.topic, key=subscription.id, value=subscription).get(timeout=30)
+        except Exception:
+            try:
+                self.es.delete(index=self.index, id=subscription.id, refresh="wait_for")
+            except NotFoundError:
+                pass
+            raise
+
+    def disable_channel(self, subscription: Subscription, channel_id: str, reason: str) -> None:
+        """Stop delivering to one channel (its receiver answered 410 Gone); shown as disabled."""
+        webhooks = [
+            c.model_copy(update={"disabled": reason[:500]}) if c.id == channel_id else c
+            for c in subscription.webhooks
+        ]
+        self._store(subscription.model_copy(update={"webhooks": webhooks}))
 
     def remove(self, sub_id: str) -> bool:
         """Remove a subscription; False when it did not exist."""
@@ -103,20 +211,34 @@ class SubscriptionFollower:
         self.consumer.seek_to_beginning(self.partition)
         self._lock = threading.Lock()
 
-    def catch_up(self, timeout_s: float = 10.0) -> int:
-        """Apply every subscription change up to the topic's current end; returns how many."""
+    def catch_up(self, timeout_s: float = 5.0) -> int:
+        """Apply every subscription change up to the topic's current end; returns how many.
+
+        Never returns short of the end: while the broker is away it raises a transient Kafka
+        error (KafkaTimeoutError) after ``timeout_s``, which callers retry
+        (:func:`pipeline.process.retry_transient`); matching against a partial index would
+        lose alerts.
+        """
+        timeout_ms = int(timeout_s * 1000)
         with self._lock:
-            end = self.consumer.end_offsets([self.partition])[self.partition]
+            end = self.consumer.end_offsets([self.partition], timeout_ms=timeout_ms)[self.partition]
             applied = 0
-            while self.consumer.position(self.partition) < end:
-                batch = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+            while self._position(timeout_ms) < end:
+                batch = self.consumer.poll(timeout_ms=timeout_ms)
                 if not batch:
-                    log.warning("subscriptions topic: no progress towards offset %d", end)
-                    break
+                    raise KafkaTimeoutError(
+                        f"subscriptions topic: no progress towards offset {end} in {timeout_s}s"
+                    )
                 for record in batch.get(self.partition, []):
                     self._apply(record.key, record.value)
                     applied += 1
             return applied
+
+    def _position(self, timeout_ms: int) -> int:
+        position = self.consumer.position(self.partition, timeout_ms=timeout_ms)
+        if position is None:  # no answer within the timeout
+            raise KafkaTimeoutError("subscriptions topic: no position (broker unreachable?)")
+        return position
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         sub_id = key.decode("utf-8") if key else None
@@ -130,6 +252,9 @@ class SubscriptionFollower:
         except ValueError as exc:  # a bad record must not stop the worker
             log.error("ignoring invalid subscription record %r: %s", sub_id, exc)
             return
+        if any(c.startswith(WEBHOOK_PREFIX) for c in subscription.channels):
+            log.warning("subscription %s: a webhook stored by an older version is not delivered "
+                        "(its URL was not sealed); add the subscription again", subscription.id)
         self.index.remove(subscription.id)
         if subscription.active:
             self.index.add(subscription)

@@ -11,7 +11,7 @@ Series (all prefixed ``newspipe_``):
 - ``dead_letters_total{stage,reason}``: dead letters; reason = the error's type (bounded)
 - ``dedupe_hits_total{kind}``: duplicates found, exact or near
 - ``alert_latency_seconds``: histogram of ingest -> alert published
-- ``webhook_deliveries_total{outcome}``: delivered / failed
+- ``webhook_deliveries_total{outcome}``: webhook attempts, delivered / refused / retrying / failed
 - ``consumer_lag{topic,partition}``: end offset - committed offset of the worker group
 - ``api_requests_total{method,route,status}``: the HTTP API (:func:`instrument_api`)
 - ``retention_runs_total`` / ``retention_deleted_total{what}``: the retention timer
@@ -83,8 +83,11 @@ def record_sent(topic: str, models) -> None:
                 ALERT_LATENCY.observe(alert.latency_ms / 1000)
 
 
-def record_webhook(delivered: bool) -> None:
-    WEBHOOKS.labels("delivered" if delivered else "failed").inc()
+def record_webhook(outcome: str | bool) -> None:
+    """One webhook attempt's outcome: delivered / refused / retrying / failed (True/False)."""
+    if isinstance(outcome, bool):
+        outcome = "delivered" if outcome else "failed"
+    WEBHOOKS.labels(outcome).inc()
 
 
 def serve(port: int, host: str = "127.0.0.1") -> int:

@@ -279,7 +279,9 @@ def status(es: Elasticsearch, settings: Settings, now: datetime | None = None) -
     """Sizes of the index families and what retention deletes next (for ``newspipe status``)."""
     now = now or utcnow()
     rows = []
-    for family in ("articles", "alerts", "fingerprints", "entities", "subscriptions", "apikeys"):
+    from pipeline.es import FAMILIES
+
+    for family in FAMILIES:
         infos = family_indices(es, settings.index(family))
         if not infos:
             continue

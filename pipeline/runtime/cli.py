@@ -58,11 +58,19 @@ def cmd_down() -> None:
 
 def cmd_status() -> None:
     """Show what runs where."""
-    statuses = LocalRuntime().status()
+    from pipeline.runtime.health import describe, read_statuses
+
+    runtime = LocalRuntime()
+    statuses = runtime.status()
     console.print(_table(statuses))
     for s in statuses:
         if s.note:
             console.print(f"[yellow]{s.name}:[/] {s.note}")
+    workers = read_statuses(runtime.settings.data_dir)
+    for worker in workers:  # what each worker waits for, its consumer lag, its last error
+        console.print(describe(worker), markup=False, highlight=False)
+    if not workers:
+        console.print("no worker running (newspipe worker)")
     from pipeline.ops.cli import print_retention_status
 
     print_retention_status(quiet=True)  # index sizes and the next deletion, when reachable

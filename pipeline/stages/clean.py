@@ -8,7 +8,8 @@ Steps, in order (each a small function below):
 3. drop the Reuters sign-off (" Reuter" at the very end);
 4. drop boilerplate lines anywhere (navigation, ad markers, weather, copyright/cookie notices;
    rules in ``pipeline/data/boilerplate.json``) and ad markers wrapped in dashes or brackets;
-5. rebuild paragraphs from lines: abbreviations split by a line break ("U" / "S. envoy"),
+5. rebuild paragraphs from lines: abbreviations split by a line break ("U" / "S. envoy", but
+   not a heading "Plan B" / "A. Smith, a spokesman ..." — after the initial comes a name),
    words hyphenated across lines, hard-wrapped lines; a line that ends a sentence, a blank line
    or an indented line starts a new paragraph;
 6. the leading page chrome (short lines, page dates, breadcrumbs), a byline and a headline
@@ -28,6 +29,7 @@ import ftfy
 
 from pipeline.ids import article_id
 from pipeline.settings import get_settings
+from pipeline.sources.attribution import attribute
 from pipeline.stages.language import detect_language, normalise_language_code
 from schemas.models import CleanArticle, Dateline, RawArticle
 
@@ -95,6 +97,9 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 _BROKEN_ABBREVIATION_END = re.compile(r"(?:^|[\s(\"“])[A-Z]\.?$")
 _BROKEN_ABBREVIATION_START = re.compile(r"^[A-Z]\.")
+_STARTS_LIKE_NAME_OR_SENTENCE = re.compile(r"^[A-Z]\.\s*(?:[A-Z][^\W\d_]*[a-z]|[A-Z]\.\s*[A-Z][a-z])")
+"""After the initial: a capitalised word ("A. Smith", "J. R. Ewing"), so a name or a sentence."""
+_BYLINE_START = re.compile(r"^(?:By|BY)\s+[A-Z]")
 _HYPHENATED_END = re.compile(r"[^\W_]-$")
 
 # wire datelines: "ISTANBUL, June 2 (Reuters) –", "KYIV, Ukraine, June 2 (Reuters) -",
@@ -164,13 +169,12 @@ def clean(raw: RawArticle, *, max_body_chars: int | None = None) -> CleanArticle
     language = normalise_language_code(raw.language) or detect_language(f"{title}\n{body}")
     return CleanArticle(
         id=article_id(raw),
-        source=raw.source,
+        **attribute(raw, parts.dateline),  # source, published_at and where they came from
         url=raw.url,
         title=title,
         title_origin=title_origin,
         body=body,
         language=language,
-        published_at=raw.published_at,
         ingested_at=raw.ingested_at,
         dateline=parts.dateline,
         authors=parts.authors,
@@ -301,7 +305,10 @@ def _join(
 ) -> str | None:
     """``current`` continued by ``line``, or None when ``line`` starts a new paragraph."""
     nxt = line.text
-    if _BROKEN_ABBREVIATION_END.search(current) and _BROKEN_ABBREVIATION_START.match(nxt):
+    wrapped = bool(wrap_width and _is_full(previous, wrap_width))
+    if _BROKEN_ABBREVIATION_END.search(current) and _BROKEN_ABBREVIATION_START.match(nxt) and (
+        wrapped or not _STARTS_LIKE_NAME_OR_SENTENCE.match(nxt)
+    ):
         return f"{current.rstrip('.')}.{nxt}"  # "The chief U" + "S. envoy" -> "U.S. envoy"
     if _HYPHENATED_END.search(current) and nxt[0].isalnum():
         if current[-2].isalpha() and nxt[0].islower():
@@ -311,11 +318,11 @@ def _join(
         return None  # an indented line opens a paragraph (wire copy)
     if nxt[0].islower():
         return f"{current} {nxt}"
-    if _TERMINAL.search(current):
+    if _TERMINAL.search(current) or _BYLINE_START.match(nxt):
         return None
-    if wrap_width and _is_full(previous, wrap_width):
+    if wrapped:
         return f"{current} {nxt}"
-    return None
+    return None  # a short line without final punctuation: a heading, not a wrapped line
 
 
 # --- article structure -----------------------------------------------------------------------

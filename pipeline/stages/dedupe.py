@@ -189,14 +189,19 @@ class DedupeResult:
 
     article: CleanArticle
     record: DuplicateRecord | None = None
+    redelivered: bool = False
+    """The same article (same id, same text) was already indexed: a redelivery, which is not a
+    duplicate of itself. The pipeline drops it (``reprocess`` runs process it again)."""
 
     @property
-    def status(self) -> Literal["new", "duplicate"]:
+    def status(self) -> Literal["new", "duplicate", "redelivered"]:
+        if self.redelivered:
+            return "redelivered"
         return "new" if self.record is None else "duplicate"
 
     @property
     def is_new(self) -> bool:
-        return self.record is None
+        return self.record is None and not self.redelivered
 
 
 @dataclass
@@ -312,12 +317,16 @@ def _result(verdict: _Verdict, claimed: dict[str, FingerprintEntry]) -> DedupeRe
     article = verdict.item.article
     if verdict.kind == "claim":
         stored = claimed[verdict.item.sig.fingerprint]
-        if stored.article_id == article.id and stored.status != INDEXED:
-            return DedupeResult(article)
+        if stored.article_id == article.id:
+            # our own record: pending means an earlier attempt did not finish (go on again),
+            # indexed means this is a redelivery of an article already processed
+            return DedupeResult(article, redelivered=stored.status == INDEXED)
         return DedupeResult(article, _record(article, stored.article_id, "exact", 1.0))
     original = verdict.of_article
     if verdict.of_fingerprint is not None:
         original = claimed[verdict.of_fingerprint].article_id
+    if original == article.id:  # the same message twice in one batch: the first one goes on
+        return DedupeResult(article, redelivered=True)
     return DedupeResult(article, _record(article, original, verdict.kind, verdict.similarity))
 
 

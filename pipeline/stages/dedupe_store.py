@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from pipeline.es import TransientBulkError, is_transient_item
+from pipeline.es import ServerBusy, is_transient_item
 
 PENDING = "pending"
 """The article was claimed by the dedupe stage and is on its way to the index."""
@@ -149,8 +149,8 @@ class ElasticsearchFingerprintStore:
                 conflicts.append(entry.fingerprint)
             elif result["status"] in (200, 201):
                 stored[entry.fingerprint] = entry
-            elif is_transient_item(result):  # read-only index, full disk: retried, not dead
-                raise TransientBulkError([item])
+            elif is_transient_item(result):  # busy, read-only (flood stage): the caller retries
+                raise ServerBusy(f"claim {entry.fingerprint}: {result.get('error')}")
             else:
                 raise FingerprintStoreError(f"claim {entry.fingerprint}: {result.get('error')}")
         stored.update(self._get(conflicts))
@@ -180,7 +180,7 @@ class ElasticsearchFingerprintStore:
         for fp, item in zip(fingerprints, response["items"], strict=True):
             result = item["update"]
             if is_transient_item(result):
-                raise TransientBulkError([item])
+                raise ServerBusy(f"mark_indexed {fp}: {result.get('error')}")
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
 

@@ -22,8 +22,13 @@ A batch is resolved in two passes: all full names are registered first, then sho
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 
 from spacy.language import Language
@@ -31,13 +36,17 @@ from spacy.tokens import Doc, Span
 
 from schemas.models import CleanArticle, Entity, EntityType, Mention
 from pipeline.stages.names import (
+    ROLE_TITLES,
     PersonName,
     canonical_place,
     first_names_compatible,
     fold_name,
     fold_word,
+    is_initial,
+    is_role_word,
     is_run_together,
     leading_title_count,
+    place_plural,
     slug,
     split_person,
     strip_possessive,
@@ -107,6 +116,17 @@ def secondary_key(surname: str, first: str) -> str:
     return f"person:{surname}:{first}"
 
 
+def initial_key(surname: str, initial: str, ambiguous: bool = False) -> str:
+    """Registry key of the first full name with this surname and first initial; with
+    ``ambiguous``, the marker that a second, different first name with that initial exists."""
+    return f"person:{surname}:{initial[0]}." + ("?" if ambiguous else "")
+
+
+INITIAL_DOMINANCE = 3
+"""An initial ("J. Smith") links to the full name of its article with the same initial only when
+that name has at least 3x the mentions of every other candidate (or is the only one)."""
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -131,16 +151,89 @@ class _Mention:
     start: int
     end: int
     place: str | None = None  # canonical place when the alias table knows it
+    plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
     person: PersonName | None = None
     id: str = ""
     name: str = ""
 
 
+_DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
+_GLUE = re.compile(r"^(of|in|on|at|to|for|from|by|with|and|the|as)(?=[A-Z][a-z])")
+"""A function word glued to a capitalised word by a lost line break or space ("ofNew Labour")."""
+
+ALIASES_PATH = Path(__file__).resolve().parents[1] / "data" / "entity_aliases.json"
+
+PORTFOLIO_WORDS = ROLE_TITLES | frozenset(
+    {"state", "defense", "defence", "interior", "finance", "foreign", "justice", "trade", "health",
+     "energy", "agriculture", "economy", "education", "culture", "home", "treasury", "labor", "labour",
+     "commerce", "transport", "environment", "industry", "security"}
+)
+"""Words naming a government portfolio: a one-word "organisation" made of one of them next to a
+role ("Defense Minister", "Secretary of State") is part of a title, not an organisation."""
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    acronyms: dict[str, str]
+    types: dict[str, EntityType]
+    role_heads: frozenset[str]
+    role_of: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> Gazetteer:
+    """The entity gazetteer (pipeline/data/entity_aliases.json), loaded once."""
+    raw = json.loads(ALIASES_PATH.read_text("utf-8"))
+    return Gazetteer(
+        acronyms=dict(raw["acronyms"]),
+        types={name.casefold(): etype for etype, names in raw["types"].items() for name in names},
+        role_heads=frozenset(raw["role_heads"]),
+        role_of=frozenset(raw["role_of"]),
+    )
+
+
+def normalise_surface(text: str) -> str:
+    """A mention's surface without a leading determiner or glued function word and without a
+    possessive: "the European Union's" -> "European Union", "ofNew Labour" -> "New Labour"."""
+    text = " ".join(text.split())
+    words = text.split(" ")
+    while len(words) > 1 and words[0].lower() in _DETERMINERS:
+        words = words[1:]
+    text = _GLUE.sub("", " ".join(words))
+    return strip_possessive(text)
+
+
+def _is_role_part(span: Span) -> bool:
+    """A one-word portfolio mention inside a role: "Defense Minister", "Secretary of State"."""
+    if len(span) != 1 or span[0].lower_ not in PORTFOLIO_WORDS:
+        return False
+    doc, gaz = span.doc, gazetteer()
+    after = doc[span.end].lower_ if span.end < len(doc) else ""
+    before = [t.lower_ for t in doc[max(0, span.start - 2): span.start]]
+    return after in gaz.role_heads or (len(before) == 2 and before[1] == "of" and before[0] in gaz.role_of)
+
+
+def _extend_first_name(span: Span) -> int:
+    """Start of a one-word person span extended over a first name the NER left out, when a title
+    precedes it: "Defence Minister [Rustem] Umerov" -> start of "Rustem"."""
+    start, doc = span.start, span.doc
+    if len(span) != 1 or start < 2:
+        return start
+    candidate, title = doc[start - 1], doc[start - 2]
+    if (candidate.is_title and candidate.is_alpha and not candidate.ent_type_ and not candidate.is_sent_start
+            and not is_role_word(candidate.text) and is_role_word(title.text)):
+        return start - 1
+    return start
+
+
 def _trim(span: Span, strip_titles: bool) -> Span | None:
-    """The span without trailing possessive/punctuation and (persons) leading title words."""
+    """The span without leading determiners, trailing possessive/punctuation and (persons) leading
+    title words."""
     start, end = span.start, span.end
     while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
         end -= 1
+    while end - start > 1 and span.doc[start].lower_ in _DETERMINERS:
+        start += 1
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
     return span.doc[start:end] if end > start else None
@@ -153,23 +246,126 @@ def _mention(span: Span) -> _Mention | None:
         return None
     if span.ent_id_:  # placed by the place ruler: canonical place is the pattern id
         etype = "location"
+    elif _is_role_part(span):
+        return None
+    if etype == "person":
+        span = span.doc[_extend_first_name(span): span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
     if trimmed is None or sum(c.isalpha() for c in trimmed.text) < 2:
         return None
-    mention = _Mention(etype, trimmed.text, trimmed.start_char, trimmed.end_char)
+    start_char = trimmed.start_char
+    glued = _GLUE.match(trimmed.text)
+    if glued:
+        start_char += len(glued.group(0))
+    text = trimmed.doc.text[start_char:trimmed.end_char]
+    if not span.ent_id_:
+        etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
+    mention = _Mention(etype, text, start_char, trimmed.end_char)
     if span.ent_id_:
         mention.place = span.ent_id_
     elif etype == "location":
         mention.place = canonical_place(trimmed.text)
     elif etype == "person":
-        mention.person = split_person(trimmed.text)
+        mention.person = split_person(text)
         if mention.person is None:
             return None
+    if mention.place is None and len(trimmed) == 1:
+        mention.plural_of = place_plural(trimmed.text)
     return mention
 
 
 def _article_mentions(doc: Doc) -> list[_Mention]:
-    return [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    _settle_plural_places(mentions)
+    _agree_types(mentions)
+    _link_acronyms(doc.text, mentions)
+    return mentions
+
+
+def _settle_plural_places(mentions: list[_Mention]) -> None:
+    """A location span that is a place's plural ("both Turkeys", machine-translation noise) is
+    that place only when the article also names the place itself as a location; otherwise it
+    keeps its own name (birds, peppers and people are not countries)."""
+    places = {m.place for m in mentions if m.type == "location" and m.place}
+    for m in mentions:
+        if m.plural_of is not None and m.plural_of in places:
+            m.type, m.place, m.person = "location", m.plural_of, None
+
+
+_TIE_ORDER = ("organization", "location", "group", "misc", "person")
+
+
+def _agree_types(mentions: list[_Mention]) -> None:
+    """One type per surface within an article: the majority label of its mentions (ties go to the
+    non-person type). Alias-table places and gazetteer-typed names keep their type."""
+    by_surface: dict[str, list[_Mention]] = {}
+    for m in mentions:
+        by_surface.setdefault(normalise_surface(m.text).casefold(), []).append(m)
+    for surface, group in by_surface.items():
+        fixed = gazetteer().types.get(surface)
+        votes = Counter(m.type for m in group)
+        if fixed is None and len(votes) < 2:
+            continue
+        if fixed is None:
+            best = max(votes.values())
+            fixed = next(t for t in _TIE_ORDER if votes.get(t) == best)
+        for m in group:
+            if m.type == fixed or (m.place is not None and fixed != "person" and m.type == "location"):
+                continue
+            if fixed == "person":
+                m.person = split_person(m.text)
+                if m.person is None:
+                    continue
+            else:
+                m.person = None
+            m.type = fixed
+            m.place = canonical_place(m.text) if fixed == "location" else None
+
+
+_ACRONYM = re.compile(r"^\s*\(([A-Z][A-Za-z.&]{1,9})\)")
+_MINOR = frozenset({"of", "and", "for", "the", "on", "in", "de", "&"})
+
+
+def acronym_of(expansion: str) -> str:
+    """Initials of the capitalised words of ``expansion``: "European Union" -> "EU"."""
+    return "".join(w[0] for w in re.findall(r"[\w'’-]+", expansion) if w.lower() not in _MINOR).upper()
+
+
+def _defines(expansion: str, acronym: str) -> bool:
+    letters = acronym.replace(".", "").replace("&", "").upper()
+    return len(letters) >= 2 and acronym_of(expansion) == letters
+
+
+def _link_acronyms(text: str, mentions: list[_Mention]) -> None:
+    """Acronyms and their expansions share one id: pairs the article defines ("European Union
+    (EU)", initials must match) and pairs of the gazetteer (EU = European Union)."""
+    gaz = gazetteer()
+    expansions: dict[str, tuple[str, EntityType]] = {}
+    for m in mentions:
+        if m.type in ("person", "location") and m.place is not None:
+            continue
+        defined = _ACRONYM.match(text[m.end:m.end + 14])
+        name = normalise_surface(m.text)
+        if defined and _defines(name, defined.group(1)):
+            expansions[defined.group(1).replace(".", "")] = (name, m.type if m.type != "person" else "organization")
+    known = {exp.casefold(): exp for exp in gaz.acronyms.values()}
+    for m in mentions:
+        if m.place is not None and m.type == "location":
+            continue
+        surface = normalise_surface(m.text)
+        key = surface.replace(".", "")
+        if key in expansions:
+            name, etype = expansions[key]
+        elif surface in gaz.acronyms or key in gaz.acronyms:
+            name, etype = gaz.acronyms.get(surface) or gaz.acronyms[key], "organization"
+        elif surface.casefold() in known:
+            name, etype = known[surface.casefold()], "organization"
+        else:
+            continue
+        if any(name == exp for exp, _ in expansions.values()):
+            etype = next(t for exp, t in expansions.values() if exp == name)
+        m.type, m.person, m.place = etype, None, None
+        m.name, m.id = name, f"{etype}:{slug(name)}"
 
 
 # --- resolution ------------------------------------------------------------------------------
@@ -194,7 +390,11 @@ class _Resolver:
 
     def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
         """Pass 1: the entry of each full name, registering new primaries/secondaries."""
-        self._fetch(k for p in persons for k in (primary_key(p.surname), secondary_key(p.surname, p.first)))
+        self._fetch(
+            k for p in persons
+            for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
+                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
+        )
         resolved = [self._resolve_full(p) for p in persons]
         self.registry.register(self.new)
         self.new = []
@@ -205,13 +405,40 @@ class _Resolver:
         if primary is None:
             entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
             self._remember(entry)
+            self._mark_initial(person, entry)
             return entry
-        if first_names_compatible(person.first, _first_of(primary.name)):
+        if _first_of(primary.name) == person.first:
             return primary
         key = secondary_key(person.surname, person.first)
         if key not in self.known:
             self._remember(RegistryEntry(key, key, person.display, "person"))
+            self._mark_initial(person, self.known[key])
         return self.known[key]
+
+    def _mark_initial(self, person: PersonName, entry: RegistryEntry) -> None:
+        """Remember which full name an initial could stand for, or that it is ambiguous."""
+        key = initial_key(person.surname, person.first)
+        held = self.known.get(key)
+        if held is None:
+            self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
+        elif held.id != entry.id and initial_key(person.surname, person.first, True) not in self.known:
+            marker = initial_key(person.surname, person.first, True)
+            self._remember(RegistryEntry(marker, entry.id, entry.name, "person"))
+
+    def resolve_initials(self, persons: list[PersonName]) -> list[RegistryEntry]:
+        """Pass 1b: initials without a candidate in their article: the registered full name
+        with that initial when it is the only one, else an id of their own."""
+        self._fetch(k for p in persons for k in (initial_key(p.surname, p.first),
+                                                 initial_key(p.surname, p.first, True)))
+        resolved = []
+        for person in persons:
+            held = self.known.get(initial_key(person.surname, person.first))
+            if held is not None and initial_key(person.surname, person.first, True) not in self.known:
+                resolved.append(held)
+            else:
+                key = secondary_key(person.surname, person.first)
+                resolved.append(self.known.get(key) or RegistryEntry(key, key, person.display, "person"))
+        return resolved
 
     def resolve_short_names(self, surnames: list[str]) -> dict[str, RegistryEntry]:
         """Pass 2: registered entries for surname-only (or run-together) words, by folded word."""
@@ -240,8 +467,12 @@ def _first_of(full_name: str) -> str:
 def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRegistry) -> None:
     """Give every person mention (and person-like short non-person mentions) an id and name."""
     resolver = _Resolver(registry)
-    full = [m for ms in articles_mentions for m in ms if m.person and m.person.is_full]
+    full = [m for ms in articles_mentions for m in ms
+            if m.person and m.person.is_full and not is_initial(m.person.first)]
     for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
+        mention.id, mention.name = entry.id, entry.name
+    unresolved = [m for ms in articles_mentions for m in _link_initials_in_article(ms)]
+    for mention, entry in zip(unresolved, resolver.resolve_initials([m.person for m in unresolved])):
         mention.id, mention.name = entry.id, entry.name
     short_words = sorted(
         {m.person.surname for ms in articles_mentions for m in ms if m.person and not m.person.is_full}
@@ -251,11 +482,36 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
         _resolve_short_in_article(mentions, registered)
 
 
+def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
+    """Link initials ("J. Smith") to a full name of their article with that surname and initial
+    when one clearly dominates; return the initials with no candidate in the article (ambiguous
+    ones get an id of their own: ``person:<surname>:<initial>``)."""
+    unresolved = []
+    for m in mentions:
+        if not (m.person and m.person.is_full and is_initial(m.person.first)):
+            continue
+        counts: dict[tuple[str, str], int] = {}
+        for other in mentions:
+            p = other.person
+            if p and other.id and p.surname == m.person.surname and not is_initial(p.first) \
+                    and first_names_compatible(p.first, m.person.first):
+                counts[(other.id, other.name)] = counts.get((other.id, other.name), 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        if not ranked:
+            unresolved.append(m)
+        elif len(ranked) == 1 or ranked[0][1] >= INITIAL_DOMINANCE * ranked[1][1]:
+            m.id, m.name = ranked[0][0]
+        else:
+            m.id = secondary_key(m.person.surname, m.person.first)
+            m.name = m.person.display
+    return unresolved
+
+
 def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:
     """Surname-only mentions: a full name of this article first, then the registry."""
     local: dict[str, tuple[str, str]] = {}
-    for m in mentions:
-        if m.person and m.person.is_full:
+    for m in sorted(mentions, key=lambda m: bool(m.person and is_initial(m.person.first))):
+        if m.person and m.person.is_full:  # spelled-out first names before initials
             local.setdefault(m.person.surname, (m.id, m.name))
     for m in mentions:
         if m.person and not m.person.is_full:
@@ -311,10 +567,10 @@ def _resolve_others(mentions: list[_Mention]) -> None:
         if m.id:
             continue
         if m.type == "location":
-            m.name = m.place or strip_possessive(m.text)
+            m.name = m.place or normalise_surface(m.text)
             m.id = f"location:{slug(m.place) if m.place else slug(fold_name(m.name))}"
         else:
-            m.name = strip_possessive(m.text)
+            m.name = normalise_surface(m.text)
             m.id = f"{m.type}:{slug(m.name)}"
 
 
@@ -380,6 +636,11 @@ def _person_id_for_query(person: PersonName, registry: EntityRegistry) -> str:
     known = registry.lookup([primary, secondary])
     if not person.is_full or primary not in known:
         return primary
-    if first_names_compatible(person.first, _first_of(known[primary].name)):
+    if _first_of(known[primary].name) == person.first:
         return primary
+    if is_initial(person.first):
+        initial, marker = initial_key(person.surname, person.first), initial_key(person.surname, person.first, True)
+        held = registry.lookup([initial, marker])
+        if initial in held and marker not in held:
+            return held[initial].id
     return secondary

@@ -47,8 +47,14 @@ class EventType:
     name: str
     definition: str
     patterns: list
-    context: frozenset[str]
+    weak_patterns: list
+    support: frozenset[str]
+    against: frozenset[str]
+    reject_after: frozenset[str]
+    reject_before: tuple[tuple[str, ...], ...]
     negation_guard: bool
+    reporting_guard: bool
+    related: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Taxonomy:
     types: dict[str, EventType]
     negators: frozenset[str]
     guard_window: int
+    window: int
 
 
 def _lemma_spec(value: str | list | dict) -> dict:
@@ -73,6 +80,10 @@ def _compile_token(spec: dict) -> dict:
     return compiled
 
 
+def _compile(patterns: list) -> list:
+    return [[_compile_token(t) for t in pattern] for pattern in patterns]
+
+
 @lru_cache(maxsize=1)
 def taxonomy() -> Taxonomy:
     """The event taxonomy, loaded once from events.json with patterns compiled to Matcher form."""
@@ -81,25 +92,35 @@ def taxonomy() -> Taxonomy:
         name: EventType(
             name=name,
             definition=spec["definition"],
-            patterns=[[_compile_token(t) for t in pattern] for pattern in spec["patterns"]],
-            context=frozenset(spec.get("context", ())),
+            patterns=_compile(spec["patterns"]),
+            weak_patterns=_compile(spec.get("weak_patterns", [])),
+            support=frozenset(spec.get("support", ())),
+            against=frozenset(spec.get("against", ())),
+            reject_after=frozenset(spec.get("reject_after", ())),
+            reject_before=tuple(tuple(seq) for seq in spec.get("reject_before", ())),
             negation_guard=spec.get("negation_guard", False),
+            reporting_guard=spec.get("reporting_guard", False),
+            related=frozenset(spec.get("related", ())),
         )
         for name, spec in raw["types"].items()
     }
-    return Taxonomy(types, frozenset(raw["negators"]), raw["guard_window"])
+    return Taxonomy(types, frozenset(raw["negators"]), raw["guard_window"], raw.get("window", 12))
 
+
+WEAK = "#weak"
 
 _MATCHERS: dict[int, Matcher] = {}
 
 
 def _matcher(vocab: Vocab) -> Matcher:
-    """One compiled Matcher per Vocab (i.e. per loaded pipeline)."""
+    """One compiled Matcher per Vocab (i.e. per loaded pipeline); weak rules under '<type>#weak'."""
     matcher = _MATCHERS.get(id(vocab))
     if matcher is None:
         matcher = Matcher(vocab)
         for event in taxonomy().types.values():
             matcher.add(event.name, event.patterns)
+            if event.weak_patterns:
+                matcher.add(event.name + WEAK, event.weak_patterns)
         _MATCHERS[id(vocab)] = matcher
     return matcher
 
@@ -111,26 +132,168 @@ def _negated(span: Span, window: int, negators: frozenset[str]) -> bool:
     return any(t.lemma_.lower() in negators for t in before)
 
 
-def _has_context(doc: Doc, lemmas: frozenset[str]) -> bool:
-    return not lemmas or any(t.lemma_.lower() in lemmas for t in doc)
+def _keys(token) -> tuple[str, str]:
+    return token.lemma_.lower(), token.lower_
+
+
+ADJACENT = 2
+"""Tokens either side of a trigger where a single other-sense cue decides ("election of directors")."""
+
+
+def sense_cues(span: Span, event: EventType, window: int) -> tuple[int, int, bool]:
+    """(event-sense cues, other-sense cues, an other-sense cue adjacent to the trigger) within
+    ``window`` tokens of the trigger, same sentence. Each cue lemma counts once; the trigger's own
+    tokens are not cues."""
+    sent = span.sent
+    lo, hi = max(sent.start, span.start - window), min(sent.end, span.end + window)
+    seen_for, seen_against, adjacent = set(), set(), False
+    for token in span.doc[lo:hi]:
+        if span.start <= token.i < span.end:
+            continue
+        for key in _keys(token):
+            if key in event.support:
+                seen_for.add(key)
+            if key in event.against:
+                seen_against.add(key)
+                if span.start - ADJACENT <= token.i < span.end + ADJACENT:
+                    adjacent = True
+    return len(seen_for), len(seen_against), adjacent
+
+
+_REPORTING_NEXT = frozenset({"that", "he", "she", "they", "it", "we", "i", "you", '"', "'", "“", "‘"})
+
+
+def _reporting_use(span: Span) -> bool:
+    """A verb trigger introducing a clause ("protested that ...", "protested they had ..."):
+    the verb reports a complaint, not a public protest. Needs no tagger: the verb form (bare or
+    -ed/-ing) and the next token ("that", a pronoun, a quote)."""
+    if span.end >= span.sent.end:
+        return False
+    last = span.doc[span.end - 1]
+    verb_form = last.lower_.endswith(("ed", "ing")) or last.lower_ == last.lemma_.lower()
+    return verb_form and span.doc[span.end].lower_ in _REPORTING_NEXT
+
+
+def _figurative(span: Span, event: EventType) -> bool:
+    """'flood of offers', 'storm of protest': an idiomatic frame right around the trigger."""
+    if event.reject_after and span.end < span.sent.end:
+        if span.doc[span.end].lemma_.lower() in event.reject_after:
+            return True
+    for seq in event.reject_before:
+        start = span.start - len(seq)
+        if start >= span.sent.start and tuple(t.lemma_.lower() for t in span.doc[start:span.start]) == seq:
+            return True
+    return False
+
+
+ACCEPT, REJECT, IF_REPORTED = "accept", "reject", "if_reported"
+
+
+def judge_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None" = None) -> str:
+    """Whether a trigger match means an event of its type here (see docs/events.md, "Senses").
+
+    Guards first (negation, figurative frames, reporting verbs: reject). Then the sense cues:
+    a strong trigger stands unless other-sense cues outnumber event cues by two or more, or
+    outnumber them with one right next to the trigger; a weak (ambiguous) trigger needs more event
+    cues than other-sense cues, and with neither kind of cue it counts only when the article
+    reports the event elsewhere (``IF_REPORTED``: "the attack" in a story about air strikes)."""
+    tax = tax or taxonomy()
+    if event.negation_guard and _negated(span, tax.guard_window, tax.negators):
+        return REJECT
+    if _figurative(span, event):
+        return REJECT
+    if event.reporting_guard and _reporting_use(span):
+        return REJECT
+    support, against, adjacent = sense_cues(span, event, tax.window)
+    if weak:
+        if support > against:
+            return ACCEPT
+        return IF_REPORTED if support == against == 0 else REJECT
+    if against >= support + 2 or (adjacent and against > support):
+        return REJECT
+    return ACCEPT
+
+
+def accept_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None" = None) -> bool:
+    """:func:`judge_match` for a match on its own (no article context)."""
+    return judge_match(span, event, weak, tax) == ACCEPT
 
 
 def _trigger_sentences(doc: Doc) -> dict[str, list[Span]]:
     """Event type -> sentences with an accepted match, in document order, without repeats."""
     tax = taxonomy()
     found: dict[str, dict[int, Span]] = {}
-    context_ok: dict[str, bool] = {}
+    pending: dict[str, dict[int, Span]] = {}
     for match_id, start, end in _matcher(doc.vocab)(doc):
-        name = doc.vocab.strings[match_id]
-        event = tax.types[name]
+        key = doc.vocab.strings[match_id]
+        weak = key.endswith(WEAK)
+        name = key[: -len(WEAK)] if weak else key
         span = doc[start:end]
-        if event.negation_guard and _negated(span, tax.guard_window, tax.negators):
+        if span.sent.start in found.get(name, {}):
             continue
-        if name not in context_ok:
-            context_ok[name] = _has_context(doc, event.context)
-        if context_ok[name]:
-            found.setdefault(name, {}).setdefault(span.sent.start, span.sent)
+        verdict = judge_match(span, tax.types[name], weak, tax)
+        if verdict == ACCEPT:
+            found.setdefault(name, {})[span.sent.start] = span.sent
+        elif verdict == IF_REPORTED:
+            pending.setdefault(name, {})[span.sent.start] = span.sent
+    reported = set(found)
+    for name, sents in pending.items():
+        if name in reported or tax.types[name].related & reported:
+            found.setdefault(name, {})
+            for start, sent in sents.items():
+                found[name].setdefault(start, sent)
     return {name: [sents[k] for k in sorted(sents)] for name, sents in found.items()}
+
+
+LEAD_SENTENCES = 2
+"""Sentences of the body that count as the lead (with the title)."""
+
+
+def salience(sents: list[Span], n_sentences: int, in_title: bool) -> float:
+    """How central an event is to its article, from where and how often it is reported.
+
+    1.0 when the title or the lead (first two sentences) reports it; otherwise the number of
+    reporting sentences relative to a tenth of the article (at least 2), capped at 0.9: a single
+    mention deep in a long unrelated story is a passing reference (< 0.5, not alerted)."""
+    if in_title or any(s.start == 0 or _sentence_index(s) < LEAD_SENTENCES for s in sents):
+        return 1.0
+    return round(min(0.9, len(sents) / max(2.0, n_sentences / 10)), 2)
+
+
+def _sentence_index(sent: Span) -> int:
+    return sent.doc.user_data.get(_SENT_INDEX, {}).get(sent.start, 10**6)
+
+
+_SENT_INDEX = "newspipe_sent_index"
+
+
+def _index_sentences(doc: Doc) -> int:
+    starts = {s.start: i for i, s in enumerate(doc.sents)}
+    doc.user_data[_SENT_INDEX] = starts
+    return len(starts)
+
+
+def _title_reports(title: str | None, sents: list[Span], event: EventType) -> bool:
+    """Whether the title repeats an accepted trigger word of the event (case-insensitively)."""
+    if not title:
+        return False
+    words = set(re.findall(r"[a-z][a-z-]+", title.lower()))
+    triggers = {t.lower_ for s in sents for t in s if t.lemma_.lower() in _trigger_lemmas(event.name)}
+    return bool(words & triggers)
+
+
+@lru_cache(maxsize=32)
+def _trigger_lemmas(name: str) -> frozenset[str]:
+    raw = json.loads(EVENTS_PATH.read_text("utf-8"))["types"][name]
+    lemmas: set[str] = set()
+    for pattern in raw["patterns"] + raw.get("weak_patterns", []):
+        for spec in pattern:
+            value = spec.get("lemma")
+            if isinstance(value, str):
+                lemmas.add(value)
+            elif isinstance(value, list):
+                lemmas.update(value)
+    return frozenset(lemmas - {"the", "a", "of", "to", "in", "into"})
 
 
 def _location_spans(entities: list[Entity]) -> list[tuple[int, int, str]]:
@@ -152,7 +315,7 @@ def _most_common(values: list[str | None]) -> str | None:
     return counted.most_common(1)[0][0] if counted else None
 
 
-def _tag(name: str, sents: list[Span], locations: list[tuple[int, int, str]]) -> EventTag:
+def _tag(name: str, sents: list[Span], locations: list[tuple[int, int, str]], score: float = 1.0) -> EventTag:
     evidence = list(dict.fromkeys(" ".join(s.text.split()) for s in sents))[:MAX_EVIDENCE]
     dates = [m.group(0) for s in sents for m in DATE_RE.finditer(s.text)]
     return EventTag(
@@ -160,15 +323,23 @@ def _tag(name: str, sents: list[Span], locations: list[tuple[int, int, str]]) ->
         evidence=evidence,
         place=_most_common([_sentence_place(s, locations) for s in sents]),
         date_text=_most_common(dates),
+        salience=score,
     )
 
 
-def tag_events(doc: Doc, entities: list[Entity] | None = None) -> list[EventTag]:
+def tag_events(doc: Doc, entities: list[Entity] | None = None, title: str | None = None) -> list[EventTag]:
     """Event tags of one parsed body, in taxonomy order.
 
     ``entities`` (from the entity stage, same body) supply the tag's place; without them the
     tags carry no place. Place and date are the most frequent ones over the triggering sentences.
+    ``title`` (not parsed) raises a tag's salience when it repeats the trigger.
     """
     locations = _location_spans(entities or [])
+    n_sentences = _index_sentences(doc)
     triggers = _trigger_sentences(doc)
-    return [_tag(name, triggers[name], locations) for name in taxonomy().types if name in triggers]
+    types = taxonomy().types
+    return [
+        _tag(name, triggers[name], locations,
+             salience(triggers[name], n_sentences, _title_reports(title, triggers[name], types[name])))
+        for name in types if name in triggers
+    ]

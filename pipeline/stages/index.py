@@ -35,7 +35,7 @@ def article_document(article: EnrichedArticle) -> dict:
         doc[field] = sorted(facets[field])
     doc["entity_ids"] = sorted({e.id for e in article.entities})
     doc["entity_names"] = sorted({e.name for e in article.entities})
-    doc["event_types"] = sorted({e.type for e in article.events})
+    doc["event_types"] = sorted({e.type for e in article.events if e.alertable})
     doc.update(search_fields(article.title, article.body))
     return doc
 

@@ -8,20 +8,26 @@ search filters compute the same keys for the same name.
   Sergey = Sergei, Mikhail = Mihail).
 - :func:`person_words`: the words of a person mention without leading titles/roles
   ("Defense Minister", "Kremlin aide", "Mr.") and without a trailing possessive.
-- :func:`canonical_place`: the canonical name of a place from the alias table
-  ``pipeline/data/places.json`` (Kiev -> Kyiv, Turkey's -> Türkiye, U.S. -> United States).
+- :func:`canonical_place` / :func:`place_form`: the canonical name of a place from the alias
+  table ``pipeline/data/places.json`` (Kiev -> Kyiv, Turkey's -> Türkiye, U.S. -> United States);
+  they canonicalise what the NER found, they never find places in raw text.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from rapidfuzz.fuzz import ratio
+
+from pipeline.stages.casing import word_casing
+
+from nameparser.config import CONSTANTS as _NAMEPARSER
+
+from pipeline.ids import ascii_fold, keep_name_chars, slug  # noqa: F401  (re-exported)
 
 # --- folding -------------------------------------------------------------------------------
 
@@ -36,14 +42,6 @@ _TRANSLIT = (
     ("ij", "i"),
 )
 _DOUBLED = re.compile(r"(.)\1+")
-_NON_LETTER = re.compile(r"[^a-z]+")
-_SLUG_SEP = re.compile(r"[^a-z0-9]+")
-
-
-def ascii_fold(text: str) -> str:
-    """NFKD-decompose and drop combining marks: 'Türkiye' -> 'Turkiye'."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def strip_possessive(text: str) -> str:
@@ -53,7 +51,7 @@ def strip_possessive(text: str) -> str:
 
 def fold_word(word: str) -> str:
     """Folding key of one name word: accents off, lowercase, transliteration variants merged."""
-    folded = _NON_LETTER.sub("", ascii_fold(strip_possessive(word)).lower())
+    folded = keep_name_chars(ascii_fold(strip_possessive(word)).lower()).replace(" ", "")
     for source, target in _TRANSLIT:
         folded = folded.replace(source, target)
     return _DOUBLED.sub(r"\1", folded)
@@ -64,27 +62,51 @@ def fold_name(name: str) -> str:
     return " ".join(w for w in (fold_word(part) for part in name.split()) if w)
 
 
-def slug(text: str) -> str:
-    """ASCII, lowercase, runs of other characters -> '-': 'Côte d'Ivoire' -> 'cote-d-ivoire'."""
-    return _SLUG_SEP.sub("-", ascii_fold(text).lower()).strip("-")
 
 
 # --- person names ----------------------------------------------------------------------------
 
-TITLE_WORDS = frozenset(
+ROLE_TITLES = frozenset(_NAMEPARSER.titles)
+"""nameparser's maintained vocabulary of titles and job titles (president, coach, broadcaster ...)."""
+
+COMMON_MIN_LOWER = 5
+COMMON_LOWER_RATIO = 3.0
+"""A *common word*: seen in lower case mid-sentence at least 5 times and 3x as often as capitalised."""
+REPORTING_SHARE = 0.05
+"""A common word followed by a reporting verb ("the aide said") this often denotes a person."""
+PREMODIFIER_SHARE = 0.2
+"""A common word written before a capitalised word ("chairman John ...") this often is a role."""
+AGENT_SUFFIXES = ("er", "or", "ist", "man", "woman", "eer")
+"""Agent-noun endings: a word never capitalised in the corpus with one (striker, midfielder)
+is a role noun when it opens a person mention of three or more words."""
+
+
+def is_role_word(word: str, *, opener: bool = False) -> bool:
+    """Whether ``word`` is a title or a role noun rather than part of a name.
+
+    General evidence only: nameparser's title vocabulary; casing statistics of news text
+    (:mod:`pipeline.stages.casing`): a common word that people do things with ("the aide said",
+    "chairman John ...") is a role; in a long mention, an agent noun never capitalised in the
+    corpus. Words that are common nouns *and* first names ("Bill", "Mark", "Grant") fail both
+    corpus tests and stay.
     """
-    mr mrs ms miss dr prof sir dame lord lady rev fr gen lt col maj capt cmdr adm sgt sen rep gov
-    president presidential vice prime minister ministers deputy first foreign defense defence
-    interior finance economy justice health energy trade agriculture culture education chief head
-    secretary press spokesperson spokesman spokeswoman aide adviser advisor envoy special
-    ambassador chancellor premier governor mayor senator congressman congresswoman representative
-    general admiral commander colonel major captain king queen prince princess emperor pope
-    sheikh crown former ex acting interim opposition leader kremlin white house state of the
-    u.s. us un u.n. eu nato russian ukrainian american british french german turkish chinese
-    executive ceo chairman chairwoman director negotiator top senior
-    """.split()
-)
-"""Words stripped from the *front* of a person mention (case-insensitive, dots ignored)."""
+    bare = _bare(word)
+    if not bare or not bare.replace(".", "").replace("-", "").isalpha():
+        return False
+    if word.islower() and len(bare) >= 4:
+        return True  # a lowercase word inside a name mention: "Liverpool striker ...", not "van"
+    if bare in ROLE_TITLES or bare.replace(".", "") in ROLE_TITLES:
+        return True
+    casing = word_casing(bare)
+    if casing.lower >= COMMON_MIN_LOWER and casing.lower >= COMMON_LOWER_RATIO * casing.capitalised:
+        if casing.before_reporting_verb >= REPORTING_SHARE * casing.lower:
+            return True
+        if casing.before_capitalised >= PREMODIFIER_SHARE * casing.lower:
+            return True
+    return (
+        opener and casing.capitalised == 0 and len(bare) >= 6 and bare.endswith(AGENT_SUFFIXES)
+    )
+
 
 NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 _SPLIT_WORDS = re.compile(r"[\s\u00a0]+")
@@ -95,7 +117,7 @@ def _bare(word: str) -> str:
 
 
 def person_words(text: str) -> list[str]:
-    """Words of a person name without leading titles, trailing suffixes or possessive.
+    """Words of a person name without leading titles/roles, trailing suffixes or possessive.
 
     >>> person_words("Defense Minister Rassmuumerov")
     ['Rassmuumerov']
@@ -103,8 +125,7 @@ def person_words(text: str) -> list[str]:
     ['Zelenskiy']
     """
     words = [w for w in _SPLIT_WORDS.split(text.strip()) if w]
-    while len(words) > 1 and _bare(words[0]) in TITLE_WORDS:
-        words.pop(0)
+    del words[: leading_title_count(words)]
     if words:
         words[-1] = strip_possessive(words[-1])
     while len(words) > 1 and _bare(words[-1]).strip(",") in NAME_SUFFIXES:
@@ -113,10 +134,18 @@ def person_words(text: str) -> list[str]:
 
 
 def leading_title_count(words: list[str]) -> int:
-    """How many leading words of ``words`` are titles (always leaves at least one word)."""
+    """How many leading words of ``words`` form a title or role (always leaves one word).
+
+    Everything up to the last role word before the final word goes: "Russian presidential aide
+    Vladimir Medinsky" -> 2 + 1 words ("aide" is a role; "Russian presidential" modify it).
+    """
+    words = list(words)
+    while len(words) > 1 and _bare(words[-1]).strip(",") in NAME_SUFFIXES:
+        words.pop()
     count = 0
-    while count < len(words) - 1 and _bare(words[count]) in TITLE_WORDS:
-        count += 1
+    for i, word in enumerate(words[:-1]):
+        if is_role_word(word, opener=i == 0 and len(words) >= 3):
+            count = i + 1
     return count
 
 
@@ -148,13 +177,24 @@ def split_person(text: str) -> PersonName | None:
     return PersonName(display=" ".join(words), first=first, surname=folded[-1])
 
 
-def first_names_compatible(a: str, b: str) -> bool:
-    """Folded first names that may denote the same person: equal, or same initial.
+def is_initial(first: str) -> bool:
+    """A folded first name that is only an initial ("J." -> "j")."""
+    return len(first) == 1
 
-    Same initial covers initials ("J." / "John") and mistranslated first names
-    ("Kit" / "Keith"); it is deliberately lenient because the surname already matched.
+
+def first_names_compatible(a: str, b: str) -> bool:
+    """Folded first names that may denote the same person: equal (after transliteration
+    folding: Sergey = Sergei), or an initial and a name starting with it ("J." / "John").
+
+    Two different spelled-out first names ("John" / "Jane") are never compatible: the surname
+    alone is no evidence that they are one person. Whether an initial really links to a full
+    name is decided where the candidates are known (one must clearly dominate).
     """
-    return bool(a) and bool(b) and (a == b or a[0] == b[0])
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    return (is_initial(a) or is_initial(b)) and a[0] == b[0]
 
 
 RUN_TOGETHER_MIN_SURNAME = 5
@@ -191,11 +231,10 @@ PLACES_PATH = Path(__file__).resolve().parents[1] / "data" / "places.json"
 
 @dataclass(frozen=True)
 class PlaceTable:
-    """The alias table, compiled: exact forms, case-insensitive forms, ruler patterns."""
+    """The alias table, compiled: exact forms and case-/accent-insensitive forms."""
 
     exact: dict[str, str]
     casefolded: dict[str, str]
-    ruler_forms: dict[str, str]
 
 
 def _is_acronym(form: str) -> bool:
@@ -203,41 +242,61 @@ def _is_acronym(form: str) -> bool:
     return letters.isupper() and len(letters) <= 4
 
 
-def _ruler_forms(canonical: str, variants: list[str], single_country: bool) -> dict[str, str]:
-    forms: dict[str, str] = {}
-    for form in (canonical, *variants):
-        forms[form] = canonical
-        forms[form.upper()] = canonical
-        if single_country and " " not in form and not form.endswith("s") and not _is_acronym(form):
-            forms[form + "s"] = canonical  # MT noise: "both Turkeys"
-    return forms
-
-
 @lru_cache(maxsize=1)
 def place_table() -> PlaceTable:
     """Load and compile ``pipeline/data/places.json`` once."""
     raw = json.loads(PLACES_PATH.read_text("utf-8"))
-    no_ruler = set(raw["no_ruler"])
     exact: dict[str, str] = {}
     casefolded: dict[str, str] = {}
-    ruler: dict[str, str] = {}
     for section in ("countries", "cities", "regions"):
         for canonical, variants in raw[section].items():
             for form in (canonical, *variants):
                 exact[form] = canonical
                 if not _is_acronym(form):
                     casefolded[ascii_fold(form).casefold()] = canonical
-            if canonical not in no_ruler:
-                kept = [v for v in variants if v not in no_ruler]
-                ruler.update(_ruler_forms(canonical, kept, section == "countries"))
-    return PlaceTable(exact=exact, casefolded=casefolded, ruler_forms=ruler)
+    return PlaceTable(exact=exact, casefolded=casefolded)
+
+
+def place_form(text: str) -> str | None:
+    """Canonical place of an entity span's text when it is a form of the table *as written*
+    (or in capitals), after a possessive and a leading "the" come off; else None.
+
+    Stricter than :func:`canonical_place`: this decides that an NER span is a place.
+    """
+    table = place_table()
+    form = strip_possessive(" ".join(text.split()))
+    if form[:4] in ("the ", "The ", "THE "):
+        form = form[4:]
+    if form in table.exact:
+        return table.exact[form]
+    if form.isupper() and not _is_acronym(form):
+        return table.casefolded.get(ascii_fold(form).casefold())
+    return None
+
+
+def place_forms() -> list[str]:
+    """Every form of the table as written, and in capitals (datelines), for span matching."""
+    table = place_table()
+    return sorted({f for form in table.exact for f in (form, form.upper())})
+
+
+def place_plural(text: str) -> str | None:
+    """The canonical place whose one-word name plus "s" is ``text`` ("Turkeys"), else None.
+
+    Only a candidate: a plural is a place only with evidence from its article (see
+    ``entities.py``), since "Turkeys", "Chiles" are usually birds, peppers or people.
+    """
+    form = strip_possessive(" ".join(text.split()))
+    if " " in form or not form.endswith("s") or len(form) < 4:
+        return None
+    return place_form(form[:-1])
 
 
 def canonical_place(text: str) -> str | None:
     """Canonical place for a surface form, or None when the table does not know it.
 
     Acronyms match case-sensitively ("US" yes, "us" no); other forms case- and
-    accent-insensitively; a possessive ("Turkey’s") and an MT plural ("Turkeys") are tolerated.
+    accent-insensitively; a possessive ("Turkey’s") is tolerated, a plural is not.
     """
     table = place_table()
     form = strip_possessive(" ".join(text.split()))
@@ -248,6 +307,4 @@ def canonical_place(text: str) -> str | None:
     key = ascii_fold(form).casefold()
     if key in table.casefolded:
         return table.casefolded[key]
-    if key.endswith("s") and key[:-1] in table.casefolded and " " not in key:
-        return table.casefolded[key[:-1]]
     return None

@@ -123,6 +123,7 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "NEWS_INDEX_PREFIX": f"t{run}",
         "NEWS_APP_ID": f"newspipe-test-{run}",
         "NEWS_DATA_DIR": str(tmp_path_factory.mktemp("worker")),
+        "NEWS_API_TOKEN": uuid.uuid4().hex,
     }
     saved = {k: os.environ.get(k) for k in overrides}
     os.environ.update(overrides)
@@ -152,3 +153,38 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         else:
             os.environ[key] = value
     reset_settings()
+
+
+@dataclass
+class ApiServer:
+    url: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="session")
+def api_server(stack):
+    """``newspipe api`` (the real uvicorn server) on a port the OS picks, over the stack."""
+    import threading
+
+    import uvicorn
+
+    from pipeline.api import create_api
+
+    config = uvicorn.Config(create_api(stack.settings), host="127.0.0.1", port=0, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the API server did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield ApiServer(url=f"http://127.0.0.1:{port}", token=stack.settings.api_token)
+    server.should_exit = True
+    thread.join(timeout=10)

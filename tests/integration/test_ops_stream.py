@@ -180,7 +180,7 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     wait_for(lambda: len(indexed_ids(ops, ids)) >= 5, "the first articles indexed", describe=ops.worker.log_tail)
     ops.es.indices.put_settings(index=first_index, settings={BLOCK: True})
     try:
-        during = wait_for(lambda: "refused for now" in ops.worker.log_tail(400) and metrics(ops),
+        during = wait_for(lambda: "cluster_block_exception" in ops.worker.log_tail(400) and metrics(ops),
                           "the worker to meet the block", describe=ops.worker.log_tail)
         stalled = len(indexed_ids(ops, ids))
     finally:

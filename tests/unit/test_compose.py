@@ -230,7 +230,7 @@ def test_topic_and_index_names_agree_with_setup(services):
     setup = settings_from(app_env(services["setup"]))
     assert topic_names(worker) == topic_names(setup) == topic_names(defaults)
     assert topic_configs(worker) == topic_configs(setup)
-    for short in ("articles", "alerts", "subscriptions", "fingerprints", "entities"):
+    for short in ("articles", "alerts", "subscriptions", "fingerprints", "entities", "stories"):
         assert (ROOT / "deploy" / "elasticsearch" / f"{short}.json").is_file()
         assert worker.index(short) == setup.index(short) == defaults.index(short)
     # the Kibana data views follow the same prefix

@@ -131,9 +131,12 @@ def test_stretch_report(nlp, capsys):
 
 
 def test_stretch_in_one_batch(nlp):
-    """In one batch every stretch cluster holds (full names are registered before short ones)."""
+    """In one batch every stretch cluster holds (full names are registered before short ones),
+    except a mistranslated first name: two different spelled-out first names never merge on the
+    surname alone (issue #19), so that item may give way."""
     results = _run(nlp, sorted(ARTICLES), True)
-    assert [c["canonical_hint"] for c in GOLD["stretch"] if _stretch_problems(results, c)] == []
+    items = [c for c in GOLD["stretch"] if "first name" not in c.get("note", "")]
+    assert [c["canonical_hint"] for c in items if _stretch_problems(results, c)] == []
 
 
 def test_offsets_index_the_body(results):
@@ -174,7 +177,7 @@ def test_same_surname_different_first_name_gets_own_id(nlp):
 
 def test_place_ruler_added_once(nlp):
     assert nlp.pipe_names.count(PLACE_RULER) == 1
-    assert nlp.pipe_names.index(PLACE_RULER) < nlp.pipe_names.index("ner")
+    assert nlp.pipe_names.index(PLACE_RULER) > nlp.pipe_names.index("ner")  # types NER spans
     assert load_nlp(MODEL) is nlp
 
 

@@ -77,7 +77,7 @@ def test_evidence_place_and_date(seed_tags):
     [
         ("peace_talks", "Talks resumed. The war goes on as a third round of negotiations opens."),
         ("peace_talks", "Both delegations will hold direct talks to end the war."),
-        ("ceasefire", "The two sides agreed a truce on Friday."),
+        ("ceasefire", "The two warring sides agreed a truce on Friday."),
         ("ceasefire", "Rebels announced a cease fire."),
         ("prisoner_exchange", "Kyiv and Moscow carried out a prisoner swap."),
         ("prisoner_exchange", "They agreed on the exchange of 300 wounded prisoners."),

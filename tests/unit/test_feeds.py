@@ -277,7 +277,7 @@ class FakeProducer:
             future.failure(NotLeaderForPartitionError("x")) if self.fail else future.success(None)
         self.pending.clear()
 
-    def close(self):
+    def close(self, timeout=None):
         pass
 
 

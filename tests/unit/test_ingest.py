@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from pipeline import ingest
 from pipeline.deadletter import decode_payload
-from pipeline.ingest import Rejected, iter_inputs, publish
+from pipeline.ingest import NOT_TEXT, Rejected, iter_inputs, publish
 from pipeline.settings import Settings
 from schemas import DeadLetter, RawArticle
 
@@ -122,7 +123,7 @@ def test_jsonl_malformed_lines_are_rejected_with_reasons(tmp_path):
         "6": "field 'body' must be a string, got list",
         "7": "field 'body' is empty",
         "8": "expected a JSON object, got list",
-        "9": "not UTF-8 text (binary?)",
+        "9": NOT_TEXT,
     }
     payloads = {r.origin.rsplit(":", 1)[1]: r.payload for r in rejections(items)}
     assert payloads["2"] == b'{"title": "broken" "body": "x"}'
@@ -167,8 +168,8 @@ def test_binary_garbage_and_empty_files(tmp_path):
     (tmp_path / "blank.jsonl").write_text("\n\n")
     reasons = {Path(r.origin).name: r.reason for r in iter_inputs([tmp_path])}
     assert reasons == {
-        "garbage.bin": "not UTF-8 text (binary?)",
-        "nul.txt": "not UTF-8 text (binary?)",
+        "garbage.bin": NOT_TEXT,
+        "nul.txt": NOT_TEXT,
         "empty.txt": "empty file",
         "empty.json": "empty file",
         "empty.jsonl": "empty file",
@@ -179,11 +180,12 @@ def test_binary_garbage_and_empty_files(tmp_path):
     assert garbage_item.payload == garbage
 
 
-def test_a_10_mb_body_is_still_an_article(tmp_path):
+def test_a_10_mb_body_is_refused_at_the_door(tmp_path):
     body = "word " * 2_100_000
     path = write_lines(tmp_path / "huge.jsonl", json.dumps({"title": "huge", "body": body}))
-    (article,) = iter_inputs([path])
-    assert isinstance(article, RawArticle) and article.body == body and article.id
+    (item,) = iter_inputs([path])
+    assert isinstance(item, Rejected)
+    assert "the limit" in item.reason and "NEWS_MAX_" in item.reason
 
 
 # --- aliases and dates --------------------------------------------------------------------------
@@ -259,8 +261,18 @@ class FakeProducer:
         self.pending.clear()
         self.flushed = True
 
-    def close(self):
+    def close(self, timeout=None):
         pass
+
+
+class StuckProducer(FakeProducer):
+    """A broker gone away: the first two sends are acknowledged, the rest never are."""
+
+    def flush(self, timeout=None):
+        for key, future in self.pending[:2]:
+            future.success(object())
+        self.flush_timeout = timeout
+        raise KafkaTimeoutError(f"Failed to flush buffered records within {timeout} secs")
 
 
 @pytest.fixture
@@ -298,8 +310,12 @@ def test_binary_rejections_travel_base64_and_huge_payloads_are_cut(tmp_path):
     large, small = (value for _, _, value in producer.sent)
     assert small.payload_encoding == "base64"
     assert decode_payload(small) == b"\xff\xfe\x00" * 10
-    assert decode_payload(large) == b"\xff" * 500
-    assert "payload cut to its first 500 of 5000 bytes" in large.error
+    cut = decode_payload(large)
+    assert 0 < len(cut) < 5000 and cut == b"\xff" * len(cut)
+    assert (large.payload_truncated, large.payload_size) == (True, 5000)
+    assert large.payload_sha256 == hashlib.sha256(b"\xff" * 5000).hexdigest()
+    assert f"payload cut to {len(cut)} of 5000 bytes" in large.error
+    assert len(large.model_dump_json()) <= 1000
 
 
 def test_delivery_failures_are_reported_and_not_counted_as_sent(settings):
@@ -351,3 +367,24 @@ def test_cli_needs_paths_or_feeds(monkeypatch):
     result = run_cli(monkeypatch, FakeProducer())
     assert result.exit_code == 2
 
+
+
+def test_a_flush_past_its_deadline_reports_what_was_acknowledged(settings):
+    items = list(iter_inputs([SEEDS]))
+    producer = StuckProducer()
+    report = publish(items, producer, settings.model_copy(update={"producer_deadline_s": 7}),
+                     progress=False)
+    assert producer.flush_timeout == 7
+    assert report.sent == 2 and report.ids == [items[0].id, items[1].id]
+    assert f"2 of {len(items)} articles" in report.stopped
+    assert "run the same command again to resume" in report.stopped
+    assert "\n" not in report.stopped
+
+
+def test_ingest_exits_non_zero_with_one_line_when_the_broker_never_acknowledges(monkeypatch):
+    monkeypatch.setattr(ingest, "_connect", lambda settings, console: StuckProducer())
+    app = typer.Typer()
+    app.command()(ingest.cmd_ingest)
+    result = CliRunner().invoke(app, [str(SEEDS), "--quiet"])
+    assert result.exit_code == 1
+    assert "stopped early" in result.output and "Traceback" not in result.output

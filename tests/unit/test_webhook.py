@@ -1,91 +1,262 @@
-"""Webhook delivery against a real HTTP server on 127.0.0.1: retries, give-up, address guard."""
+"""Webhook sending against real HTTP servers on 127.0.0.1: signatures (checked with the
+independent ``standardwebhooks`` package), target rules at every hop, outcomes; and the pure
+parts of delivery: backoff, give-up, digest periods, subscription limits, sealed secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook
 
-from pipeline.alerts.webhook import WebhookRefused, check_webhook_url, post_alert, webhook_urls
-from schemas import Alert, AlertMatch
+from pipeline.alerts.outbox import Entry, Outbox, Result, digest_period, retry_delay
+from pipeline.alerts.secrets import WebhookSecret, new_signing_secret, seal, unseal
+from pipeline.alerts.subscriptions import SubscriptionRejected, check_limits
+from pipeline.alerts.webhook import (
+    TargetRules,
+    WebhookRefused,
+    check_webhook_url,
+    make_client,
+    parse_allow_list,
+    send,
+    target_of,
+    webhook_urls,
+)
+from pipeline.settings import Settings
+from schemas import Subscription
 
 
-class Receiver(BaseHTTPRequestHandler):
-    statuses: list[int] = []
-    received: list[dict] = []
+class Server:
+    """A loopback receiver; ``reply(path)`` -> (status, headers)."""
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        Receiver.received.append(body)
-        status = Receiver.statuses.pop(0) if Receiver.statuses else 200
-        self.send_response(status)
-        self.end_headers()
+    def __init__(self, reply):
+        self.requests: list[tuple[str, dict, bytes]] = []
+        outer = self
 
-    def log_message(self, *args):
-        pass
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((self.path, dict(self.headers), body))
+                status, headers = reply(self.path)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "/hook?token=s3cret") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture()
-def receiver():
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    Receiver.statuses, Receiver.received = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
+def servers():
+    made = []
+
+    def make(reply=lambda path: (200, {})):
+        server = Server(reply)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.close()
 
 
-ALERT = Alert(
-    id="a1", subscription_id="s1", query="memorandum", owner="o", article_id="x", title="T",
-    matched=AlertMatch(terms=["memorandum"]), snippet="…«memorandum»…",
-)
+def attempt(url: str, allow: list[int] | None = None, *, secret: str | None = None, timeout: float = 2.0, **kw):
+    settings = Settings(webhook_timeout_s=timeout)
+    rules = TargetRules(allow=frozenset(("127.0.0.1", p) for p in allow or []))
 
-
-def deliver(url: str, *, allow_private: bool, retries: int = 3) -> bool:
     async def run():
-        async with httpx.AsyncClient(timeout=2) as client:
-            return await post_alert(client, url, ALERT, retries=retries, allow_private=allow_private, backoff_s=0.01)
+        async with make_client(settings, rules=rules) as client:
+            return await send(client, url, b'{"a":1}', msg_id="msg_1", secret=secret, **kw)
 
     return asyncio.run(run())
 
 
-def test_delivers_the_alert_json(receiver):
-    assert deliver(receiver, allow_private=True)
-    assert Receiver.received[0]["id"] == "a1" and Receiver.received[0]["query"] == "memorandum"
+def test_a_delivery_is_signed_the_standard_webhooks_way(servers):
+    receiver = servers()
+    secret = new_signing_secret()
+    outcome = attempt(receiver.url(), [receiver.port], secret=secret)
+    assert (outcome.result, outcome.status_code) == ("delivered", 200)
+    _, headers, body = receiver.requests[0]
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert headers["webhook-id"] == "msg_1"
+    assert Webhook(secret).verify(body, headers) == {"a": 1}  # the independent verifier
+    with pytest.raises(Exception):
+        Webhook(new_signing_secret()).verify(body, headers)
 
 
-def test_retries_server_errors_then_delivers(receiver):
-    Receiver.statuses = [500, 503]
-    assert deliver(receiver, allow_private=True)
-    assert len(Receiver.received) == 3
+def test_loopback_is_refused_unless_allow_listed(servers):
+    receiver = servers()
+    outcome = attempt(receiver.url(), [])
+    assert outcome.result == "refused" and "loopback" in outcome.error
+    assert "s3cret" not in outcome.error and "/hook" not in outcome.error
+    assert receiver.requests == []
 
 
-def test_gives_up_after_the_retries(receiver):
-    Receiver.statuses = [500] * 10
-    assert not deliver(receiver, allow_private=True, retries=2)
-    assert len(Receiver.received) == 3
+def test_a_dns_name_is_checked_by_its_addresses(servers):
+    receiver = servers()
+    outcome = attempt(f"http://localhost:{receiver.port}/hook", [])
+    assert outcome.result == "refused" and receiver.requests == []
+    assert attempt(f"http://localhost:{receiver.port}/hook", [receiver.port]).result == "delivered"
 
 
-def test_does_not_retry_a_client_error(receiver):
-    Receiver.statuses = [404]
-    assert not deliver(receiver, allow_private=True)
-    assert len(Receiver.received) == 1
+def test_redirects_are_followed_only_to_allowed_targets(servers):
+    final = servers()
+    refused = servers()
+    to_final = servers(lambda path: (307, {"Location": final.url("/final")}))
+    to_refused = servers(lambda path: (308, {"Location": refused.url("/x")}))
+    allowed = [final.port, to_final.port, to_refused.port]
+    assert attempt(to_final.url(), allowed).result == "delivered"
+    assert [p for p, _, _ in final.requests] == ["/final"]
+    outcome = attempt(to_refused.url(), allowed)
+    assert outcome.result == "refused" and outcome.error.startswith("redirect 1:")
+    assert refused.requests == []
 
 
-def test_loopback_is_refused_unless_allowed(receiver):
-    assert not deliver(receiver, allow_private=False)
-    assert Receiver.received == []
+def test_at_most_three_redirect_hops(servers):
+    loop = servers(lambda path: (302, {"Location": "/again"}))
+    outcome = attempt(loop.url(), [loop.port])
+    assert outcome.result == "refused" and "more than 3 redirects" in outcome.error
+    assert len(loop.requests) == 4
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/x", "http://10.1.2.3/x", "http://192.168.0.1/", "http://[::1]/", "ftp://example.org/"])
+@pytest.mark.parametrize("status, result", [(500, "retry"), (429, "retry"), (404, "retry"), (410, "gone")])
+def test_answers_map_to_outcomes(servers, status, result):
+    receiver = servers(lambda path: (status, {}))
+    outcome = attempt(receiver.url(), [receiver.port])
+    assert (outcome.result, outcome.status_code) == (result, status)
+
+
+def test_a_hanging_receiver_is_a_retry_not_a_hang(servers):
+    release = threading.Event()
+    receiver = servers(lambda path: (release.wait(10), (200, {}))[1])
+    outcome = attempt(receiver.url(), [receiver.port], timeout=0.3)
+    release.set()
+    assert outcome.result == "retry" and "no answer in time" in outcome.error
+
+
+def test_a_refused_connection_is_a_retry():
+    server = Server(lambda path: (200, {}))
+    port = server.port
+    server.close()
+    assert attempt(f"http://127.0.0.1:{port}/", [port]).result == "retry"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/x", "http://10.1.2.3/x", "http://192.168.0.1/", "http://[::1]/",
+     "http://169.254.169.254/latest/meta-data", "http://[::ffff:127.0.0.1]/", "http://100.100.100.200/",
+     "http://0.0.0.0/", "ftp://example.org/"],
+)
 def test_non_public_or_non_http_urls_are_refused(url):
     with pytest.raises(WebhookRefused):
         check_webhook_url(url, allow_private=False)
 
 
-def test_webhook_channels():
+def test_allow_list_and_switch():
+    rules = TargetRules(allow=parse_allow_list("127.0.0.1:8080, [::1]:9000"))
+    check_webhook_url("http://127.0.0.1:8080/x", rules=rules)
+    check_webhook_url("http://[::1]:9000/x", rules=rules)
+    with pytest.raises(WebhookRefused):
+        check_webhook_url("http://127.0.0.1:8081/x", rules=rules)
+    check_webhook_url("http://10.0.0.1/x", allow_private=True)
+    with pytest.raises(ValueError):
+        parse_allow_list("127.0.0.1")
+
+
+def test_targets_show_no_path_query_or_user():
+    assert target_of("https://user:pw@Hooks.Example.org/t/abc?token=x") == "https://hooks.example.org:443"
     assert webhook_urls(["webhook:https://example.org/a", "email:x@y"]) == ["https://example.org/a"]
+
+
+# --- backoff, give-up ------------------------------------------------------------------------
+
+
+def entry(**source) -> Entry:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = {"attempts": 0, "state": "pending", "created_at": now.isoformat(), "target": "t", "channel": "c",
+            "kind": "alert", "alert_ids": ["a"], "due_at": now.isoformat()}
+    return Entry("msg_x", {**base, **source})
+
+
+def test_backoff_grows_with_jitter_and_a_cap():
+    settings = Settings(webhook_backoff_s=1, webhook_backoff_max_s=10)
+    delays = [retry_delay(n, settings) for n in range(1, 8)]
+    assert 0.5 <= delays[0] <= 1 and 2 <= delays[2] <= 4 and all(d <= 10 for d in delays)
+
+
+def test_retries_end_in_failed_by_age_or_attempts():
+    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    outbox = Outbox(None, Settings(webhook_max_age_s=60, webhook_max_attempts=5, webhook_backoff_s=1))
+    soon = outbox.decide(entry(), Result("retrying", error="HTTP 500"), created + timedelta(seconds=1))
+    assert soon.state == "retrying" and soon.next_attempt_at > created
+    late = outbox.decide(entry(attempts=2), Result("retrying", error="HTTP 500"), created + timedelta(seconds=59))
+    assert late.state == "failed" and "max age" in late.error
+    many = outbox.decide(entry(attempts=4), Result("retrying", error="HTTP 500"), created)
+    assert many.state == "failed" and "5 attempts" in many.error
+    deferred = outbox.decide(entry(), Result("retrying", attempted=False, error="circuit open"), created)
+    assert deferred.state == "pending"  # not attempted: no attempt counted
+
+
+# --- digests ---------------------------------------------------------------------------------
+
+
+def test_digest_periods_are_aligned_in_the_subscription_time_zone():
+    settings = Settings(digest_hourly_s=3600, digest_daily_s=86400)
+    at = datetime(2026, 7, 1, 22, 30, tzinfo=timezone.utc)
+    sub = Subscription(id="s", query="q")
+    assert digest_period(sub, settings, at) is None
+    start, end = digest_period(sub.model_copy(update={"digest": "daily"}), settings, at)
+    assert (start.isoformat(), end - start) == ("2026-07-01T00:00:00+00:00", timedelta(days=1))
+    paris = sub.model_copy(update={"digest": "daily", "timezone": "Europe/Paris"})
+    start, _ = digest_period(paris, settings, at)  # 00:30 on 2 July in Paris
+    assert start == datetime(2026, 7, 1, 22, 0, tzinfo=timezone.utc)
+    start, end = digest_period(sub.model_copy(update={"digest": "hourly"}), settings, at)
+    assert start == datetime(2026, 7, 1, 22, 0, tzinfo=timezone.utc) and end - start == timedelta(hours=1)
+
+
+# --- subscriptions: limits, sealed secrets ----------------------------------------------------
+
+
+def test_subscription_limits_are_enforced_with_a_clear_error():
+    settings = Settings(webhook_allow_targets="127.0.0.1:9")
+    ok = dict(query="memorandum", owner="me", urls=["http://127.0.0.1:9/x"], others=[], digest="daily", tz="UTC")
+    check_limits(settings, **ok)
+    for change, words in [
+        ({"owner": "x" * 40_000}, "owner must be"),
+        ({"query": "a " * 1000}, "query is"),
+        ({"urls": ["http://127.0.0.1:9/x"] * 11}, "channels"),
+        ({"urls": ["http://127.0.0.1:9/" + "x" * 3000]}, "characters"),
+        ({"urls": ["http://127.0.0.1:10/x"]}, "refused"),
+        ({"others": ["email:x@y"]}, "unknown channel"),
+        ({"digest": "weekly"}, "digest must be"),
+        ({"tz": "Mars/Olympus"}, "time zone"),
+    ]:
+        with pytest.raises(SubscriptionRejected, match=words):
+            check_limits(settings, **{**ok, **change})
+
+
+def test_webhook_secrets_are_sealed(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    sealed = seal(settings, WebhookSecret("https://example.org/h?token=t0k", "whsec_abc"))
+    assert "t0k" not in sealed and "example" not in sealed
+    assert unseal(settings, sealed).url.endswith("token=t0k")
+    assert "t0k" not in repr(unseal(settings, sealed))
+    assert (tmp_path / "secrets.key").stat().st_mode & 0o077 == 0
+    assert json.loads(json.dumps({"s": sealed}))

@@ -1,0 +1,169 @@
+"""Quality of the entity and event stages on the labelled sets, under each installed model.
+
+    python benchmarks/quality.py [--models en_core_web_sm en_news_ner_conll] [--show-errors]
+
+Labelled sets (tests/fixtures/, labelled by hand, see docs/events.md and docs/entities.md):
+
+- ``event_sentences.jsonl``: sentences from the Reuters-21578 corpus (and a few written ones,
+  source "written") with the set of event types each reports or discusses. A sentence is tagged
+  with a type when ``tag_events`` gives an alertable tag of that type on the sentence alone.
+  Prints precision and recall per event type and overall (micro).
+- ``entity_pairs.jsonl``: pairs of mentions in two short texts, labelled same / different entity,
+  with a pair kind (shared surname, transliteration, acronym, determiner/possessive, ...). A pair is
+  predicted "same" when both mentions resolve to one entity id. Prints precision and recall of
+  "same" (merges) per kind and overall.
+
+Nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.nlp import ModelNotInstalledError, load_nlp, loadable_name  # noqa: E402
+from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse  # noqa: E402
+from pipeline.stages.events import taxonomy, tag_events  # noqa: E402
+from schemas.models import CleanArticle  # noqa: E402
+
+FIXTURES = REPO / "tests" / "fixtures"
+EVENT_SET = FIXTURES / "event_sentences.jsonl"
+PAIR_SET = FIXTURES / "entity_pairs.jsonl"
+NOW = datetime.now(timezone.utc)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float]:
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    return precision, recall
+
+
+def event_predictions(nlp, items: list[dict]) -> list[set[str]]:
+    docs = parse(nlp, [item["text"] for item in items], batch_size=64)
+    return [{t.type for t in tag_events(doc) if t.alertable} for doc in docs]
+
+
+def score_events(items: list[dict], predicted: list[set[str]]) -> dict[str, Counter]:
+    counts: dict[str, Counter] = {name: Counter() for name in taxonomy().types}
+    for item, got in zip(items, predicted):
+        want = set(item["events"])
+        for name in counts:
+            if name in want and name in got:
+                counts[name]["tp"] += 1
+            elif name in got:
+                counts[name]["fp"] += 1
+            elif name in want:
+                counts[name]["fn"] += 1
+    return counts
+
+
+def _article(key: str, text: str) -> CleanArticle:
+    return CleanArticle(id=key, title="", body=text, language="en", ingested_at=NOW)
+
+
+def _entity_of(entities, mention: str):
+    for entity in entities:
+        if any(form.lower() == mention.lower() for form in entity.forms):
+            return entity
+    for entity in entities:  # the mention as part of a longer form ("EU" inside "the EU's")
+        if any(mention.lower() in form.lower() for form in entity.forms):
+            return entity
+    return None
+
+
+def pair_predictions(nlp, pairs: list[dict]) -> list[bool | None]:
+    """Whether each pair's two mentions resolve to one id (None: a mention was not found).
+
+    Each pair is resolved in its own registry: article ``a`` then article ``b`` (cross-article
+    resolution), or a single article when ``b`` is absent (within-article resolution)."""
+    out: list[bool | None] = []
+    for pair in pairs:
+        texts = [pair["a"]] + ([pair["b"]] if pair.get("b") else [])
+        articles = [_article(f"p{i}", t) for i, t in enumerate(texts)]
+        docs = parse(nlp, texts, batch_size=2)
+        registry = InMemoryEntityRegistry()
+        entities = [extract_entities([a], [d], registry)[0] for a, d in zip(articles, docs)]
+        first = _entity_of(entities[0], pair["mention_a"])
+        second = _entity_of(entities[-1], pair["mention_b"])
+        out.append(None if first is None or second is None else first.id == second.id)
+    return out
+
+
+def score_pairs(pairs: list[dict], predicted: list[bool | None]) -> dict[str, Counter]:
+    counts: dict[str, Counter] = {}
+    for pair, same in zip(pairs, predicted):
+        c = counts.setdefault(pair["kind"], Counter())
+        if same is None:
+            c["missing"] += 1
+        if pair["same"] and same:
+            c["tp"] += 1
+        elif not pair["same"] and same:
+            c["fp"] += 1
+        elif pair["same"]:
+            c["fn"] += 1
+        else:
+            c["tn"] += 1
+    return counts
+
+
+def _print_table(title: str, counts: dict[str, Counter]) -> tuple[float, float]:
+    print(f"  {title:<22} {'P':>6} {'R':>6}   tp  fp  fn")
+    total = Counter()
+    for name, c in counts.items():
+        p, r = prf(c["tp"], c["fp"], c["fn"])
+        extra = f"  ({c['missing']} mention(s) not found)" if c.get("missing") else ""
+        print(f"  {name:<22} {p:6.3f} {r:6.3f}  {c['tp']:3d} {c['fp']:3d} {c['fn']:3d}{extra}")
+        total.update(c)
+    p, r = prf(total["tp"], total["fp"], total["fn"])
+    print(f"  {'OVERALL':<22} {p:6.3f} {r:6.3f}  {total['tp']:3d} {total['fp']:3d} {total['fn']:3d}")
+    return p, r
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["en_core_web_sm", "en_news_ner_conll"])
+    parser.add_argument("--show-errors", action="store_true")
+    args = parser.parse_args(argv)
+    events = read_jsonl(EVENT_SET)
+    pairs = read_jsonl(PAIR_SET) if PAIR_SET.exists() else []
+    print(f"labelled sets: {len(events)} event sentences, {len(pairs)} entity pairs")
+    for model in args.models:
+        try:
+            nlp = load_nlp(model)
+        except ModelNotInstalledError as exc:
+            print(f"\n== {model}: skipped ({exc})")
+            continue
+        print(f"\n== model {model} (loaded as {loadable_name(model)})")
+        predicted = event_predictions(nlp, events)
+        print(" events (sentence-level, alertable tags):")
+        _print_table("type", score_events(events, predicted))
+        if args.show_errors:
+            for item, got in zip(events, predicted):
+                want = set(item["events"])
+                if want != got:
+                    print(f"    want {sorted(want)} got {sorted(got)}: {item['text'][:160]}")
+        if pairs:
+            same = pair_predictions(nlp, pairs)
+            print(" entity merges (pair predicted same = one id):")
+            _print_table("pair kind", score_pairs(pairs, same))
+            if args.show_errors:
+                for pair, got in zip(pairs, same):
+                    if got is None or got != pair["same"]:
+                        print(f"    {pair['kind']}: want same={pair['same']} got {got}: "
+                              f"{pair['mention_a']!r} / {pair['mention_b']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The newspipe HTTP API (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``) and the web
+page at ``/``. Every route but ``/``, ``/static/*`` and ``/health`` needs ``Authorization: Bearer
+<token>`` (``NEWS_API_TOKEN``; when unset or ``change-me`` a token is generated into
+``<NEWS_DATA_DIR>/api-token``). Run with ``newspipe api`` (binds 127.0.0.1 unless ``--host``).
+See docs/api.md."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from elasticsearch import ApiError, NotFoundError
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout as ESConnectionTimeout
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from kafka.errors import KafkaError
+
+from pipeline.alerts.subscriptions import SubscriptionStore
+from pipeline.api import alerts, articles, search
+from pipeline.api.auth import resolve_token
+from pipeline.api.context import ApiContext
+from pipeline.process import Pipeline
+from pipeline.settings import Settings, get_settings
+from schemas import RawArticle
+from schemas.api import Health
+
+log = logging.getLogger("newspipe.api")
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    token, _ = resolve_token(settings)
+    pipeline = Pipeline(settings)
+    ctx = ApiContext(settings=settings, token=token, pipeline=pipeline,
+                     store=SubscriptionStore(settings, pipeline.es))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        ctx.close()
+
+    api = FastAPI(title="newspipe", version="1", description=__doc__, lifespan=lifespan)
+    api.state.ctx = ctx
+
+    @api.exception_handler(ESConnectionError)
+    @api.exception_handler(ESConnectionTimeout)
+    @api.exception_handler(KafkaError)
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("server unavailable: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": f"{type(exc).__name__}: server unavailable, retry"}, status_code=503)
+
+    @api.exception_handler(ApiError)
+    async def refused(_request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, NotFoundError):
+            return JSONResponse({"detail": "not found (index missing: run newspipe setup)"}, status_code=404)
+        if exc.meta.status in (429, 502, 503, 504):
+            return JSONResponse({"detail": f"Elasticsearch busy ({exc.meta.status}), retry"}, status_code=503)
+        if 400 <= exc.meta.status < 500:
+            return JSONResponse({"detail": f"Elasticsearch refused the request: {exc.message}"}, status_code=400)
+        log.error("Elasticsearch error %s: %s", exc.meta.status, exc)
+        return JSONResponse({"detail": f"Elasticsearch error {exc.meta.status}"}, status_code=503)
+
+    @api.get("/health", tags=["meta"], response_model=Health)
+    def health() -> Health:
+        return Health()
+
+    api.include_router(articles.router(ctx))
+    api.include_router(search.router(ctx))
+    api.include_router(alerts.router(ctx))
+
+    @api.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def openapi() -> dict:
+        """The generated document, plus the article contract ``POST /articles`` refers to."""
+        if api.openapi_schema is None:
+            document = get_openapi(title=api.title, version=api.version, description=api.description,
+                                   routes=api.routes)
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            raw = RawArticle.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(raw.pop("$defs", {}))
+            components["RawArticle"] = raw
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi
+    return api

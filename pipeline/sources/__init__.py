@@ -1,0 +1,3 @@
+"""Where articles come from, as they really come: web pages (polite fetching + main-text
+extraction), WARC archives, feed teasers expanded to their pages, and the source and date an
+article's own text names. See docs/sources.md."""
