@@ -103,6 +103,20 @@ def family_indices(es: Elasticsearch, alias: str) -> list[IndexInfo]:
     return infos
 
 
+def get_by_id(es: Elasticsearch, alias: str, doc_id: str) -> dict | None:
+    """A document by id through an alias that may span rolled-over indices: a real-time GET
+    while the alias has one index, else a search by id. None when there is none."""
+    from elasticsearch import BadRequestError, NotFoundError
+
+    try:
+        return es.get(index=alias, id=doc_id)
+    except NotFoundError:
+        return None
+    except BadRequestError:  # "alias has more than one index": rolled over
+        hits = es.search(index=alias, query={"ids": {"values": [doc_id]}}, size=1)["hits"]["hits"]
+        return hits[0] if hits else None
+
+
 def expired_indices(infos: list[IndexInfo], retention: timedelta, now: datetime) -> list[IndexInfo]:
     """Indices rolled over longer than ``retention`` ago (never the write index)."""
     return [i for i in infos if not i.write and i.rolled_at is not None and i.rolled_at + retention <= now]

@@ -59,6 +59,10 @@ def test_rollover_then_delete_after_retention(es_client, settings):
 
     infos = retention.family_indices(es_client, alias)
     assert [(i.name, i.write, i.docs) for i in infos] == [(f"{alias}-000001", False, 3), (f"{alias}-000002", True, 0)]
+    es_client.index(index=alias, id="fresh", document={"id": "fresh"})  # into the new write index
+    assert retention.get_by_id(es_client, alias, "a0")["_source"]["id"] == "a0", "read across indices"
+    assert retention.get_by_id(es_client, alias, "missing") is None
+    es_client.delete(index=f"{alias}-000002", id="fresh", refresh=True)
     rows = {r.family: r for r in retention.status(es_client, settings)}
     assert rows["articles"].indices == 2 and rows["articles"].docs == 3
     assert rows["articles"].next_deletion.startswith(f"{alias}-000001 at ")
