@@ -1,5 +1,6 @@
 # The two commands that do everything on a fresh machine:
-#   make demo   - local Kafka + Elasticsearch, a worker, seeds ingested, search results and alerts
+#   make demo   - local Kafka + Elasticsearch, a worker, seeds ingested, search results and alerts,
+#                 then the web page (newspipe api in the background; the address is printed last)
 #   make test   - unit and integration tests (the harness starts and stops the servers itself)
 # NEWS_SPACY_MODEL selects the spaCy model (default en_core_web_sm; a .whl path works too).
 
@@ -8,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test unit down clean
+.PHONY: install demo test unit test-faults down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ test: install
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# kills and restarts the harness's own servers and workers (docs/faults.md): its own step
+test-faults: install
+	$(BIN)/pytest tests/faults -m faults
 
 down: $(STAMP)
 	$(BIN)/newspipe down

@@ -9,8 +9,8 @@
    ``--background N`` also feeds N unlabelled corpus articles of the same weeks (they can pull
    labelled articles into wrong stories, as in a real stream).
 2. Cost: an index pre-filled with N stories (corpus articles, cycled) assigns the labelled
-   articles; printed: microseconds per article, candidates scored per article, and the ratio to
-   the smallest size (flat = the index scales).
+   articles; printed: CPU microseconds per article, candidates scored per article, and the ratio
+   to the smallest size (flat = the index scales). ``--cost-only`` skips part 1 (and the NLP).
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--labels", default=str(REPO / "tests/fixtures/stories.json"))
     parser.add_argument("--background", type=int, default=0)
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="skip the quality part (no NLP: the cost part uses word features only)")
     args = parser.parse_args()
     settings = get_settings()
     window = timedelta(hours=settings.story_window_hours)
@@ -88,13 +90,20 @@ def main() -> None:
         extra = [d for d in corpus.values() if d["id"] not in truth and d.get("published_at")
                  and first <= d["published_at"] <= last and len(d.get("body") or "") > 200]
         docs = sorted(docs + extra[: args.background], key=lambda d: (d["published_at"], d["id"]))
-    started = time.perf_counter()
-    enriched = enrich(docs)
-    print(f"model {settings.spacy_model}: {len(enriched)} articles ({len(truth)} labelled, "
-          f"{len(labels['stories'])} stories + {len(labels['singletons'])} singletons) "
-          f"cleaned and enriched in {time.perf_counter() - started:.1f}s")
-    features = [ArticleFeatures.of(a) for a in enriched]
+    if args.cost_only:
+        features = [_plain_features(d) for d in docs]
+    else:
+        started = time.perf_counter()
+        enriched = enrich(docs)
+        print(f"model {settings.spacy_model}: {len(enriched)} articles ({len(truth)} labelled, "
+              f"{len(labels['stories'])} stories + {len(labels['singletons'])} singletons) "
+              f"cleaned and enriched in {time.perf_counter() - started:.1f}s")
+        features = [ArticleFeatures.of(a) for a in enriched]
+        quality(features, truth, labels, settings, window)
+    cost(features, truth, corpus, settings, window, args.sizes)
 
+
+def quality(features, truth, labels, settings, window) -> None:
     print(f"\nquality (window {settings.story_window_hours:g} h)")
     print(f"{'threshold':>10} {'precision':>10} {'recall':>8} {'F1':>6} {'stories':>8}")
     for threshold in (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
@@ -104,12 +113,15 @@ def main() -> None:
         mark = "  <- NEWS_STORY_THRESHOLD" if abs(threshold - settings.story_threshold) < 1e-9 else ""
         print(f"{threshold:>10.2f} {p:>10.3f} {r:>8.3f} {f1:>6.3f} {len(index):>8}{mark}")
 
-    print("\ncost per article as stories grow (labelled articles assigned into a filled index)")
+
+def cost(features, truth, corpus, settings, window, sizes: str) -> None:
+    print("\ncost per article as stories grow (labelled articles assigned into a filled index; "
+          "CPU time of this process)")
     filler = [d for d in corpus.values() if d["id"] not in truth and d.get("body")]
     pool = [_plain_features(d) for d in filler]
     print(f"{'stories':>8} {'us/article':>11} {'candidates':>11} {'ratio':>6}")
     base = None
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in (int(s) for s in sizes.split(",")):
         index = StoryIndex(threshold=settings.story_threshold, window=window)
         for n in range(size):
             source = pool[n % len(pool)]
@@ -119,10 +131,10 @@ def main() -> None:
             index.put(story)
         candidates = sum(len(index.candidates(f)) for f in features) / len(features)
         gc.collect()
-        started = time.perf_counter()
+        started = time.process_time()
         for f in features:
             index.assign(f)
-        per_article = (time.perf_counter() - started) / len(features) * 1e6
+        per_article = (time.process_time() - started) / len(features) * 1e6
         base = base or per_article
         print(f"{size:>8} {per_article:>11.0f} {candidates:>11.0f} {per_article / base:>6.2f}")
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 class Receiver:
     def __init__(self, hang: bool):
         self.latencies: dict[str, float] = {}  # webhook-id -> seconds since ingest
+        self.matching: dict[str, float] = {}  # webhook-id -> ingest to alert (the pipeline's part)
         self.stop = threading.Event()
         outer = self
 
@@ -43,6 +44,7 @@ class Receiver:
                 alert = json.loads(body)["data"]
                 ingested = datetime.fromisoformat(alert["ingested_at"]).timestamp()
                 outer.latencies.setdefault(self.headers["webhook-id"], time.time() - ingested)
+                outer.matching.setdefault(self.headers["webhook-id"], (alert["latency_ms"] or 0) / 1000)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -66,7 +68,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", nargs="?", default=str(REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    parser.add_argument("corpus", nargs="?", default=os.environ.get("NEWS_CORPUS") or str(REPO.parent / "shared/corpus/reuters21578.jsonl"))
     parser.add_argument("--rate", type=float, default=5.0, help="articles per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--query", default="oil OR trade OR bank OR dividend OR profit OR shares")
@@ -131,8 +133,10 @@ def main() -> None:
                 print(f"{phase}: no alerts")
                 continue
             figures[phase] = percentile(values, 0.99)
+            sending = [(healthy.latencies[i] - healthy.matching[i]) * 1000 for i in ids]
             print(f"{phase}: {len(values)} alerts at the healthy receiver; ingest->webhook ms "
-                  f"p50 {percentile(values, 0.5):.0f}, p99 {figures[phase]:.0f}, max {max(values):.0f}")
+                  f"p50 {percentile(values, 0.5):.0f}, p99 {figures[phase]:.0f}, max {max(values):.0f}; "
+                  f"of which alert->webhook p50 {percentile(sending, 0.5):.0f}, p99 {percentile(sending, 0.99):.0f}")
         if len(figures) == 2:
             alone, hung = figures.values()
             print(f"p99 ratio (with hanging / alone): {hung / alone:.2f}")

@@ -316,7 +316,8 @@ def print_alert(alert) -> None:
 
 @app.command("api")
 def cmd_api(host: Optional[str] = None, port: Optional[int] = None) -> None:
-    """Serve the alerts HTTP API (OpenAPI docs at /docs; bearer token NEWS_API_TOKEN)."""
+    """Serve the HTTP API and the web page at / (docs/api.md; OpenAPI at /docs; bearer token
+    NEWS_API_TOKEN, generated into the data directory when unset; binds 127.0.0.1 unless --host)."""
     import uvicorn
 
     settings = _settings()

@@ -132,6 +132,17 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
             "\nServers keep running: [bold]newspipe search QUERY[/], [bold]newspipe alerts tail[/], "
             "[bold]newspipe down[/] to stop them."
         )
+        console.rule("8. web page")
+        from pipeline.api.background import ensure_api
+
+        try:
+            served = ensure_api(settings)
+        except RuntimeError as error:  # e.g. the port is taken by something else
+            console.print(f"[yellow]the API did not start: {str(error).splitlines()[0]}[/] "
+                          "(try: newspipe api --port N)", markup=True)
+            return 0
+        console.print(f"API pid {served.pid} (stop it with: kill {served.pid}), log {settings.data_dir}/logs/api.log")
+        console.print(f"Open the web page: [bold]{served.page_url}[/]")
         return 0
     finally:
         if not keep_worker:

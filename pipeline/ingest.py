@@ -175,8 +175,6 @@ def _open_input(path: Path, compression: str | None) -> BinaryIO:
 
         return lzma.open(path, "rb")
     if compression == "zstd":
-        import zstandard
-
         return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 16)
     return path.open("rb")
 
@@ -376,8 +374,7 @@ def _nesting(text: str) -> int:
     for char in brackets:
         if char in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
+            deepest = max(deepest, depth)
         else:
             depth -= 1
     return deepest
@@ -509,38 +506,17 @@ def _json_error_reason(lineno: int, message: str, char: int) -> str:
     return f"invalid JSON at line {lineno}: {message} (char {char})"
 
 
-def iter_request(data: bytes, origin: str = "request", *, lines: bool = False) -> Iterator[InputItem]:
-    """The articles of an HTTP request body (``POST /articles``), with the same contract and
-    reasons as files: one JSON object or a list of them, or (``lines``) NDJSON, one object per
-    non-blank line (origin ``request:<line>``)."""
-    if not lines:
-        try:
-            yield from _iter_json_document(origin, data)  # only str(origin) is used
-        except RecursionError:
-            yield Rejected(origin, "JSON nested too deeply", data)
-        return
-    found_any = False
-    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
-        line = raw_line.rstrip(b"\r")
-        text = _decode_text(line)
-        if text is not None and not text.strip():
-            continue
-        found_any = True
-        where = f"{origin}:{lineno}"
-        if text is None:
-            yield Rejected(where, NOT_TEXT, line)
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield Rejected(where, _json_error_reason(lineno, error.msg, error.pos), line)
-            continue
-        except RecursionError:
-            yield Rejected(where, "JSON nested too deeply", line)
-            continue
-        yield article_from_object(obj, where, line)
-    if not found_any:
-        yield Rejected(origin, EMPTY, data)
+def iter_request(
+    data: bytes, origin: str = "request", *, lines: bool = False, settings: Settings | None = None
+) -> Iterator[InputItem]:
+    """The articles of an HTTP request body (``POST /articles``) through the very readers of
+    files, so the contract, limits and reasons are the same: one JSON object or a list of them,
+    or (``lines``) NDJSON, one object per non-blank line (origin ``request:<line>``)."""
+    settings = settings or get_settings()
+    if lines:
+        yield from _iter_json_lines(origin, io.BytesIO(data), settings)  # only str(origin) is used
+    else:
+        yield from _iter_json_document(origin, data, settings)
 
 
 # --- objects to articles -------------------------------------------------------------------
@@ -818,7 +794,8 @@ def _progress_display(enabled: bool) -> Iterator[tuple[Progress, TaskID]]:
 
 def cmd_ingest(
     paths: list[Path] = typer.Argument(
-        None, exists=True, help="files or directories: .json, .jsonl/.ndjson, or plain text"
+        None, exists=True,
+        help="files or directories: .json, .jsonl/.ndjson or plain text, also .gz/.bz2/.xz/.zst",
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
     url: list[str] = typer.Option(None, "--url", help="web page URL: fetched, main text extracted (repeatable)"),

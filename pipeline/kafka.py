@@ -24,6 +24,11 @@ from pipeline.topics import topic_configs
 log = logging.getLogger(__name__)
 
 
+RECONNECT_BACKOFF_MAX_MS = 1000
+"""kafka-python backs off reconnecting up to 30 s by default: a broker that is back would
+wait that long to be noticed (the worker must resume within seconds)"""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for Kafka errors about the cluster rather than the message: no broker, a timeout, a
     leader moving (kafka-python's and aiokafka's "retriable" errors, timeouts, lost
@@ -78,6 +83,7 @@ def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaPr
         max_block_ms=deadline_ms,
         delivery_timeout_ms=deadline_ms,
         request_timeout_ms=min(30_000, max(deadline_ms // 2, 1000)),
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         acks="all",
         enable_idempotence=True,
         retries=10,
@@ -100,6 +106,7 @@ def make_consumer(
         bootstrap_servers=settings.kafka_bootstrap_list,
         client_id="newspipe-consumer",
         group_id=None,
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         fetch_max_bytes=settings.max_message_bytes,

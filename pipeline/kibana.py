@@ -30,7 +30,8 @@ from pipeline.settings import Settings, get_settings
 DASHBOARD_ID = "newspipe-overview"
 """id of the overview dashboard in saved_objects.ndjson"""
 
-DATA_VIEWS: dict[str, str] = {"newspipe-articles": "articles", "newspipe-alerts": "alerts"}
+DATA_VIEWS: dict[str, str] = {"newspipe-articles": "articles", "newspipe-alerts": "alerts",
+                              "newspipe-stories": "stories"}
 """data-view (index-pattern) id -> short index name; the title is ``settings.index(name)``"""
 
 OBJECTS_PATH = resource("kibana", "saved_objects.ndjson")

@@ -32,7 +32,8 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 
 from pipeline.settings import get_settings
-from pipeline.stages.names import place_form, place_forms
+from pipeline.stages.casing import word_casing
+from pipeline.stages.names import is_role_word, place_form, place_forms, place_plural
 
 UNUSED_PIPES = frozenset(
     {"parser", "textcat", "textcat_multilabel", "spancat", "span_finder", "entity_linker",
@@ -239,6 +240,8 @@ def _make_place_typer(nlp: Language, name: str, label: str) -> "PlaceTyper":
     matcher = PhraseMatcher(nlp.vocab)
     forms = place_forms()
     matcher.add("PLACE", list(nlp.tokenizer.pipe(forms)))
+    plurals = [f + "s" for f in forms if " " not in f and f[-1:].islower() and not f.endswith("s")]
+    matcher.add("PLURAL", list(nlp.tokenizer.pipe(plurals)))
     return PlaceTyper(label, matcher)
 
 
@@ -257,9 +260,11 @@ class PlaceTyper:
 
     A place form the NER missed (small models miss "in Kyiv") is added only with evidence from
     its context: it is not part of a longer capitalised name (no capitalised word right before
-    or after it within the sentence), and a one-word form either follows a preposition of place
-    ("in", "from" ...), is coordinated with a place ("Moscow and Kyiv"), or is a place the NER
-    found elsewhere in the document.
+    or after it within the sentence: "Paris Hilton", "Adrian Chiles"); a one-word form is not a
+    word of a person the NER found in the document, and one that news also writes as a common
+    word needs a preposition of place ("in", "from" ...), a coordinated place ("Moscow and
+    Kyiv") or the same place found elsewhere. A plural ("both Turkeys") is added only when the
+    document names the place itself.
     """
 
     def __init__(self, label: str, matcher: PhraseMatcher | None = None) -> None:
@@ -267,53 +272,128 @@ class PlaceTyper:
         self.matcher = matcher
 
     def __call__(self, doc: Doc) -> Doc:
-        self._type_entities(doc)
+        vetoed = self._type_entities(doc)
         if self.matcher is not None:
-            self._add_missed(doc)
+            self._add_missed(doc, vetoed)
         return doc
 
-    def _add_missed(self, doc: Doc) -> None:
-        taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+    def _add_missed(self, doc: Doc, vetoed: set[int]) -> None:
+        taken = {i for ent in doc.ents for i in range(ent.start, ent.end)} | vetoed
         found = {ent.id_ for ent in doc.ents if ent.id_}
         places = {i for ent in doc.ents if ent.id_ or ent.label_ in PLACE_LABELS
                   for i in range(ent.start, ent.end)}
+        person_words = {t.lower_ for ent in doc.ents if ent.label_ in PERSON_LABELS for t in ent}
+        person_words |= {w.lower() for w in _person_name_words(doc)}
         added = []
-        for _, start, end in self.matcher(doc):
-            if any(i in taken for i in range(start, end)):
+        matches = sorted(self.matcher(doc), key=lambda m: doc.vocab.strings[m[0]] == "PLURAL")
+        for match_id, start, end in matches:
+            if any(i in taken for i in range(start, end)) or _inside_name(doc, start, end):
                 continue
-            canonical = place_form(doc[start:end].text)
-            if canonical is None or _inside_name(doc, start, end):
-                continue
-            previous = doc[start - 1].lower_ if start > 0 else ""
-            if end - start == 1 and previous not in LOCATIVE_PREPOSITIONS and canonical not in found \
-                    and not _coordinated_with_place(doc, start, end, places):
-                continue
+            text = doc[start:end].text
+            if doc.vocab.strings[match_id] == "PLURAL":
+                canonical = place_plural(text)
+                if canonical is None or canonical not in found:
+                    continue  # a plural is a place only when the document names the place
+            else:
+                canonical = place_form(text)
+                if canonical is None:
+                    continue
+                if end - start == 1 and not self._single_word_evidence(doc, start, places, found, canonical, person_words):
+                    continue
             added.append(Span(doc, start, end, label=self.label, span_id=canonical))
             taken.update(range(start, end))
+            places.update(range(start, end))
+            found.add(canonical)
         if added:
             doc.ents = sorted([*doc.ents, *added], key=lambda span: span.start)
 
-    def _type_entities(self, doc: Doc) -> None:
+    @staticmethod
+    def _single_word_evidence(doc, start, places, found, canonical, person_words) -> bool:
+        """A one-word place form the NER missed counts unless it is a word of a person named
+        in the document; a form that is also a common word ("turkey": lower case in news as
+        often as capitalised) needs a preposition of place, a coordinated place or the NER's
+        own finding of that place elsewhere in the document."""
+        word = doc[start]
+        if word.lower_ in person_words:
+            return False
+        casing = word_casing(word.text)
+        if casing.lower >= 3 and casing.lower * 2 >= casing.capitalised:
+            previous = doc[start - 1].lower_ if start > 0 else ""
+            return (previous in LOCATIVE_PREPOSITIONS or canonical in found
+                    or _coordinated_with_place(doc, start, start + 1, places))
+        return True
+
+    def _type_entities(self, doc: Doc) -> set[int]:
+        """Type the NER's spans; returns the tokens of place forms vetoed as people's names."""
+        vetoed: set[int] = set()
         if not doc.ents:
-            return
-        name_words = {
-            token.text for ent in doc.ents if ent.label_ in ("PER", "PERSON") and len(ent) > 1
-            for token in ent
-        }
+            return vetoed
+        name_words = _person_name_words(doc)
         spans, changed = [], False
         for ent in doc.ents:
             canonical = place_form(ent.text)
-            if canonical is None or (ent.label_ in ("PER", "PERSON") and ent[0].text in name_words):
+            if canonical is None:
                 spans.append(ent)
-                continue
-            spans.append(Span(doc, ent.start, ent.end, label=self.label, span_id=canonical))
-            changed = True
+            elif _names_a_person(ent, name_words) or (len(ent) == 1 and _inside_name(doc, ent.start, ent.end)):
+                changed = True  # a person's name ("Paris's fans" after "Paris Hilton"): no place
+                vetoed.update(range(ent.start, ent.end))
+                if ent.label_ not in PLACE_LABELS:
+                    spans.append(ent)
+            else:
+                start = ent.start + 1 if len(ent) > 1 and ent[0].lower_ == "the" else ent.start
+                spans.append(Span(doc, start, ent.end, label=self.label, span_id=canonical))
+                changed = True
         if changed:
             doc.ents = spans
+        return vetoed
 
 
+PERSON_LABELS = frozenset({"PER", "PERSON"})
 PLACE_LABELS = frozenset({"LOC", "GPE"})
 _COORDINATORS = frozenset({"and", "or", ",", "&", "/", "-", "–"})
+
+
+def _person_name_words(doc: Doc) -> set[str]:
+    """Words of the multi-word person names of a document ("Paris", "Hilton"). Small models
+    label such names ORG or GPE too ("India Hicks"), so a two-word span of any label counts
+    when both words are name words (capitalised, not common words, not roles) and not both
+    are places."""
+    words = set()
+    for ent in doc.ents:
+        tokens = [t for t in ent if t.text not in ("'s", "’s", "'", "’")]
+        if len(tokens) < 2:
+            continue
+        if ent.label_ in PERSON_LABELS or (
+            len(tokens) == 2 and place_form(" ".join(t.text for t in tokens)) is None
+            and all(t.is_alpha and t.text[:1].isupper() and not _common(t.text)
+                    and not is_role_word(t.text) for t in tokens)
+            and any(place_form(t.text) is None for t in tokens)
+        ):
+            words.update(t.text for t in tokens)
+    for ent in doc.ents:  # "Paris Jackson" tagged as "Jackson": the untagged word before it
+        if len(ent) == 1 and ent.start > 0 and place_form(ent.text) is None and not ent[0].is_sent_start:
+            before = doc[ent.start - 1]
+            untagged_or_place = not before.ent_type_ or (
+                before.ent_type_ in PLACE_LABELS and before.ent_iob_ == "B"
+                and (ent.label_ in PERSON_LABELS or ent.label_ in PLACE_LABELS))
+            if untagged_or_place and before.is_alpha and before.text[:1].isupper() \
+                    and not _common(before.text) and not is_role_word(before.text):
+                words.update((before.text, ent.text))
+    return words
+
+
+def _common(word: str) -> bool:
+    casing = word_casing(word)
+    return casing.lower >= 3 and casing.lower >= casing.capitalised
+
+
+def _names_a_person(ent: Span, name_words: set[str]) -> bool:
+    """A one-word span ("Paris", "Paris's") that is a word of a longer person name of the
+    document ("Paris Hilton") and does not follow a preposition of place: the person."""
+    if ent[0].text not in name_words or (len(ent) > 1 and ent[1].text not in ("'s", "’s", "'", "’")):
+        return False
+    start = ent.start
+    return start == 0 or ent.doc[start - 1].lower_ not in LOCATIVE_PREPOSITIONS
 
 
 def _coordinated_with_place(doc: Doc, start: int, end: int, places: set[int]) -> bool:
@@ -324,7 +404,15 @@ def _coordinated_with_place(doc: Doc, start: int, end: int, places: set[int]) ->
 
 
 def _capitalised(token) -> bool:
-    return token.text[:1].isupper() and token.is_alpha
+    """A capitalised word that belongs to a name: not a title or role ("President", "Mayor"),
+    and at a sentence start not a common word ("Both"; news writes it in lower case at least as
+    often)."""
+    if not (token.text[:1].isupper() and token.is_alpha) or is_role_word(token.text):
+        return False
+    if token.is_sent_start:
+        casing = word_casing(token.text)
+        return not (casing.lower >= 3 and casing.lower >= casing.capitalised)
+    return True
 
 
 def _inside_name(doc: Doc, start: int, end: int) -> bool:

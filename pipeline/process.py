@@ -417,7 +417,7 @@ class Pipeline:
 
         if not articles:
             return StepResult()
-        self.subscriptions.catch_up()
+        retry_transient(self.subscriptions.catch_up, what="subscriptions")
         alerts = []
         for article in articles:
             view = ArticleView.from_article(article)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -181,6 +181,15 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, description="worker Prometheus metrics port (0 = off)")
     metrics_host: str = Field("127.0.0.1", description="worker metrics bind address")
     metrics_lag_interval_s: float = Field(15, description="how often the worker measures lag")
+
+    @field_validator("webhook_allow_targets")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for item in (t.strip() for t in value.split(",")):
+            host, sep, port = item.rpartition(":")
+            if item and not (sep and host and port.isdigit()):
+                raise ValueError(f"{item!r} is not host:port")
+        return value
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("raw")`` -> ``news.raw``."""

@@ -28,7 +28,7 @@ import faust
 from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
-from pipeline.process import InMessage, Pipeline, is_transient, retry_transient, server_of
+from pipeline.process import InMessage, Pipeline, is_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
@@ -270,6 +270,7 @@ def run_worker(loglevel: str = "info") -> None:
     for noisy in ("elastic_transport", "kafka"):  # one line per request is not a worker log
         logging.getLogger(noisy).setLevel(logging.WARNING)
     setup(settings)
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
     pipeline = Pipeline(settings)
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
     log.info("newspipe worker ready: model %s", settings.spacy_model)

@@ -101,6 +101,8 @@ class SearchResponse(ApiModel):
 
 
 class SubscriptionRequest(ApiModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     query: str = Field(
         ..., min_length=1, max_length=2000,
         examples=["memorandum", '"prisoner exchange"', 'entity:"Vladimir Medinsky"'],
@@ -110,6 +112,7 @@ class SubscriptionRequest(ApiModel):
     backfill: bool = Field(False, description="also report already-indexed matching articles")
     digest: str = Field("as_it_happens", description="webhooks get: as_it_happens, hourly or daily")
     timezone: str | None = Field(None, description="IANA time zone of digest periods (default UTC)")
+    per_story: bool = Field(False, description="alert once per story; later articles are attached as updates")
 
 
 class SubscriptionCreated(ApiModel):
@@ -121,10 +124,11 @@ class SubscriptionCreated(ApiModel):
 
 
 class QueryError(ApiModel):
-    """An invalid query: the reason and the 0-based character position."""
+    """An invalid query: the reason and the 0-based character position (null: the whole query,
+    e.g. an empty one)."""
 
     error: str
-    position: int
+    position: int | None
 
 
 class ErrorResponse(ApiModel):

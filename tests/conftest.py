@@ -43,6 +43,7 @@ class Servers:
     kafka_version: str | None = None  # exact version when known without asking the broker
     data_dir: Path | None = None  # the session's data dir (worker files, API token, ...)
     user_data_dir: Path | None = None  # the data dir a user's `newspipe up` here would use
+    runtime: object | None = None  # the LocalRuntime that runs them, when it does (fault tests)
 
 
 # --- the three sources ---------------------------------------------------------------------
@@ -153,12 +154,12 @@ def _local_runtime(user_data_dir: Path) -> Iterator[Servers]:
     runtime = LocalRuntime(session_runtime_settings(user_data_dir, session_dir))
     es_root = runtime._es_root()
     try:
-        statuses = runtime.up()
+        statuses = runtime.up(timeout=300)  # a loaded 2-core machine starts Elasticsearch slowly
         kafka = next(s for s in statuses if s.name == "kafka")
         es = next(s for s in statuses if s.name == "elasticsearch")
         yield Servers(
             kafka.address, es.address, f"started by the local runtime in {session_dir}",
-            kafka_version=kafka.version, data_dir=session_dir,
+            kafka_version=kafka.version, data_dir=session_dir, runtime=runtime,
         )
     finally:
         runtime.down()

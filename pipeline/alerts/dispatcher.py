@@ -14,8 +14,10 @@ receiver holds only its own deliveries. A per-target circuit breaker opens after
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,6 +66,12 @@ class Dispatcher:
         self.offered: list[str] = []
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
+        # its own threads for Elasticsearch calls: never queued behind the agents' steps
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deliveries")
+
+    async def _io(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     # --- the loop ------------------------------------------------------------------------
     def offer(self, ids: list[str]) -> None:
@@ -99,11 +107,11 @@ class Dispatcher:
         offered, self.offered = [i for i in self.offered if i not in self.inflight], []
         entries = []
         if offered:
-            entries += await asyncio.to_thread(self.outbox.lease_ids, offered[:room], capacity=self._cap(blocked))
+            entries += await self._io(self.outbox.lease_ids, offered[:room], capacity=self._cap(blocked))
             self._start(entries)
         room = self.settings.webhook_inflight_total - len(self.inflight)
         if room > 0:
-            more = await asyncio.to_thread(
+            more = await self._io(
                 self.outbox.lease_due, capacity=self._cap(blocked), exclude_ids=sorted(self.inflight),
                 exclude_targets=sorted(set(blocked)), limit=room,
             )
@@ -128,13 +136,13 @@ class Dispatcher:
             async with self.total, semaphore:
                 result, subscription = await self.attempt(entry)
             record_webhook(result.state)  # delivered / refused / retrying / failed (metrics)
-            final = await asyncio.to_thread(self.outbox.record, entry, result)
+            final = await self._io(self.outbox.record, entry, result)
             log.info(
                 "delivery %s (%s, %s): %s%s", entry.id, entry.source["subscription_id"], entry.target,
                 final.state, f" ({final.error})" if final.error else "",
             )
             if final.error and final.error.startswith("gone:") and subscription and self.disable_channel:
-                await asyncio.to_thread(
+                await self._io(
                     self.disable_channel, subscription, entry.source["channel"], final.error.removeprefix("gone: ")
                 )
         except asyncio.CancelledError:
@@ -157,7 +165,7 @@ class Dispatcher:
                           next_attempt_at=breaker.open_until), None
         subscription = self.subscription(entry.source["subscription_id"])
         if subscription is None and self.catch_up:
-            await asyncio.to_thread(self.catch_up)
+            await self._io(self.catch_up)
             subscription = self.subscription(entry.source["subscription_id"])
         if subscription is None:
             return Result("failed", attempted=False, error="subscription removed"), None
@@ -170,7 +178,7 @@ class Dispatcher:
             secret = unseal(self.settings, channel.sealed)
         except SecretsUnavailable as exc:
             return Result("failed", attempted=False, error=str(exc)), subscription
-        body = await asyncio.to_thread(self.body, entry, subscription)
+        body = await self._io(self.body, entry, subscription)
         if body is None:
             return Result("failed", attempted=False, error="its alerts are gone from the alerts index"), subscription
         outcome = await send(

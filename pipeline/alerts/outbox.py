@@ -137,7 +137,11 @@ class Outbox:
             published.append(alert.id)
             subscription = lookup(alert.subscription_id)
             for channel in subscription.webhooks if subscription else []:
-                if channel.disabled:
+                if channel.disabled:  # shown as failed on the alert, nothing to send
+                    pending.setdefault(alert.id, []).append(DeliveryStatus(
+                        channel=channel.id, target=channel.target, state="failed",
+                        last_error=f"channel disabled: {channel.disabled}", updated_at=now,
+                    ))
                     continue
                 period = digest_period(subscription, self.settings, now)
                 status = DeliveryStatus(

@@ -11,7 +11,7 @@ from pipeline.alerts.query import QuerySyntaxError
 from pipeline.alerts.subscriptions import SubscriptionRejected
 from pipeline.api.atom import render_feed
 from pipeline.api.context import ERRORS, ApiContext
-from pipeline.api.stream import BadEventId, alert_events, parse_event_id
+from pipeline.api.stream import BadEventId, alert_events, open_stream, parse_event_id
 from schemas import Alert, Subscription
 from schemas.api import ErrorResponse, SubscriptionCreated, SubscriptionRequest
 
@@ -36,7 +36,8 @@ def router(ctx: ApiContext) -> APIRouter:
         the already-indexed matching articles fire now (once, marked ``backfill``)."""
         try:
             created = ctx.store.create(request.query, owner=request.owner, webhooks=request.webhooks,
-                                       digest=request.digest, timezone=request.timezone)
+                                       digest=request.digest, timezone=request.timezone,
+                                       per_story=request.per_story)
         except QuerySyntaxError as exc:
             raise HTTPException(422, {"error": str(exc), "position": exc.position}) from exc
         except SubscriptionRejected as exc:
@@ -92,7 +93,8 @@ def router(ctx: ApiContext) -> APIRouter:
             start = parse_event_id(position) if position else None
         except BadEventId as exc:
             raise HTTPException(400, str(exc)) from exc
-        events = alert_events(ctx.settings, start, set(subscription_id), request.is_disconnected)
+        stream = await open_stream(ctx.settings, start)
+        events = alert_events(stream, set(subscription_id), request.is_disconnected)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -14,6 +14,9 @@ from elasticsearch import ApiError, NotFoundError
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +34,41 @@ from schemas.api import Health
 log = logging.getLogger("newspipe.api")
 
 STATIC = Path(__file__).parent / "static"
+
+
+def validation_line(exc: RequestValidationError) -> str:
+    """FastAPI's validation errors as one line: ``query.size: Input should be ... ; ...``."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class AllowHeader:
+    """ASGI middleware: a 405 answer's ``Allow`` lists every method of the path (Starlette
+    names only the methods of the first route that matched the path)."""
+
+    def __init__(self, app, app_routes):
+        self.app = app
+        self.app_routes = app_routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_allow(message):
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = set()
+                for route in self.app_routes():
+                    if isinstance(route, APIRoute) and route.matches(scope)[0] != Match.NONE:
+                        methods |= route.methods
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
 
 
 def create_api(settings: Settings | None = None) -> FastAPI:
@@ -70,6 +108,11 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     def health() -> Health:
         return Health()
 
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_line(exc)}, status_code=422)
+
+    api.add_middleware(AllowHeader, app_routes=lambda: api.routes)
     api.include_router(articles.router(ctx))
     api.include_router(search.router(ctx))
     api.include_router(alerts.router(ctx))

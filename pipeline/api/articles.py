@@ -38,6 +38,8 @@ def router(ctx: ApiContext) -> APIRouter:
         openapi_extra={"requestBody": REQUEST_BODY},
         responses={
             413: {"model": ErrorResponse, "description": "request larger than NEWS_MAX_MESSAGE_BYTES"},
+            422: {"model": IngestResponse | ErrorResponse,
+                  "description": "nothing accepted: every item rejected (reasons; dead-lettered), or an empty body"},
             503: {"model": IngestResponse, "description": "the broker did not take every message: send again"},
         },
     )
@@ -45,7 +47,7 @@ def router(ctx: ApiContext) -> APIRouter:
         """Publish one article (JSON object), a JSON list, or a batch (NDJSON, ``Content-Type:
         application/x-ndjson``) to the raw topic. Items that are not articles go to the
         dead-letter topic and are listed with their reason; the rest are answered with their
-        ids (202: accepted for processing)."""
+        ids (202: accepted for processing; 422 when no item was an article)."""
         declared = request.headers.get("content-length")
         limit = ctx.settings.max_message_bytes
         if declared and declared.isdigit() and int(declared) > limit:
@@ -55,8 +57,10 @@ def router(ctx: ApiContext) -> APIRouter:
             data.extend(chunk)
             if len(data) > limit:
                 raise HTTPException(413, f"request body over {limit} bytes")
+        if not bytes(data).strip():
+            raise HTTPException(422, "empty request body: send an article (JSON) or articles (NDJSON)")
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        items = list(iter_request(bytes(data), lines=kind in NDJSON_TYPES))
+        items = list(iter_request(bytes(data), lines=kind in NDJSON_TYPES, settings=ctx.settings))
         report = await run_in_threadpool(publish, items, ctx.producer, ctx.settings, False)
         rejected = [
             IngestRejection(item=n, origin=item.origin, reason=item.reason)
@@ -68,7 +72,7 @@ def router(ctx: ApiContext) -> APIRouter:
             rejected=rejected,
             failed=[IngestFailure(key=f.key, error=f.error) for f in report.failed],
         )
-        status = 503 if report.failed or report.stopped else 202
+        status = 503 if report.failed or report.stopped else 202 if report.sent else 422
         return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
     @api.get("/articles/{article_id}", response_model=EnrichedArticle,

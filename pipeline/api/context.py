@@ -22,6 +22,8 @@ bearer = HTTPBearer(auto_error=False, description="NEWS_API_TOKEN (or the genera
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "bad request (e.g. a cursor or id Elasticsearch refuses)"},
     401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+    422: {"model": ErrorResponse, "description": "invalid request (one line), or an invalid query: "
+          "its reason and 0-based position"},
     503: {"model": ErrorResponse, "description": "Kafka or Elasticsearch unavailable: retry"},
 }
 

@@ -89,15 +89,20 @@ def sse(event: str, data: str, event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+async def open_stream(settings: Settings, resume: dict[int, int] | None) -> AlertStream:
+    """The connection's consumer, positioned (before the answer starts: a broker that does not
+    answer is a 503, not a broken stream)."""
+    return await asyncio.to_thread(AlertStream, settings, resume)
+
+
 async def alert_events(
-    settings: Settings,
-    resume: dict[int, int] | None,
+    stream: AlertStream,
     subscription_ids: set[str],
     is_disconnected,
 ) -> AsyncIterator[str]:
     """The SSE text of a connection: a ``ready`` event with the start position, then one
-    ``alert`` event per alert (of the given subscriptions, when any), comments as heartbeats."""
-    stream = await asyncio.to_thread(AlertStream, settings, resume)
+    ``alert`` event per alert (of the given subscriptions, when any), comments as heartbeats.
+    Closes the consumer at the end."""
     seen: OrderedDict[str, None] = OrderedDict()
     try:
         yield "retry: 2000\n\n"

@@ -30,8 +30,8 @@ class WorkerHealth:
         """``what`` (a stage or step) cannot go on until ``server`` answers again."""
         text = _one_line(error)
         with self._lock:
-            self._waits.setdefault(what, {"server": server, "since": time.time()})
-            self._waits[what]["error"] = text
+            wait = self._waits.setdefault(what, {"since": time.time()})
+            wait["server"], wait["error"] = server, text
             self.last_error, self.last_error_at = f"{what}: {text}", time.time()
             self.retries += 1
 

@@ -26,17 +26,16 @@ MAX_OUTLET_WORDS = 6
 
 _OUTLET = r"(?P<name>[A-Z0-9][\w&.'’-]*(?:\s+(?:[A-Z0-9&][\w&.'’-]*|of|the|and|de|du|des|la|le))" \
           r"{0,%d})" % (MAX_OUTLET_WORDS - 1)
-_CREDIT_PATTERNS = [
+_CREDIT_PATTERNS = [  # keywords in any case; the outlet's name must be capitalised
     # "Source: Anadolu Agency", "Via: Example Wire", "Courtesy of The Example Post"
-    re.compile(rf"^[(\[]?\s*(?:source|sources|via|courtesy(?:\s+of)?)\s*[:\-–—]?\s+{_OUTLET}\s*[.)\]]?\s*$",
-               re.IGNORECASE),
+    re.compile(rf"^[(\[]?\s*(?i:source|sources|via|courtesy(?:\s+of)?)\s*[:\-–—]\s*{_OUTLET}\s*[.)\]]?\s*$"),
+    re.compile(rf"^[(\[]?\s*(?i:courtesy\s+of)\s+{_OUTLET}\s*[.)\]]?\s*$"),
     # "© 2025 Example Times. All rights reserved." / "Copyright (c) 2025 Example Times"
-    re.compile(rf"^(?:©|\(c\)|copyright)\s*(?:©|\(c\))?\s*(?:\d{{4}}(?:\s*[-–]\s*\d{{4}})?)?\s*,?\s*"
-               rf"{_OUTLET}\s*(?:[.,;]|$)", re.IGNORECASE),
+    re.compile(rf"^(?:©|\((?i:c)\)|(?i:copyright)\s*(?:©|\((?i:c)\))?\s*(?=\d{{4}}))\s*"
+               rf"(?:\d{{4}}(?:\s*[-–]\s*\d{{4}})?)?\s*,?\s*{_OUTLET}\s*(?:[.,;]|$)"),
     # "This article first appeared on Example Post." / "Originally published by Example News"
-    re.compile(rf"^(?:this (?:article|story|report) )?(?:was )?(?:first|originally) "
-               rf"(?:appeared|published|ran)\s+(?:on|in|by|at)\s+(?:the\s+)?{_OUTLET}\s*\.?$",
-               re.IGNORECASE),
+    re.compile(rf"^(?i:(?:this (?:article|story|report) )?(?:was )?(?:first|originally) "
+               rf"(?:appeared|published|ran)\s+(?:on|in|by|at)\s+(?:the\s+)?){_OUTLET}\s*\.?$"),
     # a lone agency sign-off: "— AFP", "-- Example News Agency"
     re.compile(rf"^(?:--|[-–—])\s*{_OUTLET}\s*$"),
 ]
@@ -75,6 +74,14 @@ def source_from_text(dateline: Dateline | None, body: str) -> tuple[str | None, 
         if name:
             return name, "credit_line"
     return None, None
+
+
+def take_outlet_credit(paragraphs: list[str]) -> list[str]:
+    """Remove a last paragraph that is a credit line naming an outlet (it is metadata: the
+    source); returns the removed lines."""
+    if len(paragraphs) > 1 and credit_line_outlet(paragraphs[-1]):
+        return [paragraphs.pop()]
+    return []
 
 
 def credit_line_outlet(line: str) -> str | None:

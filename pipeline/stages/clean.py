@@ -29,7 +29,7 @@ import ftfy
 
 from pipeline.ids import article_id
 from pipeline.settings import get_settings
-from pipeline.sources.attribution import attribute
+from pipeline.sources.attribution import attribute, take_outlet_credit
 from pipeline.stages.language import detect_language, normalise_language_code
 from schemas.models import CleanArticle, Dateline, RawArticle
 
@@ -161,6 +161,7 @@ def clean(raw: RawArticle, *, max_body_chars: int | None = None) -> CleanArticle
     text = _SIGNOFF.sub("", normalise_unicode(raw.body))
     paragraphs = build_paragraphs(_content_lines(text))
     parts = _split_article(paragraphs, given_title)
+    parts.credits += take_outlet_credit(parts.body)  # "Source: X" at the end: metadata, not body
     body = "\n\n".join(parts.body)
     if not body:
         raise CleanError("body is empty after cleaning")
@@ -320,9 +321,23 @@ def _join(
         return f"{current} {nxt}"
     if _TERMINAL.search(current) or _BYLINE_START.match(nxt):
         return None
+    if current == previous.text and _looks_like_heading(current) or parse_dateline(nxt)[0]:
+        return None  # a heading line on its own, or the next line opens with a wire dateline
     if wrapped:
         return f"{current} {nxt}"
     return None  # a short line without final punctuation: a heading, not a wrapped line
+
+
+def _looks_like_heading(line: str) -> bool:
+    """A title-case line ("Oil Prices Climb Again", "Standard Oil To Form Unit"): two or more
+    words, every word of four or more letters capitalised, no comma, not a dateline."""
+    words = [w.strip("\"“”'‘’()[]") for w in line.split()]
+    long_words = [w for w in words if len(w) >= 4 and w[:1].isalpha()]
+    return (
+        len(words) >= 2 and bool(long_words) and "," not in line
+        and all(w[0].isupper() for w in long_words)
+        and parse_dateline(line + " - x")[0] is None
+    )
 
 
 # --- article structure -----------------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import Protocol
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from pipeline.stages.casing import word_casing
 from schemas.models import CleanArticle, Entity, EntityType, Mention
 from pipeline.stages.names import (
     ROLE_TITLES,
@@ -43,6 +44,7 @@ from pipeline.stages.names import (
     fold_name,
     fold_word,
     is_initial,
+    RUN_TOGETHER_MIN_SURNAME,
     is_role_word,
     is_run_together,
     leading_title_count,
@@ -152,6 +154,7 @@ class _Mention:
     end: int
     place: str | None = None  # canonical place when the alias table knows it
     plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
+    given: str = ""  # folded capitalised word right before a one-word span ("Chloe" Donaldson)
     person: PersonName | None = None
     id: str = ""
     name: str = ""
@@ -271,15 +274,80 @@ def _mention(span: Span) -> _Mention | None:
             return None
     if mention.place is None and len(trimmed) == 1:
         mention.plural_of = place_plural(trimmed.text)
+        given = _given_name_before(span.doc, trimmed.start)
+        mention.given = fold_word(given) if given else ""
+        person = mention.person
+        if person is not None and not person.is_full and mention.given:
+            # the NER left the first name out ("Alice Quinn" tagged "Quinn"): a full name
+            mention.person = PersonName(f"{given} {person.display}", mention.given, person.surname)
     return mention
+
+
+def _given_name_before(doc: Doc, index: int) -> str:
+    """The word before token ``index`` when it looks like a first name the NER left out
+    ("Chloe Donaldson" tagged as "Donaldson"): capitalised, mid-sentence, not a role or title,
+    not a common word, not inside another entity. Else ""."""
+    if index == 0 or doc[index].is_sent_start:
+        return ""
+    before = doc[index - 1]
+    if not (before.is_alpha and before.text[:1].isupper() and not before.is_upper) or before.ent_type_:
+        return ""
+    casing = word_casing(before.text)
+    if is_role_word(before.text) or (casing.lower >= 3 and casing.lower >= casing.capitalised):
+        return ""
+    return before.text
 
 
 def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
     _settle_plural_places(mentions)
+    _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
     _link_acronyms(doc.text, mentions)
     return mentions
+
+
+def _name_word(text: str) -> bool:
+    """A capitalised word that can be a first name: not a role, not a common word; or an initial."""
+    if len(text) == 2 and text[0].isupper() and text[1] == ".":
+        return True
+    if not (text[:1].isupper() and text.isalpha()) or is_role_word(text):
+        return False
+    casing = word_casing(text)
+    return not (casing.lower >= 3 and casing.lower >= casing.capitalised)
+
+
+def _people_of_the_same_family(doc: Doc, mentions: list[_Mention]) -> None:
+    """Evidence about people who share a surname, from the whole article:
+
+    - a two-word organisation/misc span "Firstname Surname" (or "F. Surname") whose surname is
+      a person's surname in the article is a person too (small models label "Claire Castellano"
+      ORG next to "Chris Castellano");
+    - a surname-only mention takes the first name written before that surname elsewhere in the
+      article when there is exactly one ("Chloe Donaldson ... Donaldson said"): it is that person.
+    """
+    surnames = {m.person.surname for m in mentions if m.person}
+    for m in mentions:
+        words = m.text.split()
+        if m.type in ("organization", "misc") and len(words) == 2 and m.place is None \
+                and _name_word(words[0]) and fold_word(words[1]) in surnames:
+            person = split_person(m.text)
+            if person is not None:
+                m.type, m.person = "person", person
+    short = {m.text: m for m in mentions if m.person and not m.person.is_full and not m.given}
+    if not short:
+        return
+    given: dict[str, set[str]] = {}
+    for token in doc:
+        if token.text in short:
+            before = _given_name_before(doc, token.i)
+            if before:
+                given.setdefault(token.text, set()).add(before)
+    for m in mentions:
+        if m.person and not m.person.is_full and not m.given and len(given.get(m.text, ())) == 1:
+            (first,) = given[m.text]
+            m.given = fold_word(first)
+            m.person = PersonName(f"{first} {m.person.display}", m.given, m.person.surname)
 
 
 def _settle_plural_places(mentions: list[_Mention]) -> None:
@@ -516,7 +584,11 @@ def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, Re
     for m in mentions:
         if m.person and not m.person.is_full:
             word = m.person.surname
-            if word in local:
+            if m.given and word in local and _first_of(local[word][1]) not in ("", m.given) \
+                    and not first_names_compatible(m.given, _first_of(local[word][1])):
+                # another first name right before the surname: another person
+                m.id, m.name = secondary_key(word, m.given), m.person.display
+            elif word in local:
                 m.id, m.name = local[word]
             elif word in registered:
                 m.id, m.name = registered[word].id, registered[word].name
@@ -535,6 +607,13 @@ def _relabel_person_like(mentions: list[_Mention], persons: dict[str, tuple[str,
         word = fold_word(m.text)
         if word in persons:
             m.type, (m.id, m.name) = "person", persons[word]
+            continue
+        for surname, (pid, pname) in persons.items():  # a run-together "FirstnameSurname"
+            if m.given:
+                break  # "Chloe Donaldson": a name of its own, not a fusion
+            if len(surname) >= RUN_TOGETHER_MIN_SURNAME and is_run_together(word, _first_of(pname), surname):
+                m.type, m.id, m.name = "person", pid, pname
+                break
 
 
 def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
@@ -555,6 +634,9 @@ def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
         if following is not None and following.is_title and not following.is_sent_start:
             continue  # part of a longer name ("Kellogg Company"): not ours to guess
         person = persons[fold_word(token.text)]
+        given = _given_name_before(doc, i)
+        if given and person.person and not first_names_compatible(fold_word(given), person.person.first):
+            continue  # "Alice Quinn" after "Victor Quinn": someone else
         recalled.append(
             _Mention("person", token.text, token.idx, token.idx + len(token), person=person.person,
                      id=person.id, name=person.name)

@@ -93,8 +93,8 @@ def is_role_word(word: str, *, opener: bool = False) -> bool:
     bare = _bare(word)
     if not bare or not bare.replace(".", "").replace("-", "").isalpha():
         return False
-    if word.islower() and len(bare) >= 4:
-        return True  # a lowercase word inside a name mention: "Liverpool striker ...", not "van"
+    if word.islower():  # a lowercase word inside a name mention: "Liverpool striker ...",
+        return len(bare) >= 4  # but particles ("de", "von", "al") belong to the name
     if bare in ROLE_TITLES or bare.replace(".", "") in ROLE_TITLES:
         return True
     casing = word_casing(bare)

@@ -414,9 +414,10 @@ class StoryAssigner:
         ``article_ids`` (a redelivered article keeps its story)."""
         now = datetime.now(timezone.utc)
         clauses: list[dict] = [{"terms": {"article_ids": article_ids}}]
-        if self._synced_at is None:
-            horizon = now - 2 * self.memory.window
-            clauses.append({"range": {"last_seen": {"gte": horizon.isoformat()}}})
+        if self._synced_at is None:  # a starting worker: the live stories (and those a
+            horizon = (now - 2 * self.memory.window).isoformat()  # backfill touched lately)
+            clauses.append({"range": {"last_seen": {"gte": horizon}}})
+            clauses.append({"range": {"updated_at": {"gte": horizon}}})
         else:
             clauses.append({"range": {"updated_at": {"gte": (self._synced_at - timedelta(seconds=5)).isoformat()}}})
         self._synced_at = now

@@ -107,8 +107,11 @@ def test_post_articles_json_and_ndjson_with_reasons_for_rejects(client, auth, st
     assert letters["request:4"]["error"] == "request:4: missing field 'body'"
 
     stack.wait_indexed(body["ids"])
-    bad = client.post("/articles", content=b"", headers={**auth, "Content-Type": "application/json"})
-    assert bad.status_code == 202 and bad.json()["rejected"][0]["reason"] == "empty file"
+    empty = client.post("/articles", content=b" ", headers={**auth, "Content-Type": "application/json"})
+    assert empty.status_code == 422 and "empty request body" in empty.json()["detail"]
+    nothing = client.post("/articles", json=[{"title": "no body"}], headers=auth)  # no article in it
+    assert nothing.status_code == 422
+    assert nothing.json()["rejected"] == [{"item": 0, "origin": "request[0]", "reason": "missing field 'body'"}]
 
 
 def test_search_highlights_facets_and_filters(client, auth, stack):
@@ -222,7 +225,8 @@ def test_alert_stream_delivers_live_alerts_and_resumes(api_server, stack):
             lines = response.iter_lines()
             assert next(lines) == "retry: 2000"
             articles = [  # different texts: a near duplicate would (rightly) alert nobody
-                {"title": "Port memorandum", "body": f"{NEW_ARTICLE} Reference {word}."},
+                {"title": "Dairy memorandum", "body": f"Dairy cooperatives in the north and a retail chain "
+                 f"agreed a memorandum on milk prices for the winter ({word}), their union said."},
                 {"title": "Rail memorandum", "body": f"Rail operators from three regions agreed on a "
                  f"memorandum about night freight slots and shared depots ({word}), the ministry said."},
             ]

@@ -47,6 +47,9 @@ def test_a_dateline_date_is_never_in_the_future():
     ("Originally published by Baltic Wire", "Baltic Wire"),
     ("— AFP", "AFP"),
     ("He said the talks would resume in June.", None),
+    ("Copyright law was not discussed.", None),
+    ("source: the ministry said so", None),
+    ("— and then the talks ended", None),
     ("(Written by Jane Roe; Editing by John Doe)", None),
 ])
 def test_credit_lines_naming_an_outlet(line, outlet):
@@ -83,3 +86,4 @@ def test_credit_line_source_from_the_end_of_the_text():
                           "to enter the harbour.\n\nSource: Harbour Daily", ingested_at=NOW)
     article = clean(raw)
     assert (article.source, article.source_origin) == ("Harbour Daily", "credit_line")
+    assert "Source:" not in article.body and article.credits == ["Source: Harbour Daily"]

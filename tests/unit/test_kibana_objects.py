@@ -224,7 +224,7 @@ def test_required_saved_searches(objects):
     alerts = [s for s in searches.values() if search_view(s) == "newspipe-alerts"]
     assert alerts, "no saved search on the alerts data view"
     assert alerts[0]["attributes"]["columns"] == [
-        "query", "title", "source", "matched.terms", "latency_ms",
+        "query", "title", "source", "matched.terms", "latency_ms", "status", "deliveries.state",
     ]
 
 
@@ -360,10 +360,11 @@ def test_dashboard_url():
 def test_render_follows_the_index_prefix(objects):
     rendered = kibana.render_saved_objects(objects, Settings(_env_file=None, index_prefix="acme"))
     titles = {o["id"]: o["attributes"]["title"] for o in rendered if o["type"] == "index-pattern"}
-    assert titles == {"newspipe-articles": "acme-articles", "newspipe-alerts": "acme-alerts"}
+    assert titles == {"newspipe-articles": "acme-articles", "newspipe-alerts": "acme-alerts",
+                      "newspipe-stories": "acme-stories"}
     # the input is left alone
     assert {o["attributes"]["title"] for o in objects if o["type"] == "index-pattern"} == {
-        "news-articles", "news-alerts",
+        "news-articles", "news-alerts", "news-stories",
     }
 
 

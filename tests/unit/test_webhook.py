@@ -260,3 +260,40 @@ def test_webhook_secrets_are_sealed(tmp_path):
     assert "t0k" not in repr(unseal(settings, sealed))
     assert (tmp_path / "secrets.key").stat().st_mode & 0o077 == 0
     assert json.loads(json.dumps({"s": sealed}))
+
+
+# --- dispatcher: circuit breaker, per-target capacity; alert summaries ------------------------
+
+
+def test_the_circuit_breaker_opens_after_consecutive_failures_and_closes_on_success():
+    from pipeline.alerts.dispatcher import Breaker, Dispatcher
+    from pipeline.alerts.webhook import Outcome
+
+    dispatcher = Dispatcher(Settings(webhook_breaker_failures=3, webhook_breaker_cooldown_s=10), None, lambda _: None)
+    breaker, now = Breaker(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for _ in range(2):
+        dispatcher._breaker(breaker, Outcome("retry", 500), now)
+    assert not breaker.is_open(now)
+    dispatcher._breaker(breaker, Outcome("retry", 500), now)
+    assert breaker.is_open(now + timedelta(seconds=9)) and not breaker.is_open(now + timedelta(seconds=10))
+    dispatcher._breaker(breaker, Outcome("delivered", 200), now)
+    assert breaker.failures == 0 and not breaker.is_open(now)
+
+
+def test_entries_are_leased_within_each_targets_capacity():
+    from pipeline.alerts.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(Settings(webhook_inflight_per_target=2), None, lambda _: None)
+    dispatcher.leased = {"http://a:80": 2, "http://b:80": 1}
+    assert dispatcher.capacity("http://a:80") == 0
+    assert dispatcher.capacity("http://b:80") == 1 and dispatcher.capacity("http://c:80") == 2
+
+
+def test_an_alerts_status_is_its_least_settled_delivery():
+    from pipeline.alerts.outbox import summary
+
+    assert summary([], published=True) == "delivered" and summary([], published=False) == "pending"
+    states = lambda *s: [{"state": x} for x in s]  # noqa: E731
+    assert summary(states("delivered", "retrying", "failed"), True) == "retrying"
+    assert summary(states("delivered", "refused"), True) == "refused"
+    assert summary(states("delivered", "failed", "refused"), True) == "failed"

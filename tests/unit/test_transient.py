@@ -1,0 +1,196 @@
+"""Transient server faults: which errors are retried (never dead-lettered), the capped
+backoff, the subscription follower that never returns short, and the worker's status."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from aiokafka import errors as aioerrors
+from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+from elasticsearch import ApiError, BadRequestError, ConnectionError, ConnectionTimeout
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+)
+
+from pipeline import es as es_module
+from pipeline import process
+from pipeline.runtime import health
+
+
+def api_error(status: int) -> ApiError:
+    meta = ApiResponseMeta(status, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "localhost", 9200))
+    cls = BadRequestError if status == 400 else ApiError
+    return cls(f"status {status}", meta, {"error": "x"})
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionError("refused"),
+        ConnectionTimeout("timed out"),
+        api_error(429),
+        api_error(503),
+        es_module.ServerBusy("busy"),
+        KafkaTimeoutError("Failed to get offsets by timestamps in 30000 ms"),
+        aioerrors.NoBrokersAvailable(),
+        KafkaConnectionError("reset"),
+        NotLeaderForPartitionError(),
+        aioerrors.KafkaTimeoutError(),
+        aioerrors.KafkaConnectionError(),
+        aioerrors.NotLeaderForPartitionError(),
+        aioerrors.RequestTimedOutError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_server_faults_are_transient(error):
+    assert process.is_transient(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("bad article"), api_error(400), MessageSizeTooLargeError("big"),
+     aioerrors.RecordTooLargeError(), KeyError("x")],
+    ids=lambda e: type(e).__name__,
+)
+def test_message_faults_are_not_transient(error):
+    assert not process.is_transient(error)
+
+
+def test_retry_transient_waits_for_the_server_with_a_capped_backoff(monkeypatch):
+    health.HEALTH.reset()
+    sleeps: list[float] = []
+    monkeypatch.setattr(process.time, "sleep", sleeps.append)
+    failures = [ConnectionError("refused")] * 8 + [KafkaTimeoutError("metadata")] * 2
+    seen_waiting = []
+
+    def call():
+        if failures:
+            seen_waiting.append(health.HEALTH.snapshot()["waiting_for"])
+            raise failures.pop(0)
+        return "done"
+
+    assert process.retry_transient(call, what="index", max_wait_s=2.0) == "done"
+    assert len(sleeps) == 10 and max(sleeps) == 2.0 and sleeps[0] < 1
+    assert seen_waiting[1] == ["Elasticsearch"] and seen_waiting[-1] == ["Kafka"]
+    snapshot = health.HEALTH.snapshot()
+    assert snapshot["waiting_for"] == [] and "KafkaTimeoutError" in snapshot["last_error"]
+
+
+def test_retry_transient_default_cap_is_the_setting(monkeypatch):
+    monkeypatch.setenv("NEWS_RETRY_MAX_WAIT_S", "0.5")
+    from pipeline.settings import reset_settings
+
+    reset_settings()
+    sleeps: list[float] = []
+    monkeypatch.setattr(process.time, "sleep", sleeps.append)
+    failures = [ConnectionError("refused")] * 6
+    process.retry_transient(lambda: _raise(failures.pop(0)) if failures else 1, what="x")
+    assert max(sleeps) == 0.5
+
+
+def _raise(error):
+    raise error
+
+
+def test_other_errors_propagate_at_once():
+    calls = []
+
+    def call():
+        calls.append(1)
+        raise ValueError("the message's fault")
+
+    with pytest.raises(ValueError):
+        process.retry_transient(call, what="x")
+    assert len(calls) == 1
+
+
+def test_isolate_lets_transient_errors_through_for_the_whole_batch():
+    def fn(items):
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        process.isolate(fn, [1, 2, 3])
+
+
+def test_a_busy_bulk_item_raises_server_busy(monkeypatch):
+    busy = {"index": {"_id": "a", "status": 429,
+                      "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}}
+    conflict = {"create": {"_id": "b", "status": 409, "error": {"type": "conflict"}}}
+    monkeypatch.setattr(es_module.helpers, "bulk", lambda *a, **k: (0, [busy, conflict]))
+    with pytest.raises(es_module.ServerBusy, match="es_rejected_execution_exception"):
+        es_module.bulk(None, [])
+    monkeypatch.setattr(es_module.helpers, "bulk", lambda *a, **k: (0, [conflict]))
+    assert es_module.bulk(None, []) == [conflict]
+
+
+# --- the subscription follower -----------------------------------------------------------------
+
+
+class _Consumer:
+    """A consumer whose broker went away after the end offset was known."""
+
+    def __init__(self, end: int, records: int) -> None:
+        self.end, self.records, self.position_now = end, records, 0
+
+    def end_offsets(self, partitions, timeout_ms=None):
+        return {partitions[0]: self.end}
+
+    def position(self, partition, timeout_ms=None):
+        return self.position_now
+
+    def poll(self, timeout_ms=None):
+        if not self.records:
+            return {}
+        self.records -= 1
+        self.position_now += 1
+        return {}
+
+
+def test_the_follower_never_returns_short_of_the_end():
+    from kafka import TopicPartition
+
+    from pipeline.alerts.subscriptions import SubscriptionFollower
+
+    follower = object.__new__(SubscriptionFollower)
+    follower.partition = TopicPartition("subs", 0)
+    follower.consumer = _Consumer(end=3, records=1)
+    import threading
+
+    follower._lock = threading.Lock()
+    with pytest.raises(KafkaTimeoutError):
+        follower.catch_up(timeout_s=0.01)
+    assert process.is_transient(KafkaTimeoutError())
+
+
+# --- the worker's status -------------------------------------------------------------------------
+
+
+def test_status_files_are_read_for_live_workers_only(tmp_path):
+    live, dead = os.getpid(), 2**22 + 12345
+    for pid in (live, dead):
+        health.write_status(health.status_path(tmp_path, pid), {
+            "pid": pid, "written_at": time.time(), "waiting_for": ["Elasticsearch"],
+            "lag": {"news.raw:0": 5, "news.raw:1": 2}, "last_error": "index: ConnectionError: x",
+        })
+    (status,) = health.read_statuses(tmp_path)
+    assert status["pid"] == live
+    assert not health.status_path(tmp_path, dead).exists()
+    line = health.describe(status)
+    assert "waiting for Elasticsearch" in line and "consumer lag 7" in line
+    assert "last error: index: ConnectionError: x" in line and "\n" not in line
+
+
+def test_the_health_snapshot_lists_every_wait():
+    h = health.WorkerHealth()
+    h.waiting("index", "Elasticsearch", ConnectionError("refused"))
+    h.waiting("subscriptions", "Kafka", KafkaTimeoutError("offsets"))
+    assert h.snapshot()["waiting_for"] == ["Elasticsearch", "Kafka"]
+    h.resumed("index")
+    assert h.snapshot()["waiting_for"] == ["Kafka"]
+    assert json.dumps(h.snapshot())
