@@ -336,9 +336,15 @@ def cmd_demo(
     raise typer.Exit(run_demo(seeds=seeds, query=query, keep_worker=keep_worker))
 
 
-@app.command("deadletters")
-def cmd_deadletters(limit: int = typer.Option(20, help="how many, newest last")) -> None:
+deadletters_app = typer.Typer(help="Dead letters: list them (no subcommand), replay them.", invoke_without_command=True)
+app.add_typer(deadletters_app, name="deadletters")
+
+
+@deadletters_app.callback()
+def cmd_deadletters(ctx: typer.Context, limit: int = typer.Option(20, help="how many, newest last")) -> None:
     """Show the messages that failed, with the stage and the error."""
+    if ctx.invoked_subcommand is not None:
+        return
     from pipeline.kafka import make_consumer
     from schemas import DeadLetter
 
@@ -350,6 +356,15 @@ def cmd_deadletters(limit: int = typer.Option(20, help="how many, newest last"))
         where = f"{letter.topic}[{letter.partition}]@{letter.offset}" if letter.topic else "ingest"
         console.print(f"[red]{letter.stage}[/] {letter.error_type}: {letter.error} [dim]({where}, {len(letter.payload)} chars)[/]")
     console.print(f"{len(letters)} dead letter(s)")
+
+
+# --- operations: retention, migrate, replay (pipeline/ops, docs/operations.md) -------------------
+from pipeline.ops.cli import cmd_migrate, cmd_replay, keys_app, retention_app  # noqa: E402
+
+app.add_typer(retention_app, name="retention")
+app.add_typer(keys_app, name="keys")
+app.command("migrate", help="Apply mapping changes that need a new index (copy, swap the alias).")(cmd_migrate)
+deadletters_app.command("replay", help="Send dead letters back through the pipeline (dry run without --yes).")(cmd_replay)
 
 
 if __name__ == "__main__":

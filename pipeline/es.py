@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from elasticsearch import ApiError, Elasticsearch, helpers
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, helpers
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout
 
@@ -24,7 +24,7 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = resource("elasticsearch")
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox", "stories")
+FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox", "stories", "apikeys")
 
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -71,41 +71,58 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
     created = []
     for family in FAMILIES:
         alias = settings.index(family)
-        body = template_body(family)
-        index_settings = dict(body["settings"])
-        if settings.es_replicas is not None:
-            index_settings["number_of_replicas"] = settings.es_replicas
-        es.indices.put_index_template(
-            name=alias,
-            index_patterns=[f"{alias}-*"],
-            template={"settings": index_settings, "mappings": body["mappings"]},
-            priority=200,
-            meta={"managed_by": "newspipe"},
-        )
+        body = install_template(es, settings, family)
         if not es.indices.exists_alias(name=alias):
             es.options(ignore_status=400).indices.create(
                 index=f"{alias}-000001", aliases={alias: {"is_write_index": True}}
             )
             created.append(alias)
         else:
-            # existing indices get new fields of the template (additive mapping changes)
-            es.indices.put_mapping(index=alias, properties=body["mappings"]["properties"])
+            # existing indices get new fields of the template (additive mapping changes);
+            # a change they cannot take (a field's type) waits for `newspipe migrate`
+            properties = body["mappings"]["properties"]
+            try:
+                es.indices.put_mapping(index=alias, properties=properties)
+            except BadRequestError as exc:
+                log.warning("%s: the mapping changed incompatibly (%s); run `newspipe migrate`", alias, exc)
+                known = {f for m in es.indices.get_mapping(index=alias).values() for f in m["mappings"].get("properties", {})}
+                added = {name: spec for name, spec in properties.items() if name not in known}
+                if added:  # the new fields still arrive now
+                    es.indices.put_mapping(index=alias, properties=added)
     return created
+
+
+def install_template(es: Elasticsearch, settings: Settings, family: str) -> dict:
+    """Install (or update) one family's index template; returns its body."""
+    alias = settings.index(family)
+    body = template_body(family)
+    index_settings = dict(body["settings"])
+    if settings.es_replicas is not None:
+        index_settings["number_of_replicas"] = settings.es_replicas
+    es.indices.put_index_template(
+        name=alias,
+        index_patterns=[f"{alias}-*"],
+        template={"settings": index_settings, "mappings": body["mappings"]},
+        priority=200,
+        meta={"managed_by": "newspipe"},
+    )
+    return body
 
 
 def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = False) -> list[dict]:
     """Run bulk actions; returns the per-item errors (an empty list when all succeeded).
 
     Conflicts (409) of ``create`` actions are returned as errors like any other: callers that
-    use ``create`` as a once-only ledger inspect them. An item refused with a "busy" status
-    (429/503, see :data:`RETRY_STATUSES`) raises :class:`ServerBusy` instead: the whole call is
+    use ``create`` as a once-only ledger inspect them. An item refused for a reason of the
+    server (:func:`is_transient_item`: 429/503, a cluster block such as the flood-stage
+    read-only index, a full queue) raises :class:`ServerBusy` instead: the whole call is
     retried by the caller (every action the pipeline bulks is idempotent by id).
     """
     _, errors = helpers.bulk(
         es, actions, raise_on_error=False, raise_on_exception=False, refresh=refresh
     )
     errors = list(errors)
-    busy = [e for e in errors if _item_status(e) in RETRY_STATUSES]
+    busy = [e for e in errors if is_transient_item(next(iter(e.values()), {}) if e else {})]
     if busy:
         raise ServerBusy(f"Elasticsearch busy for {len(busy)} bulk item(s): {_item_error(busy[0])}")
     return errors
@@ -122,3 +139,33 @@ def _item_error(error: dict) -> str:
     if isinstance(detail, dict):
         return f"{detail.get('type')}: {detail.get('reason')}"
     return str(detail or item)
+
+
+# --- transient faults of bulk items (disk pressure is a pause, not a loss) -------------------
+TRANSIENT_TYPES = frozenset(
+    {"cluster_block_exception", "es_rejected_execution_exception", "unavailable_shards_exception"}
+)
+"""Bulk item error types that are about the cluster, whatever their status (a write block on
+an index or the cluster answers 403 cluster_block_exception; the flood stage answers 429)."""
+
+
+def is_transient_item(item: dict) -> bool:
+    """True when one bulk action's result (``{"status": ..., "error": ...}``) failed for a
+    reason of the cluster, not of the document: retry it, never dead-letter it.
+
+    - a busy status (:data:`RETRY_STATUSES`): queue full, flood-stage read-only block, node away;
+    - a ``cluster_block_exception`` of any status: a read-only index or cluster, a full disk;
+    - the per-item result of a request that failed as a whole for a transient reason.
+    """
+    if not isinstance(item, dict):
+        return False
+    if item.get("status") in RETRY_STATUSES:
+        return True
+    error = item.get("error")
+    kind = error.get("type") if isinstance(error, dict) else None
+    if kind in TRANSIENT_TYPES:
+        return True
+    if isinstance(error, str) and "cluster_block_exception" in error:
+        return True
+    exception = item.get("exception")
+    return isinstance(exception, BaseException) and is_transient(exception)

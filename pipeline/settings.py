@@ -176,6 +176,20 @@ class Settings(BaseSettings):
     # --- kibana ------------------------------------------------------------------------------
     kibana_url: str = "http://127.0.0.1:5601"
 
+    # --- operations: retention, metrics (pipeline/ops, docs/operations.md) -----------------
+    rollover_max_age: str = Field("7d", description="roll the articles index over at this age")
+    rollover_max_size: str = Field("20gb", description="... or at this primary shard size")
+    rollover_max_docs: int | None = Field(None, description="... or at this many documents")
+    retention_articles_days: float = Field(365, description="delete article indices older than this")
+    retention_alerts_days: float = Field(180, description="delete alerts older than this")
+    retention_duplicates_days: float = Field(7, description="duplicates topic retention")
+    retention_deadletter_days: float = Field(28, description="dead-letter topic retention")
+    dedupe_window_days: float = Field(30, description="forget dedupe fingerprints older than this")
+    retention_interval_s: float = Field(3600, description="how often the worker runs retention")
+    metrics_port: int = Field(0, description="worker Prometheus metrics port (0 = off)")
+    metrics_host: str = Field("127.0.0.1", description="worker metrics bind address")
+    metrics_lag_interval_s: float = Field(15, description="how often the worker measures lag")
+
     @field_validator("webhook_allow_targets")
     @classmethod
     def _host_ports(cls, value: str) -> str:

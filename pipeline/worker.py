@@ -29,6 +29,8 @@ import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 
 from pipeline.alerts.dispatcher import Dispatcher
+from pipeline.ops import metrics
+from pipeline.ops.worker import install as install_ops
 from pipeline.process import InMessage, Pipeline, is_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
@@ -92,12 +94,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     }
 
     async def send_all(topic_name: str, models) -> None:
+        metrics.record_sent(topic_name, models)
         await send_acknowledged(topics[topic_name], models, max_wait_s=settings.retry_max_wait_s)
 
     async def batches(stream, step: Callable[[list[InMessage]], Awaitable[None]], stage: str):
         """Feed batches to ``step``; if it fails as a whole, dead-letter the batch, go on."""
         async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
             messages = [in_message(e) for e in events]
+            metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
             await run_step(step, messages, stage)
 
     async def run_step(step, messages: list[InMessage], stage: str) -> None:
@@ -205,6 +209,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     async def deliver_webhooks():
         await dispatcher.run()
 
+    install_ops(app, settings, pipeline)  # metrics server and lag, retention timer
     app.status_file = status_file  # removed by Worker.on_stop
     return app
 

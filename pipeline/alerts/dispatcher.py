@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pipeline.alerts.outbox import Entry, Outbox, Result, payload
 from pipeline.alerts.secrets import SecretsUnavailable, unseal
 from pipeline.alerts.webhook import Outcome, make_client, send
+from pipeline.ops.metrics import record_webhook
 from pipeline.settings import Settings
 from schemas import Subscription
 from schemas.models import utcnow
@@ -134,6 +135,7 @@ class Dispatcher:
             )
             async with self.total, semaphore:
                 result, subscription = await self.attempt(entry)
+            record_webhook(result.state)  # delivered / refused / retrying / failed (metrics)
             final = await self._io(self.outbox.record, entry, result)
             log.info(
                 "delivery %s (%s, %s): %s%s", entry.id, entry.source["subscription_id"], entry.target,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from elasticsearch import NotFoundError
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -80,10 +79,11 @@ def router(ctx: ApiContext) -> APIRouter:
              responses={404: {"model": ErrorResponse}})
     def article(article_id: str) -> EnrichedArticle:
         """One indexed article: clean text, entities (with offsets) and events (with evidence)."""
-        try:
-            doc = ctx.pipeline.es.get(index=ctx.settings.index("articles"), id=article_id)
-        except NotFoundError:
-            raise HTTPException(404, f"no article {article_id}") from None
+        from pipeline.ops.retention import get_by_id
+
+        doc = get_by_id(ctx.pipeline.es, ctx.settings.index("articles"), article_id)
+        if doc is None:
+            raise HTTPException(404, f"no article {article_id}")
         return article_from_document(doc["_source"])
 
     return api

@@ -107,6 +107,9 @@ def cmd_status() -> None:
         console.print(describe(worker), markup=False, highlight=False)
     if not workers:
         console.print("no worker running (newspipe worker)")
+    from pipeline.ops.cli import print_retention_status
+
+    print_retention_status(quiet=True)  # index sizes and the next deletion, when reachable
 
 
 runtime_app = typer.Typer(

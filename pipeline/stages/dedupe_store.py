@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from pipeline.es import RETRY_STATUSES, ServerBusy
+from pipeline.es import ServerBusy, is_transient_item
 
 PENDING = "pending"
 """The article was claimed by the dedupe stage and is on its way to the index."""
@@ -153,6 +153,15 @@ class InMemoryFingerprintStore:
             shared = Counter(fp for key in set(band_keys) for fp in self._by_band.get(key, ()))
             return [self._entries[fp] for fp, _ in shared.most_common(MAX_CANDIDATES)]
 
+    def forget(self, before: datetime) -> int:
+        """Drop the records first seen before ``before`` (the dedupe window); returns how many."""
+        with self._lock:
+            old = {fp for fp, e in self._entries.items() if e.first_seen < before}
+            for fp in old:
+                for key in self._entries.pop(fp).bands:
+                    self._by_band[key] = [f for f in self._by_band.get(key, ()) if f != fp]
+            return len(old)
+
     def mark_indexed(self, fingerprints: list[str]) -> None:
         with self._lock:
             for fp in fingerprints:
@@ -215,7 +224,7 @@ class ElasticsearchFingerprintStore:
                 conflicts.append(entry.fingerprint)
             elif result["status"] in (200, 201):
                 stored[entry.fingerprint] = entry
-            elif result["status"] in RETRY_STATUSES:  # busy: the caller retries the batch
+            elif is_transient_item(result):  # busy, read-only (flood stage): the caller retries
                 raise ServerBusy(f"claim {entry.fingerprint}: {result.get('error')}")
             else:
                 raise FingerprintStoreError(f"claim {entry.fingerprint}: {result.get('error')}")
@@ -245,7 +254,7 @@ class ElasticsearchFingerprintStore:
         response = self.es.bulk(operations=operations)
         for fp, item in zip(fingerprints, response["items"], strict=True):
             result = item["update"]
-            if result["status"] in RETRY_STATUSES:
+            if is_transient_item(result):
                 raise ServerBusy(f"mark_indexed {fp}: {result.get('error')}")
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
@@ -303,6 +312,13 @@ class ElasticsearchFingerprintStore:
             result = item["update"]
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"reassign {fp}: {result.get('error')}")
+
+    def forget(self, before: datetime) -> int:
+        """Delete the records first seen before ``before`` (the dedupe window; run by
+        pipeline.ops.retention); returns how many."""
+        from pipeline.ops.retention import forget_before
+
+        return forget_before(self.es, self.index, "first_seen", before)
 
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
         """The stored records of these fingerprints (all must exist)."""

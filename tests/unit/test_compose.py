@@ -377,7 +377,7 @@ def test_ports_are_local_and_unique(services):
             assert host_ip == "127.0.0.1", f"{name}: {mapping} is reachable from the network"
             assert host_port not in seen, f"{name}: host port {host_port} used twice"
             seen.add(host_port)
-    assert seen == {"29092", "9200", "5601", "8000"}
+    assert seen == {"29092", "9200", "5601", "8000", "9090", "3000"}
 
 
 def test_named_volumes_are_declared(compose, services):

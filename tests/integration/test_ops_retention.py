@@ -1,0 +1,96 @@
+"""Retention on the real node: rollover by the settings' conditions, deletion of indices past
+their retention, old alerts and fingerprints forgotten, topic retention set; the dedupe window
+over the Elasticsearch store. Each test has its own index/topic prefix."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from pipeline.es import FAMILIES
+
+from pipeline.es import ensure_indices
+from pipeline.ops import retention
+from pipeline.settings import Settings
+from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
+from tests.unit.test_ops_retention import NOW, window_scenario
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(es_client, kafka_bootstrap, es_url):
+    run = f"ops{uuid.uuid4().hex[:8]}"
+    s = Settings(_env_file=None, kafka_bootstrap=kafka_bootstrap, es_url=es_url,
+                 index_prefix=run, topic_prefix=run, rollover_max_docs=2)
+    ensure_indices(es_client, s)
+    yield s
+    for family in FAMILIES:
+        names = [i.name for i in retention.family_indices(es_client, s.index(family))]
+        if names:
+            es_client.indices.delete(index=",".join(names), ignore_unavailable=True)
+
+
+def test_dedupe_window_over_elasticsearch(es_client, settings):
+    store = ElasticsearchFingerprintStore(es_client, settings.index("fingerprints"))
+    before, forgotten, after = window_scenario(store)
+    assert [r.status for r in before] == ["duplicate", "duplicate"]
+    assert forgotten == 1
+    assert after[0].is_new and not after[1].is_new
+
+
+def test_rollover_then_delete_after_retention(es_client, settings):
+    alias = settings.index("articles")
+    for n in range(3):
+        es_client.index(index=alias, id=f"a{n}", document={"id": f"a{n}"})
+    es_client.indices.refresh(index=alias)
+    old_alert = {"id": "x", "created_at": (NOW - timedelta(days=400)).isoformat()}
+    es_client.index(index=settings.index("alerts"), id="old", document=old_alert, refresh=True)
+    es_client.index(index=settings.index("alerts"), id="new",
+                    document={"id": "y", "created_at": retention.utcnow().isoformat()}, refresh=True)
+
+    report = retention.run_retention(es_client, settings, topics=False)
+    assert report.rolled_over == {alias: f"{alias}-000002"}
+    assert report.deleted_indices == []
+    assert report.deleted_documents["alerts"] == 1
+    assert es_client.count(index=settings.index("alerts"))["count"] == 1
+
+    infos = retention.family_indices(es_client, alias)
+    assert [(i.name, i.write, i.docs) for i in infos] == [(f"{alias}-000001", False, 3), (f"{alias}-000002", True, 0)]
+    es_client.index(index=alias, id="fresh", document={"id": "fresh"})  # into the new write index
+    assert retention.get_by_id(es_client, alias, "a0")["_source"]["id"] == "a0", "read across indices"
+    assert retention.get_by_id(es_client, alias, "missing") is None
+    es_client.delete(index=f"{alias}-000002", id="fresh", refresh=True)
+    rows = {r.family: r for r in retention.status(es_client, settings)}
+    assert rows["articles"].indices == 2 and rows["articles"].docs == 3
+    assert rows["articles"].next_deletion.startswith(f"{alias}-000001 at ")
+
+    # a year later: the rolled-over index is past the retention, the write index stays
+    later = retention.utcnow() + timedelta(days=settings.retention_articles_days + 1)
+    report = retention.run_retention(es_client, settings, now=later, topics=False)
+    assert report.deleted_indices == [f"{alias}-000001"]
+    assert [i.name for i in retention.family_indices(es_client, alias)] == [f"{alias}-000002"]
+    es_client.index(index=alias, id="after", document={"id": "after"}, refresh=True)  # still writable
+    assert es_client.count(index=alias)["count"] == 1
+
+
+def test_topic_retention_follows_settings(settings):
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from pipeline.kafka import ensure_topics
+
+    ensure_topics(settings)
+    changed = retention.apply_topic_retention(settings.model_copy(update={"retention_deadletter_days": 3}))
+    assert changed == {settings.topic("deadletter"): str(3 * 86400 * 1000)}
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    try:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic("deadletter"))])
+        configs = found["topic"][settings.topic("deadletter")]
+        assert configs["retention.ms"]["value"] == str(3 * 86400 * 1000)
+        assert configs["max.message.bytes"]["value"] == str(settings.max_message_bytes), "other configs kept"
+        admin.delete_topics([settings.topic(n) for n in ("raw", "clean", "enriched", "duplicates", "deadletter", "alerts", "subscriptions")])
+    finally:
+        admin.close()

@@ -1,0 +1,255 @@
+"""Operations on a real stream (broker, Faust worker, node), one worker for the module:
+
+- disk pressure is a pause: the flood-stage block on the test's own articles index mid-stream
+  stalls indexing, and when it is lifted every article is indexed, none dead-lettered;
+- the worker's Prometheus metrics move during the stream;
+- dead letters replayed twice index nothing twice and fire no alert twice.
+
+Every index and topic here has the module's own prefix (deleted at the end)."""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.es import FAMILIES
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.settings import Settings
+from schemas import DeadLetter, DuplicateRecord
+from tests.integration.conftest import REPO, Worker
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(os.environ.get("NEWS_CORPUS", "/work/shared/corpus/reuters21578.jsonl"))
+STREAM_SIZE = 120
+BLOCK = "index.blocks.read_only_allow_delete"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what: str, timeout_s: float = 240.0, describe=lambda: ""):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}\n{describe()}")
+
+
+class Hooks(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        Hooks.received.append(self.rfile.read(int(self.headers.get("content-length", 0))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def ops(kafka_bootstrap, es_url, es_client, tmp_path_factory):
+    from pipeline.alerts.subscriptions import SubscriptionStore
+    from pipeline.setup import setup
+
+    run = f"ops{uuid.uuid4().hex[:8]}"
+    data = tmp_path_factory.mktemp("ops")
+    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap, "NEWS_ES_URL": es_url,
+        "NEWS_TOPIC_PREFIX": run, "NEWS_INDEX_PREFIX": run, "NEWS_APP_ID": f"newspipe-{run}",
+        "NEWS_DATA_DIR": str(data), "NEWS_METRICS_PORT": str(free_port()),
+        "NEWS_METRICS_LAG_INTERVAL_S": "1", "NEWS_RETENTION_INTERVAL_S": "5",
+        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    settings = Settings(_env_file=None, **{k[5:].lower(): v for k, v in env.items() if k.startswith("NEWS_") and k[5:].lower() in Settings.model_fields})
+    setup(settings)
+    store = SubscriptionStore(settings, es_client)
+    store.add("oil", owner="ops", channels=[f"webhook:http://127.0.0.1:{hooks.server_port}/hook"])
+    store.add("memorandum", owner="ops")
+    store.close()
+    worker = Worker(env=env, log_path=data / "worker.log")
+    worker.start()
+    worker.wait_ready(settings)
+    yield type("Ops", (), {"settings": settings, "worker": worker, "es": es_client, "hooks": hooks})
+    worker.stop()
+    hooks.shutdown()
+    _drop(es_client, settings)
+
+
+def _drop(es, settings):
+    from kafka import KafkaAdminClient
+
+    from pipeline.ops.retention import family_indices
+    from pipeline.topics import topic_names
+
+    for family in FAMILIES:
+        es.indices.put_settings(index=settings.index(family), settings={BLOCK: None}, ignore_unavailable=True)
+        names = [i.name for i in family_indices(es, settings.index(family))]
+        if names:
+            es.indices.delete(index=",".join(names), ignore_unavailable=True)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    try:
+        admin.delete_topics(list(topic_names(settings).values()))
+    except Exception:  # noqa: BLE001 - best effort cleanup
+        pass
+    finally:
+        admin.close()
+
+
+def metrics(ops) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"http://127.0.0.1:{ops.settings.metrics_port}/metrics", timeout=10).text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def total(samples: dict, name: str, **labels) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and all((k, v2) in ls for k, v2 in labels.items()))
+
+
+def topic(ops, name: str) -> list[bytes]:
+    from pipeline.kafka import make_consumer
+
+    consumer = make_consumer(ops.settings.topic(name), settings=ops.settings, consumer_timeout_ms=3000)
+    values = [r.value for r in consumer]
+    consumer.close()
+    return values
+
+
+def indexed_ids(ops, ids) -> set[str]:
+    docs = ops.es.mget(index=ops.settings.index("articles"), ids=sorted(ids), source=False)["docs"]
+    return {d["_id"] for d in docs if d.get("found")}
+
+
+def lag_zero(ops) -> bool:
+    from pipeline.ops.metrics import LagMonitor
+
+    monitor = LagMonitor(ops.settings)
+    try:
+        return sum(monitor.measure().values()) == 0
+    finally:
+        monitor.close()
+
+
+def publish(ops, items) -> None:
+    from pipeline.ingest import publish as send
+    from pipeline.kafka import make_producer
+
+    producer = make_producer(ops.settings)
+    try:
+        report = send(items, producer, ops.settings, progress=False)
+        assert report.sent == len(items)
+    finally:
+        producer.close()
+
+
+def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path):
+    from pipeline.ingest import iter_inputs
+
+    lines = list(itertools.islice(CORPUS.open(encoding="utf-8"), STREAM_SIZE))
+    source = tmp_path / "stream.jsonl"
+    source.write_text("".join(lines), encoding="utf-8")
+    items = [i for i in iter_inputs([source]) if getattr(i, "id", None)]
+    ids = {i.id for i in items}
+    before = metrics(ops)
+    publish(ops, items)
+
+    first_index = f"{ops.settings.index('articles')}-000001"  # the test's own index only
+    wait_for(lambda: len(indexed_ids(ops, ids)) >= 5, "the first articles indexed", describe=ops.worker.log_tail)
+    ops.es.indices.put_settings(index=first_index, settings={BLOCK: True})
+    try:
+        during = wait_for(lambda: "cluster_block_exception" in ops.worker.log_tail(400) and metrics(ops),
+                          "the worker to meet the block", describe=ops.worker.log_tail)
+        stalled = len(indexed_ids(ops, ids))
+    finally:
+        ops.es.indices.put_settings(index=first_index, settings={BLOCK: None})
+
+    def settled():
+        dead = [DeadLetter.model_validate_json(v) for v in topic(ops, "deadletter")]
+        dups = {DuplicateRecord.model_validate_json(v).article_id for v in topic(ops, "duplicates")}
+        done = indexed_ids(ops, ids)
+        return (done, dups, dead) if (done | dups | {d.key for d in dead}) >= ids else None
+
+    done, dups, dead = wait_for(settled, "every article indexed, duplicate or dead", timeout_s=600, describe=ops.worker.log_tail)
+    assert not [d for d in dead if "block" in d.error or "flood" in d.error], "a block is never a message's fault"
+    assert not dead, [f"{d.stage}: {d.error}" for d in dead]
+    assert stalled < len(ids) and done == ids - dups and len(done) > STREAM_SIZE // 2
+
+    wait_for(lambda: lag_zero(ops), "the worker group to catch up")
+    after = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_retention_runs_total") > 0 and m,
+                     "a retention pass of the worker's timer")
+    for stage in ("clean", "enrich", "index", "alerts"):
+        assert total(after, "newspipe_stage_messages_total", stage=stage) > total(before, "newspipe_stage_messages_total", stage=stage)
+    assert total(during, "newspipe_stage_messages_total", stage="clean") > 0, "moving during the stream"
+    assert total(after, "newspipe_topic_messages_total", topic="enriched") >= len(done)
+    assert total(after, "newspipe_dedupe_hits_total") == len(dups)
+    assert total(after, "newspipe_alert_latency_seconds_count") > 0
+    assert total(after, "newspipe_webhook_deliveries_total", outcome="delivered") == len(Hooks.received) > 0
+    lag = [k for k in after if k[0] == "newspipe_consumer_lag"]
+    assert {dict(labels)["topic"] for _, labels in lag} >= {ops.settings.topic(t) for t in ("raw", "clean", "enriched")}
+
+
+def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
+    from pipeline.deadletter import dead_letter
+    from pipeline.ingest import iter_inputs
+    from pipeline.kafka import make_producer
+    from pipeline.ops.replay import Filter, replay
+
+    seeds = [i for i in iter_inputs([REPO / "seeds"]) if getattr(i, "id", None)][:2]
+    raw_topic = ops.settings.topic("raw")
+    letters = [dead_letter("clean", "body too long (fixed since)", s.model_dump_json().encode(), topic=raw_topic, key=s.id) for s in seeds]
+    other = dead_letter("enrich", RuntimeError("model crashed"), b'{"id": "not-replayed"}', topic=ops.settings.topic("clean"), key="not-replayed")
+    producer = make_producer(ops.settings)
+    for letter in letters + [other]:
+        producer.send(ops.settings.topic("deadletter"), key=letter.key, value=letter)
+    producer.flush()
+    producer.close()
+    keep = Filter(stages=("clean",), reason="too long")
+
+    dry = replay(ops.settings, keep)
+    assert dry.sent == 0 and sorted(l.key for _, l in dry.selected) == sorted(s.id for s in seeds)
+    assert {t for t, _ in dry.selected} == {raw_topic}
+    assert indexed_ids(ops, [s.id for s in seeds]) == set()
+
+    alerts_before = len(topic(ops, "alerts"))
+    assert replay(ops.settings, keep, send=True).sent == 2
+    wait_for(lambda: indexed_ids(ops, [s.id for s in seeds]) == {s.id for s in seeds}, "replayed articles indexed",
+             describe=ops.worker.log_tail)
+    wait_for(lambda: lag_zero(ops), "the worker group to catch up")
+    alerts_once = topic(ops, "alerts")
+    seed_ids = {s.id for s in seeds}
+    memorandum = [a for a in map(json.loads, alerts_once) if a["query"] == "memorandum" and a["article_id"] in seed_ids]
+    assert len(memorandum) == 2 and len(alerts_once) > alerts_before, "both seeds mention the memorandum"
+    count_once = ops.es.count(index=ops.settings.index("articles"))["count"]
+
+    assert replay(ops.settings, keep, send=True).sent == 2
+    # the dedupe stage knows them as processed (same id, same text): skipped, not re-indexed
+    wait_for(lambda: "redelivered article(s) already processed, skipped" in ops.worker.log_tail(2000),
+             "the second replay seen as already processed", describe=ops.worker.log_tail)
+    wait_for(lambda: lag_zero(ops), "the worker group to catch up")
+    ops.es.indices.refresh(index=ops.settings.index("articles"))
+    assert ops.es.count(index=ops.settings.index("articles"))["count"] == count_once
+    assert len(topic(ops, "alerts")) == len(alerts_once), "no alert fired twice"
+    assert indexed_ids(ops, ["not-replayed"]) == set()
