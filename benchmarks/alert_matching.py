@@ -22,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, compile_query
-from pipeline.analysis import tokens
+from pipeline.query.analysis import tokens
 from schemas import EnrichedArticle, Entity, EventTag, Subscription
 
 ROOT = Path(__file__).resolve().parents[1]

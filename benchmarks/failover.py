@@ -120,10 +120,10 @@ def failover(runtime, workdir: Path, n_articles: int = 300, kill_at: int = 100,
     from elasticsearch import Elasticsearch
 
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.demo import start_worker, stop_worker, wait_ready
-    from pipeline.kafka import make_producer
+    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
+    from pipeline.infra.kafka import make_producer
     from pipeline.settings import get_settings, reset_settings
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     run = uuid.uuid4().hex[:8]
     overrides = {

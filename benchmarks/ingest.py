@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.ingest import Rejected, iter_inputs, publish  # noqa: E402
+from pipeline.sources.ingest import Rejected, iter_inputs, publish  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "reuters21578.jsonl"
 
@@ -37,7 +37,7 @@ def bench_read(path: Path, limit: int | None) -> list:
 def bench_publish(items: list) -> None:
     import os
 
-    from pipeline.kafka import ensure_topics, make_producer
+    from pipeline.infra.kafka import ensure_topics, make_producer
     from pipeline.settings import get_settings
 
     os.environ["NEWS_TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"

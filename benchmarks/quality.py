@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.nlp import ModelNotInstalledError, load_nlp, loadable_name  # noqa: E402
+from pipeline.stages.nlp import ModelNotInstalledError, load_nlp, loadable_name  # noqa: E402
 from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse  # noqa: E402
 from pipeline.stages.events import taxonomy, tag_events  # noqa: E402
 from schemas.models import CleanArticle  # noqa: E402

@@ -194,7 +194,7 @@ def score_line_repair(items: list[dict]) -> Score:
 
 def _without(family: str, stack: ExitStack) -> None:
     """Patch in the behaviour before issue #19 for one family."""
-    import pipeline.nlp as nlp_module
+    import pipeline.stages.nlp as nlp_module
     import pipeline.stages.clean as clean
     import pipeline.stages.entities as entities
     import pipeline.stages.names as names
@@ -253,7 +253,7 @@ def main() -> int:
     parser.add_argument("--errors", action="store_true", help="print the ids of wrong items")
     args = parser.parse_args()
 
-    from pipeline.nlp import load_nlp
+    from pipeline.stages.nlp import load_nlp
     from pipeline.settings import get_settings
 
     model = os.environ.get("NEWS_SPACY_MODEL") or get_settings().spacy_model

@@ -28,7 +28,7 @@ QUERIES = ["oil", "dividend", "trade OR tariff", '"interest rates"', "bank AND l
 
 def distinct_articles(n: int, corpus: Path, run: str) -> list:
     """``n`` corpus articles, none an exact or near duplicate of another, under fresh ids."""
-    from pipeline.ingest import Rejected, iter_inputs
+    from pipeline.sources.ingest import Rejected, iter_inputs
     from pipeline.stages.clean import CleanError, clean
     from pipeline.stages.dedupe import Deduper
     from pipeline.stages.dedupe_store import InMemoryFingerprintStore
@@ -89,10 +89,10 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
     from elasticsearch import Elasticsearch
 
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.demo import start_worker, stop_worker, wait_ready
-    from pipeline.kafka import make_producer
+    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
+    from pipeline.infra.kafka import make_producer
     from pipeline.settings import get_settings, reset_settings
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
     from schemas.models import utcnow
 
     run = uuid.uuid4().hex[:6]

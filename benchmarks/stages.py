@@ -1,4 +1,4 @@
-"""Throughput of the pipeline's own batch steps (pipeline.process.Pipeline) on the Reuters
+"""Throughput of the pipeline's own batch steps (pipeline.stream.process.Pipeline) on the Reuters
 corpus, in this process, with in-memory dedupe state and entity registry (no servers).
 
     python -m benchmarks.stages [CORPUS] [--limit N] [--batch 64]
@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.ingest import Rejected, iter_inputs  # noqa: E402
-from pipeline.process import InMessage, Pipeline  # noqa: E402
+from pipeline.sources.ingest import Rejected, iter_inputs  # noqa: E402
+from pipeline.stream.process import InMessage, Pipeline  # noqa: E402
 from pipeline.settings import get_settings  # noqa: E402
 from pipeline.stages.dedupe import Deduper  # noqa: E402
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402

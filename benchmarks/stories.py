@@ -39,7 +39,7 @@ def load_corpus(path: Path) -> dict[str, dict]:
 
 def enrich(docs: list[dict]) -> list:
     """The docs through the real clean + enrich stages (in memory, no servers)."""
-    from pipeline.process import Pipeline
+    from pipeline.stream.process import Pipeline
     from pipeline.stages.clean import clean
     from pipeline.stages.entities import InMemoryEntityRegistry
     from pipeline.stages.stories import StoryAssigner

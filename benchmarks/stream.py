@@ -37,13 +37,13 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     os.environ.update(NEWS_TOPIC_PREFIX=f"bench{run}", NEWS_INDEX_PREFIX=f"bench{run}", NEWS_APP_ID=f"bench{run}")
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.demo import start_worker, stop_worker, wait_ready
-    from pipeline.ingest import Rejected, iter_inputs
-    from pipeline.kafka import make_producer
-    from pipeline.process import Pipeline
+    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
+    from pipeline.sources.ingest import Rejected, iter_inputs
+    from pipeline.infra.kafka import make_producer
+    from pipeline.stream.process import Pipeline
     from pipeline.runtime.local import LocalRuntime
     from pipeline.settings import get_settings
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     settings = get_settings()
     if "NEWS_KAFKA_BOOTSTRAP" not in os.environ:

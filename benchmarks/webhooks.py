@@ -81,13 +81,13 @@ def main() -> None:
         NEWS_WEBHOOK_ALLOW_TARGETS=f"127.0.0.1:{healthy.port},127.0.0.1:{hanging.port}",
     )
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.demo import start_worker, stop_worker, wait_ready
-    from pipeline.ingest import Rejected, iter_inputs
-    from pipeline.kafka import make_producer
-    from pipeline.process import Pipeline
+    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
+    from pipeline.sources.ingest import Rejected, iter_inputs
+    from pipeline.infra.kafka import make_producer
+    from pipeline.stream.process import Pipeline
     from pipeline.runtime.local import LocalRuntime
     from pipeline.settings import get_settings
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
     from schemas.models import utcnow
 
     settings = get_settings()

@@ -4,8 +4,8 @@
 beside each other), and ``pyproject.toml`` maps it to the package ``pipeline.deploy``, so an
 installed newspipe (``pip install .``, no checkout) reads the same files::
 
-    elasticsearch/<family>.json   index templates (pipeline.es)
-    kibana/saved_objects.ndjson   Kibana data views, searches, charts, dashboard (pipeline.kibana)
+    elasticsearch/<family>.json   index templates (pipeline.infra.es)
+    kibana/saved_objects.ndjson   Kibana data views, searches, charts, dashboard (pipeline.infra.kibana)
     local/pom.xml                 what Maven resolves for the local runtime (pipeline.runtime)
 """
 

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("news", description="prefix of every topic name")
     topic_partitions: int = 4
     topic_replication: int = 1
-    """``min.insync.replicas`` of the topics follows (pipeline.topics.min_insync)."""
+    """``min.insync.replicas`` of the topics follows (pipeline.infra.topics.min_insync)."""
 
     # --- indices -----------------------------------------------------------------------------
     index_prefix: str = Field("news", description="prefix of every index and alias name")

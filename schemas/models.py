@@ -218,7 +218,7 @@ class WebhookChannel(BaseModel):
 
 
 class Subscription(Message):
-    """An alert subscription: a query in the alert query syntax (pipeline.alerts.query)."""
+    """An alert subscription: a query in the alert query syntax (pipeline.query.language)."""
 
     id: str
     owner: str = "default"

@@ -12,10 +12,10 @@ from __future__ import annotations
 from elasticsearch import helpers
 
 from pipeline.alerts.delivery import make_alert
-from pipeline.alerts.es_query import to_es_query
+from pipeline.query.es_query import to_es_query
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, snippet
-from pipeline.alerts.query import parse_query
-from pipeline.kafka import make_producer
+from pipeline.query.language import parse_query
+from pipeline.infra.kafka import make_producer
 from schemas import Alert, EnrichedArticle, Subscription
 
 MAX_BACKFILL = 1000

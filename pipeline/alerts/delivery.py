@@ -20,7 +20,7 @@ from datetime import datetime
 from elasticsearch import Elasticsearch
 
 from pipeline.alerts.per_story import attach_updates, story_alert_id
-from pipeline.es import bulk
+from pipeline.infra.es import bulk
 from pipeline.ids import stable_hash
 from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
 from schemas.models import utcnow

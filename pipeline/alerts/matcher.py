@@ -17,7 +17,7 @@ The index maps key -> subscription ids; :meth:`SubscriptionIndex.match` looks up
 keys, evaluates only those candidates, and so costs in proportion to the subscriptions that
 share a key with the article, not to all of them.
 
-Matching semantics equal those of the Elasticsearch translation (``pipeline.alerts.es_query``):
+Matching semantics equal those of the Elasticsearch translation (``pipeline.query.es_query``):
 a term matches when an article token or compound equals its analysed form; a phrase when its
 analysed words are consecutive in title + body (or its compound is a token or compound); fields
 compare entity ids, event types, source and language (the last two case-insensitively).
@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Optional
 
-from pipeline.analysis import TokenSpan, compounds_from_spans, stem, token_spans
-from pipeline.alerts.query import (
+from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
+from pipeline.query.language import (
     And,
     Field,
     Node,

@@ -30,11 +30,11 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from pipeline.alerts.matcher import SubscriptionIndex
-from pipeline.alerts.query import parse_query
+from pipeline.query.language import parse_query
 from pipeline.alerts.secrets import WebhookSecret, new_signing_secret, seal
 from pipeline.alerts.webhook import WEBHOOK_PREFIX, TargetRules, WebhookRefused, check_webhook_url, target_of
 from pipeline.ids import stable_hash
-from pipeline.kafka import make_consumer, make_producer
+from pipeline.infra.kafka import make_consumer, make_producer
 from pipeline.settings import Settings
 from schemas import Subscription, WebhookChannel
 
@@ -216,7 +216,7 @@ class SubscriptionFollower:
 
         Never returns short of the end: while the broker is away it raises a transient Kafka
         error (KafkaTimeoutError) after ``timeout_s``, which callers retry
-        (:func:`pipeline.process.retry_transient`); matching against a partial index would
+        (:func:`pipeline.stream.process.retry_transient`); matching against a partial index would
         lose alerts.
         """
         timeout_ms = int(timeout_s * 1000)

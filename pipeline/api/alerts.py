@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from pipeline.alerts.query import QuerySyntaxError
+from pipeline.query.language import QuerySyntaxError
 from pipeline.alerts.subscriptions import SubscriptionRejected
 from pipeline.api.atom import render_feed
 from pipeline.api.context import ERRORS, ApiContext

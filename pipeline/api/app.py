@@ -26,7 +26,7 @@ from pipeline.alerts.subscriptions import SubscriptionStore
 from pipeline.api import alerts, articles, search
 from pipeline.api.auth import resolve_token
 from pipeline.api.context import ApiContext
-from pipeline.process import Pipeline
+from pipeline.stream.process import Pipeline
 from pipeline.settings import Settings, get_settings
 from schemas import RawArticle
 from schemas.api import Health

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from pipeline.alerts.backfill import article_from_document
 from pipeline.api.context import ERRORS, ApiContext
-from pipeline.ingest import Rejected, iter_request, publish
+from pipeline.sources.ingest import Rejected, iter_request, publish
 from schemas import EnrichedArticle
 from schemas.api import ErrorResponse, IngestFailure, IngestRejection, IngestResponse
 

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pipeline.alerts.subscriptions import SubscriptionStore
 from pipeline.api.auth import token_matches
-from pipeline.process import Pipeline
+from pipeline.stream.process import Pipeline
 from pipeline.settings import Settings
 from schemas.api import ErrorResponse
 
@@ -42,7 +42,7 @@ class ApiContext:
         """One Kafka producer for the process (thread-safe), made on first use."""
         with self._lock:
             if self._producer is None:
-                from pipeline.kafka import make_producer
+                from pipeline.infra.kafka import make_producer
 
                 self._producer = make_producer(self.settings, client_id="newspipe-api")
             return self._producer

@@ -1,5 +1,5 @@
-"""``GET /search``: the query language (``pipeline.alerts.query``) with filters, highlighted
-snippets, facets and cursor paging (``pipeline.search.search_page``)."""
+"""``GET /search``: the query language (``pipeline.query.language``) with filters, highlighted
+snippets, facets and cursor paging (``pipeline.query.search.search_page``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from pipeline.alerts.query import QuerySyntaxError
+from pipeline.query.language import QuerySyntaxError
 from pipeline.api.context import ERRORS, ApiContext
-from pipeline.search import CursorError, search_page
+from pipeline.query.search import CursorError, search_page
 from schemas.api import DateBucket, ErrorResponse, FacetBucket, Facets, SearchHit, SearchResponse
 
 

@@ -56,7 +56,7 @@ class AlertStream:
     """The consumer of one SSE connection."""
 
     def __init__(self, settings: Settings, resume: dict[int, int] | None):
-        from pipeline.kafka import make_consumer
+        from pipeline.infra.kafka import make_consumer
 
         self.topic = settings.topic("alerts")
         self.consumer = make_consumer(settings=settings, client_id="newspipe-api-stream")

@@ -22,7 +22,7 @@ def _settings():
 
 
 def _es(settings):
-    from pipeline.es import make_client
+    from pipeline.infra.es import make_client
 
     return make_client(settings)
 
@@ -76,7 +76,7 @@ def cmd_migrate(
     keep_old: bool = typer.Option(False, help="keep the old indices (out of the alias) after the copy"),
 ) -> None:
     """Apply mapping changes that need a new index: create it, copy, swap the alias."""
-    from pipeline.es import FAMILIES
+    from pipeline.infra.es import FAMILIES
     from pipeline.ops.migrate import migrate, plan
 
     settings = _settings()
@@ -127,7 +127,7 @@ keys_app = typer.Typer(help="Per-owner API keys: add, list, revoke.", no_args_is
 
 
 def _key_store():
-    from pipeline.es import ensure_indices
+    from pipeline.infra.es import ensure_indices
     from pipeline.ops.keys import KeyStore
 
     settings = _settings()

@@ -168,7 +168,7 @@ def key_dependency(store: KeyStore, *, admin_token: str | None = None):
 
 @lru_cache(maxsize=1)
 def _default_dependency():
-    from pipeline.es import make_client
+    from pipeline.infra.es import make_client
     from pipeline.settings import get_settings
 
     settings = get_settings()

@@ -135,7 +135,7 @@ class LagMonitor:
     def measure(self) -> dict[tuple[str, int], int]:
         from kafka import KafkaAdminClient, TopicPartition
 
-        from pipeline.kafka import make_consumer
+        from pipeline.infra.kafka import make_consumer
 
         with self._lock:
             if self._admin is None:

@@ -1,7 +1,7 @@
 """``newspipe migrate``: mapping changes that existing indices cannot take.
 
 Additive changes (a new field) reach existing indices through ``put_mapping`` in
-``pipeline.es.ensure_indices``. A change Elasticsearch refuses there (a field's type, its
+``pipeline.infra.es.ensure_indices``. A change Elasticsearch refuses there (a field's type, its
 analyzer) needs a new index: :func:`migrate` creates the family's next index from the current
 template, makes it the write index (atomically: from then on the stream writes there), copies
 the documents of the old indices into it with ``create`` (so a document the stream has already
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from elasticsearch import Elasticsearch, helpers
 
-from pipeline.es import FAMILIES, install_template, template_body
+from pipeline.infra.es import FAMILIES, install_template, template_body
 from pipeline.ops.retention import family_indices
 from pipeline.settings import Settings
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.deadletter import decode_payload
+from pipeline.infra.deadletter import decode_payload
 from pipeline.settings import Settings
 from schemas import DeadLetter
 
@@ -77,7 +77,7 @@ def read_dead_letters(settings: Settings, timeout_ms: int = 10_000) -> Iterator[
     offsets read at the start (letters arriving meanwhile wait for the next replay)."""
     from kafka import TopicPartition
 
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
 
     topic = settings.topic("deadletter")
     consumer = make_consumer(settings=settings, consumer_timeout_ms=timeout_ms)
@@ -129,7 +129,7 @@ def replay(settings: Settings, keep: Filter, *, send: bool = False, producer=Non
     report = select((letter for _, letter in read_dead_letters(settings)), keep, settings)
     if not send or not report.selected:
         return report
-    from pipeline.kafka import make_producer
+    from pipeline.infra.kafka import make_producer
 
     own = producer is None
     producer = producer or make_producer(settings)

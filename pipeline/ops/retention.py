@@ -202,7 +202,7 @@ def _no_handler(exc) -> bool:
 
 def delete_matching(es: Elasticsearch, index: str, query: dict, page: int = 1000) -> int:
     """Bulk-delete the documents matching ``query``, one page of ids at a time."""
-    from pipeline.es import bulk
+    from pipeline.infra.es import bulk
 
     deleted = 0
     es.indices.refresh(index=index)
@@ -293,7 +293,7 @@ def status(es: Elasticsearch, settings: Settings, now: datetime | None = None) -
     """Sizes of the index families and what retention deletes next (for ``newspipe status``)."""
     now = now or utcnow()
     rows = []
-    from pipeline.es import FAMILIES
+    from pipeline.infra.es import FAMILIES
 
     for family in FAMILIES:
         infos = family_indices(es, settings.index(family))

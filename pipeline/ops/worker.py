@@ -1,7 +1,7 @@
 """What the worker does for operations besides its agents: serve metrics, measure consumer
 lag, run retention on a timer (every worker: a pass is idempotent, and rollover is
 conditional on the master, so two workers never roll over twice). Installed by :func:`install` from
-``pipeline.worker.create_app``."""
+``pipeline.stream.worker.create_app``."""
 
 from __future__ import annotations
 

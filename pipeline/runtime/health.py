@@ -1,6 +1,6 @@
 """What a worker is doing right now: the server it waits for, its consumer lag, its last error.
 
-Every retry loop of the pipeline (:func:`pipeline.process.retry_transient`, the subscription
+Every retry loop of the pipeline (:func:`pipeline.stream.process.retry_transient`, the subscription
 follower, the worker's agents) reports here while it waits for a server and when it goes on
 again. The worker writes the snapshot once a second to ``<data dir>/run/worker-<pid>.status.json``
 (read by ``newspipe status``) and serves it at ``/health`` on its web port when that is on.

@@ -64,7 +64,7 @@ from pipeline.runtime.process import (
 )
 from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
-from pipeline.topics import min_insync
+from pipeline.infra.topics import min_insync
 
 POM = resource("local", "pom.xml")
 HOST = "127.0.0.1"

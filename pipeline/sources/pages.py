@@ -1,7 +1,7 @@
 """Web pages as articles: urls (fetched politely), HTML files, and feed teasers expanded to the
 page they link to. All go through the one extractor (:mod:`pipeline.sources.extract`).
 
-Inputs that cannot become an article are :class:`pipeline.ingest.Rejected` with a one-line
+Inputs that cannot become an article are :class:`pipeline.sources.ingest.Rejected` with a one-line
 reason (the ingest command sends them to the dead-letter topic).
 """
 
@@ -23,7 +23,7 @@ HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 def iter_urls(urls: Iterable[str], fetcher: Fetcher) -> Iterator:
     """Each url fetched and extracted: a RawArticle, or a Rejected with the reason. A page
     that has not changed since the last run (304) is skipped."""
-    from pipeline.ingest import Rejected
+    from pipeline.sources.ingest import Rejected
 
     for url, result in fetcher.fetch_many(urls):
         if isinstance(result, FetchError):
@@ -42,7 +42,7 @@ def iter_urls(urls: Iterable[str], fetcher: Fetcher) -> Iterator:
 
 def html_file_article(path: Path, data: bytes):
     """An HTML file through the extractor (the page's canonical url, when it names one)."""
-    from pipeline.ingest import Rejected
+    from pipeline.sources.ingest import Rejected
 
     try:
         page = extract_page(decode_html(data))

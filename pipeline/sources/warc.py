@@ -31,7 +31,7 @@ def iter_warc(path: Path, max_bytes: int | None = None) -> Iterator:
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
 
-    from pipeline.ingest import Rejected
+    from pipeline.sources.ingest import Rejected
 
     with path.open("rb") as stream:
         records = ArchiveIterator(stream)

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 
-from pipeline.es import ServerBusy, is_transient_item
+from pipeline.infra.es import ServerBusy, is_transient_item
 
 PENDING = "pending"
 """The article was claimed by the dedupe stage and is on its way to the index."""

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 from elasticsearch import Elasticsearch
 
-from pipeline.es import bulk
+from pipeline.infra.es import bulk
 from pipeline.stages.entities import RegistryEntry, canonical_name
 from schemas.models import utcnow
 

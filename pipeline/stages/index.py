@@ -10,8 +10,8 @@ from collections import defaultdict
 
 from elasticsearch import Elasticsearch
 
-from pipeline.analysis import search_fields
-from pipeline.es import bulk
+from pipeline.query.analysis import search_fields
+from pipeline.infra.es import bulk
 from schemas import EnrichedArticle
 
 #: facet field of each entity type in the articles mapping

@@ -155,7 +155,7 @@ class TopicReader:
     """Accumulates every message of a topic (no group: reads all partitions from the start)."""
 
     def __init__(self, settings: Settings, name: str) -> None:
-        from pipeline.kafka import make_consumer
+        from pipeline.infra.kafka import make_consumer
 
         self.consumer = make_consumer(settings.topic(name), settings=settings)
         self.values: list[bytes] = []
@@ -177,7 +177,7 @@ class TopicReader:
 
 def corpus_articles(count: int, skip: int = 0):
     """The first ``count`` usable Reuters articles (after ``skip``), ids set."""
-    from pipeline.ingest import article_from_object
+    from pipeline.sources.ingest import article_from_object
 
     corpus = Path(os.environ.get("NEWS_CORPUS", "/work/shared/corpus/reuters21578.jsonl"))
     if not corpus.exists():
@@ -207,7 +207,7 @@ class Stream(threading.Thread):
         self.progress = 0
 
     def run(self) -> None:
-        from pipeline.kafka import make_producer
+        from pipeline.infra.kafka import make_producer
 
         producer = make_producer(self.settings.model_copy(update={"producer_deadline_s": 120}))
         try:
@@ -273,7 +273,7 @@ def scenario(local_runtime, kafka_bootstrap, es_url, es_client, tmp_path):
     """Fresh topics and indices, the subscriptions (each with a webhook to a loopback
     receiver), and nothing else running; afterwards workers stopped and servers restored."""
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     run = uuid.uuid4().hex[:8]
     env = dict(

@@ -34,7 +34,7 @@ class Worker:
         )
 
     def wait_ready(self, settings: Settings, timeout_s: float = 180.0) -> None:
-        from pipeline.worker import ready_path
+        from pipeline.stream.worker import ready_path
 
         ready, deadline = ready_path(settings, self.process.pid), time.monotonic() + timeout_s
         while not ready.exists():
@@ -89,7 +89,7 @@ class Stack:
         return self.es.count(index=self.settings.index(family))["count"]
 
     def topic_values(self, name: str, timeout_ms: int = 3000) -> list[bytes]:
-        from pipeline.kafka import make_consumer
+        from pipeline.infra.kafka import make_consumer
 
         consumer = make_consumer(self.settings.topic(name), settings=self.settings, consumer_timeout_ms=timeout_ms)
         values = [r.value for r in consumer]
@@ -97,8 +97,8 @@ class Stack:
         return values
 
     def publish(self, paths) -> "object":
-        from pipeline.ingest import iter_inputs, publish
-        from pipeline.kafka import make_producer
+        from pipeline.sources.ingest import iter_inputs, publish
+        from pipeline.infra.kafka import make_producer
 
         producer = make_producer(self.settings)
         try:
@@ -112,8 +112,8 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     """The seeds sent through Kafka, the Faust worker and Elasticsearch, with the gold alert
     subscriptions made before the articles arrive."""
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.ingest import iter_inputs
-    from pipeline.setup import setup
+    from pipeline.sources.ingest import iter_inputs
+    from pipeline.infra.setup import setup
 
     run = uuid.uuid4().hex[:8]
     overrides = {

@@ -130,8 +130,8 @@ class Delivery:
 @pytest.fixture(scope="module")
 def delivery(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.ingest import iter_inputs
-    from pipeline.setup import setup
+    from pipeline.sources.ingest import iter_inputs
+    from pipeline.infra.setup import setup
 
     gate = threading.Event()
     receivers = {
@@ -180,8 +180,8 @@ def delivery(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     worker.start()
     worker.wait_ready(settings)
     inputs = list(iter_inputs([REPO / "seeds"]))
-    from pipeline.ingest import publish
-    from pipeline.kafka import make_producer
+    from pipeline.sources.ingest import publish
+    from pipeline.infra.kafka import make_producer
 
     producer = make_producer(settings)
     publish(inputs, producer, settings, progress=False)
@@ -266,7 +266,7 @@ def test_a_digest_is_one_post_per_period_listing_its_alerts(delivery):
 def test_backfilled_alerts_are_delivered_through_the_outbox(delivery):
     from pipeline.alerts.backfill import backfill_alerts
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.process import Pipeline
+    from pipeline.stream.process import Pipeline
 
     receiver = delivery.receivers["backfill"]
     wait_for(lambda: delivery.es.count(index=delivery.settings.index("articles"))["count"] >= 5,
@@ -316,7 +316,7 @@ def test_a_worker_killed_mid_retry_delivers_after_restart(delivery):
 
 def test_urls_and_secrets_are_never_in_clear(delivery):
     """Not in the worker log, not on the subscriptions topic, not in any index document."""
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
 
     tokens = [f"tok-{r.port}-secret" for r in delivery.receivers.values()]
     secrets = [r.secret for r in delivery.receivers.values() if r.secret]

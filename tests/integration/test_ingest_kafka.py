@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import iter_inputs, publish
+from pipeline.sources.ingest import iter_inputs, publish
 from pipeline.settings import get_settings, reset_settings
 from schemas import DeadLetter, RawArticle
 
@@ -21,7 +21,7 @@ SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
 @pytest.fixture
 def settings(kafka_bootstrap, monkeypatch, tmp_path):
-    from pipeline.kafka import ensure_topics
+    from pipeline.infra.kafka import ensure_topics
 
     monkeypatch.setenv("NEWS_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("NEWS_TOPIC_PREFIX", f"ingest{uuid.uuid4().hex[:8]}")
@@ -34,7 +34,7 @@ def settings(kafka_bootstrap, monkeypatch, tmp_path):
 
 def read_topic(settings, name: str, expected: int, timeout_ms: int = 15_000) -> list:
     """The records of a topic (all partitions), once ``expected`` arrived or the time is up."""
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
 
     consumer = make_consumer(settings.topic(name), settings=settings, consumer_timeout_ms=timeout_ms)
     records = []
@@ -64,7 +64,7 @@ def malformed_inputs(directory: Path) -> Path:
 
 
 def test_seeds_and_malformed_input_reach_their_topics(settings, tmp_path):
-    from pipeline.kafka import make_producer
+    from pipeline.infra.kafka import make_producer
 
     bad = malformed_inputs(tmp_path / "bad")
     rng = random.Random(3)  # random letters: a 10 MB body that gzip cannot shrink to nothing

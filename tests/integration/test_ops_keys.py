@@ -10,7 +10,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from pipeline.es import FAMILIES, ensure_indices
+from pipeline.infra.es import FAMILIES, ensure_indices
 from pipeline.ops.keys import Caller, KeyStore, key_dependency
 from pipeline.ops.retention import family_indices
 from pipeline.settings import Settings

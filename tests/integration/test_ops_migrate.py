@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from pipeline.es import FAMILIES
+from pipeline.infra.es import FAMILIES
 
-from pipeline.es import ensure_indices, template_body
+from pipeline.infra.es import ensure_indices, template_body
 from pipeline.ops import migrate as mig
 from pipeline.ops.retention import family_indices
 from pipeline.settings import Settings
@@ -42,7 +42,7 @@ def test_type_change_migrates_while_the_stream_writes(es_client, settings, caplo
     for n in range(300):
         es_client.index(index=alias, id=f"old{n}", document={"id": f"old{n}", "source": "Reuters", "story_id": "s"})
 
-    with caplog.at_level(logging.WARNING, logger="pipeline.es"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.infra.es"):
         ensure_indices(es_client, settings)  # additive path: story_id added; source cannot change
     assert "newspipe migrate" in caplog.text
     mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]["properties"]

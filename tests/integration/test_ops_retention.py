@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.es import FAMILIES
+from pipeline.infra.es import FAMILIES
 
-from pipeline.es import ensure_indices
+from pipeline.infra.es import ensure_indices
 from pipeline.ops import retention
 from pipeline.settings import Settings
 from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
@@ -80,7 +80,7 @@ def test_topic_retention_follows_settings(settings):
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from pipeline.kafka import ensure_topics
+    from pipeline.infra.kafka import ensure_topics
 
     ensure_topics(settings)
     changed = retention.apply_topic_retention(settings.model_copy(update={"retention_deadletter_days": 3}))

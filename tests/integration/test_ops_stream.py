@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.es import FAMILIES
+from pipeline.infra.es import FAMILIES
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.settings import Settings
@@ -67,7 +67,7 @@ class Hooks(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def ops(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     run = f"ops{uuid.uuid4().hex[:8]}"
     data = tmp_path_factory.mktemp("ops")
@@ -100,7 +100,7 @@ def _drop(es, settings):
     from kafka import KafkaAdminClient
 
     from pipeline.ops.retention import family_indices
-    from pipeline.topics import topic_names
+    from pipeline.infra.topics import topic_names
 
     for family in FAMILIES:
         es.indices.put_settings(index=settings.index(family), settings={BLOCK: None}, ignore_unavailable=True)
@@ -130,7 +130,7 @@ def total(samples: dict, name: str, **labels) -> float:
 
 
 def topic(ops, name: str) -> list[bytes]:
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
 
     consumer = make_consumer(ops.settings.topic(name), settings=ops.settings, consumer_timeout_ms=3000)
     values = [r.value for r in consumer]
@@ -154,8 +154,8 @@ def lag_zero(ops) -> bool:
 
 
 def publish(ops, items) -> None:
-    from pipeline.ingest import publish as send
-    from pipeline.kafka import make_producer
+    from pipeline.sources.ingest import publish as send
+    from pipeline.infra.kafka import make_producer
 
     producer = make_producer(ops.settings)
     try:
@@ -166,7 +166,7 @@ def publish(ops, items) -> None:
 
 
 def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path):
-    from pipeline.ingest import iter_inputs
+    from pipeline.sources.ingest import iter_inputs
 
     lines = list(itertools.islice(CORPUS.open(encoding="utf-8"), STREAM_SIZE))
     source = tmp_path / "stream.jsonl"
@@ -212,9 +212,9 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
 
 
 def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
-    from pipeline.deadletter import dead_letter
-    from pipeline.ingest import iter_inputs
-    from pipeline.kafka import make_producer
+    from pipeline.infra.deadletter import dead_letter
+    from pipeline.sources.ingest import iter_inputs
+    from pipeline.infra.kafka import make_producer
     from pipeline.ops.replay import Filter, replay
 
     seeds = [i for i in iter_inputs([REPO / "seeds"]) if getattr(i, "id", None)][:2]

@@ -43,7 +43,7 @@ def _raw_consumed(stack) -> bool:
     """The worker's group has committed every message of the raw topic."""
     from kafka import TopicPartition
 
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
 
     topic = stack.settings.topic("raw")
     # the group's id to read its commits; subscribed to nothing, so it never joins the group
@@ -85,7 +85,7 @@ def test_copy_with_boilerplate_and_punctuation_changes_is_a_duplicate(stack, tmp
 
 
 def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(stack, tmp_path):
-    from pipeline.kafka import make_producer
+    from pipeline.infra.kafka import make_producer
 
     bad = tmp_path / "bad.jsonl"
     good_body = "Trade ministers of 12 countries met in Geneva on Tuesday to discuss tariffs on steel. " * 5

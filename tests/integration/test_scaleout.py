@@ -71,8 +71,8 @@ def make_pairs(n: int) -> list[tuple[RawArticle, RawArticle]]:
 def run_workers(n_workers: int, pairs, kafka_bootstrap: str, es_url: str, tmp: Path) -> dict:
     """Send the pairs through ``n_workers`` fresh workers; returns, per pair, which of the
     two were passed on as new ("orig", "copy", "both" or "neither")."""
-    from pipeline.kafka import make_producer
-    from pipeline.setup import setup
+    from pipeline.infra.kafka import make_producer
+    from pipeline.infra.setup import setup
 
     run = uuid.uuid4().hex[:8]
     overrides = {
@@ -127,7 +127,7 @@ def run_workers(n_workers: int, pairs, kafka_bootstrap: str, es_url: str, tmp: P
 
 def _outcomes(settings: Settings, ids: set[str], workers: list[Worker], timeout_s: float = 300.0):
     """Every id's verdict, read from the clean and duplicates topics."""
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
 
     consumer = make_consumer(settings.topic("clean"), settings.topic("duplicates"),
                              settings=settings)

@@ -46,8 +46,8 @@ def pages_url():
 def story_stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     """Fresh prefixes, a per-story subscription made before the seeds arrive, a worker."""
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.ingest import iter_inputs
-    from pipeline.setup import setup
+    from pipeline.sources.ingest import iter_inputs
+    from pipeline.infra.setup import setup
 
     run = uuid.uuid4().hex[:8]
     data_dir = tmp_path_factory.mktemp("stories")

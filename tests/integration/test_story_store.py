@@ -38,7 +38,7 @@ def article(aid: str, body: str = BODY, hours: float = 0, source: str = "Baltic 
 
 @pytest.fixture
 def settings(es_url, es_client):
-    from pipeline.es import ensure_indices
+    from pipeline.infra.es import ensure_indices
 
     settings = Settings(_env_file=None, es_url=es_url, index_prefix=f"st{uuid.uuid4().hex[:8]}")
     ensure_indices(es_client, settings)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.alerts.es_query import to_es_query
+from pipeline.query.es_query import to_es_query
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, compile_query, snippet
-from pipeline.alerts.query import QuerySyntaxError, parse_query
-from pipeline.analysis import search_fields, tokens
+from pipeline.query.language import QuerySyntaxError, parse_query
+from pipeline.query.analysis import search_fields, tokens
 from schemas import AlertMatch, EnrichedArticle, Entity, EventTag, Mention, Subscription
 
 ROOT = Path(__file__).resolve().parents[2]

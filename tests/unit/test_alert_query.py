@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.alerts.es_query import to_es_query
-from pipeline.alerts.query import (
+from pipeline.query.es_query import to_es_query
+from pipeline.query.language import (
     And,
     Field,
     Not,

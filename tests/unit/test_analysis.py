@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.analysis import compounds, normalize_term, search_fields, stem, token_spans, tokens
+from pipeline.query.analysis import compounds, normalize_term, search_fields, stem, token_spans, tokens
 
 
 def test_words_are_lowercased_and_possessives_dropped():

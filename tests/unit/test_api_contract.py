@@ -14,8 +14,8 @@ from pipeline.api import create_api
 from pipeline.api.atom import render_feed
 from pipeline.api.auth import DEFAULT_TOKEN, resolve_token, token_matches
 from pipeline.api.stream import BadEventId, format_event_id, parse_event_id, sse
-from pipeline.ingest import Rejected, iter_request
-from pipeline.search import CursorError, decode_cursor, encode_cursor
+from pipeline.sources.ingest import Rejected, iter_request
+from pipeline.query.search import CursorError, decode_cursor, encode_cursor
 from pipeline.settings import Settings
 from schemas import Alert, AlertMatch, RawArticle, Subscription
 
@@ -223,7 +223,7 @@ def test_request_bodies_use_the_ingest_contract(tmp_path):
     # the very reader of .jsonl files: the same items and reasons, only the origin differs
     path = tmp_path / "batch.jsonl"
     path.write_bytes(batch)
-    from pipeline.ingest import iter_inputs
+    from pipeline.sources.ingest import iter_inputs
 
     from_file = [(r.origin.replace(str(path), "request"), r.reason) for r in iter_inputs([path])
                  if isinstance(r, Rejected)]

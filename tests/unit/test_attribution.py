@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import iter_inputs
+from pipeline.sources.ingest import iter_inputs
 from pipeline.sources.attribution import credit_line_outlet, resolve_date_text
 from pipeline.stages.clean import clean
 from schemas import RawArticle

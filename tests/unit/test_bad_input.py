@@ -21,12 +21,12 @@ import httpx
 import pytest
 import zstandard
 
-from pipeline.alerts.es_query import MAX_ENTITY_IDS, to_es_query
-from pipeline.alerts.query import QuerySyntaxError, parse_query
-from pipeline.deadletter import dead_letter, decode_payload
-from pipeline.feeds import FeedError, FeedState, make_client, poll_feed
-from pipeline.ingest import NOT_TEXT, Rejected, iter_inputs
-from pipeline.process import InMessage, Pipeline
+from pipeline.query.es_query import MAX_ENTITY_IDS, to_es_query
+from pipeline.query.language import QuerySyntaxError, parse_query
+from pipeline.infra.deadletter import dead_letter, decode_payload
+from pipeline.sources.feeds import FeedError, FeedState, make_client, poll_feed
+from pipeline.sources.ingest import NOT_TEXT, Rejected, iter_inputs
+from pipeline.stream.process import InMessage, Pipeline
 from pipeline.settings import Settings, reset_settings
 from pipeline.stages.dedupe import Deduper
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore
@@ -185,7 +185,7 @@ def test_F11_html_pages_go_through_the_page_extractor(tmp_path):
 
 
 def test_F12_an_unreadable_file_is_rejected_and_the_rest_goes_on(tmp_path, monkeypatch):
-    from pipeline import ingest
+    from pipeline.sources import ingest
 
     (tmp_path / "a.txt").write_text(BODY)
     (tmp_path / "b.txt").write_text(BODY + " Again.")
@@ -300,7 +300,7 @@ def test_J10_wrong_field_types_are_rejected(tmp_path):
 
 def test_J11_an_unparsable_date_keeps_the_article(tmp_path, caplog):
     (tmp_path / "a.json").write_text(json.dumps({"body": BODY, "published_at": "the day after"}))
-    with caplog.at_level(logging.WARNING, logger="pipeline.ingest"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.ingest"):
         item = only(tmp_path / "a.json")
     assert item.published_at is None and item.model_extra["unparsed_published_at"] == "the day after"
 
@@ -552,7 +552,7 @@ def test_D07_an_http_error_status_is_an_http_error(feeds):
 
 
 def test_D08_one_odd_entry_is_skipped_and_the_feed_goes_on(feeds, monkeypatch):
-    from pipeline import feeds as feeds_module
+    from pipeline.sources import feeds as feeds_module
 
     real, calls = feeds_module.entry_article, []
 

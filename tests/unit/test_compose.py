@@ -1,7 +1,7 @@
 """docker-compose.yml, Dockerfile, .env.example and .dockerignore, checked structurally.
 
 No Docker engine is needed: the files are parsed and compared with pipeline.settings,
-pipeline.topics and the index templates, so a change on one side that the other does not
+pipeline.infra.topics and the index templates, so a change on one side that the other does not
 follow fails here.
 """
 
@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline import kibana
+from pipeline.infra import kibana
 from pipeline.settings import Settings
-from pipeline.topics import topic_configs, topic_names
+from pipeline.infra.topics import topic_configs, topic_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -434,8 +434,8 @@ def test_dockerfile_runs_as_non_root():
 
 
 def test_wheel_model_name_matches_the_loader():
-    """A wheel SPACY_MODEL is checked at build time under the name pipeline.nlp loads it by."""
-    nlp = pytest.importorskip("pipeline.nlp")
+    """A wheel SPACY_MODEL is checked at build time under the name pipeline.stages.nlp loads it by."""
+    nlp = pytest.importorskip("pipeline.stages.nlp")
     wheel = "models/en_core_web_sm-3.8.0-py3-none-any.whl"
     assert nlp.loadable_name(wheel) == "en_core_web_sm"
     runs = " ".join(rest for kw, rest in dockerfile_instructions() if kw == "RUN")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.nlp import PLACE_RULER, load_nlp, loadable_name
+from pipeline.stages.nlp import PLACE_RULER, load_nlp, loadable_name
 from pipeline.stages.entities import (
     InMemoryEntityRegistry,
     RegistryEntry,

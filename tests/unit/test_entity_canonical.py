@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.nlp import load_nlp, loadable_name
+from pipeline.stages.nlp import load_nlp, loadable_name
 from pipeline.stages.entities import (
     InMemoryEntityRegistry,
     acronym_of,

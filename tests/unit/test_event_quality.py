@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.nlp import load_nlp, loadable_name
+from pipeline.stages.nlp import load_nlp, loadable_name
 from pipeline.stages.entities import parse
 from pipeline.stages.events import salience, story_salience, tag_events, taxonomy
 from pipeline.stages.index import article_document

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.nlp import load_nlp, loadable_name
+from pipeline.stages.nlp import load_nlp, loadable_name
 from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse
 from pipeline.stages.events import DATE_RE, taxonomy, tag_events
 from schemas.models import CleanArticle

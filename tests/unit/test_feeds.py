@@ -13,8 +13,8 @@ import pytest
 from kafka.errors import NotLeaderForPartitionError
 from kafka.future import Future
 
-from pipeline.feeds import FeedError, FeedState, html_to_text, make_client, poll_feed
-from pipeline.ingest import feed_cycle
+from pipeline.sources.feeds import FeedError, FeedState, html_to_text, make_client, poll_feed
+from pipeline.sources.ingest import feed_cycle
 from pipeline.settings import Settings
 
 RSS = """<?xml version="1.0" encoding="UTF-8"?>
@@ -304,7 +304,7 @@ def test_cli_polls_feeds_once(server, tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
-    from pipeline import ingest
+    from pipeline.sources import ingest
     from pipeline.settings import reset_settings
 
     monkeypatch.setenv("NEWS_DATA_DIR", str(tmp_path))

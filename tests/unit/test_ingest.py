@@ -15,9 +15,9 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderF
 from kafka.future import Future
 from typer.testing import CliRunner
 
-from pipeline import ingest
-from pipeline.deadletter import decode_payload
-from pipeline.ingest import NOT_TEXT, Rejected, iter_inputs, publish
+from pipeline.sources import ingest
+from pipeline.infra.deadletter import decode_payload
+from pipeline.sources.ingest import NOT_TEXT, Rejected, iter_inputs, publish
 from pipeline.settings import Settings
 from schemas import DeadLetter, RawArticle
 
@@ -209,7 +209,7 @@ def test_field_aliases(tmp_path):
 
 def test_an_unparsable_date_keeps_the_article_and_the_text(tmp_path, caplog):
     path = write_lines(tmp_path / "d.jsonl", json.dumps({"body": "Dated badly.", "date": "the day after"}))
-    with caplog.at_level(logging.WARNING, logger="pipeline.ingest"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.sources.ingest"):
         (article,) = iter_inputs([path])
     assert article.published_at is None
     assert article.model_extra["unparsed_published_at"] == "the day after"

@@ -1,4 +1,4 @@
-"""Kibana saved objects (deploy/kibana/saved_objects.ndjson) and pipeline.kibana.
+"""Kibana saved objects (deploy/kibana/saved_objects.ndjson) and pipeline.infra.kibana.
 
 Structural checks: the NDJSON has the Kibana 8.19 saved-object shape, every reference resolves,
 and every field a data view, saved search or Lens chart uses exists in the index template of
@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import kibana
+from pipeline.infra import kibana
 from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -343,7 +343,7 @@ def test_dashboard_panels(by_key):
     assert lens_ids <= {oid for typ, oid in panel_targets if typ == "lens"}
 
 
-# --- pipeline.kibana ---------------------------------------------------------------------------
+# --- pipeline.infra.kibana ---------------------------------------------------------------------------
 
 
 def test_default_path_is_the_repo_file():

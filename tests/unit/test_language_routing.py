@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex
-from pipeline.nlp import loadable_name, model_for_language
-from pipeline.process import Pipeline
+from pipeline.stages.nlp import loadable_name, model_for_language
+from pipeline.stream.process import Pipeline
 from pipeline.stages.stories import StoryAssigner
 from pipeline.settings import Settings
 from pipeline.stages.entities import InMemoryEntityRegistry, entity_ids_for_name

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import nlp
-from pipeline.nlp import PYPI_FALLBACKS, ModelNotInstalledError, ensure_model, loadable_name
+from pipeline.stages import nlp
+from pipeline.stages.nlp import PYPI_FALLBACKS, ModelNotInstalledError, ensure_model, loadable_name
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.ops import metrics
 from schemas import Alert, AlertMatch, DuplicateRecord
-from pipeline.deadletter import dead_letter
+from pipeline.infra.deadletter import dead_letter
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "newspipe.json"

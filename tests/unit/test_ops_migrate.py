@@ -1,6 +1,6 @@
 """Which mapping changes need ``newspipe migrate`` (a new index) and which put_mapping takes."""
 
-from pipeline.es import FAMILIES, template_body
+from pipeline.infra.es import FAMILIES, template_body
 from pipeline.ops.migrate import mapping_conflicts, next_index_name
 
 

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
-from pipeline.deadletter import dead_letter
+from pipeline.infra.deadletter import dead_letter
 from pipeline.ops.replay import Filter, letter_id, select, target_topic
 from pipeline.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from pipeline.es import is_transient_item
+from pipeline.infra.es import is_transient_item
 from pipeline.ops.retention import (
     IndexInfo,
     expired_indices,

@@ -51,7 +51,7 @@ def test_data_tables_are_package_data():
 
 
 def test_code_reads_deployment_files_through_the_package():
-    from pipeline import es, kibana
+    from pipeline.infra import es, kibana
     from pipeline.deploy import resource
     from pipeline.runtime import local
 

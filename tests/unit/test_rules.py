@@ -116,7 +116,7 @@ NOW = datetime.now(timezone.utc)
 
 @pytest.fixture(scope="module")
 def extract():
-    from pipeline.nlp import load_nlp
+    from pipeline.stages.nlp import load_nlp
     from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse
     from schemas.models import CleanArticle
 

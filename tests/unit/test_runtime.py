@@ -258,7 +258,7 @@ def test_es_cluster_yml():
 
 
 def test_topics_of_a_replicated_cluster_need_two_in_sync_replicas():
-    from pipeline.topics import topic_configs
+    from pipeline.infra.topics import topic_configs
 
     for replication, expected in ((1, None), (2, "1"), (3, "2")):
         configs = topic_configs(Settings(topic_replication=replication))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.process import InMessage, decode
+from pipeline.stream.process import InMessage, decode
 from schemas import SCHEMA_VERSION, TOPIC_MODELS
 from schemas import compat
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import Rejected, iter_inputs
+from pipeline.sources.ingest import Rejected, iter_inputs
 from pipeline.settings import Settings
 from pipeline.sources.extract import ExtractError, extract_page
 from pipeline.sources.fetch import FetchError, Fetcher

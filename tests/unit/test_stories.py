@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import iter_inputs
-from pipeline.nlp import loadable_name
-from pipeline.process import Pipeline
+from pipeline.sources.ingest import iter_inputs
+from pipeline.stages.nlp import loadable_name
+from pipeline.stream.process import Pipeline
 from pipeline.stages.clean import clean
 from pipeline.stages.entities import InMemoryEntityRegistry
 from pipeline.stages.stories import ArticleFeatures, Story, StoryAssigner, StoryIndex, story_id

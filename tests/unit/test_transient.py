@@ -18,8 +18,8 @@ from kafka.errors import (
     NotLeaderForPartitionError,
 )
 
-from pipeline import es as es_module
-from pipeline import process
+from pipeline.infra import es as es_module
+from pipeline.stream import process
 from pipeline.runtime import health
 
 

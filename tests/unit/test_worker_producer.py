@@ -8,7 +8,7 @@ import asyncio
 from aiokafka import codec
 
 from pipeline.settings import Settings
-from pipeline.worker import (
+from pipeline.stream.worker import (
     PRODUCER_COMPRESSION,
     IdempotentProducer,
     create_app,

@@ -51,7 +51,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.deadletter import dead_letter
+from pipeline.infra.deadletter import dead_letter
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter, RawArticle
 
@@ -765,7 +765,7 @@ def publish(
 def _letter(item: Rejected, settings: Settings) -> DeadLetter:
     """The dead letter of a rejected input: error ``"<origin>: <reason>"``, key the origin.
 
-    A payload too large for one message is cut by :func:`pipeline.deadletter.dead_letter`
+    A payload too large for one message is cut by :func:`pipeline.infra.deadletter.dead_letter`
     (hash and size kept; the error says so).
     """
     return dead_letter(STAGE, f"{item.origin}: {item.reason}", item.payload, key=item.origin,
@@ -834,7 +834,7 @@ def cmd_ingest(
 
 def _connect(settings: Settings, console: Console) -> Any:
     """A producer, once the topics exist; exit 1 with a message when no broker answers."""
-    from pipeline.kafka import ensure_topics, make_producer
+    from pipeline.infra.kafka import ensure_topics, make_producer
 
     try:
         ensure_topics(settings)
@@ -869,7 +869,7 @@ def _run_feeds(
     quiet: bool,
 ) -> bool:
     """Poll the feeds once, or every ``interval`` seconds until Ctrl-C; False on failures."""
-    from pipeline.feeds import make_client
+    from pipeline.sources.feeds import make_client
 
     ok = True
     with make_client(timeout=settings.feed_timeout_s) as client:
@@ -898,7 +898,7 @@ def feed_cycle(
     """
     import httpx
 
-    from pipeline.feeds import FeedError, FeedState, poll_feed
+    from pipeline.sources.feeds import FeedError, FeedState, poll_feed
 
     states = [FeedState.load(url, settings.data_dir) for url in urls]
     articles: list[RawArticle] = []

@@ -1,5 +1,5 @@
 """The Faust worker: thin agents that move models between topics; the work is
-:class:`pipeline.process.Pipeline`'s (the same code as backfill and the benchmarks).
+:class:`pipeline.stream.process.Pipeline`'s (the same code as backfill and the benchmarks).
 
     raw --[clean_and_dedupe]--> clean --[enrich]--> enriched --[index]--> Elasticsearch
                  |                          |                 \\-[alerts]--> alerts (+ index, outbox)
@@ -31,7 +31,7 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
-from pipeline.process import InMessage, Pipeline, is_transient, server_of
+from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
 from schemas import DeadLetter
@@ -302,7 +302,7 @@ class Worker(faust.Worker):
 
 def run_worker(loglevel: str = "info") -> None:
     """Set up topics and indices, then run the worker until interrupted."""
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     settings = get_settings()
     for noisy in ("elastic_transport", "kafka"):  # one line per request is not a worker log

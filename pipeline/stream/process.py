@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline import es as _es
-from pipeline import kafka as _kafka
-from pipeline.deadletter import dead_letter
+from pipeline.infra import es as _es
+from pipeline.infra import kafka as _kafka
+from pipeline.infra.deadletter import dead_letter
 from pipeline.runtime.health import HEALTH
 from pipeline.settings import Settings, get_settings
 from schemas import (
@@ -164,7 +164,7 @@ class Pipeline:
     def es(self):
         with self._init_lock:
             if self._es is None:
-                from pipeline.es import make_client
+                from pipeline.infra.es import make_client
 
                 self._es = make_client(self.settings)
         return self._es
@@ -173,7 +173,7 @@ class Pipeline:
     def nlp(self):
         with self._init_lock:
             if self._nlp is None:
-                from pipeline.nlp import load_nlp
+                from pipeline.stages.nlp import load_nlp
 
                 self._nlp = load_nlp(self.settings.spacy_model)
         return self._nlp
@@ -181,7 +181,7 @@ class Pipeline:
     def nlp_for(self, language: str | None) -> tuple[str | None, Any]:
         """(model setting, pipeline) for articles in ``language``; (None, None) when the
         language has no pipeline configured, (model, None) when it is not installed."""
-        from pipeline.nlp import ModelNotInstalledError, load_nlp, model_for_language
+        from pipeline.stages.nlp import ModelNotInstalledError, load_nlp, model_for_language
 
         model = model_for_language(language, self.settings)
         if model is None:

@@ -2,8 +2,8 @@
 
 ``parse_query`` turns a query string into a tree of small frozen dataclasses (:class:`Term`,
 :class:`Phrase`, :class:`Field`, :class:`And`, :class:`Or`, :class:`Not`); the stream matcher
-(``pipeline.alerts.matcher``) and the Elasticsearch translation (``pipeline.alerts.es_query``)
-both work from that tree, and both analyse words with :mod:`pipeline.analysis`.
+(``pipeline.alerts.matcher``) and the Elasticsearch translation (``pipeline.query.es_query``)
+both work from that tree, and both analyse words with :mod:`pipeline.query.analysis`.
 
 Grammar (precedence NOT > AND > OR; adjacent operands are ANDed)::
 
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
-from pipeline.analysis import normalize_term, token_spans
+from pipeline.query.analysis import normalize_term, token_spans
 
 __all__ = [
     "And",

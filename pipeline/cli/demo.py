@@ -44,7 +44,7 @@ def stop_worker(worker: subprocess.Popen) -> None:
 
 def wait_ready(worker: subprocess.Popen, log_path: Path, timeout_s: float = 180) -> float:
     """Wait until the worker has joined its consumer group and consumes (its ready file)."""
-    from pipeline.worker import ready_path
+    from pipeline.stream.worker import ready_path
 
     started = time.monotonic()
     ready = ready_path(get_settings(), worker.pid)
@@ -78,13 +78,13 @@ def wait_indexed(pipeline, ids: list[str], worker: subprocess.Popen, log_path: P
 
 def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.cli import print_alert, print_search, _search
-    from pipeline.ingest import iter_inputs, publish
-    from pipeline.kafka import make_producer
-    from pipeline.nlp import ModelNotInstalledError, ensure_model
-    from pipeline.process import Pipeline
+    from pipeline.cli.output import print_alert, print_search, run_search
+    from pipeline.sources.ingest import iter_inputs, publish
+    from pipeline.infra.kafka import make_producer
+    from pipeline.stages.nlp import ModelNotInstalledError, ensure_model
+    from pipeline.stream.process import Pipeline
     from pipeline.runtime.local import LocalRuntime
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     settings = get_settings()
     console.rule("1. servers")
@@ -119,7 +119,7 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
         console.print(f"all {len(report.ids)} article(s) indexed {waited:.1f}s after sending")
 
         console.rule(f"6. search {query!r}")
-        print_search(_search(pipeline, query, [], [], None, 10), query)
+        print_search(run_search(pipeline, query, [], [], None, 10), query)
 
         console.rule(f"7. alerts for {query!r}")
         time.sleep(1.0)  # alerts are matched beside indexing; let the ledger refresh

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from pipeline.cli.output import console, print_alert, print_search, run_search
 
 app = typer.Typer(
     help="Streaming news ingestion: Kafka -> Faust -> spaCy -> Elasticsearch, with alerts.",
@@ -18,7 +19,6 @@ app = typer.Typer(
 )
 alerts_app = typer.Typer(help="Alert subscriptions: add, list, remove, history, tail.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
-console = Console()
 
 
 def _print_version(value: bool) -> None:
@@ -45,7 +45,7 @@ def _settings():
 
 
 def _pipeline():
-    from pipeline.process import Pipeline
+    from pipeline.stream.process import Pipeline
 
     return Pipeline(_settings())
 
@@ -63,7 +63,7 @@ def cmd_setup(
     kibana_url: Optional[str] = typer.Option(None, help="also import Kibana saved objects"),
 ) -> None:
     """Create topics, index templates and aliases (idempotent; any cluster)."""
-    from pipeline.setup import setup
+    from pipeline.infra.setup import setup
 
     done = setup(_settings(), kibana_url=kibana_url)
     for what, names in done.items():
@@ -75,7 +75,7 @@ def cmd_kibana_setup(
     kibana_url: Optional[str] = typer.Option(None, help="Kibana URL (default NEWS_KIBANA_URL)"),
 ) -> None:
     """Import the Kibana saved objects (data views, searches, dashboard); idempotent."""
-    from pipeline.kibana import KibanaError, cmd_kibana_setup as kibana_setup
+    from pipeline.infra.kibana import KibanaError, cmd_kibana_setup as kibana_setup
 
     try:
         kibana_setup(kibana_url or _settings().kibana_url)
@@ -87,7 +87,7 @@ def cmd_kibana_setup(
 @app.command("setup-model")
 def cmd_setup_model() -> None:
     """Install the configured spaCy models (NEWS_SPACY_MODEL, NEWS_SPACY_MODELS) when missing."""
-    from pipeline.nlp import ModelNotInstalledError, ensure_model
+    from pipeline.stages.nlp import ModelNotInstalledError, ensure_model
 
     try:
         console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model, report=console.print)}")
@@ -101,12 +101,12 @@ def cmd_setup_model() -> None:
 @app.command("worker")
 def cmd_worker(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None:
     """Run a Faust worker (run more of them to scale out; partitions decide)."""
-    from pipeline.worker import run_worker
+    from pipeline.stream.worker import run_worker
 
     run_worker(loglevel=loglevel)
 
 
-from pipeline.ingest import cmd_ingest  # noqa: E402
+from pipeline.sources.ingest import cmd_ingest  # noqa: E402
 
 app.command("ingest", help="Send articles (files, .json/.jsonl, directories, feeds) to Kafka.")(cmd_ingest)
 
@@ -119,7 +119,7 @@ def cmd_backfill(
     ),
 ) -> None:
     """Run inputs through the pipeline in this process (no Kafka) into Elasticsearch."""
-    from pipeline.backfill import backfill
+    from pipeline.stream.backfill import backfill
 
     report = backfill(_pipeline(), paths, reprocess=reprocess)
     console.print(report.summary())
@@ -135,11 +135,11 @@ def cmd_search(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Search indexed articles: best hits with highlighted snippets, and facet counts."""
-    from pipeline.alerts.query import QuerySyntaxError
+    from pipeline.query.language import QuerySyntaxError
 
     pipeline = _pipeline()
     try:
-        result = _search(pipeline, query, entity, event, since, size)
+        result = run_search(pipeline, query, entity, event, since, size)
     except QuerySyntaxError as exc:
         _query_error(query, exc)
     if as_json:
@@ -150,46 +150,8 @@ def cmd_search(
     print_search(result, query)
 
 
-def _search(pipeline, query, entity, event, since, size):
-    from pipeline.search import search
-
-    return search(
-        pipeline.es,
-        pipeline.settings.index("articles"),
-        query,
-        pipeline.resolve_entity,
-        entities=entity,
-        events=event,
-        since=since,
-        size=size,
-    )
-
-
-def print_search(result, query: str) -> None:
-    console.print(f"[bold]{result.total}[/] article(s) match [cyan]{query or '*'}[/]")
-    for n, hit in enumerate(result.hits, 1):
-        console.print(f"\n[bold]{n}. {hit.title}[/]  [dim]{hit.source or ''} {hit.published_at or ''} id={hit.id}[/]")
-        for snippet in hit.snippets:
-            console.print("   …" + snippet.replace("«", "[bold yellow]").replace("»", "[/]") + "…")
-        if hit.persons or hit.locations or hit.organizations:
-            console.print(f"   [green]people[/] {', '.join(hit.persons)}")
-            console.print(f"   [green]places[/] {', '.join(hit.locations)}")
-            if hit.organizations:
-                console.print(f"   [green]organisations[/] {', '.join(hit.organizations)}")
-        if hit.events:
-            console.print(f"   [magenta]events[/] {', '.join(hit.events)}")
-    table = Table(title="facets", show_lines=False)
-    for name in result.facets:
-        table.add_column(name)
-    rows = max((len(v) for v in result.facets.values()), default=0)
-    for i in range(rows):
-        table.add_row(*(f"{v[i][0]} ({v[i][1]})" if i < len(v) else "" for v in result.facets.values()))
-    if rows:
-        console.print(table)
-
-
 def _query_error(query: str, exc) -> None:
-    from pipeline.alerts.query import caret
+    from pipeline.query.language import caret
 
     console.print(f"[red]invalid query:[/] {exc}")
     console.print(caret(query, exc.position))
@@ -215,7 +177,7 @@ def cmd_alerts_add(
         False, "--per-story", help="alert once per story; later articles are added to it as updates"),
 ) -> None:
     """Subscribe to a query."""
-    from pipeline.alerts.query import QuerySyntaxError
+    from pipeline.query.language import QuerySyntaxError
     from pipeline.alerts.subscriptions import SubscriptionRejected
 
     pipeline = _pipeline()
@@ -284,7 +246,7 @@ def cmd_alerts_tail(
     from_beginning: bool = typer.Option(False, help="also print the alerts already sent"),
 ) -> None:
     """Print alerts live as they fire (Ctrl-C to stop)."""
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
     from schemas import Alert
 
     settings = _settings()
@@ -300,18 +262,6 @@ def cmd_alerts_tail(
         pass
     finally:
         consumer.close()
-
-
-def print_alert(alert) -> None:
-    latency = f"{alert.latency_ms:.0f} ms after ingest" if alert.latency_ms is not None else "backfill"
-    matched = ", ".join(alert.matched.terms + alert.matched.entities + alert.matched.events)
-    console.print(
-        f"[bold red]ALERT[/] [cyan]{alert.query}[/] -> [bold]{alert.title}[/] "
-        f"[dim]({alert.source or 'unknown source'}, {latency}, matched: {matched})[/]"
-    )
-    console.print(f"   {alert.snippet.replace('«', '[bold yellow]').replace('»', '[/]')}")
-    for update in alert.updates:  # per-story subscriptions: later articles of the story
-        console.print(f"   [dim]+ update:[/] {update.title} [dim]({update.source or 'unknown source'})[/]")
 
 
 @app.command("api")
@@ -331,7 +281,7 @@ def cmd_demo(
     keep_worker: bool = typer.Option(False, help="leave the worker running"),
 ) -> None:
     """The main job: local servers, a worker, subscribe, ingest the seeds, search, alerts."""
-    from pipeline.demo import run_demo
+    from pipeline.cli.demo import run_demo
 
     raise typer.Exit(run_demo(seeds=seeds, query=query, keep_worker=keep_worker))
 
@@ -345,7 +295,7 @@ def cmd_deadletters(ctx: typer.Context, limit: int = typer.Option(20, help="how 
     """Show the messages that failed, with the stage and the error."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.kafka import make_consumer
+    from pipeline.infra.kafka import make_consumer
     from schemas import DeadLetter
 
     settings = _settings()

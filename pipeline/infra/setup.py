@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def setup(settings: Settings | None = None, *, kibana_url: str | None = None) -> dict[str, list[str]]:
-    from pipeline.es import ensure_indices, make_client
-    from pipeline.kafka import ensure_topics
+    from pipeline.infra.es import ensure_indices, make_client
+    from pipeline.infra.kafka import ensure_topics
 
     settings = settings or get_settings()
     done = {"topics": ensure_topics(settings)}
@@ -26,7 +26,7 @@ def setup(settings: Settings | None = None, *, kibana_url: str | None = None) ->
     finally:
         es.close()
     if kibana_url:
-        from pipeline.kibana import dashboard_url, import_saved_objects
+        from pipeline.infra.kibana import dashboard_url, import_saved_objects
 
         import_saved_objects(kibana_url, settings=settings)
         done["kibana"] = [dashboard_url(kibana_url)]

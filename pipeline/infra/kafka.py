@@ -1,6 +1,6 @@
 """Kafka clients (kafka-python) for producers, the CLI and tests; topic creation.
 
-The Faust worker has its own aiokafka clients (pipeline.worker); this module is for everything
+The Faust worker has its own aiokafka clients (pipeline.stream.worker); this module is for everything
 outside it. Producer settings: idempotent (acks=all, one request in flight per connection
 ordering kept by retries), gzip compression, keyed by article id so one article's versions stay
 on one partition.
@@ -19,7 +19,7 @@ from kafka.serializer import Serializer
 from pydantic import BaseModel
 
 from pipeline.settings import Settings, get_settings
-from pipeline.topics import topic_configs
+from pipeline.infra.topics import topic_configs
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Alert queries as Elasticsearch queries over the articles index (backfill and search).
 
 The translation has the same semantics as the stream matcher (``pipeline.alerts.matcher``),
-because the index holds our own analysis (``pipeline.analysis.search_fields``):
+because the index holds our own analysis (``pipeline.query.analysis.search_fields``):
 
 * term -> its analysed word is a ``search_text`` token or a ``search_compounds`` value;
 * phrase (or multi-part word such as "cease-fire") -> ``match_phrase`` on ``search_text``, or
@@ -17,7 +17,7 @@ because the index holds our own analysis (``pipeline.analysis.search_fields``):
 from __future__ import annotations
 
 from pipeline.alerts.matcher import EntityResolver, literal_entity_resolver
-from pipeline.alerts.query import (
+from pipeline.query.language import (
     And,
     Field,
     Node,

@@ -1,6 +1,6 @@
 """Search the indexed articles: the alert query syntax, translated to Elasticsearch, with
 highlighted snippets and facet counts. Search and alert subscriptions share the parser and the
-text analysis (pipeline.analysis), so a query finds what it would alert on.
+text analysis (pipeline.query.analysis), so a query finds what it would alert on.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 from elasticsearch import Elasticsearch
 
-from pipeline.alerts.es_query import to_es_query
-from pipeline.alerts.query import parse_query
+from pipeline.query.es_query import to_es_query
+from pipeline.query.language import parse_query
 
 FACETS = {
     "persons": "persons",

@@ -6,7 +6,7 @@ They are written for the default index prefix (``news-articles``, ``news-alerts`
 
 Usage::
 
-    from pipeline.kibana import import_saved_objects, dashboard_url
+    from pipeline.infra.kibana import import_saved_objects, dashboard_url
     result = import_saved_objects("http://127.0.0.1:5601")
     print(dashboard_url("http://127.0.0.1:5601"))
 

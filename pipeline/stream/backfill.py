@@ -1,7 +1,7 @@
 """``newspipe backfill``: inputs through the pipeline's own steps in this process, no Kafka.
 
 For loading an archive or re-enriching after a model/rule change (``reprocess``). Messages go
-through exactly the steps the Faust agents run (pipeline.process); what fails is written to
+through exactly the steps the Faust agents run (pipeline.stream.process); what fails is written to
 ``<data_dir>/deadletters.jsonl`` instead of the dead-letter topic. Backfill does not fire
 alerts: ``newspipe alerts add --backfill`` reports indexed articles for a subscription.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from pipeline.process import InMessage, Pipeline
+from pipeline.stream.process import InMessage, Pipeline
 from schemas import DeadLetter
 
 
@@ -48,8 +48,8 @@ def run_batch(pipeline: Pipeline, messages: list[InMessage], report: BackfillRep
 
 
 def backfill(pipeline: Pipeline, paths: list[Path], *, reprocess: bool = False) -> BackfillReport:
-    from pipeline.deadletter import dead_letter
-    from pipeline.ingest import Rejected, iter_inputs
+    from pipeline.infra.deadletter import dead_letter
+    from pipeline.sources.ingest import Rejected, iter_inputs
 
     report = BackfillReport()
     started = time.monotonic()
