@@ -107,6 +107,13 @@ class Stack:
             producer.close()
 
 
+def pytest_collection_modifyitems(items):
+    """The gold suite runs first: it judges the seeds alone on the session's ``stack``, before
+    other modules add articles, subscriptions and alerts to it (a stable sort keeps the rest
+    of the order, e.g. test_resilience after the gold suite)."""
+    items.sort(key=lambda item: 0 if item.module.__name__.endswith(".test_gold") else 1)
+
+
 @pytest.fixture(scope="session")
 def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     """The seeds sent through Kafka, the Faust worker and Elasticsearch, with the gold alert
