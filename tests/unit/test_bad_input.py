@@ -607,7 +607,7 @@ def test_Q08_an_entity_with_very_many_ids_is_capped():
 
 
 def test_Q09_a_plain_query_with_a_question_mark_is_fine():
-    parse_query("what? OR source:example.com/*")
+    assert parse_query("what? OR source:example.com/*") is not None
 
 
 # --- dead letters of rejections -------------------------------------------------------------------

@@ -119,17 +119,6 @@ def _stretch_problems(results, cluster) -> list[str]:
     return _cluster_problems(results, merged)
 
 
-def test_stretch_report(nlp, capsys):
-    """Not asserted per item: prints which stretch clusters hold in each processing order."""
-    for name, (order, batched) in ORDERS.items():
-        results = _run(nlp, order, batched)
-        for cluster in GOLD["stretch"]:
-            problems = _stretch_problems(results, cluster)
-            with capsys.disabled():
-                print(f"\nstretch[{name}] {cluster['canonical_hint']} {cluster['forms']}: "
-                      f"{'OK' if not problems else problems}")
-
-
 def test_stretch_in_one_batch(nlp):
     """In one batch every stretch cluster holds (full names are registered before short ones),
     except a mistranslated first name: two different spelled-out first names never merge on the

@@ -36,6 +36,7 @@ def test_every_model_has_a_golden_record_of_the_current_version():
 def test_golden_records_are_read_and_keep_their_fields(version, name):
     record = _golden(version, name)
     model = TOPIC_MODELS[name].model_validate(record)
+    assert model.schema_version == record["schema_version"]
     # nothing a release wrote is lost or changed on a re-write (new optional fields may appear)
     _assert_keeps(model.model_dump(mode="json"), record, name)
 
