@@ -85,7 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         with self.server.lock:
-            self.server.posts.append(body)
+            # Standard Webhooks envelope {"type": "alert.fired", "timestamp", "data": alert}
+            self.server.posts.append(body.get("data", body) if isinstance(body, dict) else body)
         self.send_response(204)
         self.end_headers()
 
