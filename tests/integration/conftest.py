@@ -107,6 +107,24 @@ class Stack:
             producer.close()
 
 
+def set_environment(overrides: dict[str, str]):
+    """Set these ``NEWS_*`` variables for the code under test (settings cache reset); returns
+    the function that puts the previous values back."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    reset_settings()
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
+
+    return restore
+
+
 def pytest_collection_modifyitems(items):
     """The gold suite runs first: it judges the seeds alone on the session's ``stack``, before
     other modules add articles, subscriptions and alerts to it (a stable sort keeps the rest
@@ -132,9 +150,7 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "NEWS_DATA_DIR": str(tmp_path_factory.mktemp("worker")),
         "NEWS_API_TOKEN": uuid.uuid4().hex,
     }
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    reset_settings()
+    restore = set_environment(overrides)
     settings = get_settings()
     setup(settings)
 
@@ -154,12 +170,7 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     stack.wait_indexed(stack.seed_ids.values())
     yield stack
     worker.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    reset_settings()
+    restore()
 
 
 @dataclass

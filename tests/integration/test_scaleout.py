@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import Settings, get_settings, reset_settings
+from pipeline.settings import Settings, get_settings
 from pipeline.stages.clean import CleanError, clean
 from pipeline.stages.dedupe import Deduper, normalise, shingles
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore
 from schemas import CleanArticle, DuplicateRecord, RawArticle
-from tests.integration.conftest import Worker
+from tests.integration.conftest import Worker, set_environment
 
 pytestmark = pytest.mark.integration
 
-CORPUS = Path(os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl")
+CORPUS = Path(os.environ.get("NEWS_CORPUS") or Path(__file__).resolve().parents[3] / "shared/corpus/reuters21578.jsonl")
 PAIRS = 200
 
 
@@ -84,9 +84,7 @@ def run_workers(n_workers: int, pairs, kafka_bootstrap: str, es_url: str, tmp: P
         "NEWS_DATA_DIR": str(tmp / run),
         "NEWS_TOPIC_PARTITIONS": "6",
     }
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    reset_settings()
+    restore = set_environment(overrides)
     settings: Settings = get_settings()
     workers: list[Worker] = []
     try:
@@ -108,12 +106,7 @@ def run_workers(n_workers: int, pairs, kafka_bootstrap: str, es_url: str, tmp: P
     finally:
         for worker in workers:
             worker.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings()
+        restore()
     outcome = {}
     for original, copy in pairs:
         both = (original.id in new, copy.id in new)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import get_settings, reset_settings
-from tests.integration.conftest import GOLD, REPO, Stack, Worker
+from pipeline.settings import get_settings
+from tests.integration.conftest import GOLD, REPO, Stack, Worker, set_environment
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +60,7 @@ def story_stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "NEWS_DATA_DIR": str(data_dir),
         "NEWS_FETCH_HOST_DELAY_S": "0",
     }
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    reset_settings()
+    restore = set_environment(overrides)
     settings = get_settings()
     setup(settings)
     worker = Worker(env=os.environ.copy(), log_path=data_dir / "worker.log")
@@ -79,12 +77,7 @@ def story_stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     stack.wait_indexed(stack.seed_ids.values())
     yield stack
     worker.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    reset_settings()
+    restore()
 
 
 def test_seeds_show_their_sources_and_dates(story_stack):
