@@ -126,10 +126,17 @@ def set_environment(overrides: dict[str, str]):
 
 
 def pytest_collection_modifyitems(items):
-    """The gold suite runs first: it judges the seeds alone on the session's ``stack``, before
-    other modules add articles, subscriptions and alerts to it (a stable sort keeps the rest
-    of the order, e.g. test_resilience after the gold suite)."""
-    items.sort(key=lambda item: 0 if item.module.__name__.endswith(".test_gold") else 1)
+    """Unit tests run first, in an environment no stack has touched; then the gold suite judges
+    the seeds alone on the session's ``stack``, before other modules add articles,
+    subscriptions and alerts to it (a stable sort keeps the rest of the order, e.g.
+    test_resilience after the gold suite)."""
+    def rank(item) -> int:
+        name = item.module.__name__
+        if ".unit." in f".{name}" or name.startswith("unit."):
+            return 0
+        return 1 if name.endswith(".test_gold") else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -85,10 +85,17 @@ def by_key(objects) -> dict[tuple[str, str], dict]:
     return {(o["type"], o["id"]): o for o in objects}
 
 
+def shipped_settings() -> Settings:
+    """The settings the shipped objects were made for: the default index prefix, whatever
+    NEWS_INDEX_PREFIX a test stack in the same session has set."""
+    return Settings(_env_file=None, index_prefix=Settings.model_fields["index_prefix"].default)
+
+
 @pytest.fixture(scope="module")
 def fields_of(objects) -> dict[str, dict[str, str]]:
-    """data-view id -> {field: type} from the index template its title names."""
-    settings = Settings(_env_file=None)
+    """data-view id -> {field: type} from the index template its title names (the shipped
+    objects name the default prefix, whatever NEWS_INDEX_PREFIX a test stack has set)."""
+    settings = shipped_settings()
     prefix = settings.index("")
     out = {}
     for o in objects:
@@ -163,7 +170,7 @@ def test_attributes_fit_the_kibana_schemas(objects):
 
 def test_data_views(objects, fields_of):
     views = {o["id"]: o for o in objects if o["type"] == "index-pattern"}
-    settings = Settings(_env_file=None)
+    settings = shipped_settings()
     assert set(views) == set(kibana.DATA_VIEWS)
     for view_id, short in kibana.DATA_VIEWS.items():
         attrs = views[view_id]["attributes"]
