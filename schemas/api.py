@@ -107,7 +107,8 @@ class SubscriptionRequest(ApiModel):
         ..., min_length=1, max_length=2000,
         examples=["memorandum", '"prisoner exchange"', 'entity:"Vladimir Medinsky"'],
     )
-    owner: str = Field("default", min_length=1, max_length=200)
+    owner: str = Field("default", min_length=1, max_length=200,
+                       description="set by an admin key; with an owner's key it is always that owner")
     webhooks: list[str] = Field(default_factory=list, description="URLs to POST alerts to")
     backfill: bool = Field(False, description="also report already-indexed matching articles")
     digest: str = Field("as_it_happens", description="webhooks get: as_it_happens, hourly or daily")
@@ -137,6 +138,14 @@ class ErrorResponse(ApiModel):
 
 class Health(ApiModel):
     status: str = "ok"
+
+
+class Identity(ApiModel):
+    """Who the request's key belongs to."""
+
+    owner: str = Field(..., description="the owner whose subscriptions and alerts the key sees")
+    admin: bool = Field(..., description="an admin key sees and changes every owner's")
+    key_id: str | None = Field(None, description="the key's public id (null: the deployment token)")
 
 
 #: every API model exported to schemas/json/, by file stem

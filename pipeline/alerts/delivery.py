@@ -132,9 +132,12 @@ class AlertLedger:
             and not d["_source"].get("published", d["_source"].get("status") != "pending")
         }
 
-    def history(self, subscription_id: str | None = None, size: int = 50) -> list[Alert]:
-        """The latest alerts, newest first (of one subscription when given)."""
-        query = {"term": {"subscription_id": subscription_id}} if subscription_id else {"match_all": {}}
+    def history(self, subscription_id: str | None = None, size: int = 50, owner: str | None = None) -> list[Alert]:
+        """The latest alerts, newest first (of one subscription, of one owner, when given)."""
+        filters = [{"term": {"subscription_id": subscription_id}}] if subscription_id else []
+        if owner is not None:
+            filters.append({"term": {"owner": owner}})
+        query = {"bool": {"filter": filters}} if filters else {"match_all": {}}
         result = self.es.search(
             index=self.index, query=query, size=size, sort=[{"created_at": "desc"}]
         )

@@ -1,7 +1,8 @@
 """The newspipe HTTP API (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``) and the web
 page at ``/``. Every route but ``/``, ``/static/*`` and ``/health`` needs ``Authorization: Bearer
-<token>`` (``NEWS_API_TOKEN``; when unset or ``change-me`` a token is generated into
-``<NEWS_DATA_DIR>/api-token``). Run with ``newspipe api`` (binds 127.0.0.1 unless ``--host``).
+<key>``: an owner's API key (``newspipe keys add OWNER``) sees only that owner's subscriptions
+and alerts; an admin key, or the deployment token (``NEWS_API_TOKEN``; when unset or
+``change-me`` a token is generated into ``<NEWS_DATA_DIR>/api-token``), sees every owner's. Run with ``newspipe api`` (binds 127.0.0.1 unless ``--host``).
 See docs/api.md."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from elasticsearch import ApiError, NotFoundError
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.routing import Match
@@ -25,11 +26,12 @@ from kafka.errors import KafkaError
 from pipeline.alerts.subscriptions import SubscriptionStore
 from pipeline.api import alerts, articles, search
 from pipeline.api.auth import resolve_token
-from pipeline.api.context import ApiContext
+from pipeline.api.context import ERRORS, ApiContext
+from pipeline.ops.keys import Caller, KeyStore
 from pipeline.stream.process import Pipeline
 from pipeline.settings import Settings, get_settings
 from schemas import RawArticle
-from schemas.api import Health
+from schemas.api import Health, Identity
 
 log = logging.getLogger("newspipe.api")
 
@@ -76,7 +78,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     token, _ = resolve_token(settings)
     pipeline = Pipeline(settings)
     ctx = ApiContext(settings=settings, token=token, pipeline=pipeline,
-                     store=SubscriptionStore(settings, pipeline.es))
+                     store=SubscriptionStore(settings, pipeline.es),
+                     keys=KeyStore(pipeline.es, settings.index("apikeys")))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -107,6 +110,11 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     @api.get("/health", tags=["meta"], response_model=Health)
     def health() -> Health:
         return Health()
+
+    @api.get("/me", tags=["meta"], response_model=Identity, responses=ERRORS)
+    def me(caller: Caller = Depends(ctx.authorised())) -> Identity:
+        """Who the request's key belongs to (the web page shows it)."""
+        return Identity(owner=caller.owner, admin=caller.admin, key_id=caller.key_id)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

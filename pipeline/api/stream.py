@@ -99,10 +99,11 @@ async def alert_events(
     stream: AlertStream,
     subscription_ids: set[str],
     is_disconnected,
+    owner: str | None = None,
 ) -> AsyncIterator[str]:
     """The SSE text of a connection: a ``ready`` event with the start position, then one
-    ``alert`` event per alert (of the given subscriptions, when any), comments as heartbeats.
-    Closes the consumer at the end."""
+    ``alert`` event per alert (of the given subscriptions, of ``owner``, when given), comments
+    as heartbeats. Closes the consumer at the end."""
     seen: OrderedDict[str, None] = OrderedDict()
     try:
         yield "retry: 2000\n\n"
@@ -121,6 +122,8 @@ async def alert_events(
                     log.warning("alerts topic %d@%d: not an alert (%s)", partition, offset, exc.errors()[0]["msg"])
                     continue
                 if subscription_ids and alert.subscription_id not in subscription_ids:
+                    continue
+                if owner is not None and alert.owner != owner:
                     continue
                 if alert.id in seen:
                     continue

@@ -41,7 +41,7 @@ ROUTES = {
     ("post", "/articles"), ("get", "/articles/{article_id}"), ("get", "/search"),
     ("post", "/subscriptions"), ("get", "/subscriptions"), ("get", "/subscriptions/{subscription_id}"),
     ("delete", "/subscriptions/{subscription_id}"), ("get", "/alerts"), ("get", "/alerts/stream"),
-    ("get", "/subscriptions/{subscription_id}/feed.atom"), ("get", "/health"),
+    ("get", "/subscriptions/{subscription_id}/feed.atom"), ("get", "/health"), ("get", "/me"),
 }
 
 
