@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     retention_alerts_days: float = Field(180, description="delete alerts older than this")
     retention_duplicates_days: float = Field(7, description="duplicates topic retention")
     retention_deadletter_days: float = Field(28, description="dead-letter topic retention")
+    retention_outbox_days: float = Field(30, description="delete finished webhook outbox entries "
+                                         "(delivered, failed, refused) last updated longer ago than this")
+    retention_stories_days: float = Field(90, description="delete stories last updated longer ago than "
+                                          "this (never less than the story window)")
     dedupe_window_days: float = Field(30, description="forget dedupe fingerprints older than this")
     retention_interval_s: float = Field(3600, description="how often the worker runs retention")
     metrics_port: int = Field(0, description="worker Prometheus metrics port (0 = off)")

@@ -19,6 +19,12 @@ alerts          documents older than the retention          ``retention_alerts_d
 fingerprints    records older than the dedupe window        ``dedupe_window_days`` (30)
                 (``first_seen``) are deleted: such a text
                 is new again
+outbox          finished webhook entries (``delivered``,    ``retention_outbox_days`` (30)
+                ``failed``, ``refused``) last updated
+                (``updated_at``) longer ago are deleted;
+                pending and retrying entries are kept
+stories         stories last updated (``updated_at``)       ``retention_stories_days`` (90;
+                longer ago are deleted                      never less than the story window)
 duplicates      Kafka topic ``retention.ms``                ``retention_duplicates_days`` (7)
 dead letters    Kafka topic ``retention.ms``                ``retention_deadletter_days`` (28)
 ==============  =========================================  ===================================
@@ -40,8 +46,11 @@ log = logging.getLogger(__name__)
 
 ROLLED_FAMILIES = ("articles",)
 """Families whose write alias rolls over; their old indices are deleted whole."""
-DOCUMENT_AGE_FIELDS = {"alerts": "created_at", "fingerprints": "first_seen"}
+DOCUMENT_AGE_FIELDS = {"alerts": "created_at", "fingerprints": "first_seen", "outbox": "updated_at",
+                       "stories": "updated_at"}
 """Families kept in one index whose old documents are deleted by this date field."""
+DOCUMENT_FILTERS = {"outbox": {"terms": {"state": ["delivered", "failed", "refused"]}}}
+"""... and only those documents of the family that match this (an open delivery is kept)."""
 TOPIC_RETENTION = {"duplicates": "retention_duplicates_days", "deadletter": "retention_deadletter_days"}
 """Topic short name -> the setting of its retention in days."""
 
@@ -53,6 +62,8 @@ def utcnow() -> datetime:
 def retention_days(settings: Settings, family: str) -> float:
     if family == "fingerprints":
         return settings.dedupe_window_days
+    if family == "stories":  # a story still open to new articles is never deleted
+        return max(settings.retention_stories_days, settings.story_window_hours / 24)
     return getattr(settings, f"retention_{family}_days")
 
 
@@ -173,17 +184,21 @@ def delete_old_documents(es: Elasticsearch, settings: Settings, now: datetime) -
     deleted = {}
     for family, date_field in DOCUMENT_AGE_FIELDS.items():
         before = now - timedelta(days=retention_days(settings, family))
-        deleted[family] = forget_before(es, settings.index(family), date_field, before)
+        deleted[family] = forget_before(es, settings.index(family), date_field, before,
+                                        only=DOCUMENT_FILTERS.get(family))
     return deleted
 
 
-def forget_before(es: Elasticsearch, index: str, date_field: str, before: datetime) -> int:
-    """Delete the documents of ``index`` whose ``date_field`` is before ``before``; returns how
-    many. ``_delete_by_query`` when the node has the reindex module, else (the integ-test
-    build has none) client-side: search the ids, bulk-delete them, until none is left."""
+def forget_before(es: Elasticsearch, index: str, date_field: str, before: datetime, *, only: dict | None = None) -> int:
+    """Delete the documents of ``index`` whose ``date_field`` is before ``before`` (and that
+    match ``only``, when given); returns how many. ``_delete_by_query`` when the node has the
+    reindex module, else (the integ-test build has none) client-side: search the ids,
+    bulk-delete them, until none is left."""
     from elasticsearch import ApiError
 
     query = {"range": {date_field: {"lt": before.isoformat()}}}
+    if only is not None:
+        query = {"bool": {"filter": [query, only]}}
     try:
         result = es.delete_by_query(index=index, query=query, conflicts="proceed", refresh=True)
         return int(result.get("deleted", 0))
@@ -308,7 +323,7 @@ def status(es: Elasticsearch, settings: Settings, now: datetime | None = None) -
         elif family in DOCUMENT_AGE_FIELDS:
             days = retention_days(settings, family)
             date_field = DOCUMENT_AGE_FIELDS[family]
-            oldest = _oldest(es, settings.index(family), date_field)
+            oldest = _oldest(es, settings.index(family), date_field, DOCUMENT_FILTERS.get(family))
             when = f"oldest doc at {oldest + timedelta(days=days):%Y-%m-%d %H:%M}" if oldest else "none"
             rows.append(FamilyStatus(family, len(infos), docs, size, f"{days:g} days", when))
         else:
@@ -316,8 +331,9 @@ def status(es: Elasticsearch, settings: Settings, now: datetime | None = None) -
     return rows
 
 
-def _oldest(es: Elasticsearch, index: str, date_field: str) -> datetime | None:
-    result = es.search(index=index, size=0, aggs={"oldest": {"min": {"field": date_field}}})
+def _oldest(es: Elasticsearch, index: str, date_field: str, only: dict | None = None) -> datetime | None:
+    result = es.search(index=index, size=0, query=only or {"match_all": {}},
+                       aggs={"oldest": {"min": {"field": date_field}}})
     value = result["aggregations"]["oldest"].get("value_as_string")
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 

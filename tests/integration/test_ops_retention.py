@@ -94,3 +94,33 @@ def test_topic_retention_follows_settings(settings):
         admin.delete_topics([settings.topic(n) for n in ("raw", "clean", "enriched", "duplicates", "deadletter", "alerts", "subscriptions")])
     finally:
         admin.close()
+
+
+def test_finished_outbox_entries_and_stale_stories_expire(es_client, settings):
+    now = retention.utcnow()
+    settings = settings.model_copy(update={"retention_outbox_days": 10, "retention_stories_days": 1,
+                                           "story_window_hours": 72})
+    outbox, stories = settings.index("outbox"), settings.index("stories")
+    old, recent = (now - timedelta(days=11)).isoformat(), (now - timedelta(days=9)).isoformat()
+    entries = {  # id: (state, last update)
+        "old-delivered": ("delivered", old), "old-failed": ("failed", old), "old-refused": ("refused", old),
+        "old-retrying": ("retrying", old), "old-pending": ("pending", old),  # open: kept however old
+        "recent-delivered": ("delivered", recent),
+    }
+    for entry_id, (state, at) in entries.items():
+        es_client.index(index=outbox, id=entry_id, document={"state": state, "updated_at": at, "created_at": at})
+    ages = {"stale": 4, "in-window": 2, "fresh": 0}  # days since the last update; the window is 3 days
+    for story_id, days in ages.items():
+        es_client.index(index=stories, id=story_id,
+                        document={"id": story_id, "updated_at": (now - timedelta(days=days)).isoformat()})
+    es_client.indices.refresh(index=f"{outbox},{stories}")
+    rows = {r.family: r for r in retention.status(es_client, settings)}
+    assert rows["outbox"].retention == "10 days" and rows["stories"].retention == "3 days"
+    assert rows["outbox"].next_deletion.startswith("oldest doc at ")
+
+    report = retention.run_retention(es_client, settings, topics=False)
+    assert report.deleted_documents["outbox"] == 3 and report.deleted_documents["stories"] == 1
+    es_client.indices.refresh(index=f"{outbox},{stories}")
+    left = {h["_id"] for h in es_client.search(index=outbox, size=100)["hits"]["hits"]}
+    assert left == {"old-retrying", "old-pending", "recent-delivered"}
+    assert {h["_id"] for h in es_client.search(index=stories, size=100)["hits"]["hits"]} == {"in-window", "fresh"}

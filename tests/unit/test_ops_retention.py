@@ -108,3 +108,12 @@ def test_disk_pressure_and_cluster_blocks_are_transient_document_errors_are_not(
     assert not is_transient_item({"status": 400, "error": {"type": "mapper_parsing_exception"}})
     assert not is_transient_item({"status": 409, "error": {"type": "version_conflict_engine_exception"}})
     assert is_transient_item({"status": 403, "error": "cluster_block_exception: blocked"})
+
+
+def test_stories_are_kept_at_least_as_long_as_the_story_window():
+    from pipeline.ops.retention import retention_days
+
+    settings = Settings(_env_file=None, retention_stories_days=90, story_window_hours=120, retention_outbox_days=7)
+    assert retention_days(settings, "stories") == 90
+    assert retention_days(replace_settings(settings, retention_stories_days=1), "stories") == 5, "window: 5 days"
+    assert retention_days(settings, "outbox") == 7
