@@ -130,8 +130,39 @@ def test_page_asks_for_the_token_and_refuses_a_wrong_one(page, api_server):
     page.wait_for_selector("#login[open]")
     page.fill("#token", "wrong")
     page.press("#token", "Enter")
-    page.wait_for_selector("#login[open]")  # 401: asked again
+    page.wait_for_selector("#login[open]")  # 401: asked again, saying why
+    assert "refused" in page.locator("#login-error").inner_text()
     page.fill("#token", api_server.token)
     page.press("#token", "Enter")
     page.wait_for_selector("body[data-ready=true]")
     assert json.loads(page.evaluate("JSON.stringify(localStorage.getItem('newspipe-token'))")) == api_server.token
+
+
+def test_an_owner_key_on_the_page_shows_only_that_owners_subscriptions(page, api_server, stack):
+    from pipeline.ops.keys import KeyStore
+
+    keys = KeyStore(stack.es, stack.settings.index("apikeys"))
+    owner = f"desk-{uuid.uuid4().hex[:6]}"
+    info, key = keys.add(owner)
+    page.goto(api_server.url)
+    page.wait_for_selector("#login[open]")
+    assert page.locator("#login-error").is_hidden(), "a first visit is asked, not told off"
+    page.fill("#token", key)
+    page.press("#token", "Enter")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#who-owner").inner_text() == owner
+    page.wait_for_selector("#subscription-list li:has-text('No subscriptions yet.')")  # not gold's
+
+    word = uuid.uuid4().hex[:8]
+    page.fill("#subscribe-query", f"memorandum AND {word}")
+    page.press("#subscribe-query", "Enter")
+    page.wait_for_selector(f"#subscription-list li:has-text('{word}')")
+    assert owner in page.locator(f"#subscription-list li:has-text('{word}')").inner_text()
+    assert page.locator("#subscription-list li").count() == 1
+    shot(page, "6-owner-key")
+
+    keys.revoke(info.key_id)  # the next request is refused: the page asks for another key
+    page.reload()
+    page.wait_for_selector("#login[open]")
+    assert "refused" in page.locator("#login-error").inner_text()
+    assert page.evaluate("localStorage.getItem('newspipe-token')") is None

@@ -20,7 +20,12 @@ const token = () => localStorage.getItem("newspipe-token") || "";
 
 let asking = null; // one dialog, however many requests were refused
 
-function askToken() {
+function askToken(refused = false) {
+  if (!asking) {
+    if (refused) localStorage.removeItem("newspipe-token");
+    $("#login-error").textContent = refused ? "That key was refused (unknown or revoked): enter another." : "";
+    $("#login-error").hidden = !refused;
+  }
   asking ||= new Promise((resolve) => {
     const dialog = $("#login");
     $("#login-form").onsubmit = () => {
@@ -35,12 +40,13 @@ function askToken() {
 
 async function api(path, options = {}) {
   for (;;) {
+    const used = token();
     const response = await fetch(path, {
       ...options,
-      headers: { ...(options.headers || {}), Authorization: `Bearer ${token()}` },
+      headers: { ...(options.headers || {}), Authorization: `Bearer ${used}` },
     });
     if (response.status === 401) {
-      await askToken();
+      if (token() === used) await askToken(Boolean(used)); // else a new key came meanwhile: retry
       continue;
     }
     if (response.status === 204) return null;
@@ -321,7 +327,12 @@ async function start() {
     event.preventDefault();
     addSubscription($("#subscribe-query").value.trim());
   });
-  await api("/subscriptions?owner=-"); // asks for the token until the API takes it
+  $("#change-key").addEventListener("click", () => {
+    localStorage.removeItem("newspipe-token");
+    location.reload();
+  });
+  const me = await api("/me"); // asks for the key until the API takes it
+  $("#who-owner").textContent = me.admin ? `${me.owner} (admin: every owner's)` : me.owner;
   connectAlerts();
   await Promise.all([runSearch(), loadSubscriptions(), loadAlertHistory()]);
   document.body.dataset.ready = "true";
