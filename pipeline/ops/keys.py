@@ -7,10 +7,11 @@ record, and the SHA-256 of the whole key is compared in constant time with the s
 The secret has 256 random bits, so a fast hash is enough (no password stretching needed),
 and the key itself is shown once, at creation.
 
-The HTTP API resolves a request's bearer key with the FastAPI dependency
-:func:`owner_from_key` (or one made by :func:`key_dependency` for a given store) and
-restricts what it reads and changes with :meth:`Caller.may_access` / :meth:`Caller.owner_filter`.
-"""
+The HTTP API resolves a request's bearer key with
+:meth:`pipeline.api.context.ApiContext.caller_of` (the deployment token is an admin, a key is
+its owner) and restricts what it reads and changes with :meth:`Caller.may_access` /
+:meth:`Caller.owner_filter`. :func:`owner_from_key` and :func:`key_dependency` are the same
+as stand-alone FastAPI dependencies (for other apps over the same store)."""
 
 from __future__ import annotations
 
