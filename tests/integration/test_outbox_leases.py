@@ -148,7 +148,7 @@ def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_ent
         after = [c for c in list(receiver.calls)[cut:] if c["id"] in expected]
         assert sorted(c["id"] for c in after) == sorted(expected)  # each sent once more, same key
         assert all(c["status"] == 200 and c["verified"] for c in after)
-        assert receiver.ids() == expected  # A's sends and the new ones: repeats only with the same key
+        assert receiver.ids() == expected  # nothing else on the wire: repeats only with the same key
 
         # both survivors race for new entries: each is sent exactly once
         more = _enqueue(settings, es_client, outbox, subscription, 40)
