@@ -202,6 +202,9 @@ def test_a_hanging_receiver_holds_back_nobody(delivery):
     expected = delivery.expected("healthy")
     wait_for(lambda: set(healthy.ok_ids()) >= expected, "every alert at the healthy receiver", delivery.worker)
     assert blocked.ok_ids() == []  # B has answered nothing yet: A did not wait for it
+    wait_for(lambda: any(d.get("deliveries") and d["deliveries"][0]["state"] == "retrying"
+                         and "no answer in time" in (d["deliveries"][0].get("last_error") or "")
+                         for d in delivery.states("blocked")), "a hanging delivery recorded retrying", delivery.worker)
     blocked.release.set()
     wait_for(lambda: delivery.settled("blocked", "delivered"), "the blocked receiver's deliveries", delivery.worker)
     assert set(blocked.ok_ids()) == delivery.expected("blocked")
