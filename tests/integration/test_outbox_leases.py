@@ -172,3 +172,25 @@ def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_ent
 
 def _alert_ids(outbox, entry_ids: set[str]) -> list[str]:
     return [a for s in _states(outbox, entry_ids).values() for a in s["alert_ids"]]
+
+
+def test_a_late_outcome_of_an_expired_lease_does_not_overwrite_the_newer_one(outbox_env, es_client):
+    """Dispatcher 1 leases an entry, its lease expires (simulated clock: ``now``), dispatcher 2
+    takes it over and delivers; 1's late failure is not recorded (no reopened entry, no resend)."""
+    from pipeline.alerts.outbox import Result
+    from schemas.models import utcnow
+
+    settings, env, outbox, subscription, receiver, data_dir = outbox_env
+    (entry_id,) = _enqueue(settings, es_client, outbox, subscription, 1)
+    room = lambda target: 10  # noqa: E731
+    t0 = utcnow()
+    (first,) = outbox.lease_ids([entry_id], capacity=room, now=t0)
+    assert outbox.lease_ids([entry_id], capacity=room, now=t0) == []  # leased: nobody else gets it
+    later = t0 + timedelta(seconds=settings.outbox_lease_s + 1)
+    (second,) = outbox.lease_ids([entry_id], capacity=room, now=later)  # expired: taken over
+    assert outbox.record(second, Result("delivered", status_code=200), now=later).state == "delivered"
+    assert outbox.record(first, Result("retrying", error="HTTP 500"), now=later).state == "superseded"
+    entry = _states(outbox, {entry_id})[entry_id]
+    assert (entry["state"], entry["attempts"], entry["status_code"]) == ("delivered", 1, 200)
+    (alert,) = es_client.mget(index=settings.index("alerts"), ids=entry["alert_ids"])["docs"]
+    assert alert["_source"]["status"] == "delivered"
