@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pipeline.alerts.digest import digest_data, story_groups, story_titles
 from pipeline.alerts.outbox import Entry, Outbox, Result, payload
 from pipeline.alerts.secrets import SecretsUnavailable, unseal
 from pipeline.alerts.webhook import Outcome, make_client, send
@@ -197,8 +198,8 @@ class Dispatcher:
                 breaker.open_until = now + timedelta(seconds=self.settings.webhook_breaker_cooldown_s)
 
     def body(self, entry: Entry, subscription: Subscription) -> bytes | None:
-        """The POST body: the alert, or the digest of the period's alerts (Standard Webhooks
-        payload shape: ``type``, ``timestamp``, ``data``)."""
+        """The POST body: the alert, or the digest of the period's alerts grouped by story
+        (Standard Webhooks payload shape: ``type``, ``timestamp``, ``data``)."""
         alerts = self.outbox.alerts(entry.source["alert_ids"])
         if not alerts:
             return None
@@ -206,16 +207,11 @@ class Dispatcher:
             message = {"type": "alert.fired", "timestamp": alerts[0].created_at.isoformat(),
                        "data": payload(alerts[0])}
         else:
+            groups = story_groups(alerts, story_titles(self.outbox.es, self.settings, alerts))
             message = {
                 "type": "alert.digest",
                 "timestamp": entry.source["period_end"],
-                "data": {
-                    "subscription_id": subscription.id, "query": subscription.query,
-                    "owner": subscription.owner, "digest": subscription.digest,
-                    "timezone": subscription.timezone or "UTC",
-                    "period_start": entry.source["period_start"], "period_end": entry.source["period_end"],
-                    "alerts": [payload(a) for a in alerts],
-                },
+                "data": digest_data(subscription, entry.source["period_start"], entry.source["period_end"], groups),
             }
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 

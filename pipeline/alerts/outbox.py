@@ -36,6 +36,7 @@ from schemas.models import utcnow
 log = logging.getLogger(__name__)
 
 OPEN_STATES = ("pending", "retrying")
+SUPERSEDED = "superseded"  # not a state: an outcome not recorded, the entry was leased again
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 STATE_RANK = {"delivered": 0, "refused": 1, "failed": 2, "pending": 3, "retrying": 4}
@@ -353,7 +354,8 @@ class Outbox:
         return Result(state, result.attempted, result.status_code, result.error, at)
 
     def record(self, entry: Entry, result: Result, now: datetime | None = None) -> Result:
-        """Store the outcome on the entry and on its alert documents; returns the final result."""
+        """Store the outcome on the entry and on its alert documents; returns the final result
+        (state ``superseded``, nothing stored, when the entry was leased again meanwhile)."""
         now = now or utcnow()
         result = self.decide(entry, result, now)
         source = entry.source
@@ -368,7 +370,9 @@ class Outbox:
             doc["status_code"] = result.status_code
         if delivered_at:
             doc["delivered_at"] = _iso(delivered_at)
-        self.es.update(index=self.index, id=entry.id, doc=doc, retry_on_conflict=5)
+        if not self._write_if_still_leased(entry, doc):
+            return Result(SUPERSEDED, result.attempted, result.status_code, "leased again meanwhile: "
+                          "the newer lease records the outcome")
         status = DeliveryStatus(
             channel=source["channel"], target=source["target"], state=result.state, attempts=attempts,
             status_code=result.status_code if result.status_code is not None else source.get("status_code"),
@@ -377,6 +381,23 @@ class Outbox:
         )
         self.mark(source["alert_ids"], {a: [status] for a in source["alert_ids"]}, only_new=False)
         return result
+
+    def _write_if_still_leased(self, entry: Entry, doc: dict) -> bool:
+        """Write an attempt's outcome only while the entry still carries this attempt's lease
+        (conditional update): a dispatcher whose lease expired and was taken over, or whose
+        entry another dispatcher settled meanwhile, must not overwrite the newer outcome."""
+        for _ in range(20):
+            got = self.es.get(index=self.index, id=entry.id)
+            current = got["_source"]
+            if current.get("lease_until") != entry.source.get("lease_until") or current["state"] not in OPEN_STATES:
+                return False
+            try:
+                self.es.update(index=self.index, id=entry.id, doc=doc,
+                               if_seq_no=got["_seq_no"], if_primary_term=got["_primary_term"])
+                return True
+            except ConflictError:
+                continue  # changed meanwhile (a digest gained an alert): read again
+        raise RuntimeError(f"outbox entry {entry.id}: too many concurrent changes")  # pragma: no cover
 
     def alerts(self, ids: list[str]) -> list[Alert]:
         """The alerts of an entry, as sent (without ledger fields), oldest first."""

@@ -13,11 +13,13 @@ from fastapi.responses import Response, StreamingResponse
 
 from pipeline.query.language import QuerySyntaxError
 from pipeline.alerts.subscriptions import SubscriptionRejected
+from pipeline.alerts.digest import latest_digests
 from pipeline.api.atom import render_feed
 from pipeline.api.context import ERRORS, ApiContext
 from pipeline.api.stream import BadEventId, alert_events, open_stream, parse_event_id
 from pipeline.ops.keys import Caller
 from schemas import Alert, Subscription
+from schemas.models import utcnow
 from schemas.api import ErrorResponse, SubscriptionCreated, SubscriptionRequest
 
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such subscription (or another owner's)"}}
@@ -135,12 +137,18 @@ def router(ctx: ApiContext) -> APIRouter:
     async def atom_feed(request: Request, subscription_id: str,
                         size: int = Query(50, ge=1, le=500),
                         caller: Caller = Depends(caller_or_query)) -> Response:
-        """The subscription's latest alerts as an Atom feed (for feed readers)."""
+        """The subscription's latest alerts as an Atom feed (for feed readers): one entry per
+        alert, or per closed digest period (grouped by story) for hourly/daily subscriptions."""
         subscription = await run_in_threadpool(subscription_or_404, subscription_id, caller)
-        alerts = await run_in_threadpool(ctx.pipeline.ledger.history, subscription_id, size,
-                                         None if caller.admin else caller.owner)
-        body = render_feed(subscription, alerts, self_url=str(request.url.remove_query_params("access_token")),
-                           page_url=str(request.base_url))
+        urls = {"self_url": str(request.url.remove_query_params("access_token")), "page_url": str(request.base_url)}
+        if subscription.digest != "as_it_happens":
+            digests, titles = await run_in_threadpool(
+                latest_digests, ctx.pipeline.ledger, ctx.pipeline.es, ctx.settings, subscription, size, utcnow())
+            body = render_feed(subscription, [], digests=digests, titles=titles, **urls)
+        else:
+            alerts = await run_in_threadpool(ctx.pipeline.ledger.history, subscription_id, size,
+                                             None if caller.admin else caller.owner)
+            body = render_feed(subscription, alerts, **urls)
         return Response(body, media_type="application/atom+xml")
 
     return api

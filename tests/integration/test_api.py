@@ -194,6 +194,45 @@ def test_atom_feed_of_a_subscription_is_valid(client, auth, stack):
     assert client.get("/subscriptions/sub-none/feed.atom", headers=auth).status_code == 404
 
 
+def test_atom_feed_of_a_digest_subscription_has_one_entry_per_closed_period(client, auth, stack):
+    """An hourly/daily subscription's feed: one entry per closed period with alerts (stable id),
+    its alerts grouped by story; the open period and empty periods have none."""
+    from datetime import datetime, timedelta, timezone
+
+    import feedparser
+
+    from pipeline.alerts.delivery import AlertLedger
+    from schemas import Alert, AlertMatch
+
+    response = client.post("/subscriptions", json={"query": "digestfeed", "owner": f"api-{uuid.uuid4().hex[:6]}",
+                                                    "digest": "daily"}, headers=auth)
+    assert response.status_code == 201, response.text
+    sub_id = response.json()["subscription"]["id"]
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = [today - timedelta(days=n) for n in (4, 3, 2)]  # day[1] has no alert
+
+    def alert(n: int, when: datetime, story: str | None) -> Alert:
+        return Alert(id=f"dg-{sub_id}-{n}", subscription_id=sub_id, query="digestfeed", owner="o",
+                     article_id=f"art-{n}", title=f"Headline {n}", story_id=story,
+                     matched=AlertMatch(terms=["digestfeed"]), snippet="the «digestfeed»", created_at=when)
+
+    noon = timedelta(hours=12)
+    AlertLedger(stack.es, stack.settings.index("alerts")).claim([
+        alert(1, day[0] + noon, "story-x"), alert(2, day[0] + noon + timedelta(minutes=1), None),
+        alert(3, day[0] + noon + timedelta(minutes=2), "story-x"), alert(4, day[2] + noon, None),
+        alert(5, datetime.now(timezone.utc), "story-x"),  # today's period is still open
+    ])
+    stack.es.indices.refresh(index=stack.settings.index("alerts"))
+    feed = feedparser.parse(client.get(f"/subscriptions/{sub_id}/feed.atom", headers=auth).content)
+    assert not feed.bozo, feed.bozo_exception
+    assert [e.id for e in feed.entries] == [f"urn:newspipe:digest:{sub_id}:{d.isoformat()}" for d in (day[2], day[0])]
+    content = feed.entries[1].content[0].value
+    assert feed.entries[1].title.startswith("3 alerts for digestfeed")
+    assert content.index("Headline 1") < content.index("Headline 3") < content.index("Other articles") \
+        < content.index("Headline 2")
+    assert "Headline 5" not in "".join(e.content[0].value for e in feed.entries)
+
+
 def _read_events(lines, want: int, timeout_s: float = 90.0) -> list[dict]:
     """SSE events (id, event, data) from the lines of a streaming response until ``want`` alerts."""
     events, current, deadline = [], {}, time.monotonic() + timeout_s

@@ -144,7 +144,10 @@ def delivery(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "digest": Receiver(),
         "backfill": Receiver(),
         "restart": Receiver(lambda n, i: (200, {}) if gate.is_set() else (503, {})),
+        "digest_restart": Receiver(),
     }
+    held = receivers["digest_restart"]  # holds each digest's first POST until released, then 503
+    held.behave = lambda n, i: (held.release.wait(), (503, {}))[1] if n == 1 else (200, {})
     blocked = receivers["blocked"]
     blocked.behave = lambda n, i: (blocked.release.wait(), (200, {}))[1]
     receivers["to_final"] = Receiver(lambda n, i: (307, {"Location": receivers["final"].url("/moved")}))
@@ -171,9 +174,10 @@ def delivery(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         subs[name] = created.subscription
         receivers[name].secret = created.webhook_secrets[created.subscription.webhooks[0].id]
     receivers["final"].secret = receivers["to_final"].secret
-    created = store.create(DIGEST_QUERY, owner="digest", webhooks=[receivers["digest"].url()], digest="hourly")
-    subs["digest"] = created.subscription
-    receivers["digest"].secret = created.webhook_secrets[created.subscription.webhooks[0].id]
+    for name in ("digest", "digest_restart"):
+        created = store.create(DIGEST_QUERY, owner=name, webhooks=[receivers[name].url()], digest="hourly")
+        subs[name] = created.subscription
+        receivers[name].secret = created.webhook_secrets[created.subscription.webhooks[0].id]
     store.close()
 
     worker = Worker(env={**os.environ, **env}, log_path=Path(data_dir) / "worker.log")
@@ -198,6 +202,9 @@ def test_a_hanging_receiver_holds_back_nobody(delivery):
     expected = delivery.expected("healthy")
     wait_for(lambda: set(healthy.ok_ids()) >= expected, "every alert at the healthy receiver", delivery.worker)
     assert blocked.ok_ids() == []  # B has answered nothing yet: A did not wait for it
+    wait_for(lambda: any(d.get("deliveries") and d["deliveries"][0]["state"] == "retrying"
+                         and "no answer in time" in (d["deliveries"][0].get("last_error") or "")
+                         for d in delivery.states("blocked")), "a hanging delivery recorded retrying", delivery.worker)
     blocked.release.set()
     wait_for(lambda: delivery.settled("blocked", "delivered"), "the blocked receiver's deliveries", delivery.worker)
     assert set(blocked.ok_ids()) == delivery.expected("blocked")
@@ -248,19 +255,73 @@ def test_redirects_reach_allowed_targets_only(delivery):
     assert delivery.receivers["forbidden"].calls == []
 
 
-def test_a_digest_is_one_post_per_period_listing_its_alerts(delivery):
+def _digests_by_key(receiver: Receiver) -> dict[str, dict]:
+    """The payload of each digest answered 2xx, by webhook-id."""
+    return {c["id"]: c["payload"] for c in list(receiver.calls) if c["status"] == 200}
+
+
+def _listed(payload: dict) -> list[str]:
+    return [a["article_id"] for group in payload["data"]["stories"] for a in group["alerts"]]
+
+
+def test_a_digest_is_one_post_per_period_listing_its_alerts_by_story(delivery):
     digest = delivery.receivers["digest"]
     docs = wait_for(lambda: delivery.settled("digest", "delivered"), "digest delivered", delivery.worker)
-    payloads = list({c["id"]: c["payload"] for c in digest.calls if c["status"] == 200}.values())  # by key
+    payloads = list(_digests_by_key(digest).values())
     assert all(c["verified"] for c in digest.calls)
     assert all(p["type"] == "alert.digest" for p in payloads)
     periods = [p["data"]["period_start"] for p in payloads]
     assert len(periods) == len(set(periods))  # one POST per period (none for empty periods)
-    listed = [a["article_id"] for p in payloads for a in p["data"]["alerts"]]
+    listed = [a for p in payloads for a in _listed(p)]
     assert sorted(listed) == sorted(delivery.article_ids)  # each alert in exactly one digest
+    assert sum(p["data"]["alert_count"] for p in payloads) == len(delivery.article_ids)
+    for p in payloads:  # grouped by story: one group per story, those without a story last
+        stories = [g["story_id"] for g in p["data"]["stories"]]
+        assert len(stories) == len(set(stories)) and None not in stories[:-1]
+        assert all(a["story_id"] == g["story_id"] for g in p["data"]["stories"] for a in g["alerts"])
     assert {d["deliveries"][0]["digest_period"] for d in docs} <= {
         p.replace("+00:00", "Z") for p in periods
     } | set(periods)
+
+    # the Atom feed: one entry per period, listing the same alerts as its POST
+    import feedparser
+
+    from pipeline.alerts.delivery import AlertLedger
+    from pipeline.alerts.digest import latest_digests
+    from pipeline.api.atom import render_feed
+    from schemas.models import utcnow
+
+    sub = delivery.subs["digest"]
+    ledger = AlertLedger(delivery.es, delivery.settings.index("alerts"))
+    digests, titles = latest_digests(ledger, delivery.es, delivery.settings, sub, 50, utcnow())
+    by_period = {p["data"]["period_start"]: sorted(_listed(p)) for p in payloads}
+    assert {d.period_start.isoformat(): sorted(a.article_id for a in d.alerts) for d in digests} == by_period
+    feed = feedparser.parse(render_feed(sub, [], self_url="http://h/f", page_url="http://h/",
+                                        digests=digests, titles=titles))
+    assert not feed.bozo and len(feed.entries) == len(payloads)
+    assert {e.id for e in feed.entries} == {f"urn:newspipe:digest:{sub.id}:{p}" for p in periods}
+
+
+def test_a_digest_is_sent_once_per_period_across_a_restart_between_close_and_send(delivery):
+    """The worker is killed while a digest's POST is in flight (its period closed, the digest
+    leased, nothing recorded); the restarted worker sends that digest again with the same key,
+    and no period gets a second digest."""
+    receiver = delivery.receivers["digest_restart"]
+    wait_for(lambda: receiver.calls, "a digest POST in flight", delivery.worker)
+    in_flight = receiver.ids()
+    delivery.worker.kill()
+    receiver.release.set()  # the held POSTs end with 503 on a closed connection
+    delivery.worker.start()
+    delivery.worker.wait_ready(delivery.settings)
+    wait_for(lambda: delivery.settled("digest_restart", "delivered"), "digests delivered", delivery.worker)
+    payloads = _digests_by_key(receiver)
+    assert in_flight <= set(payloads)  # the interrupted digest went out after the restart, same key
+    assert receiver.ids() == set(payloads)  # no other key on the wire
+    periods = [p["data"]["period_start"] for p in payloads.values()]
+    assert len(periods) == len(set(periods))  # one key per period
+    listed = [a for p in payloads.values() for a in _listed(p)]
+    assert sorted(listed) == sorted(delivery.article_ids)  # each alert in exactly one digest
+    assert all(c["verified"] for c in receiver.calls if c["status"] == 200)
 
 
 def test_backfilled_alerts_are_delivered_through_the_outbox(delivery):
