@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -117,7 +118,9 @@ def make_consumer(
 
 
 def ensure_topics(settings: Settings | None = None) -> list[str]:
-    """Create every pipeline topic that does not exist yet; returns the ones created."""
+    """Create every pipeline topic that does not exist yet; returns the ones created, once the
+    broker's metadata lists them (a topic is created before every broker reports it, and a
+    caller that lists or describes it right away must see it)."""
     settings = settings or get_settings()
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_list, client_id="newspipe-setup"
@@ -141,6 +144,16 @@ def ensure_topics(settings: Settings | None = None) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+        _await_listed(admin, created)
         return created
     finally:
         admin.close()
+
+
+def _await_listed(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Poll the metadata (backing off from 50 ms to 1 s) until every one of ``names`` is listed,
+    or until ``timeout_s`` has passed (then whoever uses a missing topic sees the real error)."""
+    deadline, delay = time.monotonic() + timeout_s, 0.05
+    while names and set(names) - set(admin.list_topics()) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
