@@ -207,6 +207,7 @@ class _Mention:
     id: str = ""
     name: str = ""
     speaker: bool = False  # followed by a speech verb ("X said"): a person-like slot
+    untagged: bool = False  # a speaker-slot word the NER left untagged: kept only as a known person
 
 
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
@@ -280,6 +281,11 @@ def _extend_first_name(span: Span) -> int:
     return start
 
 
+_OBJECT_OF_ROLE = frozenset({"of", "the"})
+"""Words before a person span that show its first word completes a title ("Secretary of
+[State George Shultz]", "Chancellor of the [Exchequer Nigel Lawson]"): names follow neither."""
+
+
 def _trim(span: Span, strip_titles: bool) -> Span | None:
     """The span without leading determiners, trailing possessive/punctuation and (persons) leading
     title words."""
@@ -293,6 +299,8 @@ def _trim(span: Span, strip_titles: bool) -> Span | None:
         end = start + texts.index("(", 1)
         while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
             end -= 1
+    if strip_titles and end - start >= 3 and start > 0 and span.doc[start - 1].lower_ in _OBJECT_OF_ROLE:
+        start += 1  # "Chancellor of the [Exchequer Nigel Lawson]": the first word ends the title
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
     return span.doc[start:end] if end > start else None
@@ -319,6 +327,9 @@ def _mention(span: Span) -> _Mention | None:
     text = trimmed.doc.text[start_char:trimmed.end_char]
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
+    if etype == "misc" and len(text.split()) > 1 and \
+            strip_possessive(text.split()[-1]).lower() in gazetteer().institution_heads:
+        etype = "organization"  # "World Bank" labelled MISC: an institution's name, as with ORG
     if etype == "person":
         last = text.split()[-1]
         if last.lower() in gazetteer().institution_heads:
@@ -362,8 +373,30 @@ def _given_name_before(doc: Doc, index: int) -> str:
     return before.text
 
 
+def _untagged_speakers(doc: Doc) -> list[_Mention]:
+    """Capitalised words the NER left untagged in a speaker slot ("Nakasone told a news
+    conference ..."): candidates only. Such a word becomes a person mention when it is the
+    surname of a person the registry (or the article) knows; otherwise it is dropped
+    (see :func:`_resolve_persons`). Common words ("Officials said") and roles never qualify."""
+    found = []
+    for i, token in enumerate(doc[:-1]):
+        if token.ent_type_ or not (token.is_title and token.is_alpha and len(token) >= 3):
+            continue
+        if doc[i + 1].lower_ not in SPEECH_VERBS or is_role_word(token.text):
+            continue
+        casing = word_casing(token.text)
+        if casing.lower >= 3 and casing.lower >= casing.capitalised:
+            continue
+        if i > 0 and not token.is_sent_start and doc[i - 1].text[:1].isupper():
+            continue  # part of a longer capitalised name: not ours to guess
+        found.append(_Mention("misc", token.text, token.idx, token.idx + len(token), speaker=True,
+                              untagged=True))
+    return found
+
+
 def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
     _settle_plural_places(mentions)
     _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
@@ -436,6 +469,8 @@ def _agree_types(mentions: list[_Mention]) -> None:
     non-person type). Alias-table places and gazetteer-typed names keep their type."""
     by_surface: dict[str, list[_Mention]] = {}
     for m in mentions:
+        if m.untagged:
+            continue  # no label of its own: it has no vote
         by_surface.setdefault(normalise_surface(m.text).casefold(), []).append(m)
     for surface, group in by_surface.items():
         fixed = gazetteer().types.get(surface)
@@ -472,9 +507,83 @@ def _defines(expansion: str, acronym: str) -> bool:
     return len(letters) >= 2 and acronym_of(expansion) == letters
 
 
+_DEFINITION = re.compile(r"\(([A-Z][A-Z.&]{1,9})\)")
+_WORD = re.compile(r"[\w'’&.-]+")
+
+
+def _defined_expansion(text: str, paren: int, acronym: str) -> tuple[int, int] | None:
+    """Character range of the words right before ``(ACRONYM)`` at ``paren`` whose initials spell
+    the acronym ("Export Enhancement Program (EEP)"): capitalised words and minor words, the
+    shortest run that matches. None when no run does."""
+    letters = acronym.replace(".", "").replace("&", "")
+    words = list(_WORD.finditer(text[max(0, paren - 160):paren]))
+    offset = max(0, paren - 160)
+    if text[offset + words[-1].end():paren].strip() if words else True:
+        return None  # something other than spaces between the words and the bracket
+    for n in range(1, min(len(words), 12) + 1):
+        run = words[-n:]
+        first = run[0].group(0)
+        if not first[:1].isupper():
+            continue
+        if not all(w.group(0)[:1].isupper() or w.group(0).lower() in _MINOR for w in run):
+            break
+        gap = text[offset + run[0].start():offset + run[-1].end()]
+        if "\n" in gap or any(c in gap for c in ",;:()"):
+            break
+        if acronym_of(gap) == letters:
+            return offset + run[0].start(), offset + run[-1].end()
+    return None
+
+
+def _text_definitions(text: str, mentions: list[_Mention]) -> None:
+    """An acronym the article defines ("The Export Enhancement Program (EEP) said ... the EEP")
+    is an organisation even where the NER split or missed the expansion or the acronym: the
+    expansion becomes one mention (replacing the NER's pieces inside it) and each later use of
+    the acronym as a whole word becomes a mention. Only what the article itself spells out."""
+    added: list[_Mention] = []
+    for match in _DEFINITION.finditer(text):
+        acronym = match.group(1)
+        span = _defined_expansion(text, match.start(), acronym)
+        if span is None or len(acronym.replace(".", "").replace("&", "")) < 2:
+            continue
+        start, end = span
+        inside = [m for m in mentions if start <= m.start and m.end <= end]
+        crossing = [m for m in mentions if m.start < end and start < m.end and m not in inside]
+        if crossing or any(m.type == "person" and m.start == start and m.end == end for m in inside):
+            continue  # the NER saw something else there (a person's whole name): leave it
+        covering = [m for m in inside if m.start == start and m.end == end]
+        if not covering:
+            mentions[:] = [m for m in mentions if m not in inside]
+            mentions.append(_Mention("organization", text[start:end], start, end))
+        for use in re.finditer(rf"(?<![\w.]){re.escape(acronym)}(?![\w])", text):
+            if not any(m.start < use.end() and use.start() < m.end for m in mentions + added):
+                added.append(_Mention("organization", acronym, use.start(), use.end()))
+    if added:
+        mentions.extend(added)
+    mentions.sort(key=lambda m: m.start)
+
+
+def _join_known_expansions(text: str, mentions: list[_Mention]) -> None:
+    """Adjacent NER pieces of a known expansion ("General Agreement" + "on" + "Tariffs and
+    Trade") become one mention when the joined text is an expansion of the alias table."""
+    known = {exp.casefold() for exp in gazetteer().acronyms.values()}
+    i = 0
+    while i + 1 < len(mentions):
+        a, b = mentions[i], mentions[i + 1]
+        between = text[a.end:b.start]
+        if between.strip().lower() in _MINOR and "\n" not in between and 0 < len(between) <= 6:
+            joined = text[a.start:b.end]
+            if normalise_surface(joined).casefold() in known:
+                mentions[i:i + 2] = [_Mention("organization", joined, a.start, b.end)]
+                continue
+        i += 1
+
+
 def _link_acronyms(text: str, mentions: list[_Mention]) -> None:
     """Acronyms and their expansions share one id: pairs the article defines ("European Union
     (EU)", initials must match) and pairs of the gazetteer (EU = European Union)."""
+    _text_definitions(text, mentions)
+    _join_known_expansions(text, mentions)
     gaz = gazetteer()
     expansions: dict[str, tuple[str, EntityType]] = {}
     for m in mentions:
@@ -650,6 +759,8 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
             m.person = None
     for mentions in articles_mentions:
         _resolve_short_in_article(mentions, registered)
+        # untagged speaker words that are no known person's surname are not entities
+        mentions[:] = [m for m in mentions if not (m.untagged and m.type != "person")]
 
 
 def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
