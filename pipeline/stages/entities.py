@@ -50,6 +50,7 @@ from pipeline.stages.names import (
     leading_title_count,
     place_plural,
     slug,
+    spellings_of_one_name,
     split_person,
     strip_possessive,
     surname_suffixes,
@@ -172,6 +173,16 @@ def initial_key(surname: str, initial: str, ambiguous: bool = False) -> str:
     return f"person:{surname}:{initial[0]}." + ("?" if ambiguous else "")
 
 
+def rival_key(surname: str) -> str:
+    """Registry key marking that more than one first name is registered with this surname."""
+    return f"person:{surname}:+"
+
+
+def role_key(surname: str, role: str) -> str:
+    """Registry key of the first person with this surname seen with this role noun."""
+    return f"person-role:{surname}:{role}"
+
+
 INITIAL_DOMINANCE = 3
 """An initial ("J. Smith") links to the full name of its article with the same initial only when
 that name has at least 3x the mentions of every other candidate (or is the only one)."""
@@ -208,6 +219,7 @@ class _Mention:
     name: str = ""
     speaker: bool = False  # followed by a speech verb ("X said"): a person-like slot
     untagged: bool = False  # a speaker-slot word the NER left untagged: kept only as a known person
+    roles: frozenset[str] = frozenset()  # role nouns next to a person's name ("envoy", "coach")
 
 
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
@@ -347,6 +359,7 @@ def _mention(span: Span) -> _Mention | None:
         mention.person = split_person(text)
         if mention.person is None:
             return None
+        mention.roles = roles_of(span.doc, trimmed.start, trimmed.end)
     if mention.place is None and len(trimmed) == 1:
         mention.plural_of = place_plural(trimmed.text)
         given = _given_name_before(span.doc, trimmed.start)
@@ -356,6 +369,50 @@ def _mention(span: Span) -> _Mention | None:
             # the NER left the first name out ("Alice Quinn" tagged "Quinn"): a full name
             mention.person = PersonName(f"{given} {person.display}", mention.given, person.surname)
     return mention
+
+
+ROLE_WINDOW = 5
+"""How many words before a name (within its sentence) may separate it from its title's role
+noun: "U.S. envoy for Ukraine talks, Kit Brennan" -> "envoy"."""
+
+
+def _role_noun(token) -> str:
+    """The bare role noun of a token ("Envoy", "coach", "directors" -> "director"), else ""."""
+    if not token.is_alpha or token.lower_ in _DETERMINERS:
+        return ""
+    word = token.lower_
+    if word.endswith("s") and not word.endswith("ss") and is_role_word(word[:-1].title()):
+        word = word[:-1]
+    elif not is_role_word(word.title()):
+        return ""
+    return "" if word in gazetteer().institution_heads else word
+
+
+def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
+    """Role nouns of the person named by tokens start..end: the nearest role noun of a title
+    before the name within :data:`ROLE_WINDOW` words of its sentence ("Trump envoy Keith ...",
+    "envoy for Ukraine talks, Kit ..."), and the first role noun of an appositive after it
+    ("Jane Smith, a lawyer for the company,"). Another person's name in between ends the search.
+    Evidence for linking two spellings of a first name (see :class:`_Resolver`)."""
+    roles = set()
+    sent_start = doc[start].sent.start if doc.has_annotation("SENT_START") else 0
+    for i in range(start - 1, max(sent_start, start - ROLE_WINDOW - 1) - 1, -1):
+        token = doc[i]
+        if token.ent_type_ in ("PER", "PERSON") or (token.is_punct and not (token.text == "," and i == start - 1)):
+            break
+        role = _role_noun(token)
+        if role:
+            roles.add(role)
+            break
+    if end < len(doc) and doc[end].text == ",":
+        for token in doc[end + 1: end + 1 + ROLE_WINDOW + 2]:
+            if token.is_punct or token.ent_type_ in ("PER", "PERSON"):
+                break
+            role = _role_noun(token)
+            if role:
+                roles.add(role)
+                break
+    return frozenset(roles)
 
 
 def _given_name_before(doc: Doc, index: int) -> str:
@@ -633,15 +690,26 @@ class _Resolver:
         if missing:
             self.known.update(self.registry.lookup(missing))
 
-    def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
-        """Pass 1: the entry of each full name, registering new primaries/secondaries."""
+    def resolve_full_names(self, persons: list[PersonName],
+                           roles: Sequence[frozenset[str]] | None = None) -> list[RegistryEntry]:
+        """Pass 1: the entry of each full name, registering new primaries/secondaries (and the
+        role nouns seen next to each name, with the person they were seen with first)."""
+        roles = list(roles) if roles is not None else [frozenset()] * len(persons)
         self._fetch(
             k for p in persons
             for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
-                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
+                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True),
+                      rival_key(p.surname))
         )
         self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
-        resolved = [self._resolve_full(p) for p in persons]
+        self._fetch(role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs)
+        resolved = []
+        for person, person_roles in zip(persons, roles):
+            entry = self._resolve_full(person, person_roles)
+            for role in sorted(person_roles):
+                if role_key(person.surname, role) not in self.known:
+                    self._remember(RegistryEntry(role_key(person.surname, role), entry.id, entry.name, "person"))
+            resolved.append(entry)
         self.registry.register(self.new)
         self.new = []
         return resolved
@@ -657,7 +725,22 @@ class _Resolver:
         self.known.update(current)
         return current
 
-    def _resolve_full(self, person: PersonName) -> RegistryEntry:
+    def _same_role(self, person: PersonName, roles: frozenset[str], primary: RegistryEntry) -> bool:
+        """Whether a full name whose first name differs from the primary's is still the primary:
+        only on evidence beyond the surname: the first names may be spellings of one name
+        (:func:`~pipeline.stages.names.spellings_of_one_name`: "Kit" / "Keith", not "John" /
+        "Jane" or "Dan" / "Dana"), a role noun next to this
+        mention was registered for the primary ("envoy" both times), and no other first name
+        is registered with the surname (no competing candidate)."""
+        first = _first_of(primary.name)
+        if not roles or not first or is_initial(first) or first[0] != person.first[0]:
+            return False
+        if not spellings_of_one_name(first, person.first) or rival_key(person.surname) in self.known:
+            return False
+        return any((held := self.known.get(role_key(person.surname, r))) is not None and held.id == primary.id
+                   for r in roles)
+
+    def _resolve_full(self, person: PersonName, roles: frozenset[str] = frozenset()) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
             variant = self.known.get(spelling_key(person) or "")
@@ -673,9 +756,13 @@ class _Resolver:
         if _first_of(primary.name) == person.first:
             return primary
         key = secondary_key(person.surname, person.first)
+        if key not in self.known and self._same_role(person, roles, primary):
+            return primary
         if key not in self.known:
             self._remember(RegistryEntry(key, key, person.display, "person"))
             self._mark_initial(person, self.known[key])
+            if rival_key(person.surname) not in self.known:
+                self._remember(RegistryEntry(rival_key(person.surname), key, person.display, "person"))
         return self.known[key]
 
     def _mark_initial(self, person: PersonName, entry: RegistryEntry) -> None:
@@ -733,7 +820,8 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     full = [m for ms in articles_mentions for m in ms
             if m.person and m.person.is_full and not is_initial(m.person.first)]
     keys = {}
-    for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
+    for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full],
+                                                                [m.roles for m in full])):
         mention.id, mention.name = entry.id, entry.name
         keys[id(mention)] = entry.key
     forms = sorted({(i, keys[id(m)], m.person.display) for i, ms in enumerate(articles_mentions)

@@ -197,6 +197,35 @@ def first_names_compatible(a: str, b: str) -> bool:
     return (is_initial(a) or is_initial(b)) and a[0] == b[0]
 
 
+SPELLING_MIN_SIMILARITY = 60.0
+_WEAK_LETTERS = re.compile(r"[aeiouyhw]")
+
+
+def first_name_skeleton(first: str) -> str:
+    """A folded first name's initial and then its consonants without h/w/y, doubles collapsed:
+    "kit" and "keith" -> "kt", "mark" -> "mrk" but "maria" -> "mr"."""
+    return _DOUBLED.sub(r"\1", first[:1] + _WEAK_LETTERS.sub("", first[1:]))
+
+
+def spellings_of_one_name(a: str, b: str) -> bool:
+    """Whether two different folded first names may be spellings (or a mistranslation) of one
+    name: same initial, same consonant skeleton, similar (rapidfuzz ratio >= 60) and the same
+    ending once a final "h" is off: "kit" / "keith", "jon" / "john", "mohamed" / "mohammed";
+    not "john" / "jane" (ratio 50), "mark" / "maria" (skeleton), nor a name and its other
+    gender's form ("dan" / "dana", "mario" / "maria", "louis" / "louise": the ending).
+
+    Only a *possibility*: the resolver merges such names only with further evidence (the same
+    role next to both, no competing candidate)."""
+    if not a or not b or is_initial(a) or is_initial(b) or a[0] != b[0]:
+        return False
+    if a == b:
+        return True
+    if first_name_skeleton(a) != first_name_skeleton(b) or ratio(a, b) < SPELLING_MIN_SIMILARITY:
+        return False
+    ending_a, ending_b = a.rstrip("h") or a, b.rstrip("h") or b
+    return ending_a[-1] == ending_b[-1]
+
+
 RUN_TOGETHER_MIN_SURNAME = 5
 RUN_TOGETHER_MIN_PREFIX = 3
 RUN_TOGETHER_MIN_SIMILARITY = 50.0
