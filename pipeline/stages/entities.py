@@ -40,6 +40,7 @@ from pipeline.stages.names import (
     ROLE_TITLES,
     PersonName,
     canonical_place,
+    gazetteer_place,
     first_names_compatible,
     fold_name,
     fold_word,
@@ -212,6 +213,7 @@ class _Mention:
     start: int
     end: int
     place: str | None = None  # canonical place when the alias table knows it
+    city: str | None = None  # a gazetteer city's main name for a place span the table lacks
     plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
     given: str = ""  # folded capitalised word right before a one-word span ("Chloe" Donaldson)
     person: PersonName | None = None
@@ -355,6 +357,8 @@ def _mention(span: Span) -> _Mention | None:
         mention.place = span.ent_id_
     elif etype == "location":
         mention.place = canonical_place(trimmed.text)
+        if mention.place is None:
+            mention.city = gazetteer_place(trimmed.text)
     elif etype == "person":
         mention.person = split_person(text)
         if mention.person is None:
@@ -966,7 +970,7 @@ def _resolve_others(mentions: list[_Mention]) -> None:
         if m.id:
             continue
         if m.type == "location":
-            m.name = m.place or normalise_surface(m.text)
+            m.name = m.place or m.city or normalise_surface(m.text)
             m.id = f"location:{slug(m.place) if m.place else slug(fold_name(m.name))}"
         else:
             m.name = normalise_surface(m.text)

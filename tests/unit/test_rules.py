@@ -244,3 +244,24 @@ def test_a_respelled_first_name_merges_only_with_the_same_role_and_no_rival(extr
     not_a_spelling = run("The envoy, Dan Halvorsen, said the talks would resume.",
                          "According to envoy Dana Halvorsen, both sides met.")
     assert one(not_a_spelling[0], "Dan Halvorsen") != one(not_a_spelling[1], "Dana Halvorsen")
+
+
+@needs_model
+def test_gazetteers_canonicalise_places_the_ner_found_and_keep_homographs(extract):
+    (places, people) = extract(
+        "Riots broke out in Poona and Sverdlovsk on Monday, and talks with the Hellenic Republic "
+        "were held in Lagos.",
+        "Whitney Houston sang in Paris. Houston said the show was sold out. Paris Hilton and "
+        "Georgia Harrison watched with Chad Johnson.",
+    )
+    ids = {e.id for e in places}
+    found = {e.forms[0]: e for e in places if e.type == "location"}
+    for form, name, eid in [("Poona", "Pune", "location:pune"), ("Lagos", "Lagos", "location:lagos"),
+                            ("Sverdlovsk", "Yekaterinburg", "location:iekaterinburg")]:
+        if form in found:  # (when the NER found it as a place) the main name and its folded id
+            assert (found[form].name, found[form].id) == (name, eid)
+    assert "Poona" in found
+    assert "location:greece" in ids or not any("Hellenic" in f for e in places for f in e.forms)
+    assert {e.type for e in people if e.forms[0] in ("Houston", "Whitney Houston")} == {"person"}
+    assert not {"location:houston", "location:georgia", "location:chad"} & {e.id for e in people}
+    assert _ids(people, "Paris Hilton") and "location:paris" not in _ids(people, "Paris Hilton")
