@@ -320,6 +320,21 @@ def _trim(span: Span, strip_titles: bool) -> Span | None:
     return span.doc[start:end] if end > start else None
 
 
+def _role_then_name(span: Span) -> bool:
+    """A non-person span made of role words and then exactly two name words ("Broadcaster
+    Adrian Chiles", "Chairman Tom Brennan"): small models label such spans ORG; an
+    organisation's name neither opens with a role noun nor ends with a first name + surname."""
+    words = [t.text for t in span]
+    if len(words) < 3 or span.ent_id_:
+        return False
+    roles = leading_title_count(words)
+    if roles == 0 or len(words) - roles != 2 or words[0].islower():
+        return False
+    name = words[roles:]
+    return all(_name_word(w) for w in name) and name[-1].lower() not in gazetteer().institution_heads \
+        and canonical_place(" ".join(name)) is None
+
+
 def _mention(span: Span) -> _Mention | None:
     """A trimmed mention of a known type, or None for dropped labels and junk spans."""
     etype = LABEL_TYPES.get(span.label_)
@@ -329,6 +344,8 @@ def _mention(span: Span) -> _Mention | None:
         etype = "location"
     elif _is_role_part(span):
         return None
+    if etype in ("organization", "misc", "location") and _role_then_name(span):
+        etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
     if etype == "person":
         span = span.doc[_extend_first_name(span): span.end]
     trimmed = _trim(span, strip_titles=etype == "person")

@@ -219,3 +219,16 @@ def test_word_completing_a_title_is_not_a_first_name(nlp):
     mention = _mention(Span(doc, 3, 6, label="PER"))
     assert mention is not None and mention.person is not None
     assert mention.person.display == "Harold Quenby"
+
+
+def test_role_words_then_a_name_labelled_org_is_a_person():
+    """'Broadcaster Adrian Chiles' labelled ORG (small models do): role words and then exactly
+    two name words make a person, role stripped; organisations with a role-like opener stay."""
+    from spacy.tokens import Span
+    from pipeline.stages.entities import _mention
+    nlp_ = load_nlp(MODEL)
+    doc = nlp_.make_doc("Broadcaster Helena Marwick said so. Director General Motors said so.")
+    person = _mention(Span(doc, 0, 3, label="ORG"))
+    assert person is not None and person.type == "person" and person.text == "Helena Marwick"
+    org = _mention(Span(doc, 6, 9, label="ORG"))
+    assert org is not None and org.type == "organization"
