@@ -1037,13 +1037,17 @@ def entity_ids_for_name(name: str, registry: EntityRegistry) -> set[str]:
     """Candidate canonical ids for a user-typed name ("Vladimir Medinsky", "Medynsky", "Kiev").
 
     A known place gives only its location id. Otherwise the person id the name would resolve to
-    plus the location/organization/group/misc ids of the name itself. No NER involved.
+    plus the location/organization/group/misc ids of the name itself (and, for a city of the
+    gazetteer, the id its place spans get). No NER involved.
     """
     place = canonical_place(name)
     if place is not None:
         return {f"location:{slug(place)}"}
     text = strip_possessive(" ".join(name.split()))
     ids = {f"location:{slug(fold_name(text))}"} | {f"{t}:{slug(text)}" for t in ("organization", "group", "misc")}
+    city = gazetteer_place(text)
+    if city is not None:  # the id a place span of this name gets ("Poona" -> Pune's)
+        ids.add(f"location:{slug(fold_name(city))}")
     person = split_person(text)
     if person is not None:
         ids.add(_person_id_for_query(person, registry))

@@ -160,3 +160,11 @@ def test_city_gazetteer_is_not_a_place_test_for_any_word():
     assert canonical_place("Poona") is None  # only spans the NER typed as places get a city
     assert gazetteer_place("Edo") is None  # short and code-like alternate names are left out
     assert gazetteer_place("BJS") is None
+
+
+def test_a_city_alias_query_finds_the_city_and_keeps_other_readings():
+    from pipeline.stages.entities import InMemoryEntityRegistry, entity_ids_for_name
+
+    ids = entity_ids_for_name("Poona", InMemoryEntityRegistry())
+    assert "location:pune" in ids and "person:pona" in ids
+    assert entity_ids_for_name("Islamic Republic of Iran", InMemoryEntityRegistry()) == {"location:iran"}
