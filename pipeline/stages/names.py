@@ -417,7 +417,9 @@ def gazetteer_place(text: str) -> str | None:
     form = strip_possessive(" ".join(text.split()))
     if form[:4] in ("the ", "The "):
         form = form[4:]
-    return city_names().get(form)
+    cities = city_names()
+    # a name in another script by its transliteration ("Αθήνα" as "Athina"), as ids fold it
+    return cities.get(form) or cities.get(ascii_fold(form))
 
 
 def canonical_place(text: str) -> str | None:
