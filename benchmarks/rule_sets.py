@@ -344,6 +344,41 @@ def first_names() -> list[dict]:
                           texts=[f"{a} {surname} arrived in Geneva on Monday.",
                                  f"{b} {surname} said the talks were useful."],
                           a=[0, f"{a} {surname}"], b=[1, f"{b} {surname}"], label=True))
+    # different first names that may be spellings of one name: one person only on evidence
+    # beyond the surname (the same role next to both, no competing candidate; issue #19)
+    # (pairs whose folding keys differ: "Mohamed" / "Mohammed" fold alike and are one name anyway)
+    spellings = [("Jon", "John"), ("Sara", "Sarah"), ("Teresa", "Theresa"), ("Jeffrey", "Jeffery"),
+                 ("Katarina", "Katharina"), ("Hana", "Hannah"), ("Ahmad", "Ahmed"),
+                 ("Yusuf", "Yousef"), ("Deborah", "Debora"), ("Tomas", "Thomas")]
+    roles = ("envoy", "coach", "spokesman", "ambassador", "chairman")
+    for i, ((a, b), surname) in enumerate(zip(spellings, cycle(SURNAMES[10:]))):
+        role, other_role = roles[i % 5], roles[(i + 2) % 5]
+        first_text = f"The {role}, {a} {surname}, said the talks would resume in June."
+        # same role in both mentions, no other person with that surname: one person
+        items.append(dict(family="first_names", source="written",
+                          texts=[first_text, f"According to {role} {b} {surname}, both sides met."],
+                          a=[0, f"{a} {surname}"], b=[1, f"{b} {surname}"], label=True))
+        # different roles: no evidence beyond the surname, two people
+        items.append(dict(family="first_names", source="written",
+                          texts=[first_text, f"{b} {surname}, the {other_role}, said the plan had support."],
+                          a=[0, f"{a} {surname}"], b=[1, f"{b} {surname}"], label=False))
+        # the same role, but a competing candidate with that surname: no merge
+        rival = FIRST[(i * 3) % len(FIRST)]
+        items.append(dict(family="first_names", source="written",
+                          texts=[first_text, f"{rival} {surname}, a lawyer, declined to comment.",
+                                 f"According to {role} {b} {surname}, both sides met."],
+                          a=[0, f"{a} {surname}"], b=[2, f"{b} {surname}"], label=False))
+    # the same role, different names that are not spellings of one name (another gender's
+    # form, another name with the same consonants): two people
+    others = [("Dan", "Dana"), ("Paul", "Paula"), ("Mario", "Maria"), ("Louis", "Louise"),
+              ("John", "Jane"), ("Mark", "Maria"), ("Eric", "Erica"), ("Robert", "Roberta"),
+              ("Carl", "Carla"), ("Greg", "Greta")]
+    for i, ((a, b), surname) in enumerate(zip(others, cycle(SURNAMES[3:]))):
+        role = roles[i % 5]
+        items.append(dict(family="first_names", source="written",
+                          texts=[f"The {role}, {a} {surname}, said the talks would resume in June.",
+                                 f"According to {role} {b} {surname}, both sides met."],
+                          a=[0, f"{a} {surname}"], b=[1, f"{b} {surname}"], label=False))
     for first, surname in zip(FIRST[:20], cycle(SURNAMES[5:])):
         items.append(dict(family="first_names", source="written",
                           texts=[f"{first} {surname} opened the meeting on Monday.",

@@ -229,11 +229,11 @@ def _without(family: str, stack: ExitStack) -> None:
         patch(entities, "INITIAL_DOMINANCE", 0)
         original = entities._Resolver._resolve_full
 
-        def resolve_full(self, person):
+        def resolve_full(self, person, roles=frozenset()):
             primary = self.known.get(entities.primary_key(person.surname))
             if primary is not None and lenient(person.first, entities._first_of(primary.name)):
                 return primary
-            return original(self, person)
+            return original(self, person, roles)
         patch(entities._Resolver, "_resolve_full", resolve_full)
     elif family == "line_repair":  # glue whatever follows a broken abbreviation or a byline
         never = __import__("re").compile(r"(?!)")

@@ -40,6 +40,7 @@ from pipeline.stages.names import (
     ROLE_TITLES,
     PersonName,
     canonical_place,
+    gazetteer_place,
     first_names_compatible,
     fold_name,
     fold_word,
@@ -50,6 +51,7 @@ from pipeline.stages.names import (
     leading_title_count,
     place_plural,
     slug,
+    spellings_of_one_name,
     split_person,
     strip_possessive,
     surname_suffixes,
@@ -172,6 +174,16 @@ def initial_key(surname: str, initial: str, ambiguous: bool = False) -> str:
     return f"person:{surname}:{initial[0]}." + ("?" if ambiguous else "")
 
 
+def rival_key(surname: str) -> str:
+    """Registry key marking that more than one first name is registered with this surname."""
+    return f"person:{surname}:+"
+
+
+def role_key(surname: str, role: str) -> str:
+    """Registry key of the first person with this surname seen with this role noun."""
+    return f"person-role:{surname}:{role}"
+
+
 INITIAL_DOMINANCE = 3
 """An initial ("J. Smith") links to the full name of its article with the same initial only when
 that name has at least 3x the mentions of every other candidate (or is the only one)."""
@@ -201,12 +213,15 @@ class _Mention:
     start: int
     end: int
     place: str | None = None  # canonical place when the alias table knows it
+    city: str | None = None  # a gazetteer city's main name for a place span the table lacks
     plural_of: str | None = None  # a place whose plural this location span may be ("Turkeys")
     given: str = ""  # folded capitalised word right before a one-word span ("Chloe" Donaldson)
     person: PersonName | None = None
     id: str = ""
     name: str = ""
     speaker: bool = False  # followed by a speech verb ("X said"): a person-like slot
+    untagged: bool = False  # a speaker-slot word the NER left untagged: kept only as a known person
+    roles: frozenset[str] = frozenset()  # role nouns next to a person's name ("envoy", "coach")
 
 
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those"})
@@ -280,6 +295,11 @@ def _extend_first_name(span: Span) -> int:
     return start
 
 
+_OBJECT_OF_ROLE = frozenset({"of", "the"})
+"""Words before a person span that show its first word completes a title ("Secretary of
+[State George Shultz]", "Chancellor of the [Exchequer Nigel Lawson]"): names follow neither."""
+
+
 def _trim(span: Span, strip_titles: bool) -> Span | None:
     """The span without leading determiners, trailing possessive/punctuation and (persons) leading
     title words."""
@@ -293,9 +313,26 @@ def _trim(span: Span, strip_titles: bool) -> Span | None:
         end = start + texts.index("(", 1)
         while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
             end -= 1
+    if strip_titles and end - start >= 3 and start > 0 and span.doc[start - 1].lower_ in _OBJECT_OF_ROLE:
+        start += 1  # "Chancellor of the [Exchequer Nigel Lawson]": the first word ends the title
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
     return span.doc[start:end] if end > start else None
+
+
+def _role_then_name(span: Span) -> bool:
+    """A non-person span made of role words and then exactly two name words ("Broadcaster
+    Adrian Chiles", "Chairman Tom Brennan"): small models label such spans ORG; an
+    organisation's name neither opens with a role noun nor ends with a first name + surname."""
+    words = [t.text for t in span]
+    if len(words) < 3 or span.ent_id_:
+        return False
+    roles = leading_title_count(words)
+    if roles == 0 or len(words) - roles != 2 or words[0].islower():
+        return False
+    name = words[roles:]
+    return all(_name_word(w) for w in name) and name[-1].lower() not in gazetteer().institution_heads \
+        and canonical_place(" ".join(name)) is None
 
 
 def _mention(span: Span) -> _Mention | None:
@@ -307,6 +344,8 @@ def _mention(span: Span) -> _Mention | None:
         etype = "location"
     elif _is_role_part(span):
         return None
+    if etype in ("organization", "misc", "location") and _role_then_name(span):
+        etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
     if etype == "person":
         span = span.doc[_extend_first_name(span): span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
@@ -319,6 +358,9 @@ def _mention(span: Span) -> _Mention | None:
     text = trimmed.doc.text[start_char:trimmed.end_char]
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
+    if etype == "misc" and len(text.split()) > 1 and \
+            strip_possessive(text.split()[-1]).lower() in gazetteer().institution_heads:
+        etype = "organization"  # "World Bank" labelled MISC: an institution's name, as with ORG
     if etype == "person":
         last = text.split()[-1]
         if last.lower() in gazetteer().institution_heads:
@@ -332,10 +374,13 @@ def _mention(span: Span) -> _Mention | None:
         mention.place = span.ent_id_
     elif etype == "location":
         mention.place = canonical_place(trimmed.text)
+        if mention.place is None:
+            mention.city = gazetteer_place(trimmed.text)
     elif etype == "person":
         mention.person = split_person(text)
         if mention.person is None:
             return None
+        mention.roles = roles_of(span.doc, trimmed.start, trimmed.end)
     if mention.place is None and len(trimmed) == 1:
         mention.plural_of = place_plural(trimmed.text)
         given = _given_name_before(span.doc, trimmed.start)
@@ -345,6 +390,50 @@ def _mention(span: Span) -> _Mention | None:
             # the NER left the first name out ("Alice Quinn" tagged "Quinn"): a full name
             mention.person = PersonName(f"{given} {person.display}", mention.given, person.surname)
     return mention
+
+
+ROLE_WINDOW = 5
+"""How many words before a name (within its sentence) may separate it from its title's role
+noun: "U.S. envoy for Ukraine talks, Kit Brennan" -> "envoy"."""
+
+
+def _role_noun(token) -> str:
+    """The bare role noun of a token ("Envoy", "coach", "directors" -> "director"), else ""."""
+    if not token.is_alpha or token.lower_ in _DETERMINERS:
+        return ""
+    word = token.lower_
+    if word.endswith("s") and not word.endswith("ss") and is_role_word(word[:-1].title()):
+        word = word[:-1]
+    elif not is_role_word(word.title()):
+        return ""
+    return "" if word in gazetteer().institution_heads else word
+
+
+def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
+    """Role nouns of the person named by tokens start..end: the nearest role noun of a title
+    before the name within :data:`ROLE_WINDOW` words of its sentence ("Trump envoy Keith ...",
+    "envoy for Ukraine talks, Kit ..."), and the first role noun of an appositive after it
+    ("Jane Smith, a lawyer for the company,"). Another person's name in between ends the search.
+    Evidence for linking two spellings of a first name (see :class:`_Resolver`)."""
+    roles = set()
+    sent_start = doc[start].sent.start if doc.has_annotation("SENT_START") else 0
+    for i in range(start - 1, max(sent_start, start - ROLE_WINDOW - 1) - 1, -1):
+        token = doc[i]
+        if token.ent_type_ in ("PER", "PERSON") or (token.is_punct and not (token.text == "," and i == start - 1)):
+            break
+        role = _role_noun(token)
+        if role:
+            roles.add(role)
+            break
+    if end < len(doc) and doc[end].text == ",":
+        for token in doc[end + 1: end + 1 + ROLE_WINDOW + 2]:
+            if token.is_punct or token.ent_type_ in ("PER", "PERSON"):
+                break
+            role = _role_noun(token)
+            if role:
+                roles.add(role)
+                break
+    return frozenset(roles)
 
 
 def _given_name_before(doc: Doc, index: int) -> str:
@@ -362,8 +451,30 @@ def _given_name_before(doc: Doc, index: int) -> str:
     return before.text
 
 
+def _untagged_speakers(doc: Doc) -> list[_Mention]:
+    """Capitalised words the NER left untagged in a speaker slot ("Nakasone told a news
+    conference ..."): candidates only. Such a word becomes a person mention when it is the
+    surname of a person the registry (or the article) knows; otherwise it is dropped
+    (see :func:`_resolve_persons`). Common words ("Officials said") and roles never qualify."""
+    found = []
+    for i, token in enumerate(doc[:-1]):
+        if token.ent_type_ or not (token.is_title and token.is_alpha and len(token) >= 3):
+            continue
+        if doc[i + 1].lower_ not in SPEECH_VERBS or is_role_word(token.text):
+            continue
+        casing = word_casing(token.text)
+        if casing.lower >= 3 and casing.lower >= casing.capitalised:
+            continue
+        if i > 0 and not token.is_sent_start and doc[i - 1].text[:1].isupper():
+            continue  # part of a longer capitalised name: not ours to guess
+        found.append(_Mention("misc", token.text, token.idx, token.idx + len(token), speaker=True,
+                              untagged=True))
+    return found
+
+
 def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
     _settle_plural_places(mentions)
     _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
@@ -436,6 +547,8 @@ def _agree_types(mentions: list[_Mention]) -> None:
     non-person type). Alias-table places and gazetteer-typed names keep their type."""
     by_surface: dict[str, list[_Mention]] = {}
     for m in mentions:
+        if m.untagged:
+            continue  # no label of its own: it has no vote
         by_surface.setdefault(normalise_surface(m.text).casefold(), []).append(m)
     for surface, group in by_surface.items():
         fixed = gazetteer().types.get(surface)
@@ -472,9 +585,83 @@ def _defines(expansion: str, acronym: str) -> bool:
     return len(letters) >= 2 and acronym_of(expansion) == letters
 
 
+_DEFINITION = re.compile(r"\(([A-Z][A-Z.&]{1,9})\)")
+_WORD = re.compile(r"[\w'’&.-]+")
+
+
+def _defined_expansion(text: str, paren: int, acronym: str) -> tuple[int, int] | None:
+    """Character range of the words right before ``(ACRONYM)`` at ``paren`` whose initials spell
+    the acronym ("Export Enhancement Program (EEP)"): capitalised words and minor words, the
+    shortest run that matches. None when no run does."""
+    letters = acronym.replace(".", "").replace("&", "")
+    words = list(_WORD.finditer(text[max(0, paren - 160):paren]))
+    offset = max(0, paren - 160)
+    if text[offset + words[-1].end():paren].strip() if words else True:
+        return None  # something other than spaces between the words and the bracket
+    for n in range(1, min(len(words), 12) + 1):
+        run = words[-n:]
+        first = run[0].group(0)
+        if not first[:1].isupper():
+            continue
+        if not all(w.group(0)[:1].isupper() or w.group(0).lower() in _MINOR for w in run):
+            break
+        gap = text[offset + run[0].start():offset + run[-1].end()]
+        if "\n" in gap or any(c in gap for c in ",;:()"):
+            break
+        if acronym_of(gap) == letters:
+            return offset + run[0].start(), offset + run[-1].end()
+    return None
+
+
+def _text_definitions(text: str, mentions: list[_Mention]) -> None:
+    """An acronym the article defines ("The Export Enhancement Program (EEP) said ... the EEP")
+    is an organisation even where the NER split or missed the expansion or the acronym: the
+    expansion becomes one mention (replacing the NER's pieces inside it) and each later use of
+    the acronym as a whole word becomes a mention. Only what the article itself spells out."""
+    added: list[_Mention] = []
+    for match in _DEFINITION.finditer(text):
+        acronym = match.group(1)
+        span = _defined_expansion(text, match.start(), acronym)
+        if span is None or len(acronym.replace(".", "").replace("&", "")) < 2:
+            continue
+        start, end = span
+        inside = [m for m in mentions if start <= m.start and m.end <= end]
+        crossing = [m for m in mentions if m.start < end and start < m.end and m not in inside]
+        if crossing or any(m.type == "person" and m.start == start and m.end == end for m in inside):
+            continue  # the NER saw something else there (a person's whole name): leave it
+        covering = [m for m in inside if m.start == start and m.end == end]
+        if not covering:
+            mentions[:] = [m for m in mentions if m not in inside]
+            mentions.append(_Mention("organization", text[start:end], start, end))
+        for use in re.finditer(rf"(?<![\w.]){re.escape(acronym)}(?![\w])", text):
+            if not any(m.start < use.end() and use.start() < m.end for m in mentions + added):
+                added.append(_Mention("organization", acronym, use.start(), use.end()))
+    if added:
+        mentions.extend(added)
+    mentions.sort(key=lambda m: m.start)
+
+
+def _join_known_expansions(text: str, mentions: list[_Mention]) -> None:
+    """Adjacent NER pieces of a known expansion ("General Agreement" + "on" + "Tariffs and
+    Trade") become one mention when the joined text is an expansion of the alias table."""
+    known = {exp.casefold() for exp in gazetteer().acronyms.values()}
+    i = 0
+    while i + 1 < len(mentions):
+        a, b = mentions[i], mentions[i + 1]
+        between = text[a.end:b.start]
+        if between.strip().lower() in _MINOR and "\n" not in between and 0 < len(between) <= 6:
+            joined = text[a.start:b.end]
+            if normalise_surface(joined).casefold() in known:
+                mentions[i:i + 2] = [_Mention("organization", joined, a.start, b.end)]
+                continue
+        i += 1
+
+
 def _link_acronyms(text: str, mentions: list[_Mention]) -> None:
     """Acronyms and their expansions share one id: pairs the article defines ("European Union
     (EU)", initials must match) and pairs of the gazetteer (EU = European Union)."""
+    _text_definitions(text, mentions)
+    _join_known_expansions(text, mentions)
     gaz = gazetteer()
     expansions: dict[str, tuple[str, EntityType]] = {}
     for m in mentions:
@@ -524,15 +711,26 @@ class _Resolver:
         if missing:
             self.known.update(self.registry.lookup(missing))
 
-    def resolve_full_names(self, persons: list[PersonName]) -> list[RegistryEntry]:
-        """Pass 1: the entry of each full name, registering new primaries/secondaries."""
+    def resolve_full_names(self, persons: list[PersonName],
+                           roles: Sequence[frozenset[str]] | None = None) -> list[RegistryEntry]:
+        """Pass 1: the entry of each full name, registering new primaries/secondaries (and the
+        role nouns seen next to each name, with the person they were seen with first)."""
+        roles = list(roles) if roles is not None else [frozenset()] * len(persons)
         self._fetch(
             k for p in persons
             for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
-                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
+                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True),
+                      rival_key(p.surname))
         )
         self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
-        resolved = [self._resolve_full(p) for p in persons]
+        self._fetch(role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs)
+        resolved = []
+        for person, person_roles in zip(persons, roles):
+            entry = self._resolve_full(person, person_roles)
+            for role in sorted(person_roles):
+                if role_key(person.surname, role) not in self.known:
+                    self._remember(RegistryEntry(role_key(person.surname, role), entry.id, entry.name, "person"))
+            resolved.append(entry)
         self.registry.register(self.new)
         self.new = []
         return resolved
@@ -548,7 +746,22 @@ class _Resolver:
         self.known.update(current)
         return current
 
-    def _resolve_full(self, person: PersonName) -> RegistryEntry:
+    def _same_role(self, person: PersonName, roles: frozenset[str], primary: RegistryEntry) -> bool:
+        """Whether a full name whose first name differs from the primary's is still the primary:
+        only on evidence beyond the surname: the first names may be spellings of one name
+        (:func:`~pipeline.stages.names.spellings_of_one_name`: "Kit" / "Keith", not "John" /
+        "Jane" or "Dan" / "Dana"), a role noun next to this
+        mention was registered for the primary ("envoy" both times), and no other first name
+        is registered with the surname (no competing candidate)."""
+        first = _first_of(primary.name)
+        if not roles or not first or is_initial(first) or first[0] != person.first[0]:
+            return False
+        if not spellings_of_one_name(first, person.first) or rival_key(person.surname) in self.known:
+            return False
+        return any((held := self.known.get(role_key(person.surname, r))) is not None and held.id == primary.id
+                   for r in roles)
+
+    def _resolve_full(self, person: PersonName, roles: frozenset[str] = frozenset()) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
             variant = self.known.get(spelling_key(person) or "")
@@ -564,9 +777,13 @@ class _Resolver:
         if _first_of(primary.name) == person.first:
             return primary
         key = secondary_key(person.surname, person.first)
+        if key not in self.known and self._same_role(person, roles, primary):
+            return primary
         if key not in self.known:
             self._remember(RegistryEntry(key, key, person.display, "person"))
             self._mark_initial(person, self.known[key])
+            if rival_key(person.surname) not in self.known:
+                self._remember(RegistryEntry(rival_key(person.surname), key, person.display, "person"))
         return self.known[key]
 
     def _mark_initial(self, person: PersonName, entry: RegistryEntry) -> None:
@@ -624,7 +841,8 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     full = [m for ms in articles_mentions for m in ms
             if m.person and m.person.is_full and not is_initial(m.person.first)]
     keys = {}
-    for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full])):
+    for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full],
+                                                                [m.roles for m in full])):
         mention.id, mention.name = entry.id, entry.name
         keys[id(mention)] = entry.key
     forms = sorted({(i, keys[id(m)], m.person.display) for i, ms in enumerate(articles_mentions)
@@ -650,6 +868,8 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
             m.person = None
     for mentions in articles_mentions:
         _resolve_short_in_article(mentions, registered)
+        # untagged speaker words that are no known person's surname are not entities
+        mentions[:] = [m for m in mentions if not (m.untagged and m.type != "person")]
 
 
 def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
@@ -767,7 +987,7 @@ def _resolve_others(mentions: list[_Mention]) -> None:
         if m.id:
             continue
         if m.type == "location":
-            m.name = m.place or normalise_surface(m.text)
+            m.name = m.place or m.city or normalise_surface(m.text)
             m.id = f"location:{slug(m.place) if m.place else slug(fold_name(m.name))}"
         else:
             m.name = normalise_surface(m.text)
@@ -817,13 +1037,17 @@ def entity_ids_for_name(name: str, registry: EntityRegistry) -> set[str]:
     """Candidate canonical ids for a user-typed name ("Vladimir Medinsky", "Medynsky", "Kiev").
 
     A known place gives only its location id. Otherwise the person id the name would resolve to
-    plus the location/organization/group/misc ids of the name itself. No NER involved.
+    plus the location/organization/group/misc ids of the name itself (and, for a city of the
+    gazetteer, the id its place spans get). No NER involved.
     """
     place = canonical_place(name)
     if place is not None:
         return {f"location:{slug(place)}"}
     text = strip_possessive(" ".join(name.split()))
     ids = {f"location:{slug(fold_name(text))}"} | {f"{t}:{slug(text)}" for t in ("organization", "group", "misc")}
+    city = gazetteer_place(text)
+    if city is not None:  # the id a place span of this name gets ("Poona" -> Pune's)
+        ids.add(f"location:{slug(fold_name(city))}")
     person = split_person(text)
     if person is not None:
         ids.add(_person_id_for_query(person, registry))

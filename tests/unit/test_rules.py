@@ -200,3 +200,68 @@ def test_an_initial_across_articles_needs_one_candidate(extract):
     (ambiguous,) = extract("P. Lindqvist said on Thursday the plan was late.", registry=registry)
     assert _ids(single, "P. Lindqvist") == {"person:lindqvist"}
     assert _ids(ambiguous, "P. Lindqvist") == {"person:lindqvist:p"}
+
+
+# --- different first names: only on evidence beyond the surname ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [("kit", "keith", True), ("jon", "john", True), ("sara", "sarah", True), ("tomas", "thomas", True),
+     ("john", "jane", False), ("mark", "maria", False), ("dan", "dana", False),
+     ("mario", "maria", False), ("louis", "louise", False), ("matt", "martin", False),
+     ("j", "john", False)],
+)
+def test_spellings_of_one_name(a, b, same):
+    from pipeline.stages.names import spellings_of_one_name
+
+    assert spellings_of_one_name(a, b) is same
+
+
+@needs_model
+def test_a_respelled_first_name_merges_only_with_the_same_role_and_no_rival(extract):
+    from pipeline.stages.entities import InMemoryEntityRegistry
+
+    def run(*texts):
+        registry = InMemoryEntityRegistry()
+        return extract(*texts, registry=registry)
+
+    def one(entities, form):
+        ids = _ids(entities, form)
+        assert len(ids) == 1, (form, ids)
+        return ids.pop()
+
+    first = "The envoy, Jon Halvorsen, said the talks would resume in June."
+    same_role = run(first, "According to envoy John Halvorsen, both sides met.")
+    assert one(same_role[0], "Jon Halvorsen") == one(same_role[1], "John Halvorsen")
+    other_role = run(first, "John Halvorsen, the coach, said the plan had support.")
+    assert one(other_role[0], "Jon Halvorsen") != one(other_role[1], "John Halvorsen")
+    no_role = run(first, "John Halvorsen said the plan had support.")
+    assert one(no_role[0], "Jon Halvorsen") != one(no_role[1], "John Halvorsen")
+    rival = run(first, "Peter Halvorsen, a lawyer, declined to comment.",
+                "According to envoy John Halvorsen, both sides met.")
+    assert one(rival[0], "Jon Halvorsen") != one(rival[2], "John Halvorsen")
+    not_a_spelling = run("The envoy, Dan Halvorsen, said the talks would resume.",
+                         "According to envoy Dana Halvorsen, both sides met.")
+    assert one(not_a_spelling[0], "Dan Halvorsen") != one(not_a_spelling[1], "Dana Halvorsen")
+
+
+@needs_model
+def test_gazetteers_canonicalise_places_the_ner_found_and_keep_homographs(extract):
+    (places, people) = extract(
+        "Riots broke out in Poona and Sverdlovsk on Monday, and talks with the Hellenic Republic "
+        "were held in Lagos.",
+        "Whitney Houston sang in Paris. Houston said the show was sold out. Paris Hilton and "
+        "Georgia Harrison watched with Chad Johnson.",
+    )
+    ids = {e.id for e in places}
+    found = {e.forms[0]: e for e in places if e.type == "location"}
+    for form, name, eid in [("Poona", "Pune", "location:pune"), ("Lagos", "Lagos", "location:lagos"),
+                            ("Sverdlovsk", "Yekaterinburg", "location:iekaterinburg")]:
+        if form in found:  # (when the NER found it as a place) the main name and its folded id
+            assert (found[form].name, found[form].id) == (name, eid)
+    assert "Poona" in found
+    assert "location:greece" in ids or not any("Hellenic" in f for e in places for f in e.forms)
+    assert {e.type for e in people if e.forms[0] in ("Houston", "Whitney Houston")} == {"person"}
+    assert not {"location:houston", "location:georgia", "location:chad"} & {e.id for e in people}
+    assert _ids(people, "Paris Hilton") and "location:paris" not in _ids(people, "Paris Hilton")
