@@ -41,6 +41,32 @@ def test_dedupe_window_over_elasticsearch(es_client, settings):
     assert after[0].is_new and not after[1].is_new
 
 
+def test_the_retention_pass_forgets_articles_older_than_the_dedupe_window(es_client, settings):
+    """Through the whole dedupe stage on the real store, the worker's retention pass a window
+    later: the older article's record and band lists are gone, a near copy of it is new, a
+    near copy of the recent one still a duplicate."""
+    from pipeline.stages.dedupe import signature
+    from tests.unit.test_dedupe import seed_text
+    from tests.unit.test_ops_retention import near_window_scenario
+
+    store = ElasticsearchFingerprintStore(es_client, settings.index("fingerprints"))
+    window = timedelta(days=settings.dedupe_window_days)
+    reports = []
+
+    def forget(cutoff):
+        reports.append(retention.run_retention(es_client, settings, now=cutoff + window, topics=False))
+        return reports[-1].deleted_documents["fingerprints"]
+
+    old, recent = signature(seed_text(2)), signature(seed_text(3))
+    forgotten, near, again = near_window_scenario(store, forget)
+    assert forgotten == 1
+    assert reports[0].deleted_documents["band lists"] == len(set(old.bands)), "its band lists went with it"
+    assert near[0].is_new
+    assert near[1].record is not None and (near[1].record.kind, near[1].record.duplicate_of) == ("near", "recent")
+    assert again.record is not None and again.record.duplicate_of == "near-old"
+    assert store.known([old.fingerprint, recent.fingerprint]) == {recent.fingerprint}
+
+
 def test_rollover_then_delete_after_retention(es_client, settings):
     alias = settings.index("articles")
     for n in range(3):
