@@ -1,7 +1,8 @@
 """Operations on a real stream (broker, Faust worker, node), one worker for the module:
 
 - disk pressure is a pause: the flood-stage block on the test's own articles index mid-stream
-  stalls indexing, and when it is lifted every article is indexed, none dead-lettered;
+  stalls indexing (the worker's health endpoint and `newspipe status` say why), and when it is
+  lifted every article is indexed, none dead-lettered;
 - the worker's Prometheus metrics move during the stream (messages per stage, consumer lag per
   partition up while blocked and back to 0, alert latency, webhook outcomes, dedupe hits, dead
   letters by stage and reason);
@@ -81,7 +82,7 @@ def ops(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "NEWS_TOPIC_PREFIX": run, "NEWS_INDEX_PREFIX": run, "NEWS_APP_ID": f"newspipe-{run}",
         "NEWS_DATA_DIR": str(data), "NEWS_METRICS_PORT": str(free_port()),
         "NEWS_METRICS_LAG_INTERVAL_S": "1", "NEWS_RETENTION_INTERVAL_S": "5",
-        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true",
+        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true", "NEWS_WORKER_WEB_PORT": str(free_port()),
     }
     settings = Settings(_env_file=None, **{k[5:].lower(): v for k, v in env.items() if k.startswith("NEWS_") and k[5:].lower() in Settings.model_fields})
     setup(settings)
@@ -145,6 +146,25 @@ def indexed_ids(ops, ids) -> set[str]:
     return {d["_id"] for d in docs if d.get("found")}
 
 
+def worker_health(ops) -> httpx.Response | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{ops.settings.worker_web_port}/health/", timeout=10)
+    except httpx.TransportError:
+        return None
+
+
+def newspipe(ops, *args) -> str:
+    """Run the CLI against the module's topics and indices; its output."""
+    import subprocess
+    import sys
+
+    env = {**ops.worker.env, "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def lag_zero(ops) -> bool:
     from pipeline.ops.metrics import LagMonitor
 
@@ -189,6 +209,13 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
         backlog = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_consumer_lag", topic=enriched) > 0 and m,
                            "the worker's consumer lag to show the stalled stage", describe=ops.worker.log_tail)
         stalled = len(indexed_ids(ops, ids))
+        # the worker's health endpoint and `newspipe status` say why it waits
+        health = wait_for(lambda: (h := worker_health(ops)) is not None and h.status_code == 503 and h,
+                          "the health endpoint to report the wait", describe=ops.worker.log_tail)
+        assert health.json()["waiting_for"] == ["Elasticsearch"]
+        assert "cluster_block_exception" in health.json()["waits"]["index"]["error"]
+        shown = newspipe(ops, "status")
+        assert "waiting for Elasticsearch" in shown and "cluster_block_exception" in shown, shown
     finally:
         ops.es.indices.put_settings(index=first_index, settings={BLOCK: None})
 
@@ -204,6 +231,9 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     assert stalled < len(ids) and done == ids - dups and len(done) > STREAM_SIZE // 2
 
     wait_for(lambda: lag_zero(ops), "the worker group to catch up")
+    resumed = wait_for(lambda: (h := worker_health(ops)) is not None and h.status_code == 200 and h,
+                       "the health endpoint to report the wait over")
+    assert resumed.json()["waiting_for"] == []
     after = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_retention_runs_total") > 0 and m,
                      "a retention pass of the worker's timer")
     for stage in ("clean", "enrich", "index", "alerts"):
@@ -293,6 +323,10 @@ def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     dry = replay(ops.settings, keep)
     assert dry.sent == 0 and sorted(l.key for _, l in dry.selected) == sorted(s.id for s in seeds)
     assert {t for t, _ in dry.selected} == {raw_topic}
+    # the command: a dry run by default, with the same filters
+    listed = newspipe(ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long")
+    assert f"dry run: 2 of {dry.read} dead letter(s) would be replayed (2 to {raw_topic}); --yes sends them" in listed
+    assert all(s.id in listed for s in seeds) and "not-replayed" not in listed
     assert indexed_ids(ops, [s.id for s in seeds]) == set()
 
     alerts_before = len(topic(ops, "alerts"))
@@ -306,7 +340,8 @@ def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     assert len(memorandum) == 2 and len(alerts_once) > alerts_before, "both seeds mention the memorandum"
     count_once = ops.es.count(index=ops.settings.index("articles"))["count"]
 
-    assert replay(ops.settings, keep, send=True).sent == 2
+    sent = newspipe(ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long", "--yes")
+    assert f"replayed 2 of {dry.read} dead letter(s): 2 to {raw_topic}" in sent, sent
     # the dedupe stage knows them as processed (same id, same text): skipped, not re-indexed
     wait_for(lambda: "redelivered article(s) already processed, skipped" in ops.worker.log_tail(2000),
              "the second replay seen as already processed", describe=ops.worker.log_tail)
