@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, description="worker Prometheus metrics port (0 = off)")
     metrics_host: str = Field("127.0.0.1", description="worker metrics bind address")
     metrics_lag_interval_s: float = Field(15, description="how often the worker measures lag")
+    api_metrics_auth: bool = Field(False, description="GET /metrics of the HTTP API needs an admin "
+                                   "key (or the deployment token); off: open, like the worker's port")
 
     @field_validator("webhook_allow_targets")
     @classmethod

@@ -1,5 +1,6 @@
 """The newspipe HTTP API (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``) and the web
-page at ``/``. Every route but ``/``, ``/static/*`` and ``/health`` needs ``Authorization: Bearer
+page at ``/``. Every route but ``/``, ``/static/*``, ``/health`` and
+``/metrics`` (Prometheus; admin-only with ``NEWS_API_METRICS_AUTH``) needs ``Authorization: Bearer
 <key>``: an owner's API key (``newspipe keys add OWNER``) sees only that owner's subscriptions
 and alerts; an admin key, or the deployment token (``NEWS_API_TOKEN``; when unset or
 ``change-me`` a token is generated into ``<NEWS_DATA_DIR>/api-token``), sees every owner's. Run with ``newspipe api`` (binds 127.0.0.1 unless ``--host``).
@@ -14,20 +15,22 @@ from pathlib import Path
 from elasticsearch import ApiError, NotFoundError
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from kafka.errors import KafkaError
 
 from pipeline.alerts.subscriptions import SubscriptionStore
 from pipeline.api import alerts, articles, search
 from pipeline.api.auth import resolve_token
-from pipeline.api.context import ERRORS, ApiContext
+from pipeline.api.context import ERRORS, ApiContext, bearer
 from pipeline.ops.keys import Caller, KeyStore
+from pipeline.ops.metrics import exposition, instrument_api
 from pipeline.stream.process import Pipeline
 from pipeline.settings import Settings, get_settings
 from schemas import RawArticle
@@ -120,7 +123,21 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
+    @api.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request,
+                           credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        """Prometheus metrics of this process (pipeline/ops/metrics.py). Open by default, like the
+        worker's metrics port (the API binds 127.0.0.1 unless --host; compose scrapes it on the
+        stack's network); with NEWS_API_METRICS_AUTH only an admin key or the deployment token."""
+        if settings.api_metrics_auth:
+            caller = ctx.caller_of(credentials.credentials if credentials else None)
+            if not caller.admin:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "the metrics need an admin key")
+        body, content_type = exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
     api.add_middleware(AllowHeader, app_routes=lambda: api.routes)
+    instrument_api(api, serve=False)  # outermost: counts every request by route template
     api.include_router(articles.router(ctx))
     api.include_router(search.router(ctx))
     api.include_router(alerts.router(ctx))

@@ -2,7 +2,7 @@
 
 One registry of the project's (:data:`REGISTRY`), so a process exposes only newspipe's series
 (plus the process collector). The worker serves it on ``NEWS_METRICS_PORT`` (0 = off, see
-:func:`serve`); the HTTP API mounts :func:`metrics_app` at ``/metrics``.
+:func:`serve`); the HTTP API serves it at ``/metrics`` (:func:`instrument_api`, ``pipeline/api/app.py``).
 
 Series (all prefixed ``newspipe_``):
 
@@ -108,18 +108,57 @@ def metrics_app():
     return make_asgi_app(registry=REGISTRY)
 
 
-def instrument_api(api) -> None:
-    """Count an API's requests by route template and status, and serve the metrics at
-    ``/metrics`` (the lead's wiring for the HTTP API: ``instrument_api(app)``)."""
+class RequestCounter:
+    """ASGI middleware: counts each HTTP request in ``newspipe_api_requests_total`` by method,
+    route template (``/subscriptions/{subscription_id}``, never the raw path: bounded label
+    values; ``unmatched`` for a 404 of no route) and status. Counted when the answer starts, so
+    a long-lived stream (SSE) counts at once; pure ASGI, so streams and disconnects pass
+    through untouched. An exception that escapes the app counts as a 500."""
 
-    @api.middleware("http")
-    async def count_requests(request, call_next):
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")  # bounded label values
-        API_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        return response
+    def __init__(self, app):
+        self.app = app
 
-    api.mount("/metrics", metrics_app())
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        counted = False
+
+        def count(status: int) -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                route = getattr(scope.get("route"), "path", "unmatched")
+                API_REQUESTS.labels(scope.get("method", "GET"), route, str(status)).inc()
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                count(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            count(500)
+            raise
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The registry in the format the scraper asks for (``Accept``: OpenMetrics or text 0.0.4)
+    and its content type."""
+    from prometheus_client.exposition import choose_encoder
+
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(REGISTRY), content_type
+
+
+def instrument_api(api, serve: bool = True) -> None:
+    """Count an API's requests (:class:`RequestCounter`) and, with ``serve``, mount the metrics
+    at ``/metrics`` without any check. The newspipe API (``pipeline.api.app.create_api``) passes
+    ``serve=False`` and serves ``GET /metrics`` itself (open, or admin-only with
+    ``NEWS_API_METRICS_AUTH``)."""
+    api.add_middleware(RequestCounter)
+    if serve:
+        api.mount("/metrics", metrics_app())
 
 
 class LagMonitor:

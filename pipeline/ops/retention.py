@@ -18,7 +18,8 @@ alerts          documents older than the retention          ``retention_alerts_d
                 one index (its ``create`` and ``mget``)
 fingerprints    records older than the dedupe window        ``dedupe_window_days`` (30)
                 (``first_seen``) are deleted: such a text
-                is new again
+                is new again (its near copies too); band
+                lists not written for the window too
 outbox          finished webhook entries (``delivered``,    ``retention_outbox_days`` (30)
                 ``failed``, ``refused``) last updated
                 (``updated_at``) longer ago are deleted;
@@ -186,6 +187,12 @@ def delete_old_documents(es: Elasticsearch, settings: Settings, now: datetime) -
         before = now - timedelta(days=retention_days(settings, family))
         deleted[family] = forget_before(es, settings.index(family), date_field, before,
                                         only=DOCUMENT_FILTERS.get(family))
+    # the dedupe band lists (pipeline.stages.dedupe_store) beside the fingerprint records: a
+    # list not written for the window names only forgotten texts
+    from pipeline.stages.dedupe_store import BAND_UPDATED_FIELD
+
+    window = now - timedelta(days=retention_days(settings, "fingerprints"))
+    deleted["band lists"] = forget_before(es, settings.index("fingerprints"), BAND_UPDATED_FIELD, window)
     return deleted
 
 

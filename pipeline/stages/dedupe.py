@@ -94,6 +94,7 @@ from pipeline.stages.dedupe_store import (
     INDEXED,
     PENDING,
     BandEntry,
+    BandsBefore,
     FingerprintEntry,
     FingerprintStore,
 )
@@ -304,7 +305,7 @@ class Deduper:
         ]
         if not new:
             return
-        before = self.store.claim_bands([v.item.entry() for v in new])
+        before = self._without_forgotten(self.store.claim_bands([v.item.entry() for v in new]))
         owners: dict[str, str] = {}
         for verdict in new:
             winner = self._yields_to(verdict.item, before.get(verdict.item.sig.fingerprint, {}))
@@ -315,6 +316,21 @@ class Deduper:
                 claimed[fp] = replace(claimed[fp], article_id=entry.article_id)
                 owners[fp] = entry.article_id
         self.store.reassign(owners)
+
+    def _without_forgotten(self, before: BandsBefore) -> BandsBefore:
+        """``before`` without the texts whose record is gone: band lists outlive the records
+        the dedupe window forgets, and a forgotten text is nobody's original. One lookup,
+        only when some text stood before another in a list (near copies; rare)."""
+        listed = {e.fingerprint for keys in before.values() for entries in keys.values() for e in entries}
+        if not listed:
+            return before
+        alive = self.store.known(sorted(listed))
+        if alive >= listed:
+            return before
+        return {
+            fp: {key: tuple(e for e in entries if e.fingerprint in alive) for key, entries in keys.items()}
+            for fp, keys in before.items()
+        }
 
     def _yields_to(
         self, item: _Item, before: dict[str, tuple[BandEntry, ...]]

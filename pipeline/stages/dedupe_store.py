@@ -19,6 +19,11 @@ written with ``if_seq_no``/``if_primary_term`` and retried on a conflict), and r
 stood before it in each list. Appending twice is a no-op that returns the same answer, so a
 redelivery decides as the first delivery did. A list keeps its ``BAND_LIST_MAX`` latest
 entries (older texts are found by :meth:`FingerprintStore.candidates`).
+
+The dedupe window (``forget``, run by ``pipeline.ops.retention``) deletes the records first
+seen before it and the band lists not written since; a list written since may still name a
+forgotten text, which the dedupe stage then ignores (:meth:`FingerprintStore.known`), so a near
+copy of an article older than the window is new again, like its exact copy.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import base64
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
@@ -46,6 +51,9 @@ BAND_LIST_MAX = 32
 """Most entries one band list keeps (the latest); the lists arbitrate concurrent claims only."""
 BAND_DOC_PREFIX = "band:"
 """``_id`` prefix of the band-list documents in the fingerprints index (records have 40 hex)."""
+BAND_UPDATED_FIELD = "updated_at"
+"""When a band-list document was last written: retention deletes a list not written for the
+dedupe window (every text it names was forgotten with its record)."""
 
 
 class FingerprintStoreError(RuntimeError):
@@ -120,6 +128,11 @@ class FingerprintStore(Protocol):
         to a concurrent near copy belongs to that copy's article from then on."""
         ...
 
+    def known(self, fingerprints: list[str]) -> set[str]:
+        """The fingerprints of these that have a record. A band list may still name a text
+        whose record the dedupe window forgot (``forget``): such a text is no original."""
+        ...
+
 
 class InMemoryFingerprintStore:
     """A :class:`FingerprintStore` in a dict; thread-safe, lost when the process ends."""
@@ -161,6 +174,10 @@ class InMemoryFingerprintStore:
                 for key in self._entries.pop(fp).bands:
                     self._by_band[key] = [f for f in self._by_band.get(key, ()) if f != fp]
             return len(old)
+
+    def known(self, fingerprints: list[str]) -> set[str]:
+        with self._lock:
+            return {fp for fp in fingerprints if fp in self._entries}
 
     def mark_indexed(self, fingerprints: list[str]) -> None:
         with self._lock:
@@ -265,6 +282,7 @@ class ElasticsearchFingerprintStore:
             for key in entry.bands:
                 pending.setdefault(key, []).append(_entry_of(entry))
         before: BandsBefore = {entry.fingerprint: {} for entry in entries}
+        written_at = datetime.now(timezone.utc).isoformat()
         while pending:
             ids = [BAND_DOC_PREFIX + key for key in pending]
             docs = self.es.mget(index=self.index, ids=ids)["docs"]
@@ -282,7 +300,8 @@ class ElasticsearchFingerprintStore:
                 action: dict[str, Any] = {"_index": self.index, "_id": BAND_DOC_PREFIX + key}
                 if found:
                     action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
-                body = {"band": key, "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]]}
+                body = {"band": key, "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]],
+                        BAND_UPDATED_FIELD: written_at}
                 operations += [{"index" if found else "create": action}, body]
                 written.append(key)
             if not operations:
@@ -315,10 +334,19 @@ class ElasticsearchFingerprintStore:
 
     def forget(self, before: datetime) -> int:
         """Delete the records first seen before ``before`` (the dedupe window; run by
-        pipeline.ops.retention); returns how many."""
+        pipeline.ops.retention), and the band lists last written before it (they name only
+        such texts); returns how many records."""
         from pipeline.ops.retention import forget_before
 
-        return forget_before(self.es, self.index, "first_seen", before)
+        forgotten = forget_before(self.es, self.index, "first_seen", before)
+        forget_before(self.es, self.index, BAND_UPDATED_FIELD, before)
+        return forgotten
+
+    def known(self, fingerprints: list[str]) -> set[str]:
+        if not fingerprints:
+            return set()
+        docs = self.es.mget(index=self.index, ids=list(dict.fromkeys(fingerprints)), source=False)["docs"]
+        return {doc["_id"] for doc in docs if doc.get("found")}
 
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
         """The stored records of these fingerprints (all must exist)."""

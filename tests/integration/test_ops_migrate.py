@@ -76,3 +76,46 @@ def test_type_change_migrates_while_the_stream_writes(es_client, settings, caplo
     sources = es_client.search(index=alias, size=0, aggs={"s": {"terms": {"field": "source"}}})["aggregations"]["s"]["buckets"]
     assert {b["key"]: b["doc_count"] for b in sources} == {"Reuters": 300, "AP": len(written)}
     assert mig.plan(es_client, settings) == {}
+
+
+def run_cli(settings, *args) -> str:
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    env = {**os.environ, "NEWS_ES_URL": settings.es_url, "NEWS_INDEX_PREFIX": settings.index_prefix, "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_newspipe_migrate_applies_a_type_change(es_client, settings):
+    """The command a user runs: `--dry-run` names the conflict and changes nothing; then
+    `newspipe migrate` (default: the families that need it) moves the alias to a new index
+    with the template's type, documents copied."""
+    alias = settings.index("articles")
+    ensure_indices(es_client, settings)  # every family as the template says ...
+    old_mapping = copy.deepcopy(template_body("articles")["mappings"])
+    old_mapping["properties"]["source"] = {"type": "text"}  # ... but articles from an older one
+    es_client.indices.delete(index=f"{alias}-000001")
+    es_client.indices.create(index=f"{alias}-000001", mappings=old_mapping,
+                             aliases={alias: {"is_write_index": True}})
+    for n in range(20):
+        es_client.index(index=alias, id=f"doc{n}", document={"id": f"doc{n}", "source": "Reuters"})
+
+    dry = run_cli(settings, "migrate", "--dry-run")
+    assert "articles needs a new index" in dry and "source: type text -> keyword" in dry
+    assert "would migrate: articles" in dry
+    assert list(es_client.indices.get_alias(name=alias)) == [f"{alias}-000001"], "a dry run changes nothing"
+
+    done = run_cli(settings, "migrate")
+    assert f"articles: {alias}-000001 -> {alias}-000002; copied 20" in done
+    assert list(es_client.indices.get_alias(name=alias)) == [f"{alias}-000002"]
+    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000002"]["mappings"]["properties"]
+    assert mapping["source"]["type"] == "keyword"
+    es_client.indices.refresh(index=alias)
+    assert es_client.count(index=alias, query={"term": {"source": "Reuters"}})["count"] == 20
+    assert "mappings up to date: nothing to migrate" in run_cli(settings, "migrate")

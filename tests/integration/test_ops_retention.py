@@ -41,15 +41,66 @@ def test_dedupe_window_over_elasticsearch(es_client, settings):
     assert after[0].is_new and not after[1].is_new
 
 
-def test_rollover_then_delete_after_retention(es_client, settings):
+def test_the_retention_pass_forgets_articles_older_than_the_dedupe_window(es_client, settings):
+    """Through the whole dedupe stage on the real store, the worker's retention pass a window
+    later: the older article's record and band lists are gone, a near copy of it is new, a
+    near copy of the recent one still a duplicate."""
+    from pipeline.stages.dedupe import signature
+    from tests.unit.test_dedupe import seed_text
+    from tests.unit.test_ops_retention import near_window_scenario
+
+    store = ElasticsearchFingerprintStore(es_client, settings.index("fingerprints"))
+    window = timedelta(days=settings.dedupe_window_days)
+    reports = []
+
+    def forget(cutoff):
+        reports.append(retention.run_retention(es_client, settings, now=cutoff + window, topics=False))
+        return reports[-1].deleted_documents["fingerprints"]
+
+    old, recent = signature(seed_text(2)), signature(seed_text(3))
+    forgotten, near, again = near_window_scenario(store, forget)
+    assert forgotten == 1
+    assert reports[0].deleted_documents["band lists"] == len(set(old.bands)), "its band lists went with it"
+    assert near[0].is_new
+    assert near[1].record is not None and (near[1].record.kind, near[1].record.duplicate_of) == ("near", "recent")
+    assert again.record is not None and again.record.duplicate_of == "near-old"
+    assert store.known([old.fingerprint, recent.fingerprint]) == {recent.fingerprint}
+
+
+def status_table(settings, data_dir, command) -> dict[str, list[str]]:
+    """Run ``newspipe <command>`` against the test's prefix; its indices table as family ->
+    [indices, documents, size, retention, next deletion]."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import REPO
+
+    env = {**os.environ, "NEWS_ES_URL": settings.es_url, "NEWS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "NEWS_INDEX_PREFIX": settings.index_prefix, "NEWS_TOPIC_PREFIX": settings.topic_prefix,
+           "NEWS_DATA_DIR": str(data_dir), "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "next deletion" in done.stdout, done.stdout
+    table = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 6 and cells[0] in FAMILIES:
+            table[cells[0]] = cells[1:]
+    return table
+
+
+def test_rollover_then_delete_after_retention(es_client, settings, tmp_path):
     alias = settings.index("articles")
     for n in range(3):
         es_client.index(index=alias, id=f"a{n}", document={"id": f"a{n}"})
     es_client.indices.refresh(index=alias)
     old_alert = {"id": "x", "created_at": (NOW - timedelta(days=400)).isoformat()}
     es_client.index(index=settings.index("alerts"), id="old", document=old_alert, refresh=True)
+    new_at = retention.utcnow()
     es_client.index(index=settings.index("alerts"), id="new",
-                    document={"id": "y", "created_at": retention.utcnow().isoformat()}, refresh=True)
+                    document={"id": "y", "created_at": new_at.isoformat()}, refresh=True)
 
     report = retention.run_retention(es_client, settings, topics=False)
     assert report.rolled_over == {alias: f"{alias}-000002"}
@@ -66,6 +117,17 @@ def test_rollover_then_delete_after_retention(es_client, settings):
     rows = {r.family: r for r in retention.status(es_client, settings)}
     assert rows["articles"].indices == 2 and rows["articles"].docs == 3
     assert rows["articles"].next_deletion.startswith(f"{alias}-000001 at ")
+    # what a user sees: `newspipe status` (and `newspipe retention status`) print the table
+    expires = retention.family_indices(es_client, alias)[0].rolled_at + timedelta(days=settings.retention_articles_days)
+    alerts_expire = new_at + timedelta(days=settings.retention_alerts_days)  # the old one went
+    for command in (["status"], ["retention", "status"]):
+        table = status_table(settings, tmp_path, command)
+        assert table["articles"][:2] == ["2", "3"] and table["articles"][3] == "365 days", table
+        assert table["articles"][2].endswith("B"), "a size"
+        assert table["articles"][4] == f"{alias}-000001 at {expires:%Y-%m-%d %H:%M}"
+        assert table["alerts"][:2] == ["1", "1"] and table["alerts"][3] == "180 days"
+        assert table["alerts"][4] == f"oldest doc at {alerts_expire:%Y-%m-%d %H:%M}"
+        assert table["fingerprints"][3] == f"{settings.dedupe_window_days:g} days"
 
     # a year later: the rolled-over index is past the retention, the write index stays
     later = retention.utcnow() + timedelta(days=settings.retention_articles_days + 1)

@@ -1,8 +1,11 @@
 """Operations on a real stream (broker, Faust worker, node), one worker for the module:
 
 - disk pressure is a pause: the flood-stage block on the test's own articles index mid-stream
-  stalls indexing, and when it is lifted every article is indexed, none dead-lettered;
-- the worker's Prometheus metrics move during the stream;
+  stalls indexing (the worker's health endpoint and `newspipe status` say why), and when it is
+  lifted every article is indexed, none dead-lettered;
+- the worker's Prometheus metrics move during the stream (messages per stage, consumer lag per
+  partition up while blocked and back to 0, alert latency, webhook outcomes, dedupe hits, dead
+  letters by stage and reason);
 - dead letters replayed twice index nothing twice and fire no alert twice.
 
 Every index and topic here has the module's own prefix (deleted at the end)."""
@@ -79,7 +82,7 @@ def ops(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         "NEWS_TOPIC_PREFIX": run, "NEWS_INDEX_PREFIX": run, "NEWS_APP_ID": f"newspipe-{run}",
         "NEWS_DATA_DIR": str(data), "NEWS_METRICS_PORT": str(free_port()),
         "NEWS_METRICS_LAG_INTERVAL_S": "1", "NEWS_RETENTION_INTERVAL_S": "5",
-        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true",
+        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true", "NEWS_WORKER_WEB_PORT": str(free_port()),
     }
     settings = Settings(_env_file=None, **{k[5:].lower(): v for k, v in env.items() if k.startswith("NEWS_") and k[5:].lower() in Settings.model_fields})
     setup(settings)
@@ -143,6 +146,25 @@ def indexed_ids(ops, ids) -> set[str]:
     return {d["_id"] for d in docs if d.get("found")}
 
 
+def worker_health(ops) -> httpx.Response | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{ops.settings.worker_web_port}/health/", timeout=10)
+    except httpx.TransportError:
+        return None
+
+
+def newspipe(ops, *args) -> str:
+    """Run the CLI against the module's topics and indices; its output."""
+    import subprocess
+    import sys
+
+    env = {**ops.worker.env, "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def lag_zero(ops) -> bool:
     from pipeline.ops.metrics import LagMonitor
 
@@ -182,7 +204,18 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     try:
         during = wait_for(lambda: "cluster_block_exception" in ops.worker.log_tail(400) and metrics(ops),
                           "the worker to meet the block", describe=ops.worker.log_tail)
+        # the stalled index agent leaves its messages uncommitted: the worker's lag gauge rises
+        enriched = ops.settings.topic("enriched")  # the blocked index agent's topic
+        backlog = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_consumer_lag", topic=enriched) > 0 and m,
+                           "the worker's consumer lag to show the stalled stage", describe=ops.worker.log_tail)
         stalled = len(indexed_ids(ops, ids))
+        # the worker's health endpoint and `newspipe status` say why it waits
+        health = wait_for(lambda: (h := worker_health(ops)) is not None and h.status_code == 503 and h,
+                          "the health endpoint to report the wait", describe=ops.worker.log_tail)
+        assert health.json()["waiting_for"] == ["Elasticsearch"]
+        assert "cluster_block_exception" in health.json()["waits"]["index"]["error"]
+        shown = newspipe(ops, "status")
+        assert "waiting for Elasticsearch" in shown and "cluster_block_exception" in shown, shown
     finally:
         ops.es.indices.put_settings(index=first_index, settings={BLOCK: None})
 
@@ -198,6 +231,9 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     assert stalled < len(ids) and done == ids - dups and len(done) > STREAM_SIZE // 2
 
     wait_for(lambda: lag_zero(ops), "the worker group to catch up")
+    resumed = wait_for(lambda: (h := worker_health(ops)) is not None and h.status_code == 200 and h,
+                       "the health endpoint to report the wait over")
+    assert resumed.json()["waiting_for"] == []
     after = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_retention_runs_total") > 0 and m,
                      "a retention pass of the worker's timer")
     for stage in ("clean", "enrich", "index", "alerts"):
@@ -207,8 +243,64 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     assert total(after, "newspipe_dedupe_hits_total") == len(dups)
     assert total(after, "newspipe_alert_latency_seconds_count") > 0
     assert total(after, "newspipe_webhook_deliveries_total", outcome="delivered") == len(Hooks.received) > 0
-    lag = [k for k in after if k[0] == "newspipe_consumer_lag"]
-    assert {dict(labels)["topic"] for _, labels in lag} >= {ops.settings.topic(t) for t in ("raw", "clean", "enriched")}
+    # consumer lag per partition: one series per (topic, partition) the worker group reads; up
+    # while the block held, back to 0 on every partition once the stream caught up
+    partitions = {(ops.settings.topic(t), str(p)) for t in ("raw", "clean", "enriched")
+                  for p in range(ops.settings.topic_partitions)}
+    assert {(dict(ls)["topic"], dict(ls)["partition"]) for n, ls in backlog if n == "newspipe_consumer_lag"} == partitions
+    caught_up = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_consumer_lag") == 0 and m,
+                         "the worker's lag gauge back to 0")
+    assert {(dict(ls)["topic"], dict(ls)["partition"]) for n, ls in caught_up if n == "newspipe_consumer_lag"} == partitions
+
+
+def test_dead_letters_by_stage_and_reason_and_dedupe_hits_by_kind_move(ops):
+    """Bad input and copies through the worker: the dead-letter and dedupe series move by
+    exactly what the worker put on the dead-letter and duplicates topics."""
+    from collections import Counter
+
+    from pipeline.infra.kafka import make_producer
+    from schemas import RawArticle
+
+    run = uuid.uuid4().hex[:8]
+    body = (f"Growers of the {run} cooperative delivered more barley to its silos this week than in any "
+            f"week of the past season, the cooperative's board said on Monday. Board member {run} said "
+            "prices at the silos held steady while rail freight to the coast grew slower and dearer.")
+    first = RawArticle(id=f"orig-{run}", title=f"Barley deliveries {run}", body=body)
+    copy = RawArticle(id=f"copy-{run}", title=first.title, body=first.body)  # same text, new id
+    binary = RawArticle(id=f"binary-{run}", title="Binary", body="\ufffd\x01\x02" * 200)  # clean: CleanError
+    before = metrics(ops)
+
+    publish(ops, [first])
+    wait_for(lambda: indexed_ids(ops, [first.id]), "the original indexed", describe=ops.worker.log_tail)
+    publish(ops, [copy, binary])
+    producer = make_producer(ops.settings)
+    producer.send(ops.settings.topic("raw"), key=f"notjson-{run}", value=b"{not json")  # decode: invalid
+    producer.flush()
+    producer.close()
+    ours = {copy.id, binary.id, f"notjson-{run}"}
+
+    def landed():
+        dead = [d for d in map(DeadLetter.model_validate_json, topic(ops, "deadletter")) if d.key in ours]
+        dups = [r for r in map(DuplicateRecord.model_validate_json, topic(ops, "duplicates")) if r.article_id in ours]
+        return (dead, dups) if len(dead) == 2 and len(dups) == 1 else None
+
+    dead, dups = wait_for(landed, "two dead letters and a duplicate", describe=ops.worker.log_tail)
+    assert {(d.key, d.stage, d.error_type) for d in dead} == {
+        (binary.id, "clean", "CleanError"), (f"notjson-{run}", "decode", "Rejected")}
+    assert (dups[0].kind, dups[0].duplicate_of) == ("exact", first.id)
+
+    wait_for(lambda: lag_zero(ops), "the worker group to catch up")
+    after = metrics(ops)
+    by_reason = Counter((d.stage, d.error_type) for d in dead)
+    for (stage, reason), n in by_reason.items():
+        moved = (total(after, "newspipe_dead_letters_total", stage=stage, reason=reason)
+                 - total(before, "newspipe_dead_letters_total", stage=stage, reason=reason))
+        assert moved == n, (stage, reason, moved)
+    assert total(after, "newspipe_dead_letters_total") - total(before, "newspipe_dead_letters_total") == 2
+    assert (total(after, "newspipe_dedupe_hits_total", kind="exact")
+            - total(before, "newspipe_dedupe_hits_total", kind="exact")) == 1
+    assert total(after, "newspipe_dedupe_hits_total") - total(before, "newspipe_dedupe_hits_total") == 1
+    assert indexed_ids(ops, ours) == set(), "neither the copy nor bad input is indexed"
 
 
 def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
@@ -231,6 +323,10 @@ def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     dry = replay(ops.settings, keep)
     assert dry.sent == 0 and sorted(l.key for _, l in dry.selected) == sorted(s.id for s in seeds)
     assert {t for t, _ in dry.selected} == {raw_topic}
+    # the command: a dry run by default, with the same filters
+    listed = newspipe(ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long")
+    assert f"dry run: 2 of {dry.read} dead letter(s) would be replayed (2 to {raw_topic}); --yes sends them" in listed
+    assert all(s.id in listed for s in seeds) and "not-replayed" not in listed
     assert indexed_ids(ops, [s.id for s in seeds]) == set()
 
     alerts_before = len(topic(ops, "alerts"))
@@ -244,7 +340,8 @@ def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     assert len(memorandum) == 2 and len(alerts_once) > alerts_before, "both seeds mention the memorandum"
     count_once = ops.es.count(index=ops.settings.index("articles"))["count"]
 
-    assert replay(ops.settings, keep, send=True).sent == 2
+    sent = newspipe(ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long", "--yes")
+    assert f"replayed 2 of {dry.read} dead letter(s): 2 to {raw_topic}" in sent, sent
     # the dedupe stage knows them as processed (same id, same text): skipped, not re-indexed
     wait_for(lambda: "redelivered article(s) already processed, skipped" in ops.worker.log_tail(2000),
              "the second replay seen as already processed", describe=ops.worker.log_tail)

@@ -134,3 +134,69 @@ def test_prometheus_and_grafana_in_compose():
     provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/newspipe.yml").read_text())
     dash_dir = provider["providers"][0]["options"]["path"]
     assert any(v.endswith(f":{dash_dir}:ro") and "deploy/grafana/dashboards" in v for v in grafana["volumes"])
+
+
+# --- the newspipe HTTP API's /metrics (pipeline/api/app.py) -------------------------------------
+
+OFFLINE = dict(kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:1")
+
+
+def newspipe_api(tmp_path, **settings):
+    from fastapi.testclient import TestClient
+
+    from pipeline.api import create_api
+    from pipeline.settings import Settings
+
+    app = create_api(Settings(_env_file=None, api_token="metrics-unit-token", data_dir=tmp_path, **OFFLINE, **settings))
+    return app, TestClient(app, raise_server_exceptions=False)
+
+
+def test_the_api_serves_its_metrics_without_a_key_by_default_and_counts_route_templates(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, client = newspipe_api(tmp_path)
+    bad = {"Authorization": "Bearer nope"}
+    before = value("newspipe_api_requests_total", method="GET", route="/subscriptions/{subscription_id}", status="401")
+    before_health = value("newspipe_api_requests_total", method="GET", route="/health", status="200")
+    before_none = value("newspipe_api_requests_total", method="GET", route="unmatched", status="404")
+    client.get("/subscriptions/sub-1", headers=bad), client.get("/subscriptions/sub-2", headers=bad)
+    client.get("/health"), client.get("/no/such/route")
+    response = client.get("/metrics")  # no key, no redirect to /metrics/
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(response.text) for s in f.samples}
+    key = ("newspipe_api_requests_total",
+           (("method", "GET"), ("route", "/subscriptions/{subscription_id}"), ("status", "401")))
+    assert samples[key] == before + 2, "by route template, never the raw path"
+    assert not any("sub-1" in str(labels) for _, labels in samples)
+    assert value("newspipe_api_requests_total", method="GET", route="/health", status="200") == before_health + 1
+    assert value("newspipe_api_requests_total", method="GET", route="unmatched", status="404") == before_none + 1
+    assert value("newspipe_api_requests_total", method="GET", route="/metrics", status="200") >= 1
+    # a scraper asking for OpenMetrics gets it
+    openmetrics = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.rstrip().endswith("# EOF")
+    # not part of the API's contract (the OpenAPI document), like / and /static
+    assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_an_unavailable_server_is_counted_as_the_503_it_answers(tmp_path):
+    _, client = newspipe_api(tmp_path)
+    before = value("newspipe_api_requests_total", method="GET", route="/search", status="503")
+    response = client.get("/search", params={"q": "x"}, headers={"Authorization": "Bearer metrics-unit-token"})
+    assert response.status_code == 503
+    assert value("newspipe_api_requests_total", method="GET", route="/search", status="503") == before + 1
+
+
+def test_api_metrics_auth_lets_only_an_admin_key_scrape(tmp_path):
+    from pipeline.ops.keys import Caller
+
+    app, client = newspipe_api(tmp_path, api_metrics_auth=True)
+    owners = {"np_a_alice": Caller("alice", key_id="a"), "np_o_ops": Caller("ops", admin=True, key_id="o")}
+    app.state.ctx.keys = type("Keys", (), {"authenticate": lambda self, key: owners.get(key)})()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer np_x_unknown"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer np_a_alice"}).status_code == 403
+    for admin in ("np_o_ops", "metrics-unit-token"):
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
+        assert response.status_code == 200 and "newspipe_api_requests_total" in response.text, admin

@@ -61,6 +61,34 @@ def test_forget_removes_near_duplicate_candidates_too():
     assert store.candidates(list(signature(near).bands)) == []
 
 
+def near_window_scenario(store, forget):
+    """Through the whole dedupe stage (records and band lists): an article seen before the
+    cutoff, one after it; ``forget(cutoff)`` forgets the older one; then a near copy of each
+    (a word added) and the older text itself, under new ids."""
+    from datetime import datetime as clock
+
+    deduper = Deduper(store)
+    old, recent = seed_text(2), seed_text(3)
+    assert deduper.check([article("old", old)])[0].is_new
+    cutoff = clock.now(timezone.utc)
+    assert deduper.check([article("recent", recent)])[0].is_new
+    forgotten = forget(cutoff)
+    near = deduper.check([article("near-old", old.replace(".", " indeed.", 1)),
+                          article("near-recent", recent.replace(".", " indeed.", 1))])
+    again = deduper.check([article("old-again", old)])[0]
+    return forgotten, near, again
+
+
+def test_a_near_copy_of_a_forgotten_article_is_new_again_of_a_recent_one_still_a_duplicate():
+    store = InMemoryFingerprintStore()
+    forgotten, near, again = near_window_scenario(store, store.forget)
+    assert forgotten == 1
+    assert near[0].is_new, "the band lists still name the forgotten text: it is no original"
+    assert near[1].record is not None and (near[1].record.kind, near[1].record.duplicate_of) == ("near", "recent")
+    # the old text again is a near copy of the (new) near-old, never of the forgotten article
+    assert again.record is not None and again.record.duplicate_of == "near-old"
+
+
 def info(name, created_days_ago, write=False):
     return IndexInfo(name=name, created=NOW - timedelta(days=created_days_ago), docs=1, bytes=1, write=write)
 
