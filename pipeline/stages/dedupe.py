@@ -275,6 +275,8 @@ class _Verdict:
     similarity: float = 1.0
     of_fingerprint: str | None = None
     of_article: str | None = None
+    claimer: str | None = None
+    """``exact`` in the batch: the id of the earlier article of the batch that claims the text."""
 
 
 class Deduper:
@@ -358,7 +360,7 @@ class Deduper:
         and the batch so far."""
         fp = item.sig.fingerprint
         if fp in batch.by_fingerprint:
-            return _Verdict(item, "exact", of_fingerprint=fp)
+            return _Verdict(item, "exact", of_fingerprint=fp, claimer=batch.by_fingerprint[fp].article.id)
         if not any(entry.fingerprint == fp for entry in stored):
             verdict = self._near(item, stored, batch)
             if verdict is not None:
@@ -421,8 +423,13 @@ def _result(verdict: _Verdict, claimed: dict[str, FingerprintEntry]) -> DedupeRe
     original = verdict.of_article
     if verdict.of_fingerprint is not None:
         original = claimed[verdict.of_fingerprint].article_id
-    if original == article.id:  # the same message twice in one batch: the first one goes on
-        return DedupeResult(article, redelivered=True)
+    if original == article.id:
+        if verdict.kind == "exact" and verdict.claimer not in (None, article.id):
+            # the text's record is this article's own (an earlier delivery claimed it) and the
+            # earlier copy of the batch, under another id, lost to it: this one goes on
+            stored = claimed[verdict.of_fingerprint]
+            return DedupeResult(article, redelivered=stored.status == INDEXED)
+        return DedupeResult(article, redelivered=True)  # the same message twice in one batch
     return DedupeResult(article, _record(article, original, verdict.kind, verdict.similarity))
 
 
