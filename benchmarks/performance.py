@@ -6,7 +6,7 @@
 Uses the servers of NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL, else starts the local runtime
 (``newspipe up``'s servers). The model is NEWS_SPACY_MODEL. Any JSON-lines corpus of articles
 (``{"title", "body", ...}`` per line) works; distinct articles are picked from it (exact and
-near copies skipped, 40-400 words unless ``--max-words`` says otherwise). Printed:
+near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit). Printed:
 
 1. ``nlp.pipe`` of the model as shipped (every component) with 1 and 2 processes over the
    cleaned bodies; and the pipeline the stages load (:func:`pipeline.stages.nlp.load_nlp`);
@@ -233,6 +233,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="steady rate, articles/s")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per rate (60)")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--min-words", type=int, default=40)
+    parser.add_argument("--max-words", type=int, default=400, help="0: no limit (long articles)")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: nlp,throughput,latency")
     args = parser.parse_args()
     n = args.articles or (300 if args.quick else 2400)
@@ -251,9 +253,10 @@ def main() -> None:
     if not corpus.is_file():
         sys.exit(f"error: no corpus file {corpus}")
     try:
-        articles = distinct_articles(n, corpus, uuid.uuid4().hex[:6])
+        articles = distinct_articles(n, corpus, uuid.uuid4().hex[:6], min_words=args.min_words,
+                                     max_words=args.max_words or sys.maxsize)
     except RuntimeError as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {exc} (ask for fewer with --articles)")
     texts = [clean(a).body for a in articles]
     words = statistics.fmean(len(t.split()) for t in texts)
     cores = os.cpu_count() or 1
