@@ -321,3 +321,9 @@ def test_redelivered_owner_after_its_copy_in_one_batch_goes_on(deduper: Deduper)
     assert owner.is_new and owner.record is None and not owner.redelivered
     again = deduper.check([article("a", text), article("a", text)])  # same message twice
     assert again[0].is_new and again[1].redelivered
+
+
+def test_candidates_many_answers_as_one_search_per_text(store: InMemoryFingerprintStore, deduper: Deduper) -> None:
+    deduper.check(seeds())
+    keys = [list(signature(seed_text(i)).bands) for i in range(3)] + [[]]
+    assert store.candidates_many(keys) == [store.candidates(k) for k in keys[:3]] + [[]]
