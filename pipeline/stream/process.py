@@ -435,7 +435,7 @@ class Pipeline:
             view = ArticleView.from_article(article)
             for subscription, found in self.subscriptions.index.match(view):
                 alert = make_alert(subscription, article, found, snippet(article, found))
-                alerts.append(stamp(alert, **(article.stage_times or {}), alerts_taken=taken))
+                alerts.append(stamp(alert, **{**(article.stage_times or {}), "alerts_taken": taken}))
         fired, rejected = retry_transient(lambda: self.ledger.claim_isolated(alerts), what="alert ledger")
         matched = utcnow()
         for alert in fired:
