@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 QUERIES = ["oil", "dividend", "trade OR tariff", '"interest rates"', "bank AND loss", "said"]
 
 
-def distinct_articles(n: int, corpus: Path, run: str) -> list:
-    """``n`` corpus articles, none an exact or near duplicate of another, under fresh ids."""
+def distinct_articles(n: int, corpus: Path, run: str, min_words: int = 40, max_words: int = 400) -> list:
+    """``n`` corpus articles of ``min_words``..``max_words`` words, none an exact or near
+    duplicate of another, under fresh ids."""
     from pipeline.sources.ingest import Rejected, iter_inputs
     from pipeline.stages.clean import CleanError, clean
     from pipeline.stages.dedupe import Deduper
@@ -35,7 +36,7 @@ def distinct_articles(n: int, corpus: Path, run: str) -> list:
 
     deduper, out = Deduper(InMemoryFingerprintStore()), []
     for item in iter_inputs([corpus]):
-        if isinstance(item, Rejected) or not 40 <= len(item.body.split()) <= 400:
+        if isinstance(item, Rejected) or not min_words <= len(item.body.split()) <= max_words:
             continue
         try:
             if not deduper.check([clean(item)])[0].is_new:

@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(0, description="Faust worker web port (0 = off)")
     worker_web_host: str = Field("127.0.0.1", description="Faust worker web bind address")
     batch_max: int = Field(64, description="most messages one agent takes at once")
-    batch_wait_s: float = Field(0.1, description="longest wait to fill a batch, seconds")
+    batch_wait_s: float = Field(
+        0.005, description="longest wait for more messages once one arrived, seconds "
+        "(batches grow under backlog without waiting; pipeline.stream.batching)")
     worker_store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://)")
 
     retry_max_wait_s: float = Field(

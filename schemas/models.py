@@ -108,6 +108,9 @@ class CleanArticle(Message):
     fingerprint: str | None = Field(
         None, description="hash of the normalised text, set by the dedupe stage"
     )
+    stage_times: dict[str, datetime] | None = Field(
+        None, description="when each stage took and finished the article (pipeline.stream.timing)"
+    )
     source_origin: SourceOrigin | None = Field(None, description="where ``source`` came from")
     published_at_origin: DateOrigin | None = Field(
         None, description="where ``published_at`` came from"
@@ -290,6 +293,10 @@ class Alert(Message):
     ingested_at: datetime | None = Field(None, description="when the article was produced")
     created_at: datetime = Field(default_factory=utcnow)
     latency_ms: float | None = Field(None, description="article ingest to alert, milliseconds")
+    stage_times: dict[str, datetime] | None = Field(
+        None, description="when each stage took and finished the article, and when it matched "
+        "(pipeline.stream.timing)"
+    )
     deliveries: list[DeliveryStatus] = Field(
         default_factory=list, description="state per webhook channel (alerts index, not the topic)"
     )

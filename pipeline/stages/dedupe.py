@@ -76,7 +76,8 @@ Across workers (concurrent claims)
     meets a concurrent claim). Limits: three or more mutually near copies claimed at the same
     moment are decided pair by pair, so a copy may name as its original a copy that itself
     yielded (and in theory all of a three-way tie could yield); copies a few milliseconds
-    apart are already found by the store search and never get that far.
+    apart are found by the band lists as concurrent claims are (the store search sees records
+    once the index refreshed, within a second; claims do not wait for it).
 """
 
 from __future__ import annotations
@@ -275,6 +276,8 @@ class _Verdict:
     similarity: float = 1.0
     of_fingerprint: str | None = None
     of_article: str | None = None
+    claimer: str | None = None
+    """``exact`` in the batch: the id of the earlier article of the batch that claims the text."""
 
 
 class Deduper:
@@ -289,7 +292,9 @@ class Deduper:
     def check(self, articles: list[CleanArticle]) -> list[DedupeResult]:
         """One result per article, in order. New articles are claimed in the store."""
         batch = _Batch()
-        verdicts = [self._judge(self._item(article), batch) for article in articles]
+        items = [self._item(article) for article in articles]
+        found = self._candidates([list(item.sig.bands) for item in items])
+        verdicts = [self._judge(item, batch, stored) for item, stored in zip(items, found)]
         claimed = self.store.claim([v.item.entry() for v in verdicts if v.kind == "claim"])
         self._arbitrate(verdicts, claimed)
         return [_result(v, claimed) for v in verdicts]
@@ -358,12 +363,20 @@ class Deduper:
         sig = signature(article.body)
         return _Item(article.model_copy(update={"fingerprint": sig.fingerprint}), sig)
 
-    def _judge(self, item: _Item, batch: _Batch) -> _Verdict:
-        """Provisional verdict on one article against the store and the batch so far."""
+    def _candidates(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+        """The stored candidates of every text of the batch: one round trip when the store
+        can (``candidates_many``), else one search per text."""
+        many = getattr(self.store, "candidates_many", None)
+        if many is not None:
+            return many(band_key_lists)
+        return [self.store.candidates(keys) if keys else [] for keys in band_key_lists]
+
+    def _judge(self, item: _Item, batch: _Batch, stored: list[FingerprintEntry]) -> _Verdict:
+        """Provisional verdict on one article against the store (its candidates ``stored``)
+        and the batch so far."""
         fp = item.sig.fingerprint
         if fp in batch.by_fingerprint:
-            return _Verdict(item, "exact", of_fingerprint=fp)
-        stored = self.store.candidates(list(item.sig.bands)) if item.sig.bands else []
+            return _Verdict(item, "exact", of_fingerprint=fp, claimer=batch.by_fingerprint[fp].article.id)
         if not any(entry.fingerprint == fp for entry in stored):
             verdict = self._near(item, stored, batch)
             if verdict is not None:
@@ -426,8 +439,13 @@ def _result(verdict: _Verdict, claimed: dict[str, FingerprintEntry]) -> DedupeRe
     original = verdict.of_article
     if verdict.of_fingerprint is not None:
         original = claimed[verdict.of_fingerprint].article_id
-    if original == article.id:  # the same message twice in one batch: the first one goes on
-        return DedupeResult(article, redelivered=True)
+    if original == article.id:
+        if verdict.kind == "exact" and verdict.claimer not in (None, article.id):
+            # the text's record is this article's own (an earlier delivery claimed it) and the
+            # earlier copy of the batch, under another id, lost to it: this one goes on
+            stored = claimed[verdict.of_fingerprint]
+            return DedupeResult(article, redelivered=stored.status == INDEXED)
+        return DedupeResult(article, redelivered=True)  # the same message twice in one batch
     return DedupeResult(article, _record(article, original, verdict.kind, verdict.similarity))
 
 

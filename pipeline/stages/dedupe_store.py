@@ -114,6 +114,10 @@ class FingerprintStore(Protocol):
         ``MAX_CANDIDATES``."""
         ...
 
+    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+        """:meth:`candidates` for several texts at once (one round trip for a batch)."""
+        ...
+
     def mark_indexed(self, fingerprints: list[str]) -> None:
         """Set the status of these records to ``indexed`` (unknown fingerprints are skipped)."""
         ...
@@ -166,6 +170,9 @@ class InMemoryFingerprintStore:
             shared = Counter(fp for key in set(band_keys) for fp in self._by_band.get(key, ()))
             return [self._entries[fp] for fp, _ in shared.most_common(MAX_CANDIDATES)]
 
+    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+        return [self.candidates(keys) for keys in band_key_lists]
+
     def forget(self, before: datetime) -> int:
         """Drop the records first seen before ``before`` (the dedupe window); returns how many."""
         with self._lock:
@@ -208,10 +215,13 @@ class ElasticsearchFingerprintStore:
 
     - ``claim``: bulk ``create`` with ``_id`` = fingerprint, so Elasticsearch arbitrates between
       workers; a 409 conflict means the text is known, and the stored records are read back
-      with ``mget`` (real-time). The bulk request refreshes the index, so the next
-      ``candidates`` search sees the new records.
+      with ``mget`` (real-time). The bulk does not refresh the index (no waiting on the hot
+      path): a record becomes searchable within the index's refresh interval (1 s), and a near
+      copy arriving before that is caught by the band lists (``claim_bands``, real-time reads),
+      as concurrent claims of two workers are; exact copies are caught by the create conflict.
     - ``candidates``: one search, a ``constant_score`` term clause per band key, so the score
-      is the number of shared bands and the best candidates come first.
+      is the number of shared bands and the best candidates come first;
+      ``candidates_many``: the searches of a whole batch in one ``msearch``.
     - ``mark_indexed``: bulk partial update of ``status``.
     - ``claim_bands``: one ``mget`` (real-time) of the band-list documents the batch touches,
       one bulk writing each list back with ``if_seq_no``/``if_primary_term`` (``create`` when
@@ -232,7 +242,7 @@ class ElasticsearchFingerprintStore:
         for entry in entries:
             action = {"create": {"_index": self.index, "_id": entry.fingerprint}}
             operations += [action, _to_doc(entry)]
-        response = self.es.bulk(operations=operations, refresh=True)
+        response = self.es.bulk(operations=operations)  # no refresh: see the class docstring
         stored: dict[str, FingerprintEntry] = {}
         conflicts: list[str] = []
         for entry, item in zip(entries, response["items"], strict=True):
@@ -260,6 +270,28 @@ class ElasticsearchFingerprintStore:
             size=MAX_CANDIDATES,
         )
         return [_from_doc(hit["_source"]) for hit in response["hits"]["hits"]]
+
+    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+        wanted = [i for i, keys in enumerate(band_key_lists) if keys]
+        out: list[list[FingerprintEntry]] = [[] for _ in band_key_lists]
+        if not wanted:
+            return out
+        searches: list[dict[str, Any]] = []
+        for i in wanted:
+            should = [{"constant_score": {"filter": {"term": {"bands": key}}}}
+                      for key in set(band_key_lists[i])]
+            searches += [{"index": self.index},
+                         {"query": {"bool": {"should": should, "minimum_should_match": 1}},
+                          "size": MAX_CANDIDATES}]
+        responses = self.es.msearch(searches=searches)["responses"]
+        for i, response in zip(wanted, responses, strict=True):
+            if "error" in response:
+                error = response["error"]
+                if is_transient_item(response):
+                    raise ServerBusy(f"candidates: {error}")
+                raise FingerprintStoreError(f"candidates: {error}")
+            out[i] = [_from_doc(hit["_source"]) for hit in response["hits"]["hits"]]
+        return out
 
     def mark_indexed(self, fingerprints: list[str]) -> None:
         if not fingerprints:
@@ -326,7 +358,7 @@ class ElasticsearchFingerprintStore:
                 {"update": {"_index": self.index, "_id": fp}},
                 {"doc": {"article_id": article_id}},
             ]
-        response = self.es.bulk(operations=operations, refresh=True)
+        response = self.es.bulk(operations=operations)
         for fp, item in zip(owners, response["items"], strict=True):
             result = item["update"]
             if result["status"] not in (200, 201, 404):

@@ -26,6 +26,8 @@ from pipeline.infra import kafka as _kafka
 from pipeline.infra.deadletter import dead_letter
 from pipeline.runtime.health import HEALTH
 from pipeline.settings import Settings, get_settings
+from pipeline.stream.timing import stamp
+from schemas.models import utcnow
 from schemas import (
     Alert,
     CleanArticle,
@@ -279,6 +281,7 @@ class Pipeline:
         """
         from pipeline.stages.clean import clean
 
+        taken = utcnow()
         result = StepResult()
         raws, result.dead = decode(messages, RawArticle)
         cleaned: list[tuple[InMessage, CleanArticle]] = []
@@ -304,10 +307,14 @@ class Pipeline:
                 result.passed.append(outcome.article)
         if redelivered and not reprocess:
             log.info("dedupe: %d redelivered article(s) already processed, skipped", redelivered)
+        done = utcnow()
+        for article in result.passed:
+            stamp(article, clean_taken=taken, deduped=done)
         return result
 
     def enrich(self, messages: Sequence[InMessage]) -> StepResult:
         """CleanArticle -> EnrichedArticle: entities and events, one nlp.pipe over the batch."""
+        taken = utcnow()
         result = StepResult()
         articles, result.dead = decode(messages, CleanArticle)
         ok, failed = retry_transient(
@@ -315,7 +322,8 @@ class Pipeline:
             what="enrich",
         )
         result.dead += [message.dead("enrich", exc) for (message, _), exc in failed]
-        result.passed = [enriched for _, enriched in ok]
+        done = utcnow()
+        result.passed = [stamp(enriched, enrich_taken=taken, enriched=done) for _, enriched in ok]
         return result
 
     def enrich_articles(self, articles: list[CleanArticle]) -> list[EnrichedArticle]:
@@ -385,6 +393,9 @@ class Pipeline:
 
         if not articles:
             return []
+        taken = utcnow()
+        for article in articles:
+            stamp(article, index_taken=taken)
         failures = retry_transient(
             lambda: index_articles(self.es, self.settings.index("articles"), articles),
             what="index",
@@ -417,13 +428,18 @@ class Pipeline:
 
         if not articles:
             return StepResult()
+        taken = utcnow()
         retry_transient(self.subscriptions.catch_up, what="subscriptions")
         alerts = []
         for article in articles:
             view = ArticleView.from_article(article)
             for subscription, found in self.subscriptions.index.match(view):
-                alerts.append(make_alert(subscription, article, found, snippet(article, found)))
+                alert = make_alert(subscription, article, found, snippet(article, found))
+                alerts.append(stamp(alert, **{**(article.stage_times or {}), "alerts_taken": taken}))
         fired, rejected = retry_transient(lambda: self.ledger.claim_isolated(alerts), what="alert ledger")
+        matched = utcnow()
+        for alert in fired:
+            stamp(alert, matched=matched)
         dead = [
             dead_letter("alerts", f"subscription {a.subscription_id}: alerts index rejected the alert: {error}",
                         a.model_dump_json().encode("utf-8"), key=a.id.encode())

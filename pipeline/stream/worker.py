@@ -7,7 +7,7 @@
 
     outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
-Delivery is at-least-once: ``take_events`` acks a batch only after the agent body finished
+Delivery is at-least-once: ``take_batches`` (adaptive batches, pipeline.stream.batching) acks a batch only after the agent body finished
 with it, and the body finishes only when the broker acknowledged every message it produced
 (:func:`send_acknowledged`; the producer is idempotent and lz4-compressed, see
 :class:`IdempotentProducer`); commits flush the producer first, and every sink is idempotent (document ids are
@@ -31,6 +31,7 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
+from pipeline.stream.batching import take_batches
 from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     async def batches(stream, step: Callable[[list[InMessage]], Awaitable[None]], stage: str):
         """Feed batches to ``step``; if it fails as a whole, dead-letter the batch, go on."""
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_s):
+        async for events in take_batches(stream, settings.batch_max, settings.batch_wait_s):
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
             await run_step(step, messages, stage)

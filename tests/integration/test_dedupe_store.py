@@ -85,7 +85,10 @@ def test_records_round_trip(es_client, index, store, deduper: Deduper) -> None:
     assert doc["fingerprint"] == result.article.fingerprint
     assert doc["bands"] == list(sig.bands)
     assert base64.b64decode(doc["minhash"]) == sig.minhash.tobytes()
+    es_client.indices.refresh(index=index)  # claims do not refresh: searchable within 1 s
     [candidate, *_] = store.candidates(list(sig.bands))
+    [[listed, *_]] = store.candidates_many([list(sig.bands)])
+    assert listed == candidate
     assert candidate.fingerprint == result.article.fingerprint
     assert candidate.minhash == sig.minhash.tobytes()
     assert candidate.first_seen.tzinfo is not None
@@ -106,7 +109,8 @@ def test_same_story_from_another_outlet_is_new(deduper: Deduper) -> None:
 
 
 def test_near_duplicates_are_found_across_batches(deduper: Deduper) -> None:
-    """The claim refreshes the index, so the next batch's search sees the records."""
+    """The claim does not refresh the index: the next batch finds the record by the band
+    lists (real-time reads) before the search can."""
     only(deduper, article("a1", seed_text(2)))
     result = only(deduper, article("a2", edit_words(seed_text(2), 0.03, 2, seed=9)))
     assert (result.record.duplicate_of, result.record.kind) == ("a1", "near")

@@ -309,3 +309,21 @@ PINNED_TEXT = (
 PINNED_FINGERPRINT = "cbfb22a7a56d6f15011b95c573bf41a7ca23c673"
 PINNED_VALUES = [525945524, 43808967, 134496638, 269171523]
 PINNED_BAND = "b00:ffe84750d7c63371"
+
+
+def test_redelivered_owner_after_its_copy_in_one_batch_goes_on(deduper: Deduper) -> None:
+    """A worker claimed "a" and died before passing it on; the redelivery arrives in one batch
+    after "b", an exact copy under another id: "b" is the duplicate, "a" still goes on."""
+    text = seed_text(0)
+    assert only(deduper, article("a", text)).is_new  # claimed, pending
+    copy, owner = deduper.check([article("b", text), article("a", text)])
+    assert (copy.record.duplicate_of, copy.record.kind) == ("a", "exact")
+    assert owner.is_new and owner.record is None and not owner.redelivered
+    again = deduper.check([article("a", text), article("a", text)])  # same message twice
+    assert again[0].is_new and again[1].redelivered
+
+
+def test_candidates_many_answers_as_one_search_per_text(store: InMemoryFingerprintStore, deduper: Deduper) -> None:
+    deduper.check(seeds())
+    keys = [list(signature(seed_text(i)).bands) for i in range(3)] + [[]]
+    assert store.candidates_many(keys) == [store.candidates(k) for k in keys[:3]] + [[]]

@@ -1,0 +1,301 @@
+"""Performance in one run: NER speed, end-to-end throughput and latency, with same-run ratios.
+
+    python -m benchmarks.performance [--corpus FILE.jsonl] [--quick] [--articles N]
+                                     [--rate 20] [--seconds 60] [--partitions 4]
+
+Uses the servers of NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL, else starts the local runtime
+(``newspipe up``'s servers). The model is NEWS_SPACY_MODEL. Any JSON-lines corpus of articles
+(``{"title", "body", ...}`` per line) works; distinct articles are picked from it (exact and
+near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit). Printed:
+
+1. ``nlp.pipe`` of the model as shipped (every component) with 1 and 2 processes over the
+   cleaned bodies; and the pipeline the stages load (:func:`pipeline.stages.nlp.load_nlp`);
+2. end-to-end throughput with 1 and 2 workers (``benchmarks.scaling.one_run``: all articles
+   sent at once, until all are indexed) and the ratios to ``nlp.pipe`` with 1 and 2 processes;
+3. latency at ``--rate`` articles/s for ``--seconds`` with one worker, then at 80% of the
+   measured one-worker capacity: ingest -> alert received on the alerts topic, ingest ->
+   searchable (a search finds it; polled every 100 ms) as p50/p90/p99/max, and where the time
+   goes (the alerts' ``stage_times``, see pipeline.stream.timing).
+
+Figures only, no asserts; the machine may be shared, so compare the ratios of one run.
+``--quick`` (development): 300 articles, 15 s at each rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.scaling import QUERIES, distinct_articles, one_run  # noqa: E402
+from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations  # noqa: E402
+
+DEFAULT_CORPUS = os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl"
+
+
+# --- 1. nlp.pipe ---------------------------------------------------------------------------
+def nlp_pipe_rate(texts: list[str], model: str, *, staged: bool, n_process: int, batch_size: int = 64) -> float:
+    """Articles/s of ``nlp.pipe`` over ``texts`` (after a warm-up outside the timing)."""
+    import spacy
+
+    from pipeline.stages.nlp import load_nlp, loadable_name
+
+    nlp = load_nlp(model) if staged else spacy.load(loadable_name(model))
+    list(nlp.pipe(texts[:10]))
+    started = time.perf_counter()
+    for _ in nlp.pipe(texts, batch_size=batch_size, n_process=n_process):
+        pass
+    return len(texts) / (time.perf_counter() - started)
+
+
+def components(model: str, staged: bool) -> list[str]:
+    import spacy
+
+    from pipeline.stages.nlp import load_nlp, loadable_name
+
+    return (load_nlp(model) if staged else spacy.load(loadable_name(model))).pipe_names
+
+
+# --- 3. paced latency ----------------------------------------------------------------------
+class AlertWatcher(threading.Thread):
+    """Reads the alerts topic from the start; records each alert and when it arrived."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(daemon=True)
+        from kafka import TopicPartition
+
+        from pipeline.infra.kafka import make_consumer
+
+        topic = settings.topic("alerts")
+        self.consumer = make_consumer(settings=settings)
+        parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or range(settings.topic_partitions)]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_beginning(*parts)
+        self.received: dict[str, tuple[float, dict]] = {}  # alert id -> (wall time, alert)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for records in self.consumer.poll(timeout_ms=50).values():
+                now = time.time()
+                for record in records:
+                    alert = json.loads(record.value)
+                    self.received.setdefault(alert["id"], (now, alert))
+        self.consumer.close()
+
+
+class SearchableWatcher(threading.Thread):
+    """Polls a search for the sent articles every 100 ms; records when each became findable."""
+
+    def __init__(self, es, index: str) -> None:
+        super().__init__(daemon=True)
+        self.es, self.index = es, index
+        self.pending: set[str] = set()
+        self.seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def add(self, article_id: str) -> None:
+        with self.lock:
+            self.pending.add(article_id)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                ids = sorted(self.pending)[:1000]
+            if ids:
+                try:
+                    hits = self.es.search(index=self.index, query={"ids": {"values": ids}},
+                                          size=len(ids), source=False)["hits"]["hits"]
+                except Exception:  # noqa: BLE001 - a busy node: poll again
+                    hits = []
+                now = time.time()
+                with self.lock:
+                    for hit in hits:
+                        self.pending.discard(hit["_id"])
+                        self.seen.setdefault(hit["_id"], now)
+            self.stop.wait(0.1)
+
+
+def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=print) -> dict:
+    """One worker on fresh topics/indices; ``rate`` articles/s for ``seconds``; latencies."""
+    from elasticsearch import Elasticsearch
+
+    from pipeline.alerts.subscriptions import SubscriptionStore
+    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
+    from pipeline.infra.kafka import make_producer
+    from pipeline.infra.setup import setup
+    from pipeline.settings import get_settings, reset_settings
+    from schemas.models import utcnow
+
+    run = uuid.uuid4().hex[:6]
+    os.environ.update(NEWS_TOPIC_PREFIX=f"perf{run}", NEWS_INDEX_PREFIX=f"perf{run}",
+                      NEWS_APP_ID=f"perf{run}", NEWS_TOPIC_PARTITIONS=str(partitions))
+    reset_settings()
+    settings = get_settings()
+    setup(settings)
+    es = Elasticsearch(settings.es_url_list, request_timeout=30)
+    store = SubscriptionStore(settings, es)
+    for query in QUERIES:
+        store.add(query, owner="bench")
+    store.close()
+    log_path = settings.data_dir / "logs" / f"performance-{run}.log"
+    worker = start_worker(log_path)
+    alerts = AlertWatcher(settings)
+    searchable = SearchableWatcher(es, settings.index("articles"))
+    try:
+        wait_ready(worker, log_path, timeout_s=400)
+        alerts.start()
+        searchable.start()
+        producer = make_producer(settings)
+        count = min(len(articles), max(1, int(rate * seconds)))
+        sent_at: dict[str, float] = {}
+        started = time.monotonic()
+        for n, article in enumerate(articles[:count]):
+            stamped = article.model_copy(update={"ingested_at": utcnow()})
+            sent_at[article.id] = stamped.ingested_at.timestamp()
+            producer.send(settings.topic("raw"), key=article.id, value=stamped)
+            producer.flush()
+            searchable.add(article.id)
+            time.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
+        actual_rate = count / (time.monotonic() - started)
+        producer.close()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(searchable.seen) < count:
+            time.sleep(0.2)
+        time.sleep(2.0)  # the alerts agent runs beside the index agent
+    finally:
+        alerts.stop.set()
+        searchable.stop.set()
+        stop_worker(worker)
+        es.close()
+    alerts.join(5)
+    searchable.join(5)
+    to_alert, steps, publish = [], {name: [] for name in ALERT_PATH}, []
+    for received, alert in alerts.received.values():
+        if alert.get("ingested_at") is None:
+            continue
+        produced = _ts(alert["ingested_at"])
+        to_alert.append((received - produced) * 1000)
+        for name, ms in step_durations(alert["ingested_at"], alert.get("stage_times")).items():
+            steps[name].append(ms)
+        matched = (alert.get("stage_times") or {}).get("matched")
+        if matched is not None:
+            publish.append((received - _ts(matched)) * 1000)
+    to_search = [(seen - sent_at[i]) * 1000 for i, seen in searchable.seen.items() if i in sent_at]
+    return {"rate": rate, "actual_rate": actual_rate, "seconds": seconds, "sent": count,
+            "searchable": len(to_search), "alerts": len(to_alert), "to_alert": to_alert,
+            "to_search": to_search, "steps": steps, "publish": publish}
+
+
+def _ts(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "no values"
+    return (f"p50 {percentile(values, 0.5):.0f}, p90 {percentile(values, 0.9):.0f}, "
+            f"p99 {percentile(values, 0.99):.0f}, max {max(values):.0f} ms (n={len(values)})")
+
+
+def print_latency(result: dict, label: str) -> None:
+    print(f"latency at {label}: {result['sent']} articles sent at {result['actual_rate']:.1f}/s "
+          f"over {result['sent'] / max(result['actual_rate'], 1e-9):.0f} s, one worker")
+    print(f"  ingest -> alert (received on the alerts topic): {summary(result['to_alert'])}")
+    print(f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}")
+    print("  where the time goes (per alert, ms: mean / p99):")
+    for name in ALERT_PATH:
+        values = result["steps"][name]
+        if values:
+            print(f"    {STEP_NAMES[name]:40s} {statistics.fmean(values):7.0f} / {percentile(values, 0.99):6.0f}")
+    if result["publish"]:
+        print(f"    {'publish (ledger done -> alert received)':40s} {statistics.fmean(result['publish']):7.0f} "
+              f"/ {percentile(result['publish'], 0.99):6.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="JSON-lines articles")
+    parser.add_argument("--quick", action="store_true", help="300 articles, 15 s per rate")
+    parser.add_argument("--articles", type=int, default=None, help="distinct articles (2400); a paced run sends at most these")
+    parser.add_argument("--rate", type=float, default=20.0, help="steady rate, articles/s")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per rate (60)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--min-words", type=int, default=40)
+    parser.add_argument("--max-words", type=int, default=400, help="0: no limit (long articles)")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: nlp,throughput,latency")
+    args = parser.parse_args()
+    n = args.articles or (300 if args.quick else 2400)
+    seconds = args.seconds or (15.0 if args.quick else 60.0)
+    skip = set(filter(None, args.skip.split(",")))
+
+    from pipeline.runtime.local import LocalRuntime
+    from pipeline.settings import get_settings
+    from pipeline.stages.clean import clean
+
+    settings = get_settings()
+    if "NEWS_KAFKA_BOOTSTRAP" not in os.environ:
+        LocalRuntime(settings).up()
+    model = settings.spacy_model
+    corpus = Path(args.corpus)
+    if not corpus.is_file():
+        sys.exit(f"error: no corpus file {corpus}")
+    try:
+        articles = distinct_articles(n, corpus, uuid.uuid4().hex[:6], min_words=args.min_words,
+                                     max_words=args.max_words or sys.maxsize)
+    except RuntimeError as exc:
+        sys.exit(f"error: {exc} (ask for fewer with --articles)")
+    texts = [clean(a).body for a in articles]
+    words = statistics.fmean(len(t.split()) for t in texts)
+    cores = os.cpu_count() or 1
+    print(f"newspipe performance: model {model}, corpus {corpus.name}, {len(articles)} distinct "
+          f"articles of {words:.0f} words on average; {cores} cores (shared machine: compare ratios)")
+
+    pipe: dict[tuple[bool, int], float] = {}
+    if "nlp" not in skip:
+        for staged in (False, True):
+            print(f"nlp.pipe, {'stage pipeline' if staged else 'model as shipped'}: "
+                  f"{' '.join(components(model, staged))}")
+            for n_process in (1, 2):
+                pipe[staged, n_process] = nlp_pipe_rate(texts, model, staged=staged, n_process=n_process)
+                print(f"  {n_process} process(es): {pipe[staged, n_process]:.1f} articles/s", flush=True)
+
+    e2e: dict[int, float] = {}
+    if "throughput" not in skip:
+        for workers in (1, 2):
+            result = one_run(workers, articles, args.partitions)
+            e2e[workers] = result["rate"]
+            print(f"end to end, {workers} worker(s): {result['indexed']} articles in {result['seconds']:.1f} s "
+                  f"= {result['rate']:.1f} articles/s", flush=True)
+        for workers in (1, 2):
+            ref = pipe.get((False, workers))
+            if ref:
+                goal = 0.85 if workers == 1 else 0.75
+                print(f"  ratio {workers} worker(s) / nlp.pipe(n_process={workers}) as shipped: "
+                      f"{e2e[workers] / ref:.2f} (goal >= {goal}); to the stage pipeline: "
+                      f"{e2e[workers] / pipe[True, workers]:.2f}")
+        print(f"  2 workers / 1 worker: {e2e[2] / e2e[1]:.2f}x")
+
+    if "latency" not in skip:
+        steady = paced_run(articles, args.rate, seconds, args.partitions)
+        print_latency(steady, f"{args.rate:g} articles/s (goal: p99 alert <= 1000 ms, searchable <= 1500 ms)")
+        if e2e.get(1):
+            loaded = 0.8 * e2e[1]
+            result = paced_run(articles, loaded, seconds, args.partitions)
+            print_latency(result, f"80% of one-worker capacity, {loaded:.1f} articles/s (goal: p99 alert <= 2000 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Adaptive batches for the agents: small when the stream is quiet, full under backlog.
+
+Faust's ``take_events(max, within)`` wakes every ``within`` seconds (or when the buffer is
+full) and stops filling its buffer while the batch is processed, so a quiet stream pays up to
+``within`` per hop and a busy one takes small batches after every step. :func:`take_batches`
+instead keeps a background reader that moves events into a bounded queue (at most ``max_``
+ahead) while the agent works, and :func:`next_batch` returns as soon as one message is there:
+it takes what is already waiting, up to ``max_``, and waits at most ``linger_s`` for more
+when the batch is not full. Under backlog the queue is full when a step ends, so batches grow
+to ``max_`` with no wait; when quiet, a lone message waits at most ``linger_s``.
+
+Delivery stays at-least-once: acks are off on the stream and each event is acked only after
+the agent body finished with its batch (as ``take_events`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+
+class _Failed:
+    """The reader's exception, passed through the queue to the consumer."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def next_batch(queue: asyncio.Queue, max_: int, linger_s: float) -> tuple[list[Any], BaseException | None]:
+    """Wait for one item, then take what is waiting, up to ``max_``; while the batch is not
+    full, wait at most ``linger_s`` (from the first item) for more. Returns (the items, the
+    reader's end or failure if the batch met it: ``StopAsyncIteration`` at the end)."""
+    batch: list[Any] = []
+    item = await queue.get()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + linger_s
+    while True:
+        if isinstance(item, _Failed):
+            return batch, item.exc
+        batch.append(item)
+        if len(batch) >= max_:
+            return batch, None
+        try:
+            item = queue.get_nowait()
+            continue
+        except asyncio.QueueEmpty:
+            pass
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return batch, None
+        try:
+            item = await asyncio.wait_for(queue.get(), remaining)
+        except (asyncio.TimeoutError, TimeoutError):
+            return batch, None
+
+
+async def batches_of(source: AsyncIterator[Any], max_: int, linger_s: float) -> AsyncIterator[list[Any]]:
+    """Batches (:func:`next_batch`) of the items of ``source``, read ahead by a background task
+    into a queue of ``max_`` items; a failure of ``source`` is raised after the items read
+    before it were yielded. The reader stops when the consumer does."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=max(1, max_))
+
+    async def read() -> None:
+        try:
+            async for item in source:
+                await queue.put(item)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            await queue.put(_Failed(exc))
+            return
+        await queue.put(_Failed(StopAsyncIteration()))
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            batch, end = await next_batch(queue, max_, linger_s)
+            if batch:
+                yield batch
+            if isinstance(end, StopAsyncIteration):
+                return
+            if end is not None:
+                raise end
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+
+
+async def take_batches(stream, max_: int, linger_s: float) -> AsyncIterator[Sequence[Any]]:
+    """Faust events of ``stream`` in adaptive batches (:func:`batches_of`). Each event is acked
+    when the consumer asks for the next batch, i.e. after the body finished with it; a batch
+    the consumer abandons (the agent stopped mid-batch) is not acked, so it is redelivered."""
+    stream.enable_acks = False  # acked below, after the body processed the batch
+    async for events in batches_of(stream.events(), max_, linger_s):
+        yield events
+        for event in events:
+            await stream.ack(event)

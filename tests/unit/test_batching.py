@@ -1,0 +1,124 @@
+"""Adaptive batches (pipeline.stream.batching): small when quiet, full under backlog."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipeline.stream.batching import batches_of, next_batch, take_batches
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_lone_message_goes_alone() -> None:
+    async def go():
+        queue: asyncio.Queue = asyncio.Queue()
+        queue.put_nowait("a")
+        return await next_batch(queue, 64, 0.001)
+
+    assert run(go()) == (["a"], None)
+
+
+def test_a_backlog_fills_the_batch_up_to_max() -> None:
+    async def go():
+        queue: asyncio.Queue = asyncio.Queue()
+        for i in range(10):
+            queue.put_nowait(i)
+        first = await next_batch(queue, 4, 10.0)  # full: returns without lingering
+        second = await next_batch(queue, 4, 0.0)
+        third = await next_batch(queue, 4, 0.0)
+        return first, second, third
+
+    first, second, third = run(go())
+    assert first == ([0, 1, 2, 3], None)
+    assert second == ([4, 5, 6, 7], None)
+    assert third == ([8, 9], None)
+
+
+def test_messages_arriving_within_the_linger_join_the_batch() -> None:
+    async def go():
+        queue: asyncio.Queue = asyncio.Queue()
+        queue.put_nowait("a")
+
+        async def later():
+            await asyncio.sleep(0)
+            queue.put_nowait("b")
+
+        asyncio.ensure_future(later())
+        return await next_batch(queue, 64, 1.0)
+
+    # "b" arrives while the batch lingers; the batch is not full, so it waits out the linger
+    # (1 s at most) - the test only checks what it contains
+    batch, end = run(go())
+    assert batch == ["a", "b"] and end is None
+
+
+def test_batches_of_reads_ahead_and_ends_with_the_source() -> None:
+    async def source():
+        for i in range(7):
+            yield i
+
+    async def go():
+        out = []
+        async for batch in batches_of(source(), 3, 0.0):
+            out.append(batch)
+        return out
+
+    batches = run(go())
+    assert [x for b in batches for x in b] == list(range(7))
+    assert all(1 <= len(b) <= 3 for b in batches)
+
+
+def test_a_failing_source_raises_after_its_items() -> None:
+    async def source():
+        yield 1
+        yield 2
+        raise ValueError("broken")
+
+    async def go():
+        seen = []
+        with pytest.raises(ValueError, match="broken"):
+            async for batch in batches_of(source(), 10, 0.0):
+                seen += batch
+        return seen
+
+    assert run(go()) == [1, 2]
+
+
+class FakeStream:
+    """The two things take_batches uses of a Faust stream: events() and ack()."""
+
+    def __init__(self, events):
+        self._events = events
+        self.enable_acks = True
+        self.acked = []
+
+    async def events(self):
+        for e in self._events:
+            yield e
+
+    async def ack(self, event):
+        self.acked.append(event)
+        return True
+
+
+def test_events_are_acked_only_after_the_body_finished_the_batch() -> None:
+    stream = FakeStream(list(range(5)))
+
+    async def go():
+        acked_when_seen = []
+        async for batch in take_batches(stream, 2, 0.0):
+            acked_when_seen.append((list(batch), list(stream.acked)))
+            if 4 in batch:
+                break  # the agent stops in the middle of this batch: it is not acked
+        return acked_when_seen
+
+    seen = run(go())
+    assert not stream.enable_acks
+    for batch, acked in seen:
+        assert not set(batch) & set(acked)  # nothing of a batch is acked while it is processed
+    assert 4 not in stream.acked
+    assert stream.acked == [x for batch, _ in seen[:-1] for x in batch]
