@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Optional
 
 from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
 from pipeline.query.language import (
@@ -56,7 +55,7 @@ __all__ = [
 
 EntityResolver = Callable[[str], set[str]]
 Key = tuple[str, str]
-Anchors = Optional[frozenset]  # None: cannot anchor
+Anchors = frozenset | None  # None: cannot anchor
 
 _ID_RE = re.compile(r"(person|organization|location|group|misc):\S+")
 

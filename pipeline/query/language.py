@@ -119,7 +119,7 @@ class Not:
     pos: int = field(default=0, compare=False, repr=False)
 
 
-Node = Union[Term, Phrase, Field, And, Or, Not]
+Node = Term | Phrase | Field | And | Or | Not
 
 
 def text_terms(node: Term | Phrase) -> tuple[tuple[str, ...], str]:
