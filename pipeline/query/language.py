@@ -103,19 +103,19 @@ class Field:
 
 @dataclass(frozen=True)
 class And:
-    children: tuple
+    children: tuple[Node, ...]
     pos: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Or:
-    children: tuple
+    children: tuple[Node, ...]
     pos: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Not:
-    child: object
+    child: Node
     pos: int = field(default=0, compare=False, repr=False)
 
 
