@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.sources.ingest import Rejected, iter_inputs, publish  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "reuters21578.jsonl"
+from benchmarks import DEFAULT_CORPUS
 
 
 def bench_read(path: Path, limit: int | None) -> list:

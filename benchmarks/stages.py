@@ -25,11 +25,12 @@ from pipeline.stages.dedupe import Deduper  # noqa: E402
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
 from pipeline.stages.entities import InMemoryEntityRegistry  # noqa: E402
 from pipeline.stages.stories import StoryAssigner  # noqa: E402
+from benchmarks import DEFAULT_CORPUS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", nargs="?", default=str(REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()

@@ -1,0 +1,117 @@
+"""Run every benchmark: ``python -m benchmarks --quick`` (``make bench``) or the full runs.
+
+Each benchmark runs in its own process, one after the other (they share the cores), as
+``python -m benchmarks.NAME ARGS`` with the quick or full arguments below; its output (the
+figures and same-run ratios it prints) goes to the terminal and into one JSON summary,
+``<NEWS_DATA_DIR or .newspipe>/bench/summary.json``: per benchmark the command, exit status,
+seconds and the printed lines. Benchmarks that need Kafka and Elasticsearch use the servers of
+NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL when set, else start the local runtime themselves.
+docs/benchmarks.md lists what each measures and its full run.
+
+    python -m benchmarks --quick [--only NAME ...] [--skip NAME ...]
+    python -m benchmarks --full  [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = os.environ.get("NEWS_CORPUS") or str(REPO.parent / "shared" / "corpus" / "reuters21578.jsonl")
+
+#: name -> (quick arguments, full arguments, timeout of the quick run in seconds)
+BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
+    "alert_matching": (["--articles", "60"], [], 120),
+    "dedupe": (["--limit", "1500", "--samples", "3"], [], 90),
+    "stages": (["--limit", "120"], ["--limit", "2000"], 150),
+    "ingest": (["--limit", "2000", "--kafka"], ["--kafka"], 90),
+    "quality": (["--models", "en_news_ner_conll"], ["--models", "en_core_web_sm", "en_news_ner_conll"], 180),
+    "rules": (["--family", "places", "--family", "roles"], [], 150),
+    "stories": (["--cost-only", "--sizes", "1000"], [], 120),
+    "stream": (["--rate", "5", "--seconds", "10", "--burst", "100"], [], 180),
+    "webhooks": (["--rate", "3", "--seconds", "8"], [], 180),
+    "scaling": (["--articles", "30", "--workers", "1,2", "--partitions", "2"], [], 300),
+    "failover": (["--articles", "40", "--kill-at", "15"], [], 420),
+}
+#: benchmarks/rule_sets.py builds the labelled sets of benchmarks.rules (it rewrites committed
+#: fixtures): a data builder, not a benchmark, so it is not run here.
+
+
+def run_one(name: str, args: list[str], timeout: int | None) -> dict[str, object]:
+    command = [sys.executable, "-m", f"benchmarks.{name}", *args]
+    print(f"\n=== {name}: {' '.join(['python', '-m', f'benchmarks.{name}', *args])}", flush=True)
+    env = {**os.environ, "NEWS_CORPUS": CORPUS, "PYTHONPATH": str(REPO)}
+    started = time.monotonic()
+    lines: list[str] = []
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    status = "ok"
+    try:
+        assert proc.stdout is not None
+        deadline = started + timeout if timeout else None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line.rstrip("\n"))
+            if deadline and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(command, timeout or 0)
+        proc.wait(timeout=(deadline - time.monotonic()) if deadline else None)
+        if proc.returncode != 0:
+            status = f"exit {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        status = f"timeout after {timeout} s"
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+    seconds = round(time.monotonic() - started, 1)
+    print(f"--- {name}: {status} in {seconds} s", flush=True)
+    return {"command": " ".join(["python", "-m", f"benchmarks.{name}", *args]), "status": status,
+            "seconds": seconds, "output": lines[-80:]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the quick profile (default)")
+    mode.add_argument("--full", action="store_true", help="the full runs (hours on a small machine)")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument("--skip", nargs="+", choices=sorted(BENCHMARKS), default=[])
+    parser.add_argument("--out", type=Path, default=None, help="summary path")
+    args = parser.parse_args()
+
+    names = [n for n in (args.only or BENCHMARKS) if n not in args.skip]
+    data_dir = Path(os.environ.get("NEWS_DATA_DIR") or REPO / ".newspipe")
+    out = args.out or data_dir / "bench" / "summary.json"
+    started = time.monotonic()
+    results = {}
+    for name in names:
+        quick, full, timeout = BENCHMARKS[name]
+        results[name] = run_one(name, full if args.full else quick, None if args.full else timeout)
+    summary = {
+        "profile": "full" if args.full else "quick",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - started))),
+        "seconds": round(time.monotonic() - started, 1),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "benchmarks": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\n=== {len(results)} benchmarks in {summary['seconds']} s; summary: {out}")
+    for name, result in results.items():
+        print(f"{name:16} {result['status']:24} {result['seconds']:7.1f} s")
+    return 0 if all(r["status"] == "ok" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
