@@ -35,13 +35,12 @@ def bench_read(path: Path, limit: int | None) -> list:
 
 
 def bench_publish(items: list) -> None:
-    import os
-
     from pipeline.infra.kafka import ensure_topics, make_producer
     from pipeline.settings import get_settings
 
-    os.environ["NEWS_TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
-    settings = get_settings()
+    # a fresh prefix: never the stack's own topics (reading above already built the settings,
+    # so the environment alone would come too late)
+    settings = get_settings().model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}"})
     ensure_topics(settings)
     producer = make_producer(settings)
     try:
