@@ -116,6 +116,7 @@ def report(
     print(f"articles          {len(articles)}")
     print(f"dedupe time       {elapsed:.2f} s  ({len(articles) / elapsed:.0f} articles/s)")
     print(f"dedupe CPU time   {cpu:.2f} s  ({len(articles) / cpu:.0f} articles per CPU second)")
+    print(f"CPU / wall time   {cpu / elapsed:.2f} (below 1: the process waited for a core)")
     print(f"new               {len(articles) - len(records)}")
     print(f"exact duplicates  {len(exact)}")
     print(f"near duplicates   {len(near)}")

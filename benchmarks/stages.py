@@ -75,7 +75,8 @@ def main() -> None:
     total = sum(spent.values())
     print(f"{len(messages)} articles ({words / max(made['enriched'], 1):.0f} words each on average), batches of {args.batch}")
     for step, seconds in spent.items():
-        print(f"  {step:16s} {seconds:7.1f}s  {len(messages) / seconds:8.1f} articles/s")
+        print(f"  {step:16s} {seconds:7.1f}s  {len(messages) / seconds:8.1f} articles/s"
+              f"  ({seconds / total:.0%} of the time)")
     print(f"  {'all steps':16s} {total:7.1f}s  {len(messages) / total:8.1f} articles/s")
     print("made:", dict(made))
     print("entities by type:", dict(entity_types.most_common()))

@@ -102,6 +102,7 @@ def main() -> None:
         indexed = count - before
         print(f"burst: {args.burst} articles sent at once, {indexed} new ones indexed within {elapsed:.1f}s "
               f"({indexed / elapsed:.1f} articles/s; the rest are corpus duplicates)")
+        print(f"burst throughput / paced rate: {indexed / elapsed / args.rate:.2f}x")
         producer.close()
     finally:
         stop_worker(worker)
