@@ -34,11 +34,14 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
     "quality": (["--models", "en_news_ner_conll"], ["--models", "en_core_web_sm", "en_news_ner_conll"], 180),
     "rules": (["--family", "places", "--family", "roles"], [], 150),
     "stories": (["--cost-only", "--sizes", "1000"], [], 120),
-    "stream": (["--rate", "5", "--seconds", "10", "--burst", "100"], [], 180),
-    "webhooks": (["--rate", "3", "--seconds", "8"], [], 180),
-    "scaling": (["--articles", "30", "--workers", "1,2", "--partitions", "2"], [], 300),
+    "stream": (["--rate", "5", "--seconds", "6", "--burst", "60"], [], 150),
+    "webhooks": (["--rate", "3", "--seconds", "5"], [], 150),
+    "scaling": (["--articles", "20", "--workers", "1,2", "--partitions", "2"], [], 300),
     "failover": (["--articles", "40", "--kill-at", "15"], [], 420),
 }
+#: its own 3-broker / 3-node cluster (six JVMs) does not fit the quick profile's ten minutes:
+#: quick runs it only against a running cluster (NEWS_FAILOVER_DATA_DIR, see its docstring)
+NEEDS_CLUSTER = {"failover"}
 #: benchmarks/rule_sets.py builds the labelled sets of benchmarks.rules (it rewrites committed
 #: fixtures): a data builder, not a benchmark, so it is not run here.
 
@@ -95,6 +98,12 @@ def main() -> int:
     results = {}
     for name in names:
         quick, full, timeout = BENCHMARKS[name]
+        if not args.full and name in NEEDS_CLUSTER and not os.environ.get("NEWS_FAILOVER_DATA_DIR"):
+            reason = "skipped: needs a running 3x3 cluster in the quick profile (NEWS_FAILOVER_DATA_DIR)"
+            print(f"\n=== {name}: {reason}", flush=True)
+            results[name] = {"command": f"python -m benchmarks.{name} {' '.join(quick)}",
+                             "status": reason, "seconds": 0, "output": []}
+            continue
         results[name] = run_one(name, full if args.full else quick, None if args.full else timeout)
     summary = {
         "profile": "full" if args.full else "quick",
@@ -110,7 +119,7 @@ def main() -> int:
     print(f"\n=== {len(results)} benchmarks in {summary['seconds']} s; summary: {out}")
     for name, result in results.items():
         print(f"{name:16} {result['status']:24} {result['seconds']:7.1f} s")
-    return 0 if all(r["status"] == "ok" for r in results.values()) else 1
+    return 0 if all(r["status"] == "ok" or str(r["status"]).startswith("skipped") for r in results.values()) else 1
 
 
 if __name__ == "__main__":
