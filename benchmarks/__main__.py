@@ -17,13 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from benchmarks import DEFAULT_CORPUS
+
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = os.environ.get("NEWS_CORPUS") or str(REPO.parent / "shared" / "corpus" / "reuters21578.jsonl")
+CORPUS = str(DEFAULT_CORPUS)
 
 #: name -> (quick arguments, full arguments, timeout of the quick run in seconds)
 BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
@@ -56,25 +60,38 @@ def run_one(name: str, args: list[str], timeout: int | None) -> dict[str, object
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        """Past the timeout: Ctrl-C first (the benchmark's finally blocks stop the servers and
+        workers it started), then SIGTERM, then SIGKILL."""
+        timed_out.set()
+        for sig, grace in ((signal.SIGINT, 90), (signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                return
+
+    watchdog = threading.Timer(timeout, stop) if timeout else None
+    if watchdog:
+        watchdog.daemon = True
+        watchdog.start()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line.rstrip("\n"))
+    proc.wait()
+    if watchdog:
+        watchdog.cancel()
     status = "ok"
-    try:
-        assert proc.stdout is not None
-        deadline = started + timeout if timeout else None
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            lines.append(line.rstrip("\n"))
-            if deadline and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(command, timeout or 0)
-        proc.wait(timeout=(deadline - time.monotonic()) if deadline else None)
-        if proc.returncode != 0:
-            status = f"exit {proc.returncode}"
-    except subprocess.TimeoutExpired:
+    if timed_out.is_set():
         status = f"timeout after {timeout} s"
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+    elif proc.returncode != 0:
+        status = f"exit {proc.returncode}"
     seconds = round(time.monotonic() - started, 1)
     print(f"--- {name}: {status} in {seconds} s", flush=True)
     return {"command": " ".join(["python", "-m", f"benchmarks.{name}", *args]), "status": status,
