@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, compile_query
 from pipeline.query.analysis import tokens
+from benchmarks import DEFAULT_CORPUS
 from schemas import EnrichedArticle, Entity, EventTag, Subscription
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "reuters21578.jsonl"
 VOCABULARY_ARTICLES = 3000
 SUBSCRIPTION_COUNTS = (10, 1_000, 10_000)
 

@@ -1,6 +1,6 @@
 """Benchmark of the dedupe stage on the Reuters-21578 corpus (in-memory store, no servers).
 
-    python -m benchmarks.dedupe [path/to/reuters21578.jsonl] [--batch 64] [--samples 8] [--raw]
+    python -m benchmarks.dedupe [path/to/reuters21578.jsonl] [--batch 64] [--samples 8] [--raw] [--limit N]
 
 Bodies go through ``pipeline.stages.clean.clean`` first (not timed) unless ``--raw`` is given
 or the clean stage is missing; raw bodies still carry the wire dateline and the " Reuter"
@@ -25,7 +25,7 @@ from pipeline.stages.dedupe import Deduper, DedupeResult, normalise, shingles  #
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
 from schemas.models import CleanArticle, RawArticle  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "reuters21578.jsonl"
+from benchmarks import DEFAULT_CORPUS
 
 
 def read_raw(path: Path) -> Iterator[RawArticle]:
@@ -67,11 +67,13 @@ def cleaner(use_raw: bool) -> tuple[str, Callable[[RawArticle], CleanArticle]]:
 
 
 def prepare(
-    path: Path, convert: Callable[[RawArticle], CleanArticle]
+    path: Path, convert: Callable[[RawArticle], CleanArticle], limit: int | None = None
 ) -> tuple[list[CleanArticle], int]:
     """Clean articles of the corpus and the number the clean stage rejected."""
     articles, rejected = [], 0
-    for raw in read_raw(path):
+    for n, raw in enumerate(read_raw(path)):
+        if limit is not None and n >= limit:
+            break
         try:
             articles.append(convert(raw))
         except ValueError:
@@ -114,6 +116,7 @@ def report(
     print(f"articles          {len(articles)}")
     print(f"dedupe time       {elapsed:.2f} s  ({len(articles) / elapsed:.0f} articles/s)")
     print(f"dedupe CPU time   {cpu:.2f} s  ({len(articles) / cpu:.0f} articles per CPU second)")
+    print(f"CPU / wall time   {cpu / elapsed:.2f} (below 1: the process waited for a core)")
     print(f"new               {len(articles) - len(records)}")
     print(f"exact duplicates  {len(exact)}")
     print(f"near duplicates   {len(near)}")
@@ -139,10 +142,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="articles per Deduper.check call")
     parser.add_argument("--samples", type=int, default=8, help="near pairs to print")
     parser.add_argument("--raw", action="store_true", help="skip the clean stage")
+    parser.add_argument("--limit", type=int, default=None, help="first N corpus articles only")
     args = parser.parse_args()
 
     description, convert = cleaner(args.raw)
-    articles, rejected = prepare(args.corpus, convert)
+    articles, rejected = prepare(args.corpus, convert, args.limit)
     print(f"corpus            {args.corpus}")
     print(f"input             {description}; {rejected} rejected by clean")
     results, elapsed, cpu = run(articles, args.batch)

@@ -1,6 +1,6 @@
 """Quality of the entity and event stages on the labelled sets, under each installed model.
 
-    python benchmarks/quality.py [--models en_core_web_sm en_news_ner_conll] [--show-errors]
+    python -m benchmarks.quality [--models en_core_web_sm en_news_ner_conll] [--show-errors]
 
 Labelled sets (tests/fixtures/, labelled by hand, see docs/events.md and docs/entities.md):
 

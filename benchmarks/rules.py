@@ -160,7 +160,7 @@ def score_first_names(nlp, items: list[dict]) -> Score:
     for item in items:
         results = _extract(nlp, item["texts"])
 
-        def id_of(ref):
+        def id_of(ref, item=item, results=results):
             index, form = ref
             text = item["texts"][index]
             at = text.rindex(form) if ref is item["b"] else text.index(form)

@@ -155,7 +155,9 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_corpus = os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl"
+    from benchmarks import DEFAULT_CORPUS
+
+    default_corpus = str(DEFAULT_CORPUS)
     parser.add_argument("--corpus", default=default_corpus)
     parser.add_argument("--articles", type=int, default=300)
     parser.add_argument("--workers", default="1,2,3")

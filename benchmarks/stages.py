@@ -25,11 +25,12 @@ from pipeline.stages.dedupe import Deduper  # noqa: E402
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
 from pipeline.stages.entities import InMemoryEntityRegistry  # noqa: E402
 from pipeline.stages.stories import StoryAssigner  # noqa: E402
+from benchmarks import DEFAULT_CORPUS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", nargs="?", default=str(REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
@@ -74,7 +75,8 @@ def main() -> None:
     total = sum(spent.values())
     print(f"{len(messages)} articles ({words / max(made['enriched'], 1):.0f} words each on average), batches of {args.batch}")
     for step, seconds in spent.items():
-        print(f"  {step:16s} {seconds:7.1f}s  {len(messages) / seconds:8.1f} articles/s")
+        print(f"  {step:16s} {seconds:7.1f}s  {len(messages) / seconds:8.1f} articles/s"
+              f"  ({seconds / total:.0%} of the time)")
     print(f"  {'all steps':16s} {total:7.1f}s  {len(messages) / total:8.1f} articles/s")
     print("made:", dict(made))
     print("entities by type:", dict(entity_types.most_common()))

@@ -1,6 +1,6 @@
 """Stories: pairwise precision/recall on the labelled set, and cost per article as stories grow.
 
-    PYTHONPATH=. python benchmarks/stories.py [--corpus PATH] [--sizes 1000,10000,100000]
+    python -m benchmarks.stories [--corpus PATH] [--sizes 1000,10000,100000]
 
 1. Quality: the articles of ``tests/fixtures/stories.json`` (Reuters-21578, from NEWS_CORPUS)
    go through the real clean and enrich stages (spaCy model NEWS_SPACY_MODEL) in publication
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 from datetime import timedelta
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.settings import get_settings  # noqa: E402
 from pipeline.stages.stories import ArticleFeatures, Story, StoryIndex  # noqa: E402
+from benchmarks import DEFAULT_CORPUS
 
 
 def load_corpus(path: Path) -> dict[str, dict]:
@@ -69,8 +69,7 @@ def pairwise(clusters: dict[str, str], truth: dict[str, str]) -> tuple[float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=os.environ.get(
-        "NEWS_CORPUS", str(REPO.parent.parent / "shared/corpus/reuters21578.jsonl")))
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     parser.add_argument("--labels", default=str(REPO / "tests/fixtures/stories.json"))
     parser.add_argument("--background", type=int, default=0)
     parser.add_argument("--sizes", default="1000,10000,100000")

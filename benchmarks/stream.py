@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from benchmarks import DEFAULT_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,7 +29,7 @@ QUERIES = ["oil", "dividend", "trade OR tariff", '"interest rates"', "bank AND l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", nargs="?", default=str(REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--burst", type=int, default=1000)
@@ -101,6 +102,7 @@ def main() -> None:
         indexed = count - before
         print(f"burst: {args.burst} articles sent at once, {indexed} new ones indexed within {elapsed:.1f}s "
               f"({indexed / elapsed:.1f} articles/s; the rest are corpus duplicates)")
+        print(f"burst throughput / paced rate: {indexed / elapsed / args.rate:.2f}x")
         producer.close()
     finally:
         stop_worker(worker)

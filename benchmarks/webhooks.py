@@ -1,7 +1,7 @@
 """Webhook isolation: p99 ingest→webhook latency at a healthy receiver, without and with a
 hanging receiver subscribed to the same alerts, in one run.
 
-    python benchmarks/webhooks.py [CORPUS] [--rate 5] [--seconds 20] [--query QUERY]
+    python -m benchmarks.webhooks [CORPUS] [--rate 5] [--seconds 20] [--query QUERY]
 
 Uses NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL (or starts the local runtime), fresh prefixes, one
 Faust worker, two loopback receivers (allowed through NEWS_WEBHOOK_ALLOW_TARGETS): a healthy
@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from benchmarks import DEFAULT_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -68,7 +69,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", nargs="?", default=os.environ.get("NEWS_CORPUS") or str(REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    parser.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
     parser.add_argument("--rate", type=float, default=5.0, help="articles per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--query", default="oil OR trade OR bank OR dividend OR profit OR shares")

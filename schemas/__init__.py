@@ -1,5 +1,7 @@
 """newspipe data contracts (pydantic v2). JSON Schemas: ``schemas/json/``."""
 
+from pydantic import BaseModel
+
 from schemas.models import (
     SCHEMA_VERSION,
     Alert,
@@ -21,7 +23,7 @@ from schemas.models import (
 )
 
 #: every model that crosses a topic, by the file stem its JSON Schema is exported to
-TOPIC_MODELS = {
+TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "raw_article": RawArticle,
     "clean_article": CleanArticle,
     "enriched_article": EnrichedArticle,

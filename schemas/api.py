@@ -149,7 +149,7 @@ class Identity(ApiModel):
 
 
 #: every API model exported to schemas/json/, by file stem
-API_MODELS = {
+API_MODELS: dict[str, type[BaseModel]] = {
     "api_ingest_response": IngestResponse,
     "api_search_response": SearchResponse,
     "api_subscription_request": SubscriptionRequest,

@@ -11,7 +11,7 @@ this module in ``schemas/json/`` (see ``export.py``).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -104,7 +104,7 @@ class CleanArticle(Message):
     dateline: Dateline | None = None
     authors: list[str] = Field(default_factory=list)
     credits: list[str] = Field(default_factory=list, description="credit lines removed from body")
-    extra: dict = Field(default_factory=dict, description="producer fields the contract does not name")
+    extra: dict[str, Any] = Field(default_factory=dict, description="producer fields the contract does not name")
     fingerprint: str | None = Field(
         None, description="hash of the normalised text, set by the dedupe stage"
     )

@@ -9,6 +9,8 @@ in the webhook outbox (sent by a worker, with the same states as live alerts).
 
 from __future__ import annotations
 
+from typing import Any
+
 from elasticsearch import helpers
 
 from pipeline.alerts.delivery import make_alert
@@ -21,12 +23,12 @@ from schemas import Alert, EnrichedArticle, Subscription
 MAX_BACKFILL = 1000
 
 
-def article_from_document(doc: dict) -> EnrichedArticle:
+def article_from_document(doc: dict[str, Any]) -> EnrichedArticle:
     """An indexed document back to the model (the index adds search/facet fields)."""
     return EnrichedArticle.model_validate({k: v for k, v in doc.items() if k in EnrichedArticle.model_fields})
 
 
-def backfill_alerts(pipeline, subscription: Subscription, limit: int = MAX_BACKFILL) -> list[Alert]:
+def backfill_alerts(pipeline: Any, subscription: Subscription, limit: int = MAX_BACKFILL) -> list[Alert]:
     query = to_es_query(parse_query(subscription.query), pipeline.resolve_entity)
     matcher = SubscriptionIndex(entity_resolver=pipeline.resolve_entity)
     matcher.add(subscription)
@@ -38,7 +40,7 @@ def backfill_alerts(pipeline, subscription: Subscription, limit: int = MAX_BACKF
         article = article_from_document(hit["_source"])
         for _, found in matcher.match(ArticleView.from_article(article)):
             alerts.append(make_alert(subscription, article, found, snippet(article, found), backfill=True))
-    fired = pipeline.ledger.claim(alerts)
+    fired: list[Alert] = pipeline.ledger.claim(alerts)
     if fired:
         producer = make_producer(pipeline.settings)
         for alert in fired:

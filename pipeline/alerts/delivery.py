@@ -15,6 +15,8 @@ returns it apart, and the worker dead-letters that alert while the others go on.
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import datetime
 
 from elasticsearch import Elasticsearch
@@ -40,9 +42,9 @@ def make_alert(
     now: datetime | None = None,
 ) -> Alert:
     now = now or utcnow()
-    per_story = subscription.per_story and article.story_id  # one alert per story, see per_story.py
+    story_id = article.story_id if subscription.per_story else None  # one alert per story, see per_story.py
     return Alert(
-        id=story_alert_id(subscription.id, article.story_id) if per_story else alert_id(subscription.id, article.id),
+        id=story_alert_id(subscription.id, story_id) if story_id else alert_id(subscription.id, article.id),
         story_id=article.story_id,
         subscription_id=subscription.id,
         query=subscription.query,
@@ -61,7 +63,7 @@ def make_alert(
     )
 
 
-def alert_document(alert: Alert, status: str) -> dict:
+def alert_document(alert: Alert, status: str) -> dict[str, Any]:
     doc = alert.model_dump(mode="json")
     doc["@timestamp"] = doc["created_at"]
     doc["status"] = status
@@ -144,5 +146,5 @@ class AlertLedger:
         return [Alert.model_validate(_strip(h["_source"])) for h in result["hits"]["hits"]]
 
 
-def _strip(doc: dict) -> dict:
+def _strip(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("@timestamp", "status", "published")}

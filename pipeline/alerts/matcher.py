@@ -26,9 +26,8 @@ compare entity ids, event types, source and language (the last two case-insensit
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Optional
 
 from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
 from pipeline.query.language import (
@@ -56,7 +55,7 @@ __all__ = [
 
 EntityResolver = Callable[[str], set[str]]
 Key = tuple[str, str]
-Anchors = Optional[frozenset]  # None: cannot anchor
+Anchors = frozenset[Key] | None  # None: cannot anchor
 
 _ID_RE = re.compile(r"(person|organization|location|group|misc):\S+")
 
@@ -89,11 +88,11 @@ class ArticleView:
     """
 
     text_positions: dict[str, set[int]]
-    text_keys: frozenset
+    text_keys: frozenset[str]
     title_positions: dict[str, set[int]]
-    title_keys: frozenset
-    entity_ids: frozenset
-    event_types: frozenset
+    title_keys: frozenset[str]
+    entity_ids: frozenset[str]
+    event_types: frozenset[str]
     source: str | None
     language: str | None
 
@@ -113,7 +112,7 @@ class ArticleView:
             language=article.language.casefold() if article.language else None,
         )
 
-    def keys(self, scope: str) -> Iterable[str]:
+    def keys(self, scope: str) -> Collection[str]:
         """The article's index keys of one scope."""
         if scope in ("source", "lang"):
             value = self.source if scope == "source" else self.language
@@ -128,7 +127,7 @@ class ArticleView:
 
 def _has_sequence(positions: dict[str, set[int]], words: tuple[str, ...]) -> bool:
     """Whether ``words`` occur consecutively, given each token's positions."""
-    found = [positions.get(word) for word in words]
+    found = [positions.get(word, set()) for word in words]
     if not all(found):
         return False
     pivot = min(range(len(words)), key=lambda k: len(found[k]))  # the rarest word
@@ -142,7 +141,7 @@ def _has_sequence(positions: dict[str, set[int]], words: tuple[str, ...]) -> boo
 _SCOPE_COST = {"entity": 1.0, "event": 2.0, "title": 2.0, "text": 3.0, "source": 50.0, "lang": 200.0}
 
 
-def _anchor_cost(anchors: frozenset) -> float:
+def _anchor_cost(anchors: frozenset[Key]) -> float:
     """Estimated share of articles an anchor set lets through (shorter words are commoner)."""
     return sum(
         _SCOPE_COST[scope] * (1 + 8 / len(value) if scope in ("text", "title") else 1)
@@ -153,7 +152,7 @@ def _anchor_cost(anchors: frozenset) -> float:
 class _Evidence:
     """What matched, gathered from the positive leaves of a matching query."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.terms: dict[str, None] = {}
         self.entities: set[str] = set()
         self.events: set[str] = set()
@@ -248,7 +247,7 @@ class _Equals:
 class _And:
     __slots__ = ("children",)
 
-    def __init__(self, children: list):
+    def __init__(self, children: list[_Matcher]):
         self.children = children
 
     def matches(self, view: ArticleView) -> bool:
@@ -267,7 +266,7 @@ class _And:
 class _Or:
     __slots__ = ("children",)
 
-    def __init__(self, children: list):
+    def __init__(self, children: list[_Matcher]):
         self.children = children
 
     def matches(self, view: ArticleView) -> bool:
@@ -275,7 +274,9 @@ class _Or:
 
     def anchors(self) -> Anchors:
         options = [child.anchors() for child in self.children]
-        return None if None in options else frozenset().union(*options)
+        if any(option is None for option in options):
+            return None
+        return frozenset[Key]().union(*(option for option in options if option is not None))
 
     def collect(self, view: ArticleView, out: _Evidence) -> None:
         for child in self.children:
@@ -285,7 +286,7 @@ class _Or:
 class _Not:
     __slots__ = ("child",)
 
-    def __init__(self, child):
+    def __init__(self, child: _Matcher):
         self.child = child
 
     def matches(self, view: ArticleView) -> bool:
@@ -298,7 +299,10 @@ class _Not:
         """What is absent is not evidence."""
 
 
-def _compile(node: Node, resolver: EntityResolver):
+_Matcher = _Text | _Entity | _Event | _Equals | _And | _Or | _Not
+
+
+def _compile(node: Node, resolver: EntityResolver) -> _Matcher:
     if isinstance(node, (Term, Phrase)):
         return _Text("text", node)
     if isinstance(node, Field):

@@ -11,6 +11,8 @@ needed (the node may run without the painless module).
 
 from __future__ import annotations
 
+from typing import Any
+
 from elasticsearch import ConflictError, Elasticsearch
 
 from pipeline.ids import stable_hash
@@ -43,7 +45,7 @@ def attach_updates(es: Elasticsearch, index: str, conflicting: list[Alert]) -> l
     return updates
 
 
-def _append(es: Elasticsearch, index: str, alert_id: str, new: list[dict], retries: int = 10) -> None:
+def _append(es: Elasticsearch, index: str, alert_id: str, new: list[dict[str, Any]], retries: int = 10) -> None:
     """Append ``new`` updates (those not listed yet) to a stored alert, retrying on conflicts."""
     for _ in range(retries):
         stored = es.get(index=index, id=alert_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from typing import Any
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -104,12 +105,12 @@ class SubscriptionStore:
         self._producer = None
 
     @property
-    def producer(self):
+    def producer(self) -> Any:
         if self._producer is None:
             self._producer = make_producer(self.settings)
         return self._producer
 
-    def add(self, query: str, owner: str = "default", channels: list[str] | None = None, **options) -> Subscription:
+    def add(self, query: str, owner: str = "default", channels: list[str] | None = None, **options: Any) -> Subscription:
         """Validate and store a subscription (raises QuerySyntaxError, SubscriptionRejected).
         ``channels``: ``webhook:URL`` strings. Returns it without secrets (see :meth:`create`)."""
         return self.create(query, owner=owner, channels=channels, **options).subscription
@@ -238,7 +239,7 @@ class SubscriptionFollower:
         position = self.consumer.position(self.partition, timeout_ms=timeout_ms)
         if position is None:  # no answer within the timeout
             raise KafkaTimeoutError("subscriptions topic: no position (broker unreachable?)")
-        return position
+        return int(position)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         sub_id = key.decode("utf-8") if key else None

@@ -28,7 +28,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -125,7 +125,7 @@ def resolve_checked(host: str, port: int, rules: TargetRules) -> list[str]:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise WebhookUnresolved(f"{host} does not resolve: {exc.strerror}") from exc
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if rules.allows(host, port):
         return addresses
     for text in addresses:
@@ -156,7 +156,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.inner = inner
         self.rules = rules
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
         addresses = await asyncio.to_thread(resolve_checked, host, port, self.rules)
         error: Exception | None = None
         for address in addresses:
@@ -166,7 +173,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 error = exc
         raise error or httpcore.ConnectError(f"{host} has no address")
 
-    async def connect_unix_socket(self, *args, **kwargs):  # pragma: no cover - never a webhook
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never a webhook
         raise WebhookRefused("unix sockets are not webhook targets")
 
     async def sleep(self, seconds: float) -> None:

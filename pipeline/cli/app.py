@@ -81,7 +81,7 @@ def cmd_kibana_setup(
         kibana_setup(kibana_url or _settings().kibana_url)
     except KibanaError as exc:
         console.print(f"[red]Kibana setup failed:[/] {exc}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command("setup-model")
@@ -95,7 +95,7 @@ def cmd_setup_model() -> None:
             console.print(f"spaCy model for {language!r} ready: {ensure_model(model, report=console.print)}")
     except ModelNotInstalledError as exc:
         console.print(f"[red]spaCy model not installed:[/] {exc}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command("worker")
@@ -189,7 +189,7 @@ def cmd_alerts_add(
         _query_error(query, exc)
     except SubscriptionRejected as exc:
         console.print(f"[red]subscription refused:[/] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     subscription = created.subscription
     console.print(f"subscribed [bold]{subscription.id}[/] to [cyan]{subscription.query}[/]")
     for channel in subscription.webhooks:  # the only time a secret is shown

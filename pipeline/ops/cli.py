@@ -148,7 +148,7 @@ def cmd_keys_add(
         info, key = _key_store().add(owner, admin=admin, note=note)
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     console.print(f"key [bold]{info.key_id}[/] for {info.owner}{' (admin)' if info.admin else ''}:")
     print(key)
 

@@ -103,23 +103,23 @@ class Field:
 
 @dataclass(frozen=True)
 class And:
-    children: tuple
+    children: tuple[Node, ...]
     pos: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Or:
-    children: tuple
+    children: tuple[Node, ...]
     pos: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Not:
-    child: object
+    child: Node
     pos: int = field(default=0, compare=False, repr=False)
 
 
-Node = Union[Term, Phrase, Field, And, Or, Not]
+Node = Term | Phrase | Field | And | Or | Not
 
 
 def text_terms(node: Term | Phrase) -> tuple[tuple[str, ...], str]:

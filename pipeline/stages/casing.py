@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -46,9 +47,12 @@ class WordCasing:
         return self.lower + self.capitalised > 0
 
 
-def count(texts) -> dict[str, WordCasing]:
+def count(texts: Iterable[str]) -> dict[str, WordCasing]:
     """Casing statistics of the words of ``texts`` (an iterable of article bodies)."""
-    low, cap, pre, said = Counter(), Counter(), Counter(), Counter()
+    low: Counter[str] = Counter()
+    cap: Counter[str] = Counter()
+    pre: Counter[str] = Counter()
+    said: Counter[str] = Counter()
     for text in texts:
         for line in text.split("\n"):
             tokens = _TOKEN.findall(line)
@@ -95,7 +99,7 @@ def word_casing(word: str) -> WordCasing:
     return casing_table().get(word.lower(), WordCasing())
 
 
-def _bodies(paths: list[str]):
+def _bodies(paths: list[str]) -> Iterator[str]:
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             for line in handle:

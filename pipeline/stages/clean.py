@@ -66,7 +66,7 @@ _GARBAGE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd\ue000-\uf8ff\ud800-\u
 _ZERO_WIDTH = "\u200b\u2060\ufeff\u00ad\u180e"
 """Removed. ZWJ/ZWNJ (U+200C/D) are kept: they are spelling in Persian, Indic scripts, emoji."""
 
-_DELETE = {ord(ch): None for ch in _ZERO_WIDTH}
+_DELETE: dict[int, str | None] = {ord(ch): None for ch in _ZERO_WIDTH}
 _DELETE.update({cp: None for cp in [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)]})
 _DELETE.update({0x0B: "\n", 0x0C: "\n", 0x0D: "\n", 0x09: " "})
 

@@ -116,7 +116,7 @@ _HASH_DTYPE = np.dtype("<u4")
 
 
 # --- text -------------------------------------------------------------------------------------
-class _StripTable(dict):
+class _StripTable(dict[int, str | int | None]):
     """``str.translate`` table filled on first sight of each character: punctuation and symbols
     -> space, format characters -> removed, anything else -> itself."""
 
@@ -168,7 +168,8 @@ def shingles(normalised: str) -> set[bytes]:
 @cache
 def _permutations() -> np.ndarray:
     """The permutation parameters of the fixed seed, computed once per process."""
-    return MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME).permutations
+    permutations: np.ndarray = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME).permutations
+    return permutations
 
 
 def minhash(normalised: str) -> np.ndarray:
@@ -177,7 +178,8 @@ def minhash(normalised: str) -> np.ndarray:
         num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME, permutations=_permutations()
     )
     sketch.update_batch(shingles(normalised))
-    return sketch.hashvalues.astype(_HASH_DTYPE)
+    values: np.ndarray = sketch.hashvalues.astype(_HASH_DTYPE)
+    return values
 
 
 def band_keys(signature: np.ndarray) -> tuple[str, ...]:
@@ -446,6 +448,7 @@ def _result(verdict: _Verdict, claimed: dict[str, FingerprintEntry]) -> DedupeRe
             stored = claimed[verdict.of_fingerprint]
             return DedupeResult(article, redelivered=stored.status == INDEXED)
         return DedupeResult(article, redelivered=True)  # the same message twice in one batch
+    assert original is not None, "a near/exact verdict names its original"
     return DedupeResult(article, _record(article, original, verdict.kind, verdict.similarity))
 
 

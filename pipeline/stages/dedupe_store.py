@@ -324,8 +324,8 @@ class ElasticsearchFingerprintStore:
                 found = bool(doc.get("found"))
                 listing = [_band_from_doc(e) for e in doc["_source"]["entries"]] if found else []
                 changed = False
-                for entry in new:
-                    before[entry.fingerprint][key], appended = _append(listing, entry)
+                for band in new:
+                    before[band.fingerprint][key], appended = _append(listing, band)
                     changed |= appended
                 if not changed:
                     continue

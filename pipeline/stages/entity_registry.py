@@ -56,7 +56,7 @@ class ElasticsearchEntityRegistry:
         indexed: the mapping is dynamic false). Read-modify-write with optimistic concurrency
         (``if_seq_no``/``if_primary_term``), retried on conflicts, so concurrent workers add up;
         unknown keys are skipped. (No script: nodes without the painless module work too.)"""
-        pending: dict[str, Counter] = defaultdict(Counter)
+        pending: dict[str, Counter[str]] = defaultdict(Counter)
         for key, name in forms:
             pending[key][name] += 1
         for _ in range(attempts):

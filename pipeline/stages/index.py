@@ -6,6 +6,8 @@ instead of adding a second one (idempotent sink for at-least-once delivery).
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections import defaultdict
 
 from elasticsearch import Elasticsearch
@@ -24,7 +26,7 @@ TYPE_FIELDS = {
 }
 
 
-def article_document(article: EnrichedArticle) -> dict:
+def article_document(article: EnrichedArticle) -> dict[str, Any]:
     """The Elasticsearch document of one article (see deploy/elasticsearch/articles.json)."""
     doc = article.model_dump(mode="json")
     doc["@timestamp"] = doc["published_at"] or doc["ingested_at"]

@@ -342,7 +342,7 @@ class Pipeline:
             if nlp is not None:
                 groups.setdefault(model, []).append(i)
         docs: list[Any] = [None] * len(articles)
-        for model, indices in groups.items():
+        for indices in groups.values():
             parsed_docs = parse(self.nlp_for(articles[indices[0]].language)[1],
                                 [articles[i].body for i in indices],
                                 batch_size=self.settings.nlp_batch_size)

@@ -212,7 +212,7 @@ class Stream(threading.Thread):
         producer = make_producer(self.settings.model_copy(update={"producer_deadline_s": 120}))
         try:
             pending = list(self.articles)
-            for attempt in range(5):
+            for _attempt in range(5):
                 futures = []
                 for article in pending:
                     futures.append((article, producer.send(self.settings.topic("raw"),

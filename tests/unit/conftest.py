@@ -20,3 +20,17 @@ def default_settings(monkeypatch):
     reset_settings()
     yield
     reset_settings()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo_caches_under_mutation():
+    """Under mutation testing (mutmut sets MUTANT_UNDER_TEST), every test starts with empty memo
+    caches: a value the clean run cached would hide the mutant of the function that computed it."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        from pipeline.query import analysis
+        from pipeline.stages import dedupe, names
+
+        for cached in (analysis.stem, analysis._fold_char, analysis._normalize_word, names.place_table):
+            cached.cache_clear()
+        dedupe._STRIP.clear()
+    yield

