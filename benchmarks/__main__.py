@@ -35,7 +35,11 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
     "dedupe": (["--limit", "1500", "--samples", "3"], [], 90),
     "stages": (["--limit", "120"], ["--limit", "2000"], 150),
     "ingest": (["--limit", "2000", "--kafka"], ["--kafka"], 90),
-    "quality": (["--models", "en_news_ner_conll"], ["--models", "en_core_web_sm", "en_news_ner_conll"], 180),
+    "quality": (
+        ["--models", "en_news_ner_conll"],
+        ["--models", "en_core_web_sm", "en_news_ner_conll"],
+        180,
+    ),
     "rules": (["--family", "places", "--family", "roles"], [], 150),
     "stories": (["--cost-only", "--sizes", "1000"], [], 120),
     "stream": (["--rate", "5", "--seconds", "6", "--burst", "60"], [], 150),
@@ -57,7 +61,12 @@ def run_one(name: str, args: list[str], timeout: int | None) -> dict[str, object
     started = time.monotonic()
     lines: list[str] = []
     proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     timed_out = threading.Event()
@@ -94,15 +103,21 @@ def run_one(name: str, args: list[str], timeout: int | None) -> dict[str, object
         status = f"exit {proc.returncode}"
     seconds = round(time.monotonic() - started, 1)
     print(f"--- {name}: {status} in {seconds} s", flush=True)
-    return {"command": " ".join(["python", "-m", f"benchmarks.{name}", *args]), "status": status,
-            "seconds": seconds, "output": lines[-80:]}
+    return {
+        "command": " ".join(["python", "-m", f"benchmarks.{name}", *args]),
+        "status": status,
+        "seconds": seconds,
+        "output": lines[-80:],
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the quick profile (default)")
-    mode.add_argument("--full", action="store_true", help="the full runs (hours on a small machine)")
+    mode.add_argument(
+        "--full", action="store_true", help="the full runs (hours on a small machine)"
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=None)
     parser.add_argument("--skip", nargs="+", choices=sorted(BENCHMARKS), default=[])
     parser.add_argument("--out", type=Path, default=None, help="summary path")
@@ -116,15 +131,23 @@ def main() -> int:
     for name in names:
         quick, full, timeout = BENCHMARKS[name]
         if not args.full and name in NEEDS_CLUSTER and not os.environ.get("NEWS_FAILOVER_DATA_DIR"):
-            reason = "skipped: needs a running 3x3 cluster in the quick profile (NEWS_FAILOVER_DATA_DIR)"
+            reason = (
+                "skipped: needs a running 3x3 cluster in the quick profile (NEWS_FAILOVER_DATA_DIR)"
+            )
             print(f"\n=== {name}: {reason}", flush=True)
-            results[name] = {"command": f"python -m benchmarks.{name} {' '.join(quick)}",
-                             "status": reason, "seconds": 0, "output": []}
+            results[name] = {
+                "command": f"python -m benchmarks.{name} {' '.join(quick)}",
+                "status": reason,
+                "seconds": 0,
+                "output": [],
+            }
             continue
         results[name] = run_one(name, full if args.full else quick, None if args.full else timeout)
     summary = {
         "profile": "full" if args.full else "quick",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - started))),
+        "started": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (time.monotonic() - started))
+        ),
         "seconds": round(time.monotonic() - started, 1),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
@@ -136,7 +159,13 @@ def main() -> int:
     print(f"\n=== {len(results)} benchmarks in {summary['seconds']} s; summary: {out}")
     for name, result in results.items():
         print(f"{name:16} {result['status']:24} {result['seconds']:7.1f} s")
-    return 0 if all(r["status"] == "ok" or str(r["status"]).startswith("skipped") for r in results.values()) else 1
+    return (
+        0
+        if all(
+            r["status"] == "ok" or str(r["status"]).startswith("skipped") for r in results.values()
+        )
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from collections import Counter
 from itertools import islice
 from pathlib import Path
 
+from benchmarks import DEFAULT_CORPUS
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, compile_query
 from pipeline.query.analysis import tokens
-from benchmarks import DEFAULT_CORPUS
 from schemas import EnrichedArticle, Entity, EventTag, Subscription
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,9 @@ class Vocabulary:
         for record in records:
             words = [w for w in tokens(record["body"]) if w.isalpha()]
             word_df.update(set(words))
-            bigrams.update(f"{a} {b}" for a, b in zip(words, words[1:]) if len(a) > 3 and len(b) > 3)
+            bigrams.update(
+                f"{a} {b}" for a, b in zip(words, words[1:]) if len(a) > 3 and len(b) > 3
+            )
             places.update(record.get("places", []))
             topics.update(record.get("topics", []))
         self.words = self._weighted(
@@ -104,7 +106,7 @@ class Vocabulary:
             return f"{self.word()} AND NOT {self.word()}"
         if roll < 0.95:
             field = f"entity:location:{self.draw(self.places)}"
-            return f"{field} AND ({self.word()} OR \"{self.draw(self.phrases)}\")"
+            return f'{field} AND ({self.word()} OR "{self.draw(self.phrases)}")'
         return f"event:{self.draw(self.topics)}"
 
 
@@ -150,13 +152,17 @@ def main() -> None:
     start = time.perf_counter_ns()
     views = [ArticleView.from_article(a) for a in articles]
     view_us = (time.perf_counter_ns() - start) / len(views) / 1e3
-    print(f"corpus: {args.corpus}  articles matched: {len(views)}  ArticleView build: {view_us:.0f} µs/article")
+    print(
+        f"corpus: {args.corpus}  articles matched: {len(views)}  ArticleView build: {view_us:.0f} µs/article"
+    )
     print(
         f"{'subs':>6} | {'build ms':>8} | {'index mean/p50/p99 µs':>24} | {'cand.':>6} | {'hits':>5} |"
         f" {'loop mean/p50/p99 µs':>24} | {'speedup':>7} | agree"
     )
     for count in SUBSCRIPTION_COUNTS:
-        subscriptions = [Subscription(id=f"s{i:05}", query=vocabulary.query()) for i in range(count)]
+        subscriptions = [
+            Subscription(id=f"s{i:05}", query=vocabulary.query()) for i in range(count)
+        ]
         start = time.perf_counter_ns()
         index = SubscriptionIndex()
         for subscription in subscriptions:

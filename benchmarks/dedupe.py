@@ -21,11 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.stages.dedupe import Deduper, DedupeResult, normalise, shingles  # noqa: E402
-from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
-from schemas.models import CleanArticle, RawArticle  # noqa: E402
-
 from benchmarks import DEFAULT_CORPUS
+from pipeline.stages.dedupe import Deduper, DedupeResult, normalise, shingles
+from pipeline.stages.dedupe_store import InMemoryFingerprintStore
+from schemas.models import CleanArticle, RawArticle
 
 
 def read_raw(path: Path) -> Iterator[RawArticle]:
@@ -124,14 +123,18 @@ def report(
         return
     truths = [true_jaccard(by_id[r.article_id].body, by_id[r.duplicate_of].body) for r in near]
     below = sum(t < 0.8 for t in truths)
-    print(f"near pairs whose true shingle Jaccard is below 0.8: {below} of {len(near)}"
-          f" (lowest {min(truths):.3f})")
+    print(
+        f"near pairs whose true shingle Jaccard is below 0.8: {below} of {len(near)}"
+        f" (lowest {min(truths):.3f})"
+    )
     print(f"\nsample near-duplicate pairs ({min(samples, len(near))} of {len(near)}, random):")
     picks = random.Random(0).sample(range(len(near)), min(samples, len(near)))
     for i in sorted(picks):
         record, truth = near[i], truths[i]
-        print(f"- {record.article_id} ~ {record.duplicate_of}: estimated {record.similarity:.3f},"
-              f" true {truth:.3f}")
+        print(
+            f"- {record.article_id} ~ {record.duplicate_of}: estimated {record.similarity:.3f},"
+            f" true {truth:.3f}"
+        )
         print(f"    {excerpt(by_id[record.duplicate_of].body)}")
         print(f"    {excerpt(by_id[record.article_id].body)}")
 

@@ -82,7 +82,7 @@ class _Receiver(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         with self.server.lock:
             # Standard Webhooks envelope {"type": "alert.fired", "timestamp", "data": alert}
@@ -110,21 +110,33 @@ def cluster_settings(base_dir: Path):
     settings = get_settings()
     dist = settings.dist_dir or settings.data_dir.resolve() / "dist"
     return settings.model_copy(
-        update={"data_dir": base_dir, "dist_dir": dist, "kafka_brokers": 3, "es_nodes": 3,
-                **free_port_settings(3, 3)}
+        update={
+            "data_dir": base_dir,
+            "dist_dir": dist,
+            "kafka_brokers": 3,
+            "es_nodes": 3,
+            **free_port_settings(3, 3),
+        }
     )
 
 
-def failover(runtime, workdir: Path, n_articles: int = 300, kill_at: int = 100,
-             rate: float = 25.0, timeout_s: float = 420.0, log=print) -> FailoverReport:
+def failover(
+    runtime,
+    workdir: Path,
+    n_articles: int = 300,
+    kill_at: int = 100,
+    rate: float = 25.0,
+    timeout_s: float = 420.0,
+    log=print,
+) -> FailoverReport:
     """Run the scenario on the running cluster of ``runtime``; returns what happened."""
     from elasticsearch import Elasticsearch
 
     from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
     from pipeline.infra.kafka import make_producer
-    from pipeline.settings import get_settings, reset_settings
     from pipeline.infra.setup import setup
+    from pipeline.settings import get_settings, reset_settings
 
     run = uuid.uuid4().hex[:8]
     overrides = {
@@ -146,7 +158,9 @@ def failover(runtime, workdir: Path, n_articles: int = 300, kill_at: int = 100,
     report = FailoverReport()
     receiver = _Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    es = Elasticsearch(settings.es_url_list, request_timeout=30, retry_on_timeout=True, max_retries=5)
+    es = Elasticsearch(
+        settings.es_url_list, request_timeout=30, retry_on_timeout=True, max_retries=5
+    )
     worker = None
     started = time.monotonic()
     try:
@@ -181,7 +195,7 @@ def failover(runtime, workdir: Path, n_articles: int = 300, kill_at: int = 100,
             pending = [i for i in ids if i not in seen]
             try:
                 docs = es.mget(index=index, ids=pending, source=False)["docs"]
-            except Exception as exc:  # noqa: BLE001 - a node is down: ask again
+            except Exception as exc:
                 log(f"mget failed ({type(exc).__name__}); again")
                 time.sleep(0.5)
                 continue
@@ -249,7 +263,7 @@ def main() -> None:
     parser.add_argument("--kill-at", type=int, default=100)
     args = parser.parse_args()
     from pipeline.runtime.local import LocalRuntime, with_shape
-    from pipeline.settings import Settings, get_settings
+    from pipeline.settings import get_settings
 
     given = os.environ.get("NEWS_FAILOVER_DATA_DIR")
     if given:

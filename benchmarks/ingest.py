@@ -19,9 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.sources.ingest import Rejected, iter_inputs, publish  # noqa: E402
-
 from benchmarks import DEFAULT_CORPUS
+from pipeline.sources.ingest import Rejected, iter_inputs, publish
 
 
 def bench_read(path: Path, limit: int | None) -> tuple[list, float]:
@@ -29,8 +28,10 @@ def bench_read(path: Path, limit: int | None) -> tuple[list, float]:
     items = list(itertools.islice(iter_inputs([path]), limit))
     elapsed = time.perf_counter() - started
     rejected = sum(isinstance(item, Rejected) for item in items)
-    print(f"read     {len(items):>7} items ({rejected} rejected) in {elapsed:6.2f} s"
-          f"  = {len(items) / elapsed:8.0f} items/s")
+    print(
+        f"read     {len(items):>7} items ({rejected} rejected) in {elapsed:6.2f} s"
+        f"  = {len(items) / elapsed:8.0f} items/s"
+    )
     return items, elapsed
 
 
@@ -47,8 +48,10 @@ def bench_publish(items: list, read_seconds: float) -> None:
         report = publish(items, producer, settings, progress=False)
     finally:
         producer.close()
-    print(f"publish  {report.sent:>7} sent, {len(report.failed)} failed in {report.elapsed:6.2f} s"
-          f"  = {report.sent / report.elapsed:8.0f} articles/s  (topics {settings.topic_prefix}.*)")
+    print(
+        f"publish  {report.sent:>7} sent, {len(report.failed)} failed in {report.elapsed:6.2f} s"
+        f"  = {report.sent / report.elapsed:8.0f} articles/s  (topics {settings.topic_prefix}.*)"
+    )
     print(f"publish time / read time: {report.elapsed / read_seconds:.2f}")
 
 

@@ -36,14 +36,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.scaling import QUERIES, distinct_articles, one_run  # noqa: E402
-from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations  # noqa: E402
+from benchmarks.scaling import QUERIES, distinct_articles, one_run
+from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
 DEFAULT_CORPUS = os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl"
 
 
 # --- 1. nlp.pipe ---------------------------------------------------------------------------
-def nlp_pipe_rate(texts: list[str], model: str, *, staged: bool, n_process: int, batch_size: int = 64) -> float:
+def nlp_pipe_rate(
+    texts: list[str], model: str, *, staged: bool, n_process: int, batch_size: int = 64
+) -> float:
     """Articles/s of ``nlp.pipe`` over ``texts`` (after a warm-up outside the timing)."""
     import spacy
 
@@ -77,7 +79,10 @@ class AlertWatcher(threading.Thread):
 
         topic = settings.topic("alerts")
         self.consumer = make_consumer(settings=settings)
-        parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or range(settings.topic_partitions)]
+        parts = [
+            TopicPartition(topic, p)
+            for p in self.consumer.partitions_for_topic(topic) or range(settings.topic_partitions)
+        ]
         self.consumer.assign(parts)
         self.consumer.seek_to_beginning(*parts)
         self.received: dict[str, tuple[float, dict]] = {}  # alert id -> (wall time, alert)
@@ -114,9 +119,13 @@ class SearchableWatcher(threading.Thread):
                 ids = sorted(self.pending)[:1000]
             if ids:
                 try:
-                    hits = self.es.search(index=self.index, query={"ids": {"values": ids}},
-                                          size=len(ids), source=False)["hits"]["hits"]
-                except Exception:  # noqa: BLE001 - a busy node: poll again
+                    hits = self.es.search(
+                        index=self.index,
+                        query={"ids": {"values": ids}},
+                        size=len(ids),
+                        source=False,
+                    )["hits"]["hits"]
+                except Exception:
                     hits = []
                 now = time.time()
                 with self.lock:
@@ -138,8 +147,12 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
     from schemas.models import utcnow
 
     run = uuid.uuid4().hex[:6]
-    os.environ.update(NEWS_TOPIC_PREFIX=f"perf{run}", NEWS_INDEX_PREFIX=f"perf{run}",
-                      NEWS_APP_ID=f"perf{run}", NEWS_TOPIC_PARTITIONS=str(partitions))
+    os.environ.update(
+        NEWS_TOPIC_PREFIX=f"perf{run}",
+        NEWS_INDEX_PREFIX=f"perf{run}",
+        NEWS_APP_ID=f"perf{run}",
+        NEWS_TOPIC_PARTITIONS=str(partitions),
+    )
     reset_settings()
     settings = get_settings()
     setup(settings)
@@ -192,9 +205,18 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         if matched is not None:
             publish.append((received - _ts(matched)) * 1000)
     to_search = [(seen - sent_at[i]) * 1000 for i, seen in searchable.seen.items() if i in sent_at]
-    return {"rate": rate, "actual_rate": actual_rate, "seconds": seconds, "sent": count,
-            "searchable": len(to_search), "alerts": len(to_alert), "to_alert": to_alert,
-            "to_search": to_search, "steps": steps, "publish": publish}
+    return {
+        "rate": rate,
+        "actual_rate": actual_rate,
+        "seconds": seconds,
+        "sent": count,
+        "searchable": len(to_search),
+        "alerts": len(to_alert),
+        "to_alert": to_alert,
+        "to_search": to_search,
+        "steps": steps,
+        "publish": publish,
+    }
 
 
 def _ts(value: str) -> float:
@@ -206,36 +228,53 @@ def _ts(value: str) -> float:
 def summary(values: list[float]) -> str:
     if not values:
         return "no values"
-    return (f"p50 {percentile(values, 0.5):.0f}, p90 {percentile(values, 0.9):.0f}, "
-            f"p99 {percentile(values, 0.99):.0f}, max {max(values):.0f} ms (n={len(values)})")
+    return (
+        f"p50 {percentile(values, 0.5):.0f}, p90 {percentile(values, 0.9):.0f}, "
+        f"p99 {percentile(values, 0.99):.0f}, max {max(values):.0f} ms (n={len(values)})"
+    )
 
 
 def print_latency(result: dict, label: str) -> None:
-    print(f"latency at {label}: {result['sent']} articles sent at {result['actual_rate']:.1f}/s "
-          f"over {result['sent'] / max(result['actual_rate'], 1e-9):.0f} s, one worker")
+    print(
+        f"latency at {label}: {result['sent']} articles sent at {result['actual_rate']:.1f}/s "
+        f"over {result['sent'] / max(result['actual_rate'], 1e-9):.0f} s, one worker"
+    )
     print(f"  ingest -> alert (received on the alerts topic): {summary(result['to_alert'])}")
-    print(f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}")
+    print(
+        f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}"
+    )
     print("  where the time goes (per alert, ms: mean / p99):")
     for name in ALERT_PATH:
         values = result["steps"][name]
         if values:
-            print(f"    {STEP_NAMES[name]:40s} {statistics.fmean(values):7.0f} / {percentile(values, 0.99):6.0f}")
+            print(
+                f"    {STEP_NAMES[name]:40s} {statistics.fmean(values):7.0f} / {percentile(values, 0.99):6.0f}"
+            )
     if result["publish"]:
-        print(f"    {'publish (ledger done -> alert received)':40s} {statistics.fmean(result['publish']):7.0f} "
-              f"/ {percentile(result['publish'], 0.99):6.0f}")
+        print(
+            f"    {'publish (ledger done -> alert received)':40s} {statistics.fmean(result['publish']):7.0f} "
+            f"/ {percentile(result['publish'], 0.99):6.0f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="JSON-lines articles")
     parser.add_argument("--quick", action="store_true", help="300 articles, 15 s per rate")
-    parser.add_argument("--articles", type=int, default=None, help="distinct articles (2400); a paced run sends at most these")
+    parser.add_argument(
+        "--articles",
+        type=int,
+        default=None,
+        help="distinct articles (2400); a paced run sends at most these",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="steady rate, articles/s")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per rate (60)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--min-words", type=int, default=40)
     parser.add_argument("--max-words", type=int, default=400, help="0: no limit (long articles)")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: nlp,throughput,latency")
+    parser.add_argument(
+        "--skip", default="", help="comma list of parts to skip: nlp,throughput,latency"
+    )
     args = parser.parse_args()
     n = args.articles or (300 if args.quick else 2400)
     seconds = args.seconds or (15.0 if args.quick else 60.0)
@@ -253,48 +292,72 @@ def main() -> None:
     if not corpus.is_file():
         sys.exit(f"error: no corpus file {corpus}")
     try:
-        articles = distinct_articles(n, corpus, uuid.uuid4().hex[:6], min_words=args.min_words,
-                                     max_words=args.max_words or sys.maxsize)
+        articles = distinct_articles(
+            n,
+            corpus,
+            uuid.uuid4().hex[:6],
+            min_words=args.min_words,
+            max_words=args.max_words or sys.maxsize,
+        )
     except RuntimeError as exc:
         sys.exit(f"error: {exc} (ask for fewer with --articles)")
     texts = [clean(a).body for a in articles]
     words = statistics.fmean(len(t.split()) for t in texts)
     cores = os.cpu_count() or 1
-    print(f"newspipe performance: model {model}, corpus {corpus.name}, {len(articles)} distinct "
-          f"articles of {words:.0f} words on average; {cores} cores (shared machine: compare ratios)")
+    print(
+        f"newspipe performance: model {model}, corpus {corpus.name}, {len(articles)} distinct "
+        f"articles of {words:.0f} words on average; {cores} cores (shared machine: compare ratios)"
+    )
 
     pipe: dict[tuple[bool, int], float] = {}
     if "nlp" not in skip:
         for staged in (False, True):
-            print(f"nlp.pipe, {'stage pipeline' if staged else 'model as shipped'}: "
-                  f"{' '.join(components(model, staged))}")
+            print(
+                f"nlp.pipe, {'stage pipeline' if staged else 'model as shipped'}: "
+                f"{' '.join(components(model, staged))}"
+            )
             for n_process in (1, 2):
-                pipe[staged, n_process] = nlp_pipe_rate(texts, model, staged=staged, n_process=n_process)
-                print(f"  {n_process} process(es): {pipe[staged, n_process]:.1f} articles/s", flush=True)
+                pipe[staged, n_process] = nlp_pipe_rate(
+                    texts, model, staged=staged, n_process=n_process
+                )
+                print(
+                    f"  {n_process} process(es): {pipe[staged, n_process]:.1f} articles/s",
+                    flush=True,
+                )
 
     e2e: dict[int, float] = {}
     if "throughput" not in skip:
         for workers in (1, 2):
             result = one_run(workers, articles, args.partitions)
             e2e[workers] = result["rate"]
-            print(f"end to end, {workers} worker(s): {result['indexed']} articles in {result['seconds']:.1f} s "
-                  f"= {result['rate']:.1f} articles/s", flush=True)
+            print(
+                f"end to end, {workers} worker(s): {result['indexed']} articles in {result['seconds']:.1f} s "
+                f"= {result['rate']:.1f} articles/s",
+                flush=True,
+            )
         for workers in (1, 2):
             ref = pipe.get((False, workers))
             if ref:
                 goal = 0.85 if workers == 1 else 0.75
-                print(f"  ratio {workers} worker(s) / nlp.pipe(n_process={workers}) as shipped: "
-                      f"{e2e[workers] / ref:.2f} (goal >= {goal}); to the stage pipeline: "
-                      f"{e2e[workers] / pipe[True, workers]:.2f}")
+                print(
+                    f"  ratio {workers} worker(s) / nlp.pipe(n_process={workers}) as shipped: "
+                    f"{e2e[workers] / ref:.2f} (goal >= {goal}); to the stage pipeline: "
+                    f"{e2e[workers] / pipe[True, workers]:.2f}"
+                )
         print(f"  2 workers / 1 worker: {e2e[2] / e2e[1]:.2f}x")
 
     if "latency" not in skip:
         steady = paced_run(articles, args.rate, seconds, args.partitions)
-        print_latency(steady, f"{args.rate:g} articles/s (goal: p99 alert <= 1000 ms, searchable <= 1500 ms)")
+        print_latency(
+            steady, f"{args.rate:g} articles/s (goal: p99 alert <= 1000 ms, searchable <= 1500 ms)"
+        )
         if e2e.get(1):
             loaded = 0.8 * e2e[1]
             result = paced_run(articles, loaded, seconds, args.partitions)
-            print_latency(result, f"80% of one-worker capacity, {loaded:.1f} articles/s (goal: p99 alert <= 2000 ms)")
+            print_latency(
+                result,
+                f"80% of one-worker capacity, {loaded:.1f} articles/s (goal: p99 alert <= 2000 ms)",
+            )
 
 
 if __name__ == "__main__":

@@ -22,21 +22,21 @@ import argparse
 import json
 import sys
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.stages.nlp import ModelNotInstalledError, load_nlp, loadable_name  # noqa: E402
-from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse  # noqa: E402
-from pipeline.stages.events import taxonomy, tag_events  # noqa: E402
-from schemas.models import CleanArticle  # noqa: E402
+from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse
+from pipeline.stages.events import tag_events, taxonomy
+from pipeline.stages.nlp import ModelNotInstalledError, load_nlp, loadable_name
+from schemas.models import CleanArticle
 
 FIXTURES = REPO / "tests" / "fixtures"
 EVENT_SET = FIXTURES / "event_sentences.jsonl"
 PAIR_SET = FIXTURES / "entity_pairs.jsonl"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -126,7 +126,9 @@ def _print_table(title: str, counts: dict[str, Counter]) -> tuple[float, float]:
         print(f"  {name:<22} {p:6.3f} {r:6.3f}  {c['tp']:3d} {c['fp']:3d} {c['fn']:3d}{extra}")
         total.update(c)
     p, r = prf(total["tp"], total["fp"], total["fn"])
-    print(f"  {'OVERALL':<22} {p:6.3f} {r:6.3f}  {total['tp']:3d} {total['fp']:3d} {total['fn']:3d}")
+    print(
+        f"  {'OVERALL':<22} {p:6.3f} {r:6.3f}  {total['tp']:3d} {total['fp']:3d} {total['fn']:3d}"
+    )
     return p, r
 
 
@@ -160,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.show_errors:
                 for pair, got in zip(pairs, same):
                     if got is None or got != pair["same"]:
-                        print(f"    {pair['kind']}: want same={pair['same']} got {got}: "
-                              f"{pair['mention_a']!r} / {pair['mention_b']!r}")
+                        print(
+                            f"    {pair['kind']}: want same={pair['same']} got {got}: "
+                            f"{pair['mention_a']!r} / {pair['mention_b']!r}"
+                        )
     return 0
 
 

@@ -33,14 +33,14 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "rules"
 FAMILIES = ("places", "possessives", "run_together", "roles", "first_names", "line_repair")
 TARGET_P, TARGET_R = 0.98, 0.9
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def load(family: str) -> list[dict]:
@@ -86,8 +86,10 @@ def _extract(nlp, texts: list[str]):
     from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse
     from schemas.models import CleanArticle
 
-    articles = [CleanArticle(id=str(i), title="t", body=t, language="en", ingested_at=NOW)
-                for i, t in enumerate(texts)]
+    articles = [
+        CleanArticle(id=str(i), title="t", body=t, language="en", ingested_at=NOW)
+        for i, t in enumerate(texts)
+    ]
     return extract_entities(articles, parse(nlp, texts, 32), InMemoryEntityRegistry())
 
 
@@ -123,7 +125,9 @@ def score_run_together(nlp, items: list[dict]) -> Score:
     for item in items:
         text = item["text"]
         (entities,) = _extract(nlp, [text])
-        full, _ = _covering(entities, text.index(item["full"]), text.index(item["full"]) + len(item["full"]))
+        full, _ = _covering(
+            entities, text.index(item["full"]), text.index(item["full"]) + len(item["full"])
+        )
         at = text.rindex(item["word"])
         word, _ = _covering(entities, at, at + len(item["word"]))
         if full is None or full.type != "person" or word is None:
@@ -142,8 +146,10 @@ def score_roles(nlp, items: list[dict]) -> tuple[Score, Score]:
         (entities,) = _extract(nlp, [item["text"]])
         start, end = item["start"], item["start"] + len(item["mention"])
         doc = nlp(item["text"])
-        if not any(e.start_char <= start and e.end_char >= end and e.label_ in ("PER", "PERSON")
-                   for e in doc.ents):
+        if not any(
+            e.start_char <= start and e.end_char >= end and e.label_ in ("PER", "PERSON")
+            for e in doc.ents
+        ):
             pipeline.skip()  # the NER's person span is not the whole mention: no rule at work
         else:
             entity, mention = _covering(entities, start, end)
@@ -183,8 +189,13 @@ def score_line_repair(items: list[dict]) -> Score:
     for item in items:
         lines = item["lines"]
         paragraphs = build_paragraphs(_content_lines("\n".join(lines)))
-        before, after = " ".join(lines[item["after"]].split()), " ".join(lines[item["after"] + 1].split())
-        kept = any(p.endswith(before) and q.startswith(after) for p, q in zip(paragraphs, paragraphs[1:]))
+        before, after = (
+            " ".join(lines[item["after"]].split()),
+            " ".join(lines[item["after"] + 1].split()),
+        )
+        kept = any(
+            p.endswith(before) and q.startswith(after) for p, q in zip(paragraphs, paragraphs[1:])
+        )
         score.add(item["label"], kept, kept, item["id"])
     return score
 
@@ -194,10 +205,10 @@ def score_line_repair(items: list[dict]) -> Score:
 
 def _without(family: str, stack: ExitStack) -> None:
     """Patch in the behaviour before issue #19 for one family."""
-    import pipeline.stages.nlp as nlp_module
     import pipeline.stages.clean as clean
     import pipeline.stages.entities as entities
     import pipeline.stages.names as names
+    import pipeline.stages.nlp as nlp_module
 
     patch = lambda target, attr, value: stack.enter_context(mock.patch.object(target, attr, value))  # noqa: E731
     if family == "places":  # a place form anywhere, plurals without evidence
@@ -209,6 +220,7 @@ def _without(family: str, stack: ExitStack) -> None:
             for m in mentions:
                 if m.plural_of is not None:
                     m.type, m.place, m.person = "location", m.plural_of, None
+
         patch(entities, "_settle_plural_places", settle)
     elif family == "possessives":  # a possessive of a place word is the place, people or not
         patch(nlp_module, "_names_a_person", lambda ent, words: False)
@@ -234,6 +246,7 @@ def _without(family: str, stack: ExitStack) -> None:
             if primary is not None and lenient(person.first, entities._first_of(primary.name)):
                 return primary
             return original(self, person, roles)
+
         patch(entities._Resolver, "_resolve_full", resolve_full)
     elif family == "line_repair":  # glue whatever follows a broken abbreviation or a byline
         never = __import__("re").compile(r"(?!)")
@@ -253,15 +266,17 @@ def main() -> int:
     parser.add_argument("--errors", action="store_true", help="print the ids of wrong items")
     args = parser.parse_args()
 
-    from pipeline.stages.nlp import load_nlp
     from pipeline.settings import get_settings
+    from pipeline.stages.nlp import load_nlp
 
     model = os.environ.get("NEWS_SPACY_MODEL") or get_settings().spacy_model
     families = args.family or list(FAMILIES)
     nlp = load_nlp(model) if set(families) - {"line_repair"} else None
     print(f"model: {model}" + (f"   rule switched off: {args.without}" if args.without else ""))
-    print(f"{'family':<22}{'items':>6}{'pos':>5}{'neg':>5}{'TP':>5}{'FP':>5}{'FN':>5}"
-          f"{'n/a':>5}{'precision':>11}{'recall':>8}  target")
+    print(
+        f"{'family':<22}{'items':>6}{'pos':>5}{'neg':>5}{'TP':>5}{'FP':>5}{'FN':>5}"
+        f"{'n/a':>5}{'precision':>11}{'recall':>8}  target"
+    )
     failed = False
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -284,9 +299,11 @@ def main() -> int:
             for name, s in scores.items():
                 ok = s.precision >= TARGET_P and s.recall >= TARGET_R
                 failed |= not ok
-                print(f"{name:<22}{len(items):>6}{positives:>5}{len(items) - positives:>5}"
-                      f"{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.na:>5}{s.precision:>11.3f}{s.recall:>8.3f}  "
-                      f"{'ok' if ok else 'MISSED'}")
+                print(
+                    f"{name:<22}{len(items):>6}{positives:>5}{len(items) - positives:>5}"
+                    f"{s.tp:>5}{s.fp:>5}{s.fn:>5}{s.na:>5}{s.precision:>11.3f}{s.recall:>8.3f}  "
+                    f"{'ok' if ok else 'MISSED'}"
+                )
                 if args.errors and s.errors:
                     print("    wrong:", " ".join(s.errors))
     print(f"({time.perf_counter() - started:.1f} s)")

@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 QUERIES = ["oil", "dividend", "trade OR tariff", '"interest rates"', "bank AND loss", "said"]
 
 
-def distinct_articles(n: int, corpus: Path, run: str, min_words: int = 40, max_words: int = 400) -> list:
+def distinct_articles(
+    n: int, corpus: Path, run: str, min_words: int = 40, max_words: int = 400
+) -> list:
     """``n`` corpus articles of ``min_words``..``max_words`` words, none an exact or near
     duplicate of another, under fresh ids."""
     from pipeline.sources.ingest import Rejected, iter_inputs
@@ -54,32 +56,45 @@ def group_view(settings) -> list[tuple[str, list[int], dict[str, int]]]:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, client_id="bench-scaling")
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list, client_id="bench-scaling")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_list, client_id="bench-scaling"
+    )
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_list, client_id="bench-scaling"
+    )
     try:
         group = admin.describe_groups([settings.app_id])[settings.app_id]
         committed = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
         stage_topics = {settings.topic(t): t for t in ("raw", "clean", "enriched")}
-        parts = [TopicPartition(t, p) for t in stage_topics for p in range(settings.topic_partitions)]
+        parts = [
+            TopicPartition(t, p) for t in stage_topics for p in range(settings.topic_partitions)
+        ]
         ends = consumer.end_offsets(parts)
         rows = []
         for member in group.get("members", []):
             assignment = member.get("member_assignment")
-            assigned = getattr(assignment, "assignment", None) or (
-                assignment.get("assigned_partitions") if isinstance(assignment, dict) else None
-            ) or []
+            assigned = (
+                getattr(assignment, "assignment", None)
+                or (assignment.get("assigned_partitions") if isinstance(assignment, dict) else None)
+                or []
+            )
             tps: list[TopicPartition] = []
             for entry in assigned:
-                topic, partitions = (entry if isinstance(entry, (tuple, list)) else
-                                     (entry.get("topic"), entry.get("partitions")))
+                topic, partitions = (
+                    entry
+                    if isinstance(entry, (tuple, list))
+                    else (entry.get("topic"), entry.get("partitions"))
+                )
                 tps += [TopicPartition(topic, p) for p in partitions]
-            lag = {short: 0 for short in stage_topics.values()}
+            lag = dict.fromkeys(stage_topics.values(), 0)
             for tp in tps:
                 if tp.topic in stage_topics:
                     done = committed.get(tp)
                     lag[stage_topics[tp.topic]] += ends.get(tp, 0) - (done.offset if done else 0)
             raw = sorted(tp.partition for tp in tps if tp.topic == settings.topic("raw"))
-            rows.append((f"{member.get('client_host', '')}/{member.get('member_id', '')[-6:]}", raw, lag))
+            rows.append(
+                (f"{member.get('client_host', '')}/{member.get('member_id', '')[-6:]}", raw, lag)
+            )
         return rows
     finally:
         admin.close()
@@ -92,13 +107,15 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
     from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
     from pipeline.infra.kafka import make_producer
-    from pipeline.settings import get_settings, reset_settings
     from pipeline.infra.setup import setup
+    from pipeline.settings import get_settings, reset_settings
     from schemas.models import utcnow
 
     run = uuid.uuid4().hex[:6]
     os.environ.update(
-        NEWS_TOPIC_PREFIX=f"scale{run}", NEWS_INDEX_PREFIX=f"scale{run}", NEWS_APP_ID=f"scale{run}",
+        NEWS_TOPIC_PREFIX=f"scale{run}",
+        NEWS_INDEX_PREFIX=f"scale{run}",
+        NEWS_APP_ID=f"scale{run}",
         NEWS_TOPIC_PARTITIONS=str(partitions),
     )
     reset_settings()
@@ -119,10 +136,19 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
         producer = make_producer(settings)
         started = time.monotonic()
         for article in articles:
-            producer.send(settings.topic("raw"), key=article.id, value=article.model_copy(update={"ingested_at": utcnow()}))
+            producer.send(
+                settings.topic("raw"),
+                key=article.id,
+                value=article.model_copy(update={"ingested_at": utcnow()}),
+            )
         producer.flush()
         producer.close()
-        index, pending, view, done_at = settings.index("articles"), {a.id for a in articles}, None, None
+        index, pending, view, done_at = (
+            settings.index("articles"),
+            {a.id for a in articles},
+            None,
+            None,
+        )
         while pending and time.monotonic() - started < 900:
             docs = es.mget(index=index, ids=sorted(pending), source=False)["docs"]
             pending -= {d["_id"] for d in docs if d.get("found")}
@@ -132,8 +158,12 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
         done_at = time.monotonic()
         time.sleep(2)  # the alerts agent runs beside the index agent
         es.indices.refresh(index=settings.index("alerts"))
-        hits = es.search(index=settings.index("alerts"), size=10000, source=["latency_ms"])["hits"]["hits"]
-        latencies = sorted(h["_source"]["latency_ms"] for h in hits if h["_source"].get("latency_ms") is not None)
+        hits = es.search(index=settings.index("alerts"), size=10000, source=["latency_ms"])["hits"][
+            "hits"
+        ]
+        latencies = sorted(
+            h["_source"]["latency_ms"] for h in hits if h["_source"].get("latency_ms") is not None
+        )
         return {
             "workers": n_workers,
             "indexed": len(articles) - len(pending),
@@ -141,7 +171,9 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
             "rate": (len(articles) - len(pending)) / (done_at - started),
             "alerts": len(latencies),
             "p50": statistics.median(latencies) if latencies else float("nan"),
-            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
+            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+            if latencies
+            else float("nan"),
             "view": view or [],
         }
     finally:
@@ -174,14 +206,19 @@ def main() -> None:
     for n in (int(x) for x in args.workers.split(",")):
         result = one_run(n, articles, args.partitions)
         results.append(result)
-        print(f"{n} worker(s): {result['indexed']} articles in {result['seconds']:.1f}s = "
-              f"{result['rate']:.1f} articles/s; {result['alerts']} alerts, ingest-to-alert "
-              f"p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms"
-              + (f"  [oversubscribed: {n} workers on {cores} cores]" if n > cores else ""))
+        print(
+            f"{n} worker(s): {result['indexed']} articles in {result['seconds']:.1f}s = "
+            f"{result['rate']:.1f} articles/s; {result['alerts']} alerts, ingest-to-alert "
+            f"p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms"
+            + (f"  [oversubscribed: {n} workers on {cores} cores]" if n > cores else "")
+        )
         for member, raw, lag in result["view"]:
             print(f"    member {member}: raw partitions {raw}, lag at half-way {lag}")
     base = results[0]["rate"]
-    print("speed-up vs 1 worker: " + ", ".join(f"{r['workers']}: {r['rate'] / base:.2f}x" for r in results))
+    print(
+        "speed-up vs 1 worker: "
+        + ", ".join(f"{r['workers']}: {r['rate'] / base:.2f}x" for r in results)
+    )
     print(f"({cores} cores; machine shared with other jobs: figures from a loaded machine)")
 
 

@@ -18,14 +18,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.sources.ingest import Rejected, iter_inputs  # noqa: E402
-from pipeline.stream.process import InMessage, Pipeline  # noqa: E402
-from pipeline.settings import get_settings  # noqa: E402
-from pipeline.stages.dedupe import Deduper  # noqa: E402
-from pipeline.stages.dedupe_store import InMemoryFingerprintStore  # noqa: E402
-from pipeline.stages.entities import InMemoryEntityRegistry  # noqa: E402
-from pipeline.stages.stories import StoryAssigner  # noqa: E402
 from benchmarks import DEFAULT_CORPUS
+from pipeline.settings import get_settings
+from pipeline.sources.ingest import Rejected, iter_inputs
+from pipeline.stages.dedupe import Deduper
+from pipeline.stages.dedupe_store import InMemoryFingerprintStore
+from pipeline.stages.entities import InMemoryEntityRegistry
+from pipeline.stages.stories import StoryAssigner
+from pipeline.stream.process import InMessage, Pipeline
 
 
 def main() -> None:
@@ -37,7 +37,9 @@ def main() -> None:
 
     settings = get_settings()
     pipeline = Pipeline(
-        settings, deduper=Deduper(InMemoryFingerprintStore()), registry=InMemoryEntityRegistry(),
+        settings,
+        deduper=Deduper(InMemoryFingerprintStore()),
+        registry=InMemoryEntityRegistry(),
         stories=StoryAssigner(),  # in memory
     )
     started = time.perf_counter()
@@ -60,7 +62,9 @@ def main() -> None:
         t0 = time.perf_counter()
         cleaned = pipeline.clean_and_dedupe(batch)
         t1 = time.perf_counter()
-        enriched = pipeline.enrich([InMessage(value=a.model_dump_json().encode()) for a in cleaned.passed])
+        enriched = pipeline.enrich(
+            [InMessage(value=a.model_dump_json().encode()) for a in cleaned.passed]
+        )
         t2 = time.perf_counter()
         spent["clean+dedupe"] += t1 - t0
         spent["entities+events"] += t2 - t1
@@ -73,10 +77,14 @@ def main() -> None:
             event_types.update(e.type for e in article.events)
 
     total = sum(spent.values())
-    print(f"{len(messages)} articles ({words / max(made['enriched'], 1):.0f} words each on average), batches of {args.batch}")
+    print(
+        f"{len(messages)} articles ({words / max(made['enriched'], 1):.0f} words each on average), batches of {args.batch}"
+    )
     for step, seconds in spent.items():
-        print(f"  {step:16s} {seconds:7.1f}s  {len(messages) / seconds:8.1f} articles/s"
-              f"  ({seconds / total:.0%} of the time)")
+        print(
+            f"  {step:16s} {seconds:7.1f}s  {len(messages) / seconds:8.1f} articles/s"
+            f"  ({seconds / total:.0%} of the time)"
+        )
     print(f"  {'all steps':16s} {total:7.1f}s  {len(messages) / total:8.1f} articles/s")
     print("made:", dict(made))
     print("entities by type:", dict(entity_types.most_common()))

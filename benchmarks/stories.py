@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.settings import get_settings  # noqa: E402
-from pipeline.stages.stories import ArticleFeatures, Story, StoryIndex  # noqa: E402
 from benchmarks import DEFAULT_CORPUS
+from pipeline.settings import get_settings
+from pipeline.stages.stories import ArticleFeatures, Story, StoryIndex
 
 
 def load_corpus(path: Path) -> dict[str, dict]:
@@ -39,17 +39,17 @@ def load_corpus(path: Path) -> dict[str, dict]:
 
 def enrich(docs: list[dict]) -> list:
     """The docs through the real clean + enrich stages (in memory, no servers)."""
-    from pipeline.stream.process import Pipeline
     from pipeline.stages.clean import clean
     from pipeline.stages.entities import InMemoryEntityRegistry
     from pipeline.stages.stories import StoryAssigner
+    from pipeline.stream.process import Pipeline
     from schemas import RawArticle
 
     pipeline = Pipeline(registry=InMemoryEntityRegistry(), stories=StoryAssigner())
     cleaned = [clean(RawArticle.model_validate({k: v for k, v in d.items()})) for d in docs]
     out = []
     for start in range(0, len(cleaned), 64):
-        out += pipeline.enrich_articles(cleaned[start:start + 64])
+        out += pipeline.enrich_articles(cleaned[start : start + 64])
     return out
 
 
@@ -73,8 +73,11 @@ def main() -> None:
     parser.add_argument("--labels", default=str(REPO / "tests/fixtures/stories.json"))
     parser.add_argument("--background", type=int, default=0)
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--cost-only", action="store_true",
-                        help="skip the quality part (no NLP: the cost part uses word features only)")
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="skip the quality part (no NLP: the cost part uses word features only)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     window = timedelta(hours=settings.story_window_hours)
@@ -86,17 +89,25 @@ def main() -> None:
     docs = sorted((corpus[i] for i in truth), key=lambda d: (d["published_at"], d["id"]))
     if args.background:
         first, last = docs[0]["published_at"], docs[-1]["published_at"]
-        extra = [d for d in corpus.values() if d["id"] not in truth and d.get("published_at")
-                 and first <= d["published_at"] <= last and len(d.get("body") or "") > 200]
+        extra = [
+            d
+            for d in corpus.values()
+            if d["id"] not in truth
+            and d.get("published_at")
+            and first <= d["published_at"] <= last
+            and len(d.get("body") or "") > 200
+        ]
         docs = sorted(docs + extra[: args.background], key=lambda d: (d["published_at"], d["id"]))
     if args.cost_only:
         features = [_plain_features(d) for d in docs]
     else:
         started = time.perf_counter()
         enriched = enrich(docs)
-        print(f"model {settings.spacy_model}: {len(enriched)} articles ({len(truth)} labelled, "
-              f"{len(labels['stories'])} stories + {len(labels['singletons'])} singletons) "
-              f"cleaned and enriched in {time.perf_counter() - started:.1f}s")
+        print(
+            f"model {settings.spacy_model}: {len(enriched)} articles ({len(truth)} labelled, "
+            f"{len(labels['stories'])} stories + {len(labels['singletons'])} singletons) "
+            f"cleaned and enriched in {time.perf_counter() - started:.1f}s"
+        )
         features = [ArticleFeatures.of(a) for a in enriched]
         quality(features, truth, labels, settings, window)
     cost(features, truth, corpus, settings, window, args.sizes)
@@ -109,13 +120,17 @@ def quality(features, truth, labels, settings, window) -> None:
         index = StoryIndex(threshold=threshold, window=window)
         clusters = {f.id: index.assign(f)[0].id for f in features}
         p, r, f1 = pairwise({i: clusters[i] for i in truth}, truth)
-        mark = "  <- NEWS_STORY_THRESHOLD" if abs(threshold - settings.story_threshold) < 1e-9 else ""
+        mark = (
+            "  <- NEWS_STORY_THRESHOLD" if abs(threshold - settings.story_threshold) < 1e-9 else ""
+        )
         print(f"{threshold:>10.2f} {p:>10.3f} {r:>8.3f} {f1:>6.3f} {len(index):>8}{mark}")
 
 
 def cost(features, truth, corpus, settings, window, sizes: str) -> None:
-    print("\ncost per article as stories grow (labelled articles assigned into a filled index; "
-          "CPU time of this process)")
+    print(
+        "\ncost per article as stories grow (labelled articles assigned into a filled index; "
+        "CPU time of this process)"
+    )
     filler = [d for d in corpus.values() if d["id"] not in truth and d.get("body")]
     pool = [_plain_features(d) for d in filler]
     print(f"{'stories':>8} {'us/article':>11} {'candidates':>11} {'ratio':>6}")
@@ -125,8 +140,11 @@ def cost(features, truth, corpus, settings, window, sizes: str) -> None:
         for n in range(size):
             source = pool[n % len(pool)]
             story = Story(id=f"fill-{n}", title="", first_seen=source.seen, last_seen=source.seen)
-            story.add(ArticleFeatures(id=f"fill-{n}", title="", vector=source.vector,
-                                      time=None, seen=source.seen))
+            story.add(
+                ArticleFeatures(
+                    id=f"fill-{n}", title="", vector=source.vector, time=None, seen=source.seen
+                )
+            )
             index.put(story)
         candidates = sum(len(index.candidates(f)) for f in features) / len(features)
         gc.collect()
@@ -142,8 +160,13 @@ def _plain_features(doc: dict) -> ArticleFeatures:
     """Features of a corpus article without the NLP pass (words only): filler stories."""
     from schemas import EnrichedArticle
 
-    article = EnrichedArticle(id=doc["id"], title=doc.get("title") or "", body=doc["body"],
-                              language="en", ingested_at=doc.get("published_at") or "1987-03-01T00:00:00Z")
+    article = EnrichedArticle(
+        id=doc["id"],
+        title=doc.get("title") or "",
+        body=doc["body"],
+        language="en",
+        ingested_at=doc.get("published_at") or "1987-03-01T00:00:00Z",
+    )
     return ArticleFeatures.of(article)
 
 

@@ -19,12 +19,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
 from benchmarks import DEFAULT_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-QUERIES = ["oil", "dividend", "trade OR tariff", '"interest rates"', "bank AND loss", "event:sanctions"]
+QUERIES = [
+    "oil",
+    "dividend",
+    "trade OR tariff",
+    '"interest rates"',
+    "bank AND loss",
+    "event:sanctions",
+]
 
 
 def main() -> None:
@@ -36,15 +44,17 @@ def main() -> None:
     args = parser.parse_args()
 
     run = uuid.uuid4().hex[:6]
-    os.environ.update(NEWS_TOPIC_PREFIX=f"bench{run}", NEWS_INDEX_PREFIX=f"bench{run}", NEWS_APP_ID=f"bench{run}")
+    os.environ.update(
+        NEWS_TOPIC_PREFIX=f"bench{run}", NEWS_INDEX_PREFIX=f"bench{run}", NEWS_APP_ID=f"bench{run}"
+    )
     from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
-    from pipeline.sources.ingest import Rejected, iter_inputs
     from pipeline.infra.kafka import make_producer
-    from pipeline.stream.process import Pipeline
+    from pipeline.infra.setup import setup
     from pipeline.runtime.local import LocalRuntime
     from pipeline.settings import get_settings
-    from pipeline.infra.setup import setup
+    from pipeline.sources.ingest import Rejected, iter_inputs
+    from pipeline.stream.process import Pipeline
 
     settings = get_settings()
     if "NEWS_KAFKA_BOOTSTRAP" not in os.environ:
@@ -67,14 +77,20 @@ def main() -> None:
         started = time.monotonic()
         for n in range(count):
             article = next(articles)
-            producer.send(topic, key=article.id, value=article.model_copy(update={"ingested_at": _now()}))
+            producer.send(
+                topic, key=article.id, value=article.model_copy(update={"ingested_at": _now()})
+            )
             producer.flush()
             time.sleep(max(0.0, started + (n + 1) / args.rate - time.monotonic()))
         time.sleep(3)
         pipeline.es.indices.refresh(index=settings.index("alerts"))
-        hits = pipeline.es.search(index=settings.index("alerts"), size=10000, source=["latency_ms"])["hits"]["hits"]
+        hits = pipeline.es.search(
+            index=settings.index("alerts"), size=10000, source=["latency_ms"]
+        )["hits"]["hits"]
         latencies = sorted(h["_source"]["latency_ms"] for h in hits)
-        print(f"paced: {count} articles at {args.rate}/s -> {len(latencies)} alerts for {len(QUERIES)} subscriptions")
+        print(
+            f"paced: {count} articles at {args.rate}/s -> {len(latencies)} alerts for {len(QUERIES)} subscriptions"
+        )
         if latencies:
             p90 = latencies[int(0.9 * (len(latencies) - 1))]
             print(
@@ -90,7 +106,9 @@ def main() -> None:
         index = settings.index("articles")
         before = pipeline.es.count(index=index)["count"]
         done_at, count = time.monotonic(), before
-        while time.monotonic() - done_at < 10:  # corpus duplicates are never indexed: stop when quiet
+        while (
+            time.monotonic() - done_at < 10
+        ):  # corpus duplicates are never indexed: stop when quiet
             time.sleep(0.5)
             pipeline.es.indices.refresh(index=index)
             now = pipeline.es.count(index=index)["count"]
@@ -100,8 +118,10 @@ def main() -> None:
                 break
         elapsed = done_at - started
         indexed = count - before
-        print(f"burst: {args.burst} articles sent at once, {indexed} new ones indexed within {elapsed:.1f}s "
-              f"({indexed / elapsed:.1f} articles/s; the rest are corpus duplicates)")
+        print(
+            f"burst: {args.burst} articles sent at once, {indexed} new ones indexed within {elapsed:.1f}s "
+            f"({indexed / elapsed:.1f} articles/s; the rest are corpus duplicates)"
+        )
         print(f"burst throughput / paced rate: {indexed / elapsed / args.rate:.2f}x")
         producer.close()
     finally:

@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
 from benchmarks import DEFAULT_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if hang:
                     outer.stop.wait()
@@ -45,7 +46,9 @@ class Receiver:
                 alert = json.loads(body)["data"]
                 ingested = datetime.fromisoformat(alert["ingested_at"]).timestamp()
                 outer.latencies.setdefault(self.headers["webhook-id"], time.time() - ingested)
-                outer.matching.setdefault(self.headers["webhook-id"], (alert["latency_ms"] or 0) / 1000)
+                outer.matching.setdefault(
+                    self.headers["webhook-id"], (alert["latency_ms"] or 0) / 1000
+                )
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -78,17 +81,19 @@ def main() -> None:
     healthy, hanging = Receiver(hang=False), Receiver(hang=True)
     run = uuid.uuid4().hex[:6]
     os.environ.update(
-        NEWS_TOPIC_PREFIX=f"bwh{run}", NEWS_INDEX_PREFIX=f"bwh{run}", NEWS_APP_ID=f"bwh{run}",
+        NEWS_TOPIC_PREFIX=f"bwh{run}",
+        NEWS_INDEX_PREFIX=f"bwh{run}",
+        NEWS_APP_ID=f"bwh{run}",
         NEWS_WEBHOOK_ALLOW_TARGETS=f"127.0.0.1:{healthy.port},127.0.0.1:{hanging.port}",
     )
     from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
-    from pipeline.sources.ingest import Rejected, iter_inputs
     from pipeline.infra.kafka import make_producer
-    from pipeline.stream.process import Pipeline
+    from pipeline.infra.setup import setup
     from pipeline.runtime.local import LocalRuntime
     from pipeline.settings import get_settings
-    from pipeline.infra.setup import setup
+    from pipeline.sources.ingest import Rejected, iter_inputs
+    from pipeline.stream.process import Pipeline
     from schemas.models import utcnow
 
     settings = get_settings()
@@ -109,7 +114,11 @@ def main() -> None:
         started = time.monotonic()
         for n in range(count):
             article = next(articles)
-            producer.send(settings.topic("raw"), key=article.id, value=article.model_copy(update={"ingested_at": utcnow()}))
+            producer.send(
+                settings.topic("raw"),
+                key=article.id,
+                value=article.model_copy(update={"ingested_at": utcnow()}),
+            )
             producer.flush()
             time.sleep(max(0.0, started + (n + 1) / args.rate - time.monotonic()))
         quiet = time.monotonic()  # wait until the healthy receiver has been quiet for 5 s
@@ -121,8 +130,10 @@ def main() -> None:
         return set(healthy.latencies) - before
 
     try:
-        print(f"worker ready in {wait_ready(worker, log_path):.1f}s; query {args.query!r}; "
-              f"{args.rate}/s for {args.seconds:.0f}s per phase; webhook timeout {settings.webhook_timeout_s}s")
+        print(
+            f"worker ready in {wait_ready(worker, log_path):.1f}s; query {args.query!r}; "
+            f"{args.rate}/s for {args.seconds:.0f}s per phase; webhook timeout {settings.webhook_timeout_s}s"
+        )
         results = {}
         results["alone"] = pace()
         store.create(args.query, owner="hanging", webhooks=[hanging.url()])
@@ -135,9 +146,11 @@ def main() -> None:
                 continue
             figures[phase] = percentile(values, 0.99)
             sending = [(healthy.latencies[i] - healthy.matching[i]) * 1000 for i in ids]
-            print(f"{phase}: {len(values)} alerts at the healthy receiver; ingest->webhook ms "
-                  f"p50 {percentile(values, 0.5):.0f}, p99 {figures[phase]:.0f}, max {max(values):.0f}; "
-                  f"of which alert->webhook p50 {percentile(sending, 0.5):.0f}, p99 {percentile(sending, 0.99):.0f}")
+            print(
+                f"{phase}: {len(values)} alerts at the healthy receiver; ingest->webhook ms "
+                f"p50 {percentile(values, 0.5):.0f}, p99 {figures[phase]:.0f}, max {max(values):.0f}; "
+                f"of which alert->webhook p50 {percentile(sending, 0.5):.0f}, p99 {percentile(sending, 0.99):.0f}"
+            )
         if len(figures) == 2:
             alone, hung = figures.values()
             print(f"p99 ratio (with hanging / alone): {hung / alone:.2f}")

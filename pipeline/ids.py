@@ -96,7 +96,9 @@ TRANSLITERATED_SCRIPTS = ("CYRILLIC", "GREEK")
 """Scripts folded to Latin letters (anyascii): their romanisations are what other news uses."""
 
 _SLUG_SEP = re.compile(r"[^a-z0-9\U00000080-\U0010ffff]+")
-_SCRIPT_RUN = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f]+")
+_SCRIPT_RUN = re.compile(
+    r"[\u0370-\u03ff\u1f00-\u1fff\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f]+"
+)
 
 
 def _script(char: str) -> str:
@@ -120,9 +122,15 @@ def keep_name_chars(text: str, digits: bool = False) -> str:
     ...); Latin letters outside ASCII, punctuation and marks become spaces. Input is folded."""
     out = []
     for char in text:
-        if "a" <= char <= "z" or (digits and "0" <= char <= "9"):
-            out.append(char)
-        elif not char.isascii() and (char.isalpha() or (digits and char.isdigit())) and _script(char) != "LATIN":
+        if (
+            "a" <= char <= "z"
+            or (digits and "0" <= char <= "9")
+            or (
+                not char.isascii()
+                and (char.isalpha() or (digits and char.isdigit()))
+                and _script(char) != "LATIN"
+            )
+        ):
             out.append(char)
         else:
             out.append(" ")

@@ -83,9 +83,13 @@ class Settings(BaseSettings):
     worker_web_host: str = Field("127.0.0.1", description="Faust worker web bind address")
     batch_max: int = Field(64, description="most messages one agent takes at once")
     batch_wait_s: float = Field(
-        0.005, description="longest wait for more messages once one arrived, seconds "
-        "(batches grow under backlog without waiting; pipeline.stream.batching)")
-    worker_store: str = Field("memory://", description="Faust table store (memory:// or rocksdb://)")
+        0.005,
+        description="longest wait for more messages once one arrived, seconds "
+        "(batches grow under backlog without waiting; pipeline.stream.batching)",
+    )
+    worker_store: str = Field(
+        "memory://", description="Faust table store (memory:// or rocksdb://)"
+    )
 
     retry_max_wait_s: float = Field(
         2.0, description="longest wait between retries of a server that is down (seconds)"
@@ -116,15 +120,18 @@ class Settings(BaseSettings):
 
     # --- alerts ------------------------------------------------------------------------------
     api_token: str = Field(
-        "", description="bearer token of the HTTP API; empty or 'change-me': generated into"
-        " <data_dir>/api-token on first start"
+        "",
+        description="bearer token of the HTTP API; empty or 'change-me': generated into"
+        " <data_dir>/api-token on first start",
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     webhook_allow_private: bool = Field(
         False, description="allow webhook delivery to loopback/private addresses"
     )
-    webhook_timeout_s: float = Field(5.0, description="one webhook attempt's timeout (connect + answer)")
+    webhook_timeout_s: float = Field(
+        5.0, description="one webhook attempt's timeout (connect + answer)"
+    )
     # --- alert delivery (docs/alerts.md, "Delivery") -----------------------------------------
     webhook_allow_targets: str = Field(
         "", description="host:port webhook targets allowed although non-public, comma separated"
@@ -132,19 +139,31 @@ class Settings(BaseSettings):
     webhook_max_redirects: int = Field(3, description="redirect hops followed (each one checked)")
     webhook_max_age_s: float = Field(86400.0, description="a delivery is retried up to this age")
     webhook_max_attempts: int = Field(50, description="a delivery fails after this many attempts")
-    webhook_backoff_s: float = Field(2.0, description="delay before the first retry (doubles, jittered)")
+    webhook_backoff_s: float = Field(
+        2.0, description="delay before the first retry (doubles, jittered)"
+    )
     webhook_backoff_max_s: float = Field(3600.0, description="longest delay between two attempts")
     webhook_inflight_per_target: int = Field(4, description="concurrent sends per target host:port")
     webhook_inflight_total: int = Field(64, description="concurrent sends per worker")
-    webhook_breaker_failures: int = Field(5, description="consecutive failures that open a target's breaker")
-    webhook_breaker_cooldown_s: float = Field(30.0, description="how long an open breaker skips its target")
-    outbox_poll_s: float = Field(1.0, description="how often a worker looks for due deliveries it was not told of")
-    outbox_lease_s: float = Field(120.0, description="a leased delivery is taken over by another worker after this")
+    webhook_breaker_failures: int = Field(
+        5, description="consecutive failures that open a target's breaker"
+    )
+    webhook_breaker_cooldown_s: float = Field(
+        30.0, description="how long an open breaker skips its target"
+    )
+    outbox_poll_s: float = Field(
+        1.0, description="how often a worker looks for due deliveries it was not told of"
+    )
+    outbox_lease_s: float = Field(
+        120.0, description="a leased delivery is taken over by another worker after this"
+    )
     digest_hourly_s: float = Field(3600.0, description="period of 'hourly' digests, seconds")
     digest_daily_s: float = Field(86400.0, description="period of 'daily' digests, seconds")
     subscription_max_query_chars: int = Field(1000, description="longest subscription query")
     subscription_max_owner_chars: int = Field(200, description="longest subscription owner")
-    subscription_max_channels: int = Field(10, description="most channels (webhooks) per subscription")
+    subscription_max_channels: int = Field(
+        10, description="most channels (webhooks) per subscription"
+    )
     subscription_max_url_chars: int = Field(2048, description="longest webhook URL")
     secrets_key: str | None = Field(
         None,
@@ -160,7 +179,9 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(5_000_000, description="larger responses are cut off and refused")
     fetch_max_redirects: int = Field(5, description="most redirects followed per request")
     fetch_per_host: int = Field(2, description="most concurrent requests to one host")
-    fetch_host_delay_s: float = Field(1.0, description="least time between two requests to one host")
+    fetch_host_delay_s: float = Field(
+        1.0, description="least time between two requests to one host"
+    )
     fetch_concurrency: int = Field(8, description="most concurrent requests overall")
     fetch_robots: bool = Field(True, description="honour robots.txt")
     feed_min_words: int = Field(
@@ -182,21 +203,32 @@ class Settings(BaseSettings):
     rollover_max_age: str = Field("7d", description="roll the articles index over at this age")
     rollover_max_size: str = Field("20gb", description="... or at this primary shard size")
     rollover_max_docs: int | None = Field(None, description="... or at this many documents")
-    retention_articles_days: float = Field(365, description="delete article indices older than this")
+    retention_articles_days: float = Field(
+        365, description="delete article indices older than this"
+    )
     retention_alerts_days: float = Field(180, description="delete alerts older than this")
     retention_duplicates_days: float = Field(7, description="duplicates topic retention")
     retention_deadletter_days: float = Field(28, description="dead-letter topic retention")
-    retention_outbox_days: float = Field(30, description="delete finished webhook outbox entries "
-                                         "(delivered, failed, refused) last updated longer ago than this")
-    retention_stories_days: float = Field(90, description="delete stories last updated longer ago than "
-                                          "this (never less than the story window)")
+    retention_outbox_days: float = Field(
+        30,
+        description="delete finished webhook outbox entries "
+        "(delivered, failed, refused) last updated longer ago than this",
+    )
+    retention_stories_days: float = Field(
+        90,
+        description="delete stories last updated longer ago than "
+        "this (never less than the story window)",
+    )
     dedupe_window_days: float = Field(30, description="forget dedupe fingerprints older than this")
     retention_interval_s: float = Field(3600, description="how often the worker runs retention")
     metrics_port: int = Field(0, description="worker Prometheus metrics port (0 = off)")
     metrics_host: str = Field("127.0.0.1", description="worker metrics bind address")
     metrics_lag_interval_s: float = Field(15, description="how often the worker measures lag")
-    api_metrics_auth: bool = Field(False, description="GET /metrics of the HTTP API needs an admin "
-                                   "key (or the deployment token); off: open, like the worker's port")
+    api_metrics_auth: bool = Field(
+        False,
+        description="GET /metrics of the HTTP API needs an admin "
+        "key (or the deployment token); off: open, like the worker's port",
+    )
 
     @field_validator("webhook_allow_targets")
     @classmethod

@@ -104,16 +104,24 @@ class SubscriptionRequest(ApiModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(
-        ..., min_length=1, max_length=2000,
+        ...,
+        min_length=1,
+        max_length=2000,
         examples=["memorandum", '"prisoner exchange"', 'entity:"Vladimir Medinsky"'],
     )
-    owner: str = Field("default", min_length=1, max_length=200,
-                       description="set by an admin key; with an owner's key it is always that owner")
+    owner: str = Field(
+        "default",
+        min_length=1,
+        max_length=200,
+        description="set by an admin key; with an owner's key it is always that owner",
+    )
     webhooks: list[str] = Field(default_factory=list, description="URLs to POST alerts to")
     backfill: bool = Field(False, description="also report already-indexed matching articles")
     digest: str = Field("as_it_happens", description="webhooks get: as_it_happens, hourly or daily")
     timezone: str | None = Field(None, description="IANA time zone of digest periods (default UTC)")
-    per_story: bool = Field(False, description="alert once per story; later articles are attached as updates")
+    per_story: bool = Field(
+        False, description="alert once per story; later articles are attached as updates"
+    )
 
 
 class SubscriptionCreated(ApiModel):

@@ -80,7 +80,7 @@ def check(current: Path = CURRENT, release: Path | None = None) -> list[str]:
     release = release or last_release()
     if release is None:
         return []
-    if SCHEMA_MAJOR > int(release.name.split(".")[0]):
+    if int(release.name.split(".")[0]) < SCHEMA_MAJOR:
         return []  # a new major version may break; its own snapshot starts the next line
     problems = []
     for old_file in sorted(release.glob("*.schema.json")):

@@ -10,7 +10,7 @@ this module in ``schemas/json/`` (see ``export.py``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,7 +23,7 @@ EntityType = Literal["person", "organization", "location", "group", "misc"]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def check_schema_version(value: str) -> str:
@@ -48,7 +48,6 @@ DateOrigin = Literal["producer", "page", "dateline"]
 resolved against the ingest time."""
 
 
-
 class Message(BaseModel):
     """Base of all topic messages: fields a reader does not know are ignored (a newer minor
     version's additions), a newer major version is refused."""
@@ -71,7 +70,9 @@ class RawArticle(Message):
     source: str | None = Field(None, description="outlet or feed name")
     url: str | None = None
     title: str | None = None
-    body: str = Field(..., min_length=1, description="article text; size limits are the worker's setting")
+    body: str = Field(
+        ..., min_length=1, description="article text; size limits are the worker's setting"
+    )
     published_at: datetime | None = None
     language: str | None = Field(None, description="ISO 639-1 code when the producer knows it")
     ingested_at: datetime = Field(default_factory=utcnow, description="when it was produced")
@@ -104,7 +105,9 @@ class CleanArticle(Message):
     dateline: Dateline | None = None
     authors: list[str] = Field(default_factory=list)
     credits: list[str] = Field(default_factory=list, description="credit lines removed from body")
-    extra: dict[str, Any] = Field(default_factory=dict, description="producer fields the contract does not name")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="producer fields the contract does not name"
+    )
     fingerprint: str | None = Field(
         None, description="hash of the normalised text, set by the dedupe stage"
     )
@@ -143,7 +146,9 @@ class EventTag(BaseModel):
     place: str | None = None
     date_text: str | None = None
     salience: float = Field(
-        1.0, ge=0.0, le=1.0,
+        1.0,
+        ge=0.0,
+        le=1.0,
         description="how central the event is to the article (1 = headline/lead or repeated); "
         "below 0.5 a passing reference that search facets and event alerts ignore",
     )
@@ -215,9 +220,12 @@ class WebhookChannel(BaseModel):
     id: str = Field(..., description="channel id, e.g. 'wh-3f2a…'")
     target: str = Field(..., description="scheme://host:port of the URL (no path, query or user)")
     sealed: str | None = Field(
-        None, description="URL and secret, encrypted; on the subscriptions topic only, never indexed"
+        None,
+        description="URL and secret, encrypted; on the subscriptions topic only, never indexed",
     )
-    disabled: str | None = Field(None, description="why the channel no longer receives (e.g. 410 Gone)")
+    disabled: str | None = Field(
+        None, description="why the channel no longer receives (e.g. 410 Gone)"
+    )
 
 
 class Subscription(Message):
@@ -264,6 +272,7 @@ class DeliveryStatus(BaseModel):
     digest_period: datetime | None = Field(None, description="start of the digest period, if any")
     updated_at: datetime | None = None
 
+
 class AlertUpdate(BaseModel):
     """A later article of an alert's story, attached to the alert instead of alerting again."""
 
@@ -294,8 +303,9 @@ class Alert(Message):
     created_at: datetime = Field(default_factory=utcnow)
     latency_ms: float | None = Field(None, description="article ingest to alert, milliseconds")
     stage_times: dict[str, datetime] | None = Field(
-        None, description="when each stage took and finished the article, and when it matched "
-        "(pipeline.stream.timing)"
+        None,
+        description="when each stage took and finished the article, and when it matched "
+        "(pipeline.stream.timing)",
     )
     deliveries: list[DeliveryStatus] = Field(
         default_factory=list, description="state per webhook channel (alerts index, not the topic)"
@@ -305,4 +315,3 @@ class Alert(Message):
         default_factory=list,
         description="later articles of the same story (per-story subscriptions only)",
     )
-

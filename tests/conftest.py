@@ -158,8 +158,12 @@ def _local_runtime(user_data_dir: Path) -> Iterator[Servers]:
         kafka = next(s for s in statuses if s.name == "kafka")
         es = next(s for s in statuses if s.name == "elasticsearch")
         yield Servers(
-            kafka.address, es.address, f"started by the local runtime in {session_dir}",
-            kafka_version=kafka.version, data_dir=session_dir, runtime=runtime,
+            kafka.address,
+            es.address,
+            f"started by the local runtime in {session_dir}",
+            kafka_version=kafka.version,
+            data_dir=session_dir,
+            runtime=runtime,
         )
     finally:
         runtime.down()

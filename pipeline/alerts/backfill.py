@@ -14,10 +14,10 @@ from typing import Any
 from elasticsearch import helpers
 
 from pipeline.alerts.delivery import make_alert
-from pipeline.query.es_query import to_es_query
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, snippet
-from pipeline.query.language import parse_query
 from pipeline.infra.kafka import make_producer
+from pipeline.query.es_query import to_es_query
+from pipeline.query.language import parse_query
 from schemas import Alert, EnrichedArticle, Subscription
 
 MAX_BACKFILL = 1000
@@ -25,21 +25,29 @@ MAX_BACKFILL = 1000
 
 def article_from_document(doc: dict[str, Any]) -> EnrichedArticle:
     """An indexed document back to the model (the index adds search/facet fields)."""
-    return EnrichedArticle.model_validate({k: v for k, v in doc.items() if k in EnrichedArticle.model_fields})
+    return EnrichedArticle.model_validate(
+        {k: v for k, v in doc.items() if k in EnrichedArticle.model_fields}
+    )
 
 
-def backfill_alerts(pipeline: Any, subscription: Subscription, limit: int = MAX_BACKFILL) -> list[Alert]:
+def backfill_alerts(
+    pipeline: Any, subscription: Subscription, limit: int = MAX_BACKFILL
+) -> list[Alert]:
     query = to_es_query(parse_query(subscription.query), pipeline.resolve_entity)
     matcher = SubscriptionIndex(entity_resolver=pipeline.resolve_entity)
     matcher.add(subscription)
     alerts = []
-    hits = helpers.scan(pipeline.es, index=pipeline.settings.index("articles"), query={"query": query})
+    hits = helpers.scan(
+        pipeline.es, index=pipeline.settings.index("articles"), query={"query": query}
+    )
     for n, hit in enumerate(hits):
         if n >= limit:
             break
         article = article_from_document(hit["_source"])
         for _, found in matcher.match(ArticleView.from_article(article)):
-            alerts.append(make_alert(subscription, article, found, snippet(article, found), backfill=True))
+            alerts.append(
+                make_alert(subscription, article, found, snippet(article, found), backfill=True)
+            )
     fired: list[Alert] = pipeline.ledger.claim(alerts)
     if fired:
         producer = make_producer(pipeline.settings)

@@ -15,15 +15,14 @@ returns it apart, and the worker dead-letters that alert while the others go on.
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from pipeline.alerts.per_story import attach_updates, story_alert_id
-from pipeline.infra.es import bulk
 from pipeline.ids import stable_hash
+from pipeline.infra.es import bulk
 from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
 from schemas.models import utcnow
 
@@ -42,9 +41,13 @@ def make_alert(
     now: datetime | None = None,
 ) -> Alert:
     now = now or utcnow()
-    story_id = article.story_id if subscription.per_story else None  # one alert per story, see per_story.py
+    story_id = (
+        article.story_id if subscription.per_story else None
+    )  # one alert per story, see per_story.py
     return Alert(
-        id=story_alert_id(subscription.id, story_id) if story_id else alert_id(subscription.id, article.id),
+        id=story_alert_id(subscription.id, story_id)
+        if story_id
+        else alert_id(subscription.id, article.id),
         story_id=article.story_id,
         subscription_id=subscription.id,
         query=subscription.query,
@@ -110,23 +113,36 @@ class AlertLedger:
                 reason = item.get("error", {})
                 failures[item.get("_id")] = (
                     f"{reason.get('type', 'error')}: {reason.get('reason', '')}"[:500]
-                    if isinstance(reason, dict) else str(reason)[:500]
+                    if isinstance(reason, dict)
+                    else str(reason)[:500]
                 )
         unfinished = self._unpublished(conflicts)
         # per-story subscriptions: a later article of the story is an update of its alert
-        updated = {(a.id, a.article_id) for a in attach_updates(
-            self.es, self.index, [a for a in alerts if a.id in conflicts and a.id not in failures])}
+        updated = {
+            (a.id, a.article_id)
+            for a in attach_updates(
+                self.es,
+                self.index,
+                [a for a in alerts if a.id in conflicts and a.id not in failures],
+            )
+        }
         fired = [
-            a for a in alerts
+            a
+            for a in alerts
             if a.id not in failures
-            and (a.id not in conflicts or (a.id in unfinished and (a.id, a.article_id) not in updated))
+            and (
+                a.id not in conflicts
+                or (a.id in unfinished and (a.id, a.article_id) not in updated)
+            )
         ]
         return fired, [(a, failures[a.id]) for a in alerts if a.id in failures]
 
     def _unpublished(self, ids: set[str]) -> set[str]:
         if not ids:
             return set()
-        found = self.es.mget(index=self.index, ids=sorted(ids), source_includes=["status", "published"])
+        found = self.es.mget(
+            index=self.index, ids=sorted(ids), source_includes=["status", "published"]
+        )
         return {
             d["_id"]
             for d in found["docs"]
@@ -134,7 +150,9 @@ class AlertLedger:
             and not d["_source"].get("published", d["_source"].get("status") != "pending")
         }
 
-    def history(self, subscription_id: str | None = None, size: int = 50, owner: str | None = None) -> list[Alert]:
+    def history(
+        self, subscription_id: str | None = None, size: int = 50, owner: str | None = None
+    ) -> list[Alert]:
         """The latest alerts, newest first (of one subscription, of one owner, when given)."""
         filters = [{"term": {"subscription_id": subscription_id}}] if subscription_id else []
         if owner is not None:

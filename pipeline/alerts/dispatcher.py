@@ -17,8 +17,8 @@ import asyncio
 import functools
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -88,8 +88,10 @@ class Dispatcher:
                 self.wake.clear()
                 try:
                     await self.round()
-                except Exception as exc:  # noqa: BLE001 - the loop outlives a server outage
-                    log.warning("deliveries: could not lease due entries (%s: %s)", type(exc).__name__, exc)
+                except Exception as exc:
+                    log.warning(
+                        "deliveries: could not lease due entries (%s: %s)", type(exc).__name__, exc
+                    )
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.settings.outbox_poll_s)
                 except TimeoutError:
@@ -108,13 +110,18 @@ class Dispatcher:
         offered, self.offered = [i for i in self.offered if i not in self.inflight], []
         entries = []
         if offered:
-            entries += await self._io(self.outbox.lease_ids, offered[:room], capacity=self._cap(blocked))
+            entries += await self._io(
+                self.outbox.lease_ids, offered[:room], capacity=self._cap(blocked)
+            )
             self._start(entries)
         room = self.settings.webhook_inflight_total - len(self.inflight)
         if room > 0:
             more = await self._io(
-                self.outbox.lease_due, capacity=self._cap(blocked), exclude_ids=sorted(self.inflight),
-                exclude_targets=sorted(set(blocked)), limit=room,
+                self.outbox.lease_due,
+                capacity=self._cap(blocked),
+                exclude_ids=sorted(self.inflight),
+                exclude_targets=sorted(set(blocked)),
+                limit=room,
             )
             self._start(more)
 
@@ -139,16 +146,28 @@ class Dispatcher:
             record_webhook(result.state)  # delivered / refused / retrying / failed (metrics)
             final = await self._io(self.outbox.record, entry, result)
             log.info(
-                "delivery %s (%s, %s): %s%s", entry.id, entry.source["subscription_id"], entry.target,
-                final.state, f" ({final.error})" if final.error else "",
+                "delivery %s (%s, %s): %s%s",
+                entry.id,
+                entry.source["subscription_id"],
+                entry.target,
+                final.state,
+                f" ({final.error})" if final.error else "",
             )
-            if final.error and final.error.startswith("gone:") and subscription and self.disable_channel:
+            if (
+                final.error
+                and final.error.startswith("gone:")
+                and subscription
+                and self.disable_channel
+            ):
                 await self._io(
-                    self.disable_channel, subscription, entry.source["channel"], final.error.removeprefix("gone: ")
+                    self.disable_channel,
+                    subscription,
+                    entry.source["channel"],
+                    final.error.removeprefix("gone: "),
                 )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the lease expires and another attempt follows
+        except Exception as exc:
             log.warning("delivery %s: not recorded (%s: %s)", entry.id, type(exc).__name__, exc)
         finally:
             self.inflight.discard(entry.id)
@@ -162,8 +181,12 @@ class Dispatcher:
         now = utcnow()
         breaker = self.breakers.setdefault(entry.target, Breaker())
         if breaker.is_open(now):
-            return Result("retrying", attempted=False, error="circuit open for this target",
-                          next_attempt_at=breaker.open_until), None
+            return Result(
+                "retrying",
+                attempted=False,
+                error="circuit open for this target",
+                next_attempt_at=breaker.open_until,
+            ), None
         subscription = self.subscription(entry.source["subscription_id"])
         if subscription is None and self.catch_up:
             await self._io(self.catch_up)
@@ -174,16 +197,24 @@ class Dispatcher:
         if channel is None or not channel.sealed:
             return Result("failed", attempted=False, error="channel removed"), subscription
         if channel.disabled:
-            return Result("failed", attempted=False, error=f"channel disabled: {channel.disabled}"), subscription
+            return Result(
+                "failed", attempted=False, error=f"channel disabled: {channel.disabled}"
+            ), subscription
         try:
             secret = unseal(self.settings, channel.sealed)
         except SecretsUnavailable as exc:
             return Result("failed", attempted=False, error=str(exc)), subscription
         body = await self._io(self.body, entry, subscription)
         if body is None:
-            return Result("failed", attempted=False, error="its alerts are gone from the alerts index"), subscription
+            return Result(
+                "failed", attempted=False, error="its alerts are gone from the alerts index"
+            ), subscription
         outcome = await send(
-            self.client, secret.url, body, msg_id=entry.id, secret=secret.secret,
+            self.client,
+            secret.url,
+            body,
+            msg_id=entry.id,
+            secret=secret.secret,
             max_redirects=self.settings.webhook_max_redirects,
         )
         self._breaker(breaker, outcome, now)
@@ -195,7 +226,9 @@ class Dispatcher:
         elif outcome.result == "retry":
             breaker.failures += 1
             if breaker.failures >= self.settings.webhook_breaker_failures:
-                breaker.open_until = now + timedelta(seconds=self.settings.webhook_breaker_cooldown_s)
+                breaker.open_until = now + timedelta(
+                    seconds=self.settings.webhook_breaker_cooldown_s
+                )
 
     def body(self, entry: Entry, subscription: Subscription) -> bytes | None:
         """The POST body: the alert, or the digest of the period's alerts grouped by story
@@ -204,14 +237,19 @@ class Dispatcher:
         if not alerts:
             return None
         if entry.kind == "alert":
-            message = {"type": "alert.fired", "timestamp": alerts[0].created_at.isoformat(),
-                       "data": payload(alerts[0])}
+            message = {
+                "type": "alert.fired",
+                "timestamp": alerts[0].created_at.isoformat(),
+                "data": payload(alerts[0]),
+            }
         else:
             groups = story_groups(alerts, story_titles(self.outbox.es, self.settings, alerts))
             message = {
                 "type": "alert.digest",
                 "timestamp": entry.source["period_end"],
-                "data": digest_data(subscription, entry.source["period_start"], entry.source["period_end"], groups),
+                "data": digest_data(
+                    subscription, entry.source["period_start"], entry.source["period_end"], groups
+                ),
             }
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 

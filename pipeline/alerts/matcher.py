@@ -26,7 +26,7 @@ compare entity ids, event types, source and language (the last two case-insensit
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
@@ -97,7 +97,7 @@ class ArticleView:
     language: str | None
 
     @classmethod
-    def from_article(cls, article: EnrichedArticle) -> "ArticleView":
+    def from_article(cls, article: EnrichedArticle) -> ArticleView:
         spans = token_spans(article.title + "\n" + article.body)
         title_spans = token_spans(article.title)
         return cls(
@@ -107,7 +107,9 @@ class ArticleView:
             title_keys=frozenset(s.token for s in title_spans)
             | frozenset(compounds_from_spans(title_spans)),
             entity_ids=frozenset(e.id for e in article.entities),
-            event_types=frozenset(normalize_event_type(e.type) for e in article.events if e.alertable),
+            event_types=frozenset(
+                normalize_event_type(e.type) for e in article.events if e.alertable
+            ),
             source=article.source.casefold() if article.source else None,
             language=article.language.casefold() if article.language else None,
         )
@@ -138,7 +140,14 @@ def _has_sequence(positions: dict[str, set[int]], words: tuple[str, ...]) -> boo
 # --- compiled queries ----------------------------------------------------------------------
 
 #: anchor cost per scope: the AND child with the cheapest anchors is indexed
-_SCOPE_COST = {"entity": 1.0, "event": 2.0, "title": 2.0, "text": 3.0, "source": 50.0, "lang": 200.0}
+_SCOPE_COST = {
+    "entity": 1.0,
+    "event": 2.0,
+    "title": 2.0,
+    "text": 3.0,
+    "source": 50.0,
+    "lang": 200.0,
+}
 
 
 def _anchor_cost(anchors: frozenset[Key]) -> float:
@@ -166,7 +175,7 @@ class _Evidence:
 class _Text:
     """A term or phrase against title + body (scope ``text``) or the title (``title``)."""
 
-    __slots__ = ("scope", "words", "compound", "label")
+    __slots__ = ("compound", "label", "scope", "words")
 
     def __init__(self, scope: str, node: Term | Phrase):
         self.scope = scope
@@ -192,7 +201,7 @@ class _Text:
 
 
 class _Entity:
-    __slots__ = ("name", "ids")
+    __slots__ = ("ids", "name")
 
     def __init__(self, name: str, resolver: EntityResolver):
         self.name = name
@@ -441,7 +450,11 @@ def _term_hits(spans: list[TokenSpan], term: str) -> list[tuple[int, int]]:
             hits.append((span.start, spans[i + n - 1].end))
         elif span.token == compound:
             hits.append((span.start, span.end))
-        elif i + 1 < len(spans) and spans[i + 1].link and stem(span.raw + spans[i + 1].raw) == compound:
+        elif (
+            i + 1 < len(spans)
+            and spans[i + 1].link
+            and stem(span.raw + spans[i + 1].raw) == compound
+        ):
             hits.append((span.start, spans[i + 1].end))
     return hits
 

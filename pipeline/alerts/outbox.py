@@ -23,7 +23,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from elasticsearch import ConflictError, Elasticsearch
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 OPEN_STATES = ("pending", "retrying")
 SUPERSEDED = "superseded"  # not a state: an outcome not recorded, the entry was leased again
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 STATE_RANK = {"delivered": 0, "refused": 1, "failed": 2, "pending": 3, "retrying": 4}
 
@@ -55,17 +55,27 @@ def delivery_id(alert_id: str, channel_id: str) -> str:
 
 
 def digest_id(subscription_id: str, channel_id: str, period_start: datetime) -> str:
-    return "dig_" + stable_hash("digest", subscription_id, channel_id, period_start.isoformat(), length=24)
+    return "dig_" + stable_hash(
+        "digest", subscription_id, channel_id, period_start.isoformat(), length=24
+    )
 
 
-def digest_period(subscription: Subscription, settings: Settings, now: datetime) -> tuple[datetime, datetime] | None:
+def digest_period(
+    subscription: Subscription, settings: Settings, now: datetime
+) -> tuple[datetime, datetime] | None:
     """The digest period containing ``now`` (None for as-it-happens): fixed-length periods of
     ``NEWS_DIGEST_HOURLY_S`` / ``NEWS_DIGEST_DAILY_S`` seconds aligned to midnight of the
     subscription's time zone (UTC by default)."""
     if subscription.digest == "as_it_happens":
         return None
-    length = settings.digest_hourly_s if subscription.digest == "hourly" else settings.digest_daily_s
-    offset = now.astimezone(ZoneInfo(subscription.timezone)).utcoffset() if subscription.timezone else None
+    length = (
+        settings.digest_hourly_s if subscription.digest == "hourly" else settings.digest_daily_s
+    )
+    offset = (
+        now.astimezone(ZoneInfo(subscription.timezone)).utcoffset()
+        if subscription.timezone
+        else None
+    )
     shift = offset.total_seconds() if offset else 0.0
     local = (now - EPOCH).total_seconds() + shift
     start = EPOCH + timedelta(seconds=(local // length) * length - shift)
@@ -74,7 +84,9 @@ def digest_period(subscription: Subscription, settings: Settings, now: datetime)
 
 def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter: base·2^(attempts-1), capped, times U(0.5, 1)."""
-    base = min(settings.webhook_backoff_max_s, settings.webhook_backoff_s * 2 ** max(attempts - 1, 0))
+    base = min(
+        settings.webhook_backoff_max_s, settings.webhook_backoff_s * 2 ** max(attempts - 1, 0)
+    )
     return base * (rng or random).uniform(0.5, 1.0)
 
 
@@ -139,22 +151,35 @@ class Outbox:
             subscription = lookup(alert.subscription_id)
             for channel in subscription.webhooks if subscription else []:
                 if channel.disabled:  # shown as failed on the alert, nothing to send
-                    pending.setdefault(alert.id, []).append(DeliveryStatus(
-                        channel=channel.id, target=channel.target, state="failed",
-                        last_error=f"channel disabled: {channel.disabled}", updated_at=now,
-                    ))
+                    pending.setdefault(alert.id, []).append(
+                        DeliveryStatus(
+                            channel=channel.id,
+                            target=channel.target,
+                            state="failed",
+                            last_error=f"channel disabled: {channel.disabled}",
+                            updated_at=now,
+                        )
+                    )
                     continue
                 period = digest_period(subscription, self.settings, now)
                 status = DeliveryStatus(
-                    channel=channel.id, target=channel.target, state="pending",
+                    channel=channel.id,
+                    target=channel.target,
+                    state="pending",
                     digest_period=period[0] if period else None,
-                    next_attempt_at=period[1] if period else now, updated_at=now,
+                    next_attempt_at=period[1] if period else now,
+                    updated_at=now,
                 )
                 pending.setdefault(alert.id, []).append(status)
                 base = {
-                    "subscription_id": subscription.id, "owner": subscription.owner,
-                    "channel": channel.id, "target": channel.target, "state": "pending",
-                    "attempts": 0, "created_at": _iso(now), "closed": False,
+                    "subscription_id": subscription.id,
+                    "owner": subscription.owner,
+                    "channel": channel.id,
+                    "target": channel.target,
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": _iso(now),
+                    "closed": False,
                 }
                 if period is None:
                     entry_id = delivery_id(alert.id, channel.id)
@@ -173,7 +198,9 @@ class Outbox:
         self.mark(published, pending, published_too=True)
         return due
 
-    def _add_to_digest(self, base: dict, subscription: Subscription, ids: list[str], period) -> None:
+    def _add_to_digest(
+        self, base: dict, subscription: Subscription, ids: list[str], period
+    ) -> None:
         """Add alerts to the digest of ``period`` (created on first use); a digest already
         leased for sending is closed: the alerts join the next period's."""
         for _ in range(100):
@@ -181,8 +208,14 @@ class Outbox:
             entry_id = digest_id(base["subscription_id"], base["channel"], start)
             got = self.es.options(ignore_status=404).get(index=self.index, id=entry_id)
             if not got.get("found"):
-                doc = {**base, "kind": "digest", "alert_ids": ids, "due_at": _iso(end),
-                       "period_start": _iso(start), "period_end": _iso(end)}
+                doc = {
+                    **base,
+                    "kind": "digest",
+                    "alert_ids": ids,
+                    "due_at": _iso(end),
+                    "period_start": _iso(start),
+                    "period_end": _iso(end),
+                }
                 try:
                     self.es.create(index=self.index, id=entry_id, document=doc)
                     return
@@ -194,8 +227,13 @@ class Outbox:
                 continue
             joined = source["alert_ids"] + [i for i in ids if i not in source["alert_ids"]]
             try:
-                self.es.update(index=self.index, id=entry_id, doc={"alert_ids": joined},
-                               if_seq_no=got["_seq_no"], if_primary_term=got["_primary_term"])
+                self.es.update(
+                    index=self.index,
+                    id=entry_id,
+                    doc={"alert_ids": joined},
+                    if_seq_no=got["_seq_no"],
+                    if_primary_term=got["_primary_term"],
+                )
                 return
             except ConflictError:
                 continue
@@ -216,7 +254,10 @@ class Outbox:
             deliveries = list(source.get("deliveries") or [])
             for update in updates.get(alert_id, []):
                 new = update.model_dump(mode="json")
-                at = next((k for k, d in enumerate(deliveries) if d.get("channel") == new["channel"]), None)
+                at = next(
+                    (k for k, d in enumerate(deliveries) if d.get("channel") == new["channel"]),
+                    None,
+                )
                 if at is None:
                     deliveries.append(new)
                 elif not only_new:
@@ -229,7 +270,9 @@ class Outbox:
 
         self._read_modify_write(self.alerts_index, list(alert_ids), change)
 
-    def _read_modify_write(self, index: str, ids: list[str], change: Callable[[str, dict], dict]) -> None:
+    def _read_modify_write(
+        self, index: str, ids: list[str], change: Callable[[str, dict], dict]
+    ) -> None:
         pending = list(dict.fromkeys(ids))
         for _ in range(50):
             if not pending:
@@ -240,8 +283,14 @@ class Outbox:
             operations = []
             for doc in docs:
                 operations += [
-                    {"update": {"_index": index, "_id": doc["_id"],
-                                "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"]}},
+                    {
+                        "update": {
+                            "_index": index,
+                            "_id": doc["_id"],
+                            "if_seq_no": doc["_seq_no"],
+                            "if_primary_term": doc["_primary_term"],
+                        }
+                    },
                     {"doc": change(doc["_id"], doc["_source"])},
                 ]
             items = self.es.bulk(operations=operations)["items"]
@@ -253,20 +302,29 @@ class Outbox:
                 elif result.get("error"):
                     raise RuntimeError(f"alert {doc['_id']}: state not written: {result['error']}")
         if pending:
-            raise RuntimeError(f"{len(pending)} alert state(s) not written: too many concurrent changes")
+            raise RuntimeError(
+                f"{len(pending)} alert state(s) not written: too many concurrent changes"
+            )
 
     def _bulk(self, operations: list[dict], *, ignore_conflicts: bool = False) -> list[dict]:
         answer = self.es.bulk(operations=operations)
         items = [next(iter(i.values())) for i in answer["items"]]
-        errors = [i for i in items if i.get("error") and not (ignore_conflicts and i.get("status") == 409)]
+        errors = [
+            i for i in items if i.get("error") and not (ignore_conflicts and i.get("status") == 409)
+        ]
         if errors:
             raise RuntimeError(f"outbox: {len(errors)} write(s) failed: {errors[0].get('error')}")
         return items
 
     # --- leasing (dispatcher) ----------------------------------------------------------------
     def lease_due(
-        self, *, capacity: Callable[[str], int], exclude_ids: Iterable[str] = (),
-        exclude_targets: Iterable[str] = (), limit: int = 64, now: datetime | None = None,
+        self,
+        *,
+        capacity: Callable[[str], int],
+        exclude_ids: Iterable[str] = (),
+        exclude_targets: Iterable[str] = (),
+        limit: int = 64,
+        now: datetime | None = None,
     ) -> list[Entry]:
         """Lease up to ``limit`` due entries, at most ``capacity(target)`` per target."""
         now = now or utcnow()
@@ -275,10 +333,15 @@ class Outbox:
                 "filter": [
                     {"terms": {"state": list(OPEN_STATES)}},
                     {"range": {"due_at": {"lte": _iso(now)}}},
-                    {"bool": {"should": [
-                        {"bool": {"must_not": {"exists": {"field": "lease_until"}}}},
-                        {"range": {"lease_until": {"lt": _iso(now)}}},
-                    ], "minimum_should_match": 1}},
+                    {
+                        "bool": {
+                            "should": [
+                                {"bool": {"must_not": {"exists": {"field": "lease_until"}}}},
+                                {"range": {"lease_until": {"lt": _iso(now)}}},
+                            ],
+                            "minimum_should_match": 1,
+                        }
+                    },
                 ],
                 "must_not": [
                     {"terms": {"target": list(exclude_targets)}},
@@ -287,7 +350,11 @@ class Outbox:
             }
         }
         hits = self.es.search(
-            index=self.index, query=query, size=limit, sort=[{"due_at": "asc"}], seq_no_primary_term=True,
+            index=self.index,
+            query=query,
+            size=limit,
+            sort=[{"due_at": "asc"}],
+            seq_no_primary_term=True,
         )["hits"]["hits"]
         return self._lease(hits, capacity, now)
 
@@ -300,14 +367,18 @@ class Outbox:
         now = now or utcnow()
         docs = self.es.mget(index=self.index, ids=ids)["docs"]
         hits = [
-            d for d in docs
-            if d.get("found") and d["_source"]["state"] in OPEN_STATES
+            d
+            for d in docs
+            if d.get("found")
+            and d["_source"]["state"] in OPEN_STATES
             and _parse(d["_source"]["due_at"]) <= now
             and (not d["_source"].get("lease_until") or _parse(d["_source"]["lease_until"]) < now)
         ]
         return self._lease(hits, capacity, now)
 
-    def _lease(self, hits: list[dict], capacity: Callable[[str], int], now: datetime) -> list[Entry]:
+    def _lease(
+        self, hits: list[dict], capacity: Callable[[str], int], now: datetime
+    ) -> list[Entry]:
         taken: dict[str, int] = {}
         chosen = []
         for hit in hits:
@@ -321,15 +392,23 @@ class Outbox:
         operations = []
         for hit in chosen:
             operations += [
-                {"update": {"_index": self.index, "_id": hit["_id"],
-                            "if_seq_no": hit["_seq_no"], "if_primary_term": hit["_primary_term"]}},
+                {
+                    "update": {
+                        "_index": self.index,
+                        "_id": hit["_id"],
+                        "if_seq_no": hit["_seq_no"],
+                        "if_primary_term": hit["_primary_term"],
+                    }
+                },
                 {"doc": {"lease_until": until, "closed": True}},
             ]
         items = self.es.bulk(operations=operations)["items"]
         leased = []
         for hit, item in zip(chosen, items):
             if "error" not in item["update"]:
-                leased.append(Entry(hit["_id"], {**hit["_source"], "lease_until": until, "closed": True}))
+                leased.append(
+                    Entry(hit["_id"], {**hit["_source"], "lease_until": until, "closed": True})
+                )
         return leased
 
     # --- outcomes (dispatcher) ---------------------------------------------------------------
@@ -345,11 +424,19 @@ class Outbox:
         deadline = oldest + timedelta(seconds=self.settings.webhook_max_age_s)
         at = result.next_attempt_at or now + timedelta(seconds=retry_delay(attempts, self.settings))
         if attempts >= self.settings.webhook_max_attempts:
-            return Result("failed", result.attempted, result.status_code,
-                          f"gave up after {attempts} attempts; last: {result.error}")
+            return Result(
+                "failed",
+                result.attempted,
+                result.status_code,
+                f"gave up after {attempts} attempts; last: {result.error}",
+            )
         if at > deadline:
-            return Result("failed", result.attempted, result.status_code,
-                          f"gave up after {attempts} attempts (max age); last: {result.error}")
+            return Result(
+                "failed",
+                result.attempted,
+                result.status_code,
+                f"gave up after {attempts} attempts (max age); last: {result.error}",
+            )
         state = entry.source["state"] if not result.attempted and attempts == 0 else "retrying"
         return Result(state, result.attempted, result.status_code, result.error, at)
 
@@ -362,8 +449,13 @@ class Outbox:
         attempts = source["attempts"] + (1 if result.attempted else 0)
         delivered_at = now if result.state == "delivered" else None
         doc = {
-            "state": result.state, "attempts": attempts, "lease_until": None, "updated_at": _iso(now),
-            "due_at": _iso(result.next_attempt_at) if result.state in OPEN_STATES else source["due_at"],
+            "state": result.state,
+            "attempts": attempts,
+            "lease_until": None,
+            "updated_at": _iso(now),
+            "due_at": _iso(result.next_attempt_at)
+            if result.state in OPEN_STATES
+            else source["due_at"],
             "last_error": result.error,
         }
         if result.status_code is not None:
@@ -371,13 +463,25 @@ class Outbox:
         if delivered_at:
             doc["delivered_at"] = _iso(delivered_at)
         if not self._write_if_still_leased(entry, doc):
-            return Result(SUPERSEDED, result.attempted, result.status_code, "leased again meanwhile: "
-                          "the newer lease records the outcome")
+            return Result(
+                SUPERSEDED,
+                result.attempted,
+                result.status_code,
+                "leased again meanwhile: the newer lease records the outcome",
+            )
         status = DeliveryStatus(
-            channel=source["channel"], target=source["target"], state=result.state, attempts=attempts,
-            status_code=result.status_code if result.status_code is not None else source.get("status_code"),
-            delivered_at=delivered_at, next_attempt_at=result.next_attempt_at if result.state in OPEN_STATES else None,
-            last_error=result.error, digest_period=_parse(source.get("period_start")), updated_at=now,
+            channel=source["channel"],
+            target=source["target"],
+            state=result.state,
+            attempts=attempts,
+            status_code=result.status_code
+            if result.status_code is not None
+            else source.get("status_code"),
+            delivered_at=delivered_at,
+            next_attempt_at=result.next_attempt_at if result.state in OPEN_STATES else None,
+            last_error=result.error,
+            digest_period=_parse(source.get("period_start")),
+            updated_at=now,
         )
         self.mark(source["alert_ids"], {a: [status] for a in source["alert_ids"]}, only_new=False)
         return result
@@ -389,15 +493,25 @@ class Outbox:
         for _ in range(20):
             got = self.es.get(index=self.index, id=entry.id)
             current = got["_source"]
-            if current.get("lease_until") != entry.source.get("lease_until") or current["state"] not in OPEN_STATES:
+            if (
+                current.get("lease_until") != entry.source.get("lease_until")
+                or current["state"] not in OPEN_STATES
+            ):
                 return False
             try:
-                self.es.update(index=self.index, id=entry.id, doc=doc,
-                               if_seq_no=got["_seq_no"], if_primary_term=got["_primary_term"])
+                self.es.update(
+                    index=self.index,
+                    id=entry.id,
+                    doc=doc,
+                    if_seq_no=got["_seq_no"],
+                    if_primary_term=got["_primary_term"],
+                )
                 return True
             except ConflictError:
                 continue  # changed meanwhile (a digest gained an alert): read again
-        raise RuntimeError(f"outbox entry {entry.id}: too many concurrent changes")  # pragma: no cover
+        raise RuntimeError(
+            f"outbox entry {entry.id}: too many concurrent changes"
+        )  # pragma: no cover
 
     def alerts(self, ids: list[str]) -> list[Alert]:
         """The alerts of an entry, as sent (without ledger fields), oldest first."""
@@ -407,9 +521,13 @@ class Outbox:
 
     # --- reading (CLI, API, tests) -----------------------------------------------------------
     def entries(self, subscription_id: str | None = None, size: int = 100) -> list[dict]:
-        query = {"term": {"subscription_id": subscription_id}} if subscription_id else {"match_all": {}}
+        query = (
+            {"term": {"subscription_id": subscription_id}} if subscription_id else {"match_all": {}}
+        )
         self.es.indices.refresh(index=self.index)
-        hits = self.es.search(index=self.index, query=query, size=size, sort=[{"created_at": "desc"}])
+        hits = self.es.search(
+            index=self.index, query=query, size=size, sort=[{"created_at": "desc"}]
+        )
         return [{"id": h["_id"], **h["_source"]} for h in hits["hits"]["hits"]]
 
     def abandon(self, entry_id: str) -> None:
@@ -439,7 +557,11 @@ def describe(status: DeliveryStatus) -> str:
     elif status.state == "retrying":
         text = f"retrying ({status.attempts} attempts, next {at(status.next_attempt_at)}, last: {status.last_error})"
     elif status.state == "pending":
-        text = f"pending (digest due {at(status.next_attempt_at)})" if status.digest_period else "pending"
+        text = (
+            f"pending (digest due {at(status.next_attempt_at)})"
+            if status.digest_period
+            else "pending"
+        )
     else:
         text = f"{status.state} after {status.attempts} attempt(s): {status.last_error}"
     return f"{status.target} [{status.channel}]: {text}"

@@ -30,7 +30,9 @@ def attach_updates(es: Elasticsearch, index: str, conflicting: list[Alert]) -> l
     candidates = [a for a in conflicting if a.story_id]
     if not candidates:
         return []
-    found = es.mget(index=index, ids=sorted({a.id for a in candidates}), source_includes=["article_id"])
+    found = es.mget(
+        index=index, ids=sorted({a.id for a in candidates}), source_includes=["article_id"]
+    )
     first_article = {d["_id"]: d["_source"]["article_id"] for d in found["docs"] if d.get("found")}
     updates = [a for a in candidates if first_article.get(a.id, a.article_id) != a.article_id]
     now = utcnow()
@@ -38,14 +40,28 @@ def attach_updates(es: Elasticsearch, index: str, conflicting: list[Alert]) -> l
     for alert in updates:
         by_alert.setdefault(alert.id, []).append(alert)
     for alert_id, later in by_alert.items():
-        _append(es, index, alert_id, [AlertUpdate(
-            article_id=a.article_id, title=a.title, source=a.source, url=a.url,
-            published_at=a.published_at, added_at=now,
-        ).model_dump(mode="json") for a in later])
+        _append(
+            es,
+            index,
+            alert_id,
+            [
+                AlertUpdate(
+                    article_id=a.article_id,
+                    title=a.title,
+                    source=a.source,
+                    url=a.url,
+                    published_at=a.published_at,
+                    added_at=now,
+                ).model_dump(mode="json")
+                for a in later
+            ],
+        )
     return updates
 
 
-def _append(es: Elasticsearch, index: str, alert_id: str, new: list[dict[str, Any]], retries: int = 10) -> None:
+def _append(
+    es: Elasticsearch, index: str, alert_id: str, new: list[dict[str, Any]], retries: int = 10
+) -> None:
     """Append ``new`` updates (those not listed yet) to a stored alert, retrying on conflicts."""
     for _ in range(retries):
         stored = es.get(index=index, id=alert_id)
@@ -56,8 +72,13 @@ def _append(es: Elasticsearch, index: str, alert_id: str, new: list[dict[str, An
             return
         doc["updates"] = [*(doc.get("updates") or []), *fresh]
         try:
-            es.index(index=index, id=alert_id, document=doc,
-                     if_seq_no=stored["_seq_no"], if_primary_term=stored["_primary_term"])
+            es.index(
+                index=index,
+                id=alert_id,
+                document=doc,
+                if_seq_no=stored["_seq_no"],
+                if_primary_term=stored["_primary_term"],
+            )
             return
         except ConflictError:
             continue  # changed meanwhile (another update, marked delivered): read again

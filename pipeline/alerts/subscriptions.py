@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from elasticsearch import Elasticsearch, NotFoundError
@@ -31,11 +31,17 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from pipeline.alerts.matcher import SubscriptionIndex
-from pipeline.query.language import parse_query
 from pipeline.alerts.secrets import WebhookSecret, new_signing_secret, seal
-from pipeline.alerts.webhook import WEBHOOK_PREFIX, TargetRules, WebhookRefused, check_webhook_url, target_of
+from pipeline.alerts.webhook import (
+    WEBHOOK_PREFIX,
+    TargetRules,
+    WebhookRefused,
+    check_webhook_url,
+    target_of,
+)
 from pipeline.ids import stable_hash
 from pipeline.infra.kafka import make_consumer, make_producer
+from pipeline.query.language import parse_query
 from pipeline.settings import Settings
 from schemas import Subscription, WebhookChannel
 
@@ -64,23 +70,38 @@ def public(subscription: Subscription) -> Subscription:
     return subscription.model_copy(update={"webhooks": webhooks})
 
 
-def check_limits(settings: Settings, query: str, owner: str, urls: list[str], others: list[str],
-                 digest: str, tz: str | None) -> None:
+def check_limits(
+    settings: Settings,
+    query: str,
+    owner: str,
+    urls: list[str],
+    others: list[str],
+    digest: str,
+    tz: str | None,
+) -> None:
     def refuse(what: str) -> None:
         raise SubscriptionRejected(what)
 
     if len(query) > settings.subscription_max_query_chars:
-        refuse(f"query is {len(query)} characters; the limit is {settings.subscription_max_query_chars}")
+        refuse(
+            f"query is {len(query)} characters; the limit is {settings.subscription_max_query_chars}"
+        )
     if not owner.strip() or len(owner) > settings.subscription_max_owner_chars:
-        refuse(f"owner must be 1 to {settings.subscription_max_owner_chars} characters, got {len(owner)}")
+        refuse(
+            f"owner must be 1 to {settings.subscription_max_owner_chars} characters, got {len(owner)}"
+        )
     if len(urls) + len(others) > settings.subscription_max_channels:
-        refuse(f"{len(urls) + len(others)} channels; the limit is {settings.subscription_max_channels}")
+        refuse(
+            f"{len(urls) + len(others)} channels; the limit is {settings.subscription_max_channels}"
+        )
     for channel in others:
         refuse(f"unknown channel kind {channel.split(':', 1)[0][:40]!r} (use webhook URLs)")
     rules = TargetRules.from_settings(settings)
     for n, url in enumerate(urls, 1):
         if len(url) > settings.subscription_max_url_chars:
-            refuse(f"webhook {n} is {len(url)} characters; the limit is {settings.subscription_max_url_chars}")
+            refuse(
+                f"webhook {n} is {len(url)} characters; the limit is {settings.subscription_max_url_chars}"
+            )
         try:
             check_webhook_url(url, rules=rules)
         except WebhookRefused as exc:
@@ -110,7 +131,9 @@ class SubscriptionStore:
             self._producer = make_producer(self.settings)
         return self._producer
 
-    def add(self, query: str, owner: str = "default", channels: list[str] | None = None, **options: Any) -> Subscription:
+    def add(
+        self, query: str, owner: str = "default", channels: list[str] | None = None, **options: Any
+    ) -> Subscription:
         """Validate and store a subscription (raises QuerySyntaxError, SubscriptionRejected).
         ``channels``: ``webhook:URL`` strings. Returns it without secrets (see :meth:`create`)."""
         return self.create(query, owner=owner, channels=channels, **options).subscription
@@ -129,7 +152,9 @@ class SubscriptionStore:
         """Validate and store a subscription; the new webhooks' signing secrets are returned
         here only. Adding the same (owner, query) again replaces it, with new secrets."""
         channels = list(channels or [])
-        urls = list(webhooks or []) + [c[len(WEBHOOK_PREFIX):] for c in channels if c.startswith(WEBHOOK_PREFIX)]
+        urls = list(webhooks or []) + [
+            c[len(WEBHOOK_PREFIX) :] for c in channels if c.startswith(WEBHOOK_PREFIX)
+        ]
         others = [c for c in channels if not c.startswith(WEBHOOK_PREFIX)]
         check_limits(self.settings, query, owner, urls, others, digest, timezone)
         parse_query(query)
@@ -138,12 +163,20 @@ class SubscriptionStore:
         for url in urls:
             channel_id = "wh-" + secrets.token_hex(6)
             shown[channel_id] = new_signing_secret()
-            made.append(WebhookChannel(
-                id=channel_id, target=target_of(url),
-                sealed=seal(self.settings, WebhookSecret(url=url, secret=shown[channel_id])),
-            ))
+            made.append(
+                WebhookChannel(
+                    id=channel_id,
+                    target=target_of(url),
+                    sealed=seal(self.settings, WebhookSecret(url=url, secret=shown[channel_id])),
+                )
+            )
         subscription = Subscription(
-            id=sub_id, owner=owner, query=query, webhooks=made, digest=digest, timezone=timezone,
+            id=sub_id,
+            owner=owner,
+            query=query,
+            webhooks=made,
+            digest=digest,
+            timezone=timezone,
             per_story=per_story,
         )
         self._store(subscription)
@@ -193,7 +226,9 @@ class SubscriptionStore:
 
     def list(self, owner: str | None = None, size: int = 1000) -> list[Subscription]:
         query = {"term": {"owner": owner}} if owner else {"match_all": {}}
-        result = self.es.search(index=self.index, query=query, size=size, sort=[{"created_at": "asc"}])
+        result = self.es.search(
+            index=self.index, query=query, size=size, sort=[{"created_at": "asc"}]
+        )
         return [Subscription.model_validate(h["_source"]) for h in result["hits"]["hits"]]
 
     def close(self) -> None:
@@ -254,8 +289,11 @@ class SubscriptionFollower:
             log.error("ignoring invalid subscription record %r: %s", sub_id, exc)
             return
         if any(c.startswith(WEBHOOK_PREFIX) for c in subscription.channels):
-            log.warning("subscription %s: a webhook stored by an older version is not delivered "
-                        "(its URL was not sealed); add the subscription again", subscription.id)
+            log.warning(
+                "subscription %s: a webhook stored by an older version is not delivered "
+                "(its URL was not sealed); add the subscription again",
+                subscription.id,
+            )
         self.index.remove(subscription.id)
         if subscription.active:
             self.index.add(subscription)

@@ -41,7 +41,13 @@ REDIRECTS = (301, 302, 303, 307, 308)
 #: metadata services some clouds run on addresses that are otherwise public
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
+    for a in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "168.63.129.16",
+    )
 )
 
 
@@ -59,7 +65,7 @@ class TargetRules:
     allow: frozenset[tuple[str, int]] = field(default_factory=frozenset)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TargetRules":
+    def from_settings(cls, settings: Settings) -> TargetRules:
         return cls(settings.webhook_allow_private, parse_allow_list(settings.webhook_allow_targets))
 
     def allows(self, host: str, port: int) -> bool:
@@ -114,7 +120,12 @@ def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
         return "a link-local address"
     if address.is_private:
         return "a private address"
-    if address.is_multicast or address.is_unspecified or address.is_reserved or not address.is_global:
+    if (
+        address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+        or not address.is_global
+    ):
         return "not a public address"
     return None
 
@@ -139,7 +150,9 @@ def resolve_checked(host: str, port: int, rules: TargetRules) -> list[str]:
     return addresses
 
 
-def check_webhook_url(url: str, *, allow_private: bool = False, rules: TargetRules | None = None) -> None:
+def check_webhook_url(
+    url: str, *, allow_private: bool = False, rules: TargetRules | None = None
+) -> None:
     """Raise WebhookRefused unless ``url`` is an allowed http(s) target (resolves the host)."""
     rules = rules or TargetRules(allow_private=allow_private)
     host, port = host_port(url)
@@ -168,12 +181,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                return await self.inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         raise error or httpcore.ConnectError(f"{host} has no address")
 
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never a webhook
+    async def connect_unix_socket(
+        self, *args: Any, **kwargs: Any
+    ) -> Any:  # pragma: no cover - never a webhook
         raise WebhookRefused("unix sockets are not webhook targets")
 
     async def sleep(self, seconds: float) -> None:
@@ -183,11 +200,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 def make_client(settings: Settings, *, rules: TargetRules | None = None) -> httpx.AsyncClient:
     """The HTTP client of deliveries: guarded connections, no redirects followed by httpx
     (:func:`send` follows them itself), no proxies from the environment."""
-    for chatty in ("httpx", "httpcore"):  # their INFO lines carry full URLs (tokens): never log them
+    for chatty in (
+        "httpx",
+        "httpcore",
+    ):  # their INFO lines carry full URLs (tokens): never log them
         logging.getLogger(chatty).setLevel(logging.WARNING)
     transport = httpx.AsyncHTTPTransport(retries=0)
     pool = transport._pool  # httpx has no public way to give the pool a network backend
-    pool._network_backend = GuardedBackend(pool._network_backend, rules or TargetRules.from_settings(settings))
+    pool._network_backend = GuardedBackend(
+        pool._network_backend, rules or TargetRules.from_settings(settings)
+    )
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.webhook_timeout_s),
@@ -200,7 +222,7 @@ def make_client(settings: Settings, *, rules: TargetRules | None = None) -> http
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The Standard Webhooks ``webhook-signature`` value (``v1,<base64 HMAC-SHA256>``)."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode("utf-8") + body, hashlib.sha256).digest()
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
@@ -233,7 +255,11 @@ async def send(
         except WebhookRefused as exc:
             return Outcome("refused", None, where + str(exc))
         timestamp = int(time.time())
-        headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+        }
         if secret:
             headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
         try:
@@ -245,7 +271,9 @@ async def send(
         except httpx.TimeoutException:
             return Outcome("retry", None, f"{where}{shown}: no answer in time")
         except (httpx.HTTPError, OSError) as exc:
-            return Outcome("retry", None, f"{where}{shown}: {type(exc).__name__}: {_scrub(exc, current)}")
+            return Outcome(
+                "retry", None, f"{where}{shown}: {type(exc).__name__}: {_scrub(exc, current)}"
+            )
         code = response.status_code
         if 200 <= code < 300:
             return Outcome("delivered", code)

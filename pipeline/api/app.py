@@ -17,13 +17,13 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from starlette.routing import Match
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from kafka.errors import KafkaError
+from starlette.routing import Match
 
 from pipeline.alerts.subscriptions import SubscriptionStore
 from pipeline.api import alerts, articles, search
@@ -31,8 +31,8 @@ from pipeline.api.auth import resolve_token
 from pipeline.api.context import ERRORS, ApiContext, bearer
 from pipeline.ops.keys import Caller, KeyStore
 from pipeline.ops.metrics import exposition, instrument_api
-from pipeline.stream.process import Pipeline
 from pipeline.settings import Settings, get_settings
+from pipeline.stream.process import Pipeline
 from schemas import RawArticle
 from schemas.api import Health, Identity
 
@@ -80,9 +80,13 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     token, _ = resolve_token(settings)
     pipeline = Pipeline(settings)
-    ctx = ApiContext(settings=settings, token=token, pipeline=pipeline,
-                     store=SubscriptionStore(settings, pipeline.es),
-                     keys=KeyStore(pipeline.es, settings.index("apikeys")))
+    ctx = ApiContext(
+        settings=settings,
+        token=token,
+        pipeline=pipeline,
+        store=SubscriptionStore(settings, pipeline.es),
+        keys=KeyStore(pipeline.es, settings.index("apikeys")),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -97,16 +101,24 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     @api.exception_handler(KafkaError)
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("server unavailable: %s: %s", type(exc).__name__, exc)
-        return JSONResponse({"detail": f"{type(exc).__name__}: server unavailable, retry"}, status_code=503)
+        return JSONResponse(
+            {"detail": f"{type(exc).__name__}: server unavailable, retry"}, status_code=503
+        )
 
     @api.exception_handler(ApiError)
     async def refused(_request: Request, exc: ApiError) -> JSONResponse:
         if isinstance(exc, NotFoundError):
-            return JSONResponse({"detail": "not found (index missing: run newspipe setup)"}, status_code=404)
+            return JSONResponse(
+                {"detail": "not found (index missing: run newspipe setup)"}, status_code=404
+            )
         if exc.meta.status in (429, 502, 503, 504):
-            return JSONResponse({"detail": f"Elasticsearch busy ({exc.meta.status}), retry"}, status_code=503)
+            return JSONResponse(
+                {"detail": f"Elasticsearch busy ({exc.meta.status}), retry"}, status_code=503
+            )
         if 400 <= exc.meta.status < 500:
-            return JSONResponse({"detail": f"Elasticsearch refused the request: {exc.message}"}, status_code=400)
+            return JSONResponse(
+                {"detail": f"Elasticsearch refused the request: {exc.message}"}, status_code=400
+            )
         log.error("Elasticsearch error %s: %s", exc.meta.status, exc)
         return JSONResponse({"detail": f"Elasticsearch error {exc.meta.status}"}, status_code=503)
 
@@ -124,8 +136,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
     @api.get("/metrics", include_in_schema=False)
-    def prometheus_metrics(request: Request,
-                           credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+    def prometheus_metrics(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> Response:
         """Prometheus metrics of this process (pipeline/ops/metrics.py). Open by default, like the
         worker's metrics port (the API binds 127.0.0.1 unless --host; compose scrapes it on the
         stack's network); with NEWS_API_METRICS_AUTH only an admin key or the deployment token."""
@@ -151,8 +164,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     def openapi() -> dict:
         """The generated document, plus the article contract ``POST /articles`` refers to."""
         if api.openapi_schema is None:
-            document = get_openapi(title=api.title, version=api.version, description=api.description,
-                                   routes=api.routes)
+            document = get_openapi(
+                title=api.title, version=api.version, description=api.description, routes=api.routes
+            )
             components = document.setdefault("components", {}).setdefault("schemas", {})
             raw = RawArticle.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(raw.pop("$defs", {}))

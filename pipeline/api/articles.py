@@ -13,17 +13,28 @@ from pipeline.sources.ingest import Rejected, iter_request, publish
 from schemas import EnrichedArticle
 from schemas.api import ErrorResponse, IngestFailure, IngestRejection, IngestResponse
 
-NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
-                "application/x-jsonlines", "application/jsonlines")
+NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/jsonlines",
+)
 
 REQUEST_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": {"oneOf": [
-            {"$ref": "#/components/schemas/RawArticle"},
-            {"type": "array", "items": {"$ref": "#/components/schemas/RawArticle"}},
-        ]}},
-        "application/x-ndjson": {"schema": {"type": "string", "description": "one article object per line"}},
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/RawArticle"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/RawArticle"}},
+                ]
+            }
+        },
+        "application/x-ndjson": {
+            "schema": {"type": "string", "description": "one article object per line"}
+        },
     },
 }
 
@@ -37,10 +48,18 @@ def router(ctx: ApiContext) -> APIRouter:
         response_model=IngestResponse,
         openapi_extra={"requestBody": REQUEST_BODY},
         responses={
-            413: {"model": ErrorResponse, "description": "request larger than NEWS_MAX_MESSAGE_BYTES"},
-            422: {"model": IngestResponse | ErrorResponse,
-                  "description": "nothing accepted: every item rejected (reasons; dead-lettered), or an empty body"},
-            503: {"model": IngestResponse, "description": "the broker did not take every message: send again"},
+            413: {
+                "model": ErrorResponse,
+                "description": "request larger than NEWS_MAX_MESSAGE_BYTES",
+            },
+            422: {
+                "model": IngestResponse | ErrorResponse,
+                "description": "nothing accepted: every item rejected (reasons; dead-lettered), or an empty body",
+            },
+            503: {
+                "model": IngestResponse,
+                "description": "the broker did not take every message: send again",
+            },
         },
     )
     async def ingest(request: Request):
@@ -58,13 +77,16 @@ def router(ctx: ApiContext) -> APIRouter:
             if len(data) > limit:
                 raise HTTPException(413, f"request body over {limit} bytes")
         if not bytes(data).strip():
-            raise HTTPException(422, "empty request body: send an article (JSON) or articles (NDJSON)")
+            raise HTTPException(
+                422, "empty request body: send an article (JSON) or articles (NDJSON)"
+            )
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         items = list(iter_request(bytes(data), lines=kind in NDJSON_TYPES, settings=ctx.settings))
         report = await run_in_threadpool(publish, items, ctx.producer, ctx.settings, False)
         rejected = [
             IngestRejection(item=n, origin=item.origin, reason=item.reason)
-            for n, item in enumerate(items) if isinstance(item, Rejected)
+            for n, item in enumerate(items)
+            if isinstance(item, Rejected)
         ]
         body = IngestResponse(
             accepted=report.sent,
@@ -75,8 +97,11 @@ def router(ctx: ApiContext) -> APIRouter:
         status = 503 if report.failed or report.stopped else 202 if report.sent else 422
         return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
-    @api.get("/articles/{article_id}", response_model=EnrichedArticle,
-             responses={404: {"model": ErrorResponse}})
+    @api.get(
+        "/articles/{article_id}",
+        response_model=EnrichedArticle,
+        responses={404: {"model": ErrorResponse}},
+    )
     def article(article_id: str) -> EnrichedArticle:
         """One indexed article: clean text, entities (with offsets) and events (with evidence)."""
         from pipeline.ops.retention import get_by_id

@@ -6,7 +6,7 @@ listing the period's alerts grouped by story, with a stable id per (subscription
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
 
 from pipeline.alerts.digest import Digest, StoryGroup, story_groups
@@ -16,9 +16,9 @@ ATOM = "http://www.w3.org/2005/Atom"
 
 
 def _iso(moment: datetime | None) -> str:
-    moment = moment or datetime.now(timezone.utc)
+    moment = moment or datetime.now(UTC)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.isoformat()
 
 
@@ -28,7 +28,7 @@ def snippet_html(snippet: str) -> str:
 
 
 def _when(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def digest_html(groups: list[StoryGroup], page_url: str) -> str:
@@ -39,25 +39,38 @@ def digest_html(groups: list[StoryGroup], page_url: str) -> str:
         for alert in group.alerts:
             href = html.escape(alert.url or f"{page_url}#article={alert.article_id}", quote=True)
             source = f" ({html.escape(alert.source)})" if alert.source else ""
-            parts.append(f'<li><a href="{href}">{html.escape(alert.title or alert.article_id)}</a>{source}: '
-                         f"{snippet_html(alert.snippet)}</li>")
+            parts.append(
+                f'<li><a href="{href}">{html.escape(alert.title or alert.article_id)}</a>{source}: '
+                f"{snippet_html(alert.snippet)}</li>"
+            )
             for update in alert.updates:
-                href = html.escape(update.url or f"{page_url}#article={update.article_id}", quote=True)
-                parts.append(f'<li><a href="{href}">{html.escape(update.title or update.article_id)}</a></li>')
+                href = html.escape(
+                    update.url or f"{page_url}#article={update.article_id}", quote=True
+                )
+                parts.append(
+                    f'<li><a href="{href}">{html.escape(update.title or update.article_id)}</a></li>'
+                )
         parts.append("</ul>")
     return "".join(parts)
 
 
 def render_feed(
-    subscription: Subscription, alerts: list[Alert], *, self_url: str, page_url: str,
-    digests: list[Digest] | None = None, titles: dict[str, str] | None = None,
+    subscription: Subscription,
+    alerts: list[Alert],
+    *,
+    self_url: str,
+    page_url: str,
+    digests: list[Digest] | None = None,
+    titles: dict[str, str] | None = None,
 ) -> bytes:
     """The feed: one entry per alert, or, when ``digests`` is given (hourly/daily
     subscriptions), one entry per digest (``titles``: story titles by story id)."""
     ET.register_namespace("", ATOM)
 
     def sub(parent, tag, text=None, **attrs):
-        element = ET.SubElement(parent, f"{{{ATOM}}}{tag}", {k: v for k, v in attrs.items() if v is not None})
+        element = ET.SubElement(
+            parent, f"{{{ATOM}}}{tag}", {k: v for k, v in attrs.items() if v is not None}
+        )
         if text is not None:
             element.text = text
         return element
@@ -81,14 +94,21 @@ def render_feed(
         entry = sub(feed, "entry")
         sub(entry, "id", digest.entry_id)
         count = len(digest.alerts)
-        sub(entry, "title", f"{count} alert{'s' if count != 1 else ''} for {subscription.query}, "
-                            f"{_when(digest.period_start)} to {_when(digest.period_end)}")
+        sub(
+            entry,
+            "title",
+            f"{count} alert{'s' if count != 1 else ''} for {subscription.query}, "
+            f"{_when(digest.period_start)} to {_when(digest.period_end)}",
+        )
         sub(entry, "updated", _iso(digest.updated))
         sub(entry, "published", _iso(digest.period_end))
         sub(entry, "link", rel="alternate", href=page_url)
-        matched = dict.fromkeys(t for a in digest.alerts
-                                for t in a.matched.terms + a.matched.entities + a.matched.events)
-        for term in matched:
+        terms = dict.fromkeys(
+            t
+            for a in digest.alerts
+            for t in a.matched.terms + a.matched.entities + a.matched.events
+        )
+        for term in terms:
             sub(entry, "category", term=term)
         sub(entry, "content", digest_html(groups, page_url), type="html")
     for alert in alerts if digests is None else []:
@@ -98,7 +118,12 @@ def render_feed(
         sub(entry, "updated", _iso(alert.created_at))
         if alert.published_at:
             sub(entry, "published", _iso(alert.published_at))
-        sub(entry, "link", rel="alternate", href=alert.url or f"{page_url}#article={alert.article_id}")
+        sub(
+            entry,
+            "link",
+            rel="alternate",
+            href=alert.url or f"{page_url}#article={alert.article_id}",
+        )
         if alert.source:
             source = sub(entry, "source")
             sub(source, "title", alert.source)

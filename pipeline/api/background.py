@@ -58,7 +58,9 @@ def ensure_api(settings: Settings, timeout_s: float = 60.0) -> RunningApi:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "api"],
-        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=os.environ.copy(),
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
         start_new_session=True,
     )
     pid_path.write_text(f"{process.pid}\n")

@@ -11,29 +11,38 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Depends, HTTPException, Query, status
 from elasticsearch import NotFoundError
+from fastapi import Depends, HTTPException, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pipeline.alerts.subscriptions import SubscriptionStore
 from pipeline.api.auth import token_matches
 from pipeline.ops.keys import Caller, KeyStore
-from pipeline.stream.process import Pipeline
 from pipeline.settings import Settings
+from pipeline.stream.process import Pipeline
 from schemas.api import ErrorResponse
 
-bearer = HTTPBearer(auto_error=False, description="an API key (newspipe keys add OWNER), or the deployment "
-                    "token NEWS_API_TOKEN (or the generated api-token file), which is an admin key")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an API key (newspipe keys add OWNER), or the deployment "
+    "token NEWS_API_TOKEN (or the generated api-token file), which is an admin key",
+)
 
 #: the deployment token's caller: an admin (the single-token setup, the CLI and the demo)
 DEPLOYMENT = Caller(owner="admin", admin=True)
 
 #: error answers every authorised route may give (documented in the OpenAPI document)
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "bad request (e.g. a cursor or id Elasticsearch refuses)"},
+    400: {
+        "model": ErrorResponse,
+        "description": "bad request (e.g. a cursor or id Elasticsearch refuses)",
+    },
     401: {"model": ErrorResponse, "description": "missing, unknown or revoked API key"},
-    422: {"model": ErrorResponse, "description": "invalid request (one line), or an invalid query: "
-          "its reason and 0-based position"},
+    422: {
+        "model": ErrorResponse,
+        "description": "invalid request (one line), or an invalid query: "
+        "its reason and 0-based position",
+    },
     503: {"model": ErrorResponse, "description": "Kafka or Elasticsearch unavailable: retry"},
 }
 
@@ -65,8 +74,11 @@ class ApiContext:
 
     # --- authorisation ---------------------------------------------------------------------
     def _refuse(self) -> HTTPException:
-        return HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key",
-                             headers={"WWW-Authenticate": "Bearer"})
+        return HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing, unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     def caller_of(self, given: str | None) -> Caller:
         """The caller of a bearer key: the deployment token is an admin; an API key is its
@@ -99,7 +111,9 @@ class ApiContext:
 
         def check(
             credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-            access_token: str | None = Query(None, description="the key, for clients that cannot send headers"),
+            access_token: str | None = Query(
+                None, description="the key, for clients that cannot send headers"
+            ),
         ) -> Caller:
             return self.caller_of(credentials.credentials if credentials else access_token)
 

@@ -107,8 +107,11 @@ async def alert_events(
     seen: OrderedDict[str, None] = OrderedDict()
     try:
         yield "retry: 2000\n\n"
-        yield sse("ready", json.dumps({"position": format_event_id(stream.positions)}),
-                  format_event_id(stream.positions))
+        yield sse(
+            "ready",
+            json.dumps({"position": format_event_id(stream.positions)}),
+            format_event_id(stream.positions),
+        )
         last_sent = time.monotonic()
         while not await is_disconnected():
             records = await asyncio.to_thread(stream.poll)
@@ -119,7 +122,12 @@ async def alert_events(
                 try:
                     alert = Alert.model_validate_json(value)
                 except ValidationError as exc:
-                    log.warning("alerts topic %d@%d: not an alert (%s)", partition, offset, exc.errors()[0]["msg"])
+                    log.warning(
+                        "alerts topic %d@%d: not an alert (%s)",
+                        partition,
+                        offset,
+                        exc.errors()[0]["msg"],
+                    )
                     continue
                 if subscription_ids and alert.subscription_id not in subscription_ids:
                     continue

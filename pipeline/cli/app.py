@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -17,7 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-alerts_app = typer.Typer(help="Alert subscriptions: add, list, remove, history, tail.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Alert subscriptions: add, list, remove, history, tail.", no_args_is_help=True
+)
 app.add_typer(alerts_app, name="alerts")
 
 
@@ -53,14 +54,16 @@ def _pipeline():
 # --- local runtime -----------------------------------------------------------------------------
 from pipeline.runtime.cli import cmd_down, cmd_status, cmd_up  # noqa: E402
 
-app.command("up", help="Start a local Kafka broker and Elasticsearch node (no Docker needed).")(cmd_up)
+app.command("up", help="Start a local Kafka broker and Elasticsearch node (no Docker needed).")(
+    cmd_up
+)
 app.command("down", help="Stop what `newspipe up` started.")(cmd_down)
 app.command("status", help="Show what the local runtime runs, where.")(cmd_status)
 
 
 @app.command("setup")
 def cmd_setup(
-    kibana_url: Optional[str] = typer.Option(None, help="also import Kibana saved objects"),
+    kibana_url: str | None = typer.Option(None, help="also import Kibana saved objects"),
 ) -> None:
     """Create topics, index templates and aliases (idempotent; any cluster)."""
     from pipeline.infra.setup import setup
@@ -72,10 +75,11 @@ def cmd_setup(
 
 @app.command("kibana-setup")
 def cmd_kibana_setup(
-    kibana_url: Optional[str] = typer.Option(None, help="Kibana URL (default NEWS_KIBANA_URL)"),
+    kibana_url: str | None = typer.Option(None, help="Kibana URL (default NEWS_KIBANA_URL)"),
 ) -> None:
     """Import the Kibana saved objects (data views, searches, dashboard); idempotent."""
-    from pipeline.infra.kibana import KibanaError, cmd_kibana_setup as kibana_setup
+    from pipeline.infra.kibana import KibanaError
+    from pipeline.infra.kibana import cmd_kibana_setup as kibana_setup
 
     try:
         kibana_setup(kibana_url or _settings().kibana_url)
@@ -90,9 +94,13 @@ def cmd_setup_model() -> None:
     from pipeline.stages.nlp import ModelNotInstalledError, ensure_model
 
     try:
-        console.print(f"spaCy model ready: {ensure_model(_settings().spacy_model, report=console.print)}")
+        console.print(
+            f"spaCy model ready: {ensure_model(_settings().spacy_model, report=console.print)}"
+        )
         for language, model in sorted(_settings().spacy_models.items()):
-            console.print(f"spaCy model for {language!r} ready: {ensure_model(model, report=console.print)}")
+            console.print(
+                f"spaCy model for {language!r} ready: {ensure_model(model, report=console.print)}"
+            )
     except ModelNotInstalledError as exc:
         console.print(f"[red]spaCy model not installed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -108,7 +116,9 @@ def cmd_worker(loglevel: str = typer.Option("info", "--loglevel", "-l")) -> None
 
 from pipeline.sources.ingest import cmd_ingest  # noqa: E402
 
-app.command("ingest", help="Send articles (files, .json/.jsonl, directories, feeds) to Kafka.")(cmd_ingest)
+app.command("ingest", help="Send articles (files, .json/.jsonl, directories, feeds) to Kafka.")(
+    cmd_ingest
+)
 
 
 @app.command("backfill")
@@ -127,10 +137,12 @@ def cmd_backfill(
 
 @app.command("search")
 def cmd_search(
-    query: str = typer.Argument("", help='alert query syntax: words, "phrases", AND/OR/NOT, fields'),
+    query: str = typer.Argument(
+        "", help='alert query syntax: words, "phrases", AND/OR/NOT, fields'
+    ),
     entity: list[str] = typer.Option([], "--entity", help="only articles with this entity"),
     event: list[str] = typer.Option([], "--event", help="only articles with this event type"),
-    since: Optional[datetime] = typer.Option(None, help="only articles since (ISO date/time)"),
+    since: datetime | None = typer.Option(None, help="only articles since (ISO date/time)"),
     size: int = typer.Option(10, help="how many hits"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
@@ -167,24 +179,37 @@ def _store(pipeline):
 
 @alerts_app.command("add")
 def cmd_alerts_add(
-    query: str = typer.Argument(..., help='e.g. memorandum, "prisoner exchange", entity:"Vladimir Medinsky"'),
+    query: str = typer.Argument(
+        ..., help='e.g. memorandum, "prisoner exchange", entity:"Vladimir Medinsky"'
+    ),
     owner: str = typer.Option("default", help="who the subscription belongs to"),
     webhook: list[str] = typer.Option([], "--webhook", help="also POST alerts to this URL"),
     backfill: bool = typer.Option(False, help="also report already-indexed articles that match"),
-    digest: str = typer.Option("as_it_happens", help="webhooks get: as_it_happens, hourly or daily"),
-    timezone: Optional[str] = typer.Option(None, help="IANA time zone of digest periods (default UTC)"),
+    digest: str = typer.Option(
+        "as_it_happens", help="webhooks get: as_it_happens, hourly or daily"
+    ),
+    timezone: str | None = typer.Option(
+        None, help="IANA time zone of digest periods (default UTC)"
+    ),
     per_story: bool = typer.Option(
-        False, "--per-story", help="alert once per story; later articles are added to it as updates"),
+        False, "--per-story", help="alert once per story; later articles are added to it as updates"
+    ),
 ) -> None:
     """Subscribe to a query."""
-    from pipeline.query.language import QuerySyntaxError
     from pipeline.alerts.subscriptions import SubscriptionRejected
+    from pipeline.query.language import QuerySyntaxError
 
     pipeline = _pipeline()
     store = _store(pipeline)
     try:
-        created = store.create(query, owner=owner, webhooks=webhook, digest=digest, timezone=timezone,
-                               per_story=per_story)
+        created = store.create(
+            query,
+            owner=owner,
+            webhooks=webhook,
+            digest=digest,
+            timezone=timezone,
+            per_story=per_story,
+        )
     except QuerySyntaxError as exc:
         _query_error(query, exc)
     except SubscriptionRejected as exc:
@@ -193,8 +218,11 @@ def cmd_alerts_add(
     subscription = created.subscription
     console.print(f"subscribed [bold]{subscription.id}[/] to [cyan]{subscription.query}[/]")
     for channel in subscription.webhooks:  # the only time a secret is shown
-        console.print(f"webhook {channel.id} ({channel.target}) signing secret: {created.webhook_secrets[channel.id]}",
-                      markup=False, highlight=False)
+        console.print(
+            f"webhook {channel.id} ({channel.target}) signing secret: {created.webhook_secrets[channel.id]}",
+            markup=False,
+            highlight=False,
+        )
     if backfill:
         from pipeline.alerts.backfill import backfill_alerts
 
@@ -206,14 +234,23 @@ def cmd_alerts_add(
 
 
 @alerts_app.command("list")
-def cmd_alerts_list(owner: Optional[str] = typer.Option(None)) -> None:
+def cmd_alerts_list(owner: str | None = typer.Option(None)) -> None:
     """List subscriptions."""
     table = Table("id", "owner", "query", "channels", "created")
     for s in _store(_pipeline()).list(owner=owner):
-        hooks = [f"{c.id} {c.target}" + (f" DISABLED: {c.disabled}" if c.disabled else "") for c in s.webhooks]
+        hooks = [
+            f"{c.id} {c.target}" + (f" DISABLED: {c.disabled}" if c.disabled else "")
+            for c in s.webhooks
+        ]
         if s.digest != "as_it_happens":
             hooks.append(f"digest: {s.digest} ({s.timezone or 'UTC'})")
-        table.add_row(s.id, s.owner, s.query, ", ".join(s.channels + hooks), s.created_at.isoformat(timespec="seconds"))
+        table.add_row(
+            s.id,
+            s.owner,
+            s.query,
+            ", ".join(s.channels + hooks),
+            s.created_at.isoformat(timespec="seconds"),
+        )
     console.print(table)
 
 
@@ -230,7 +267,7 @@ def cmd_alerts_remove(subscription_id: str) -> None:
 
 @alerts_app.command("history")
 def cmd_alerts_history(
-    subscription_id: Optional[str] = typer.Argument(None), size: int = typer.Option(20)
+    subscription_id: str | None = typer.Argument(None), size: int = typer.Option(20)
 ) -> None:
     """The latest alerts (of one subscription), with each webhook delivery's state."""
     from pipeline.alerts.outbox import describe
@@ -265,13 +302,18 @@ def cmd_alerts_tail(
 
 
 @app.command("api")
-def cmd_api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+def cmd_api(host: str | None = None, port: int | None = None) -> None:
     """Serve the HTTP API and the web page at / (docs/api.md; OpenAPI at /docs; bearer token
     NEWS_API_TOKEN, generated into the data directory when unset; binds 127.0.0.1 unless --host)."""
     import uvicorn
 
     settings = _settings()
-    uvicorn.run("pipeline.api:create_api", factory=True, host=host or settings.api_host, port=port or settings.api_port)
+    uvicorn.run(
+        "pipeline.api:create_api",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+    )
 
 
 @app.command("demo")
@@ -286,12 +328,16 @@ def cmd_demo(
     raise typer.Exit(run_demo(seeds=seeds, query=query, keep_worker=keep_worker))
 
 
-deadletters_app = typer.Typer(help="Dead letters: list them (no subcommand), replay them.", invoke_without_command=True)
+deadletters_app = typer.Typer(
+    help="Dead letters: list them (no subcommand), replay them.", invoke_without_command=True
+)
 app.add_typer(deadletters_app, name="deadletters")
 
 
 @deadletters_app.callback()
-def cmd_deadletters(ctx: typer.Context, limit: int = typer.Option(20, help="how many, newest last")) -> None:
+def cmd_deadletters(
+    ctx: typer.Context, limit: int = typer.Option(20, help="how many, newest last")
+) -> None:
     """Show the messages that failed, with the stage and the error."""
     if ctx.invoked_subcommand is not None:
         return
@@ -299,12 +345,16 @@ def cmd_deadletters(ctx: typer.Context, limit: int = typer.Option(20, help="how 
     from schemas import DeadLetter
 
     settings = _settings()
-    consumer = make_consumer(settings.topic("deadletter"), settings=settings, consumer_timeout_ms=3000)
+    consumer = make_consumer(
+        settings.topic("deadletter"), settings=settings, consumer_timeout_ms=3000
+    )
     letters = [DeadLetter.model_validate_json(r.value) for r in consumer]
     consumer.close()
     for letter in letters[-limit:]:
         where = f"{letter.topic}[{letter.partition}]@{letter.offset}" if letter.topic else "ingest"
-        console.print(f"[red]{letter.stage}[/] {letter.error_type}: {letter.error} [dim]({where}, {len(letter.payload)} chars)[/]")
+        console.print(
+            f"[red]{letter.stage}[/] {letter.error_type}: {letter.error} [dim]({where}, {len(letter.payload)} chars)[/]"
+        )
     console.print(f"{len(letters)} dead letter(s)")
 
 
@@ -313,8 +363,12 @@ from pipeline.ops.cli import cmd_migrate, cmd_replay, keys_app, retention_app  #
 
 app.add_typer(retention_app, name="retention")
 app.add_typer(keys_app, name="keys")
-app.command("migrate", help="Apply mapping changes that need a new index (copy, swap the alias).")(cmd_migrate)
-deadletters_app.command("replay", help="Send dead letters back through the pipeline (dry run without --yes).")(cmd_replay)
+app.command("migrate", help="Apply mapping changes that need a new index (copy, swap the alias).")(
+    cmd_migrate
+)
+deadletters_app.command(
+    "replay", help="Send dead letters back through the pipeline (dry run without --yes)."
+)(cmd_replay)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def wait_ready(worker: subprocess.Popen, log_path: Path, timeout_s: float = 180)
     return time.monotonic() - started
 
 
-def wait_indexed(pipeline, ids: list[str], worker: subprocess.Popen, log_path: Path, timeout_s: float = 180) -> float:
+def wait_indexed(
+    pipeline, ids: list[str], worker: subprocess.Popen, log_path: Path, timeout_s: float = 180
+) -> float:
     """Wait until every id is in the articles index (or went to the dead-letter topic)."""
     started = time.monotonic()
     index = pipeline.settings.index("articles")
@@ -68,7 +70,9 @@ def wait_indexed(pipeline, ids: list[str], worker: subprocess.Popen, log_path: P
             tail = log_path.read_text(errors="replace").splitlines()[-30:]
             raise RuntimeError("the worker stopped:\n" + "\n".join(tail))
         if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{len(pending)} article(s) not indexed after {timeout_s:.0f}s: {sorted(pending)}")
+            raise TimeoutError(
+                f"{len(pending)} article(s) not indexed after {timeout_s:.0f}s: {sorted(pending)}"
+            )
         found = pipeline.es.mget(index=index, ids=sorted(pending), source=False)
         pending -= {d["_id"] for d in found["docs"] if d.get("found")}
         time.sleep(0.2)
@@ -79,12 +83,12 @@ def wait_indexed(pipeline, ids: list[str], worker: subprocess.Popen, log_path: P
 def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
     from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.output import print_alert, print_search, run_search
-    from pipeline.sources.ingest import iter_inputs, publish
     from pipeline.infra.kafka import make_producer
+    from pipeline.infra.setup import setup
+    from pipeline.runtime.local import LocalRuntime
+    from pipeline.sources.ingest import iter_inputs, publish
     from pipeline.stages.nlp import ModelNotInstalledError, ensure_model
     from pipeline.stream.process import Pipeline
-    from pipeline.runtime.local import LocalRuntime
-    from pipeline.infra.setup import setup
 
     settings = get_settings()
     console.rule("1. servers")
@@ -138,10 +142,15 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
         try:
             served = ensure_api(settings)
         except RuntimeError as error:  # e.g. the port is taken by something else
-            console.print(f"[yellow]the API did not start: {str(error).splitlines()[0]}[/] "
-                          "(try: newspipe api --port N)", markup=True)
+            console.print(
+                f"[yellow]the API did not start: {str(error).splitlines()[0]}[/] "
+                "(try: newspipe api --port N)",
+                markup=True,
+            )
             return 0
-        console.print(f"API pid {served.pid} (stop it with: kill {served.pid}), log {settings.data_dir}/logs/api.log")
+        console.print(
+            f"API pid {served.pid} (stop it with: kill {served.pid}), log {settings.data_dir}/logs/api.log"
+        )
         console.print(f"Open the web page: [bold]{served.page_url}[/]")
         return 0
     finally:

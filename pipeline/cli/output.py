@@ -27,7 +27,9 @@ def run_search(pipeline, query, entity, event, since, size):
 def print_search(result, query: str) -> None:
     console.print(f"[bold]{result.total}[/] article(s) match [cyan]{query or '*'}[/]")
     for n, hit in enumerate(result.hits, 1):
-        console.print(f"\n[bold]{n}. {hit.title}[/]  [dim]{hit.source or ''} {hit.published_at or ''} id={hit.id}[/]")
+        console.print(
+            f"\n[bold]{n}. {hit.title}[/]  [dim]{hit.source or ''} {hit.published_at or ''} id={hit.id}[/]"
+        )
         for snippet in hit.snippets:
             console.print("   …" + snippet.replace("«", "[bold yellow]").replace("»", "[/]") + "…")
         if hit.persons or hit.locations or hit.organizations:
@@ -42,13 +44,17 @@ def print_search(result, query: str) -> None:
         table.add_column(name)
     rows = max((len(v) for v in result.facets.values()), default=0)
     for i in range(rows):
-        table.add_row(*(f"{v[i][0]} ({v[i][1]})" if i < len(v) else "" for v in result.facets.values()))
+        table.add_row(
+            *(f"{v[i][0]} ({v[i][1]})" if i < len(v) else "" for v in result.facets.values())
+        )
     if rows:
         console.print(table)
 
 
 def print_alert(alert) -> None:
-    latency = f"{alert.latency_ms:.0f} ms after ingest" if alert.latency_ms is not None else "backfill"
+    latency = (
+        f"{alert.latency_ms:.0f} ms after ingest" if alert.latency_ms is not None else "backfill"
+    )
     matched = ", ".join(alert.matched.terms + alert.matched.entities + alert.matched.events)
     console.print(
         f"[bold red]ALERT[/] [cyan]{alert.query}[/] -> [bold]{alert.title}[/] "
@@ -56,4 +62,6 @@ def print_alert(alert) -> None:
     )
     console.print(f"   {alert.snippet.replace('«', '[bold yellow]').replace('»', '[/]')}")
     for update in alert.updates:  # per-story subscriptions: later articles of the story
-        console.print(f"   [dim]+ update:[/] {update.title} [dim]({update.source or 'unknown source'})[/]")
+        console.print(
+            f"   [dim]+ update:[/] {update.title} [dim]({update.source or 'unknown source'})[/]"
+        )

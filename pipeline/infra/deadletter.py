@@ -117,7 +117,9 @@ def _fit(payload: bytes, budget: int) -> bytes:
             high = middle
     prefix = payload[:low]
     try:  # a prefix of UTF-8 text stays text: do not cut a character in two
-        return prefix.decode("utf-8", errors="ignore").encode("utf-8") if _is_text(payload) else prefix
+        return (
+            prefix.decode("utf-8", errors="ignore").encode("utf-8") if _is_text(payload) else prefix
+        )
     except UnicodeError:
         return prefix
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
 
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, helpers
+from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, helpers
 from elasticsearch import ConnectionError as ESConnectionError
-from elasticsearch import ConnectionTimeout
 
 from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
@@ -24,7 +23,16 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = resource("elasticsearch")
-FAMILIES = ("articles", "alerts", "subscriptions", "fingerprints", "entities", "outbox", "stories", "apikeys")
+FAMILIES = (
+    "articles",
+    "alerts",
+    "subscriptions",
+    "fingerprints",
+    "entities",
+    "outbox",
+    "stories",
+    "apikeys",
+)
 
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -56,7 +64,7 @@ def make_client(settings: Settings | None = None, **overrides: Any) -> Elasticse
     return Elasticsearch(settings.es_url_list, **config)
 
 
-@lru_cache(maxsize=None)
+@cache
 def template_body(family: str) -> dict:
     """The template body of one index family, without its ``_comment``."""
     body = json.loads((TEMPLATES_DIR / f"{family}.json").read_text(encoding="utf-8"))
@@ -84,8 +92,14 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
             try:
                 es.indices.put_mapping(index=alias, properties=properties)
             except BadRequestError as exc:
-                log.warning("%s: the mapping changed incompatibly (%s); run `newspipe migrate`", alias, exc)
-                known = {f for m in es.indices.get_mapping(index=alias).values() for f in m["mappings"].get("properties", {})}
+                log.warning(
+                    "%s: the mapping changed incompatibly (%s); run `newspipe migrate`", alias, exc
+                )
+                known = {
+                    f
+                    for m in es.indices.get_mapping(index=alias).values()
+                    for f in m["mappings"].get("properties", {})
+                }
                 added = {name: spec for name, spec in properties.items() if name not in known}
                 if added:  # the new fields still arrive now
                     es.indices.put_mapping(index=alias, properties=added)

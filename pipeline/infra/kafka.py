@@ -19,8 +19,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.serializer import Serializer
 from pydantic import BaseModel
 
-from pipeline.settings import Settings, get_settings
 from pipeline.infra.topics import topic_configs
+from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,18 @@ def is_transient(exc: BaseException) -> bool:
     kafka_errors: tuple[type, ...] = (KafkaError,)
     if aioerrors is not None:
         kafka_errors += (aioerrors.KafkaError,)
-        if isinstance(exc, (aioerrors.KafkaTimeoutError, aioerrors.KafkaConnectionError,
-                            aioerrors.NoBrokersAvailable, aioerrors.NodeNotReadyError,
-                            aioerrors.RequestTimedOutError, aioerrors.NotLeaderForPartitionError,
-                            aioerrors.LeaderNotAvailableError)):
+        if isinstance(
+            exc,
+            (
+                aioerrors.KafkaTimeoutError,
+                aioerrors.KafkaConnectionError,
+                aioerrors.NoBrokersAvailable,
+                aioerrors.NodeNotReadyError,
+                aioerrors.RequestTimedOutError,
+                aioerrors.NotLeaderForPartitionError,
+                aioerrors.LeaderNotAvailableError,
+            ),
+        ):
             return True
     if not isinstance(exc, kafka_errors):
         return False

@@ -30,8 +30,11 @@ from pipeline.settings import Settings, get_settings
 DASHBOARD_ID = "newspipe-overview"
 """id of the overview dashboard in saved_objects.ndjson"""
 
-DATA_VIEWS: dict[str, str] = {"newspipe-articles": "articles", "newspipe-alerts": "alerts",
-                              "newspipe-stories": "stories"}
+DATA_VIEWS: dict[str, str] = {
+    "newspipe-articles": "articles",
+    "newspipe-alerts": "alerts",
+    "newspipe-stories": "stories",
+}
 """data-view (index-pattern) id -> short index name; the title is ``settings.index(name)``"""
 
 OBJECTS_PATH = resource("kibana", "saved_objects.ndjson")
@@ -96,7 +99,9 @@ def render_saved_objects(objects: list[dict[str, Any]], settings: Settings) -> l
 
 
 def to_ndjson(objects: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n" for o in objects).encode()
+    return "".join(
+        json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n" for o in objects
+    ).encode()
 
 
 def dashboard_url(kibana_url: str) -> str:

@@ -14,7 +14,9 @@ from pipeline.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def setup(settings: Settings | None = None, *, kibana_url: str | None = None) -> dict[str, list[str]]:
+def setup(
+    settings: Settings | None = None, *, kibana_url: str | None = None
+) -> dict[str, list[str]]:
     from pipeline.infra.es import ensure_indices, make_client
     from pipeline.infra.kafka import ensure_topics
 

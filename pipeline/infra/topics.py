@@ -18,6 +18,7 @@ def min_insync(replication: int) -> int:
     else 1."""
     return 2 if replication >= 3 else 1
 
+
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from elasticsearch import Elasticsearch
@@ -85,20 +85,29 @@ class KeyStore:
         self.es = es
         self.index = index
 
-    def add(self, owner: str, *, admin: bool = False, note: str | None = None) -> tuple[KeyInfo, str]:
+    def add(
+        self, owner: str, *, admin: bool = False, note: str | None = None
+    ) -> tuple[KeyInfo, str]:
         """Create a key; returns its record and the key itself (shown once, never stored)."""
         owner = owner.strip()
         if not owner:
             raise ValueError("a key needs an owner")
         key_id = secrets.token_hex(8)
         key = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-        info = KeyInfo(key_id=key_id, owner=owner, admin=admin, note=note, created_at=datetime.now(timezone.utc))
+        info = KeyInfo(
+            key_id=key_id, owner=owner, admin=admin, note=note, created_at=datetime.now(UTC)
+        )
         self.es.create(
             index=self.index,
             id=key_id,
             document={
-                "key_id": key_id, "owner": owner, "admin": admin, "note": note,
-                "secret_sha256": _digest(key), "created_at": info.created_at.isoformat(), "revoked_at": None,
+                "key_id": key_id,
+                "owner": owner,
+                "admin": admin,
+                "note": note,
+                "secret_sha256": _digest(key),
+                "created_at": info.created_at.isoformat(),
+                "revoked_at": None,
             },
             refresh="wait_for",
         )
@@ -122,8 +131,12 @@ class KeyStore:
         if not include_revoked:
             filters.append({"bool": {"must_not": {"exists": {"field": "revoked_at"}}}})
         self.es.indices.refresh(index=self.index)
-        hits = self.es.search(index=self.index, query={"bool": {"filter": filters}}, size=1000,
-                              sort=[{"created_at": "asc"}])["hits"]["hits"]
+        hits = self.es.search(
+            index=self.index,
+            query={"bool": {"filter": filters}},
+            size=1000,
+            sort=[{"created_at": "asc"}],
+        )["hits"]["hits"]
         return [_info(h["_source"]) for h in hits]
 
     def revoke(self, key_id: str) -> bool:
@@ -131,15 +144,22 @@ class KeyStore:
         found = self.es.options(ignore_status=404).get(index=self.index, id=key_id)
         if not found.get("found") or found["_source"].get("revoked_at"):
             return False
-        self.es.update(index=self.index, id=key_id, doc={"revoked_at": datetime.now(timezone.utc).isoformat()},
-                       refresh="wait_for")
+        self.es.update(
+            index=self.index,
+            id=key_id,
+            doc={"revoked_at": datetime.now(UTC).isoformat()},
+            refresh="wait_for",
+        )
         return True
 
 
 def _info(doc: dict) -> KeyInfo:
     revoked = doc.get("revoked_at")
     return KeyInfo(
-        key_id=doc["key_id"], owner=doc["owner"], admin=bool(doc.get("admin")), note=doc.get("note"),
+        key_id=doc["key_id"],
+        owner=doc["owner"],
+        admin=bool(doc.get("admin")),
+        note=doc.get("note"),
         created_at=datetime.fromisoformat(doc["created_at"]),
         revoked_at=datetime.fromisoformat(revoked) if revoked else None,
     )
@@ -160,8 +180,11 @@ def key_dependency(store: KeyStore, *, admin_token: str | None = None):
             return Caller(owner="admin", admin=True)
         found = store.authenticate(key) if key else None
         if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, unknown or revoked API key",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing, unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return found
 
     return caller
@@ -174,7 +197,9 @@ def _default_dependency():
 
     settings = get_settings()
     legacy = settings.api_token if settings.api_token != "change-me" else None  # never the default
-    return key_dependency(KeyStore(make_client(settings), settings.index("apikeys")), admin_token=legacy)
+    return key_dependency(
+        KeyStore(make_client(settings), settings.index("apikeys")), admin_token=legacy
+    )
 
 
 def owner_from_key(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:

@@ -36,7 +36,10 @@ TOPIC_MESSAGES = Counter(
     "newspipe_topic_messages", "Messages sent on a pipeline topic", ["topic"], registry=REGISTRY
 )
 DEAD_LETTERS = Counter(
-    "newspipe_dead_letters", "Dead letters by stage and reason", ["stage", "reason"], registry=REGISTRY
+    "newspipe_dead_letters",
+    "Dead letters by stage and reason",
+    ["stage", "reason"],
+    registry=REGISTRY,
 )
 DEDUPE_HITS = Counter("newspipe_dedupe_hits", "Duplicates found", ["kind"], registry=REGISTRY)
 ALERT_LATENCY = Histogram(
@@ -49,7 +52,9 @@ WEBHOOKS = Counter(
     "newspipe_webhook_deliveries", "Webhook deliveries by outcome", ["outcome"], registry=REGISTRY
 )
 CONSUMER_LAG = Gauge(
-    "newspipe_consumer_lag", "Messages not yet consumed by the worker group", ["topic", "partition"],
+    "newspipe_consumer_lag",
+    "Messages not yet consumed by the worker group",
+    ["topic", "partition"],
     registry=REGISTRY,
 )
 RETENTION_RUNS = Counter("newspipe_retention_runs", "Retention passes", registry=REGISTRY)
@@ -59,7 +64,9 @@ RETENTION_DELETED = Counter(
 
 
 API_REQUESTS = Counter(
-    "newspipe_api_requests", "HTTP API requests by route and status", ["method", "route", "status"],
+    "newspipe_api_requests",
+    "HTTP API requests by route and status",
+    ["method", "route", "status"],
     registry=REGISTRY,
 )
 

@@ -45,7 +45,9 @@ def mapping_conflicts(current: dict, wanted: dict, path: str = "") -> list[str]:
             a, b = _param(have, key), _param(want, key)
             if key in want and a != b:
                 out.append(f"{where}: {key} {a} -> {b}")
-        out += mapping_conflicts(have.get("properties", {}), want.get("properties", {}), f"{where}.")
+        out += mapping_conflicts(
+            have.get("properties", {}), want.get("properties", {}), f"{where}."
+        )
         for sub, spec in want.get("fields", {}).items():
             old = have.get("fields", {}).get(sub)
             if old and old.get("type") != spec.get("type"):
@@ -99,7 +101,9 @@ def next_index_name(alias: str, existing: list[str]) -> str:
     return f"{alias}-{max(numbers, default=0) + 1:06d}"
 
 
-def migrate(es: Elasticsearch, settings: Settings, family: str, *, keep_old: bool = False, page: int = 500) -> MigrationReport:
+def migrate(
+    es: Elasticsearch, settings: Settings, family: str, *, keep_old: bool = False, page: int = 500
+) -> MigrationReport:
     alias = settings.index(family)
     install_template(es, settings, family)  # the new index takes the current template
     in_alias = es.indices.get_alias(name=alias)
@@ -114,16 +118,25 @@ def migrate(es: Elasticsearch, settings: Settings, family: str, *, keep_old: boo
     log.info("migrate %s: writing to %s; copying %s", family, new, ", ".join(old))
     report = MigrationReport(family=family, new_index=new, old_indices=old)
     for index in old:
-        docs = helpers.scan(es, index=index, query={"query": {"match_all": {}}}, size=page, preserve_order=False)
-        copies = ({"_op_type": "create", "_index": new, "_id": d["_id"], "_source": d["_source"]} for d in docs)
-        for ok, item in helpers.streaming_bulk(es, copies, chunk_size=page, raise_on_error=False, max_retries=5):
+        docs = helpers.scan(
+            es, index=index, query={"query": {"match_all": {}}}, size=page, preserve_order=False
+        )
+        copies = (
+            {"_op_type": "create", "_index": new, "_id": d["_id"], "_source": d["_source"]}
+            for d in docs
+        )
+        for ok, item in helpers.streaming_bulk(
+            es, copies, chunk_size=page, raise_on_error=False, max_retries=5
+        ):
             result = item.get("create", {})
             if ok:
                 report.copied += 1
             elif result.get("status") == 409:
                 report.skipped += 1
             else:
-                raise RuntimeError(f"migrate {family}: copying into {new} failed: {result.get('error')}")
+                raise RuntimeError(
+                    f"migrate {family}: copying into {new} failed: {result.get('error')}"
+                )
     es.indices.refresh(index=new)
     es.indices.update_aliases(actions=[{"remove": {"index": n, "alias": alias}} for n in old])
     if not keep_old:

@@ -12,15 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pipeline.infra.deadletter import decode_payload
 from pipeline.settings import Settings
 from schemas import DeadLetter
 
 #: stage -> short name of the topic it reads, for letters without ``topic``
-STAGE_TOPICS = {"ingest": "raw", "decode": "raw", "clean": "raw", "dedupe": "raw",
-                "enrich": "clean", "index": "enriched", "alerts": "enriched"}
+STAGE_TOPICS = {
+    "ingest": "raw",
+    "decode": "raw",
+    "clean": "raw",
+    "dedupe": "raw",
+    "enrich": "clean",
+    "index": "enriched",
+    "alerts": "enriched",
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,10 @@ class Filter:
     def __call__(self, letter: DeadLetter) -> bool:
         if self.stages and letter.stage not in self.stages:
             return False
-        if self.reason and self.reason.lower() not in f"{letter.error_type}: {letter.error}".lower():
+        if (
+            self.reason
+            and self.reason.lower() not in f"{letter.error_type}: {letter.error}".lower()
+        ):
             return False
         if self.since and letter.failed_at < _aware(self.since):
             return False
@@ -48,9 +58,8 @@ class Filter:
 
 
 def _aware(moment: datetime) -> datetime:
-    from datetime import timezone
 
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def letter_id(letter: DeadLetter) -> str | None:
@@ -72,7 +81,9 @@ def target_topic(letter: DeadLetter, settings: Settings) -> str:
     return settings.topic(STAGE_TOPICS.get(letter.stage, "raw"))
 
 
-def read_dead_letters(settings: Settings, timeout_ms: int = 10_000) -> Iterator[tuple[tuple[int, int], DeadLetter]]:
+def read_dead_letters(
+    settings: Settings, timeout_ms: int = 10_000
+) -> Iterator[tuple[tuple[int, int], DeadLetter]]:
     """Every letter now on the dead-letter topic, ((partition, offset), letter), up to the end
     offsets read at the start (letters arriving meanwhile wait for the next replay)."""
     from kafka import TopicPartition
@@ -82,7 +93,9 @@ def read_dead_letters(settings: Settings, timeout_ms: int = 10_000) -> Iterator[
     topic = settings.topic("deadletter")
     consumer = make_consumer(settings=settings, consumer_timeout_ms=timeout_ms)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
@@ -94,7 +107,10 @@ def read_dead_letters(settings: Settings, timeout_ms: int = 10_000) -> Iterator[
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < ends[tp]:
-                        yield (tp.partition, record.offset), DeadLetter.model_validate_json(record.value)
+                        yield (
+                            (tp.partition, record.offset),
+                            DeadLetter.model_validate_json(record.value),
+                        )
                 if consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
                     consumer.pause(tp)
@@ -139,7 +155,12 @@ def replay(settings: Settings, keep: Filter, *, send: bool = False, producer=Non
                 topic,
                 key=letter.key.encode("utf-8") if letter.key else None,
                 value=decode_payload(letter),
-                headers=[("newspipe-replay-of", f"{letter.topic}:{letter.partition}:{letter.offset}".encode())],
+                headers=[
+                    (
+                        "newspipe-replay-of",
+                        f"{letter.topic}:{letter.partition}:{letter.offset}".encode(),
+                    )
+                ],
             )
             for topic, letter in report.selected
         ]

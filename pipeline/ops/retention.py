@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from elasticsearch import Elasticsearch
 
@@ -47,17 +47,24 @@ log = logging.getLogger(__name__)
 
 ROLLED_FAMILIES = ("articles",)
 """Families whose write alias rolls over; their old indices are deleted whole."""
-DOCUMENT_AGE_FIELDS = {"alerts": "created_at", "fingerprints": "first_seen", "outbox": "updated_at",
-                       "stories": "updated_at"}
+DOCUMENT_AGE_FIELDS = {
+    "alerts": "created_at",
+    "fingerprints": "first_seen",
+    "outbox": "updated_at",
+    "stories": "updated_at",
+}
 """Families kept in one index whose old documents are deleted by this date field."""
 DOCUMENT_FILTERS = {"outbox": {"terms": {"state": ["delivered", "failed", "refused"]}}}
 """... and only those documents of the family that match this (an open delivery is kept)."""
-TOPIC_RETENTION = {"duplicates": "retention_duplicates_days", "deadletter": "retention_deadletter_days"}
+TOPIC_RETENTION = {
+    "duplicates": "retention_duplicates_days",
+    "deadletter": "retention_deadletter_days",
+}
 """Topic short name -> the setting of its retention in days."""
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def retention_days(settings: Settings, family: str) -> float:
@@ -69,7 +76,10 @@ def retention_days(settings: Settings, family: str) -> float:
 
 
 def rollover_conditions(settings: Settings) -> dict:
-    conditions: dict = {"max_age": settings.rollover_max_age, "max_primary_shard_size": settings.rollover_max_size}
+    conditions: dict = {
+        "max_age": settings.rollover_max_age,
+        "max_primary_shard_size": settings.rollover_max_size,
+    }
     if settings.rollover_max_docs:
         conditions["max_docs"] = settings.rollover_max_docs
     return conditions
@@ -88,7 +98,9 @@ class IndexInfo:
 
 def family_indices(es: Elasticsearch, alias: str) -> list[IndexInfo]:
     """The indices ``<alias>-NNNNNN`` of one family, oldest first."""
-    found = es.options(ignore_status=404).indices.get(index=f"{alias}-*", expand_wildcards="open,closed")
+    found = es.options(ignore_status=404).indices.get(
+        index=f"{alias}-*", expand_wildcards="open,closed"
+    )
     if not found or "error" in found:
         return []
     names = sorted(n for n in found if n.startswith(f"{alias}-"))
@@ -98,7 +110,9 @@ def family_indices(es: Elasticsearch, alias: str) -> list[IndexInfo]:
     infos = []
     for name in names:
         meta = found[name]
-        created = datetime.fromtimestamp(int(meta["settings"]["index"]["creation_date"]) / 1000, timezone.utc)
+        created = datetime.fromtimestamp(
+            int(meta["settings"]["index"]["creation_date"]) / 1000, UTC
+        )
         total = stats.get(name, {}).get("primaries", {})
         infos.append(
             IndexInfo(
@@ -131,7 +145,11 @@ def get_by_id(es: Elasticsearch, alias: str, doc_id: str) -> dict | None:
 
 def expired_indices(infos: list[IndexInfo], retention: timedelta, now: datetime) -> list[IndexInfo]:
     """Indices rolled over longer than ``retention`` ago (never the write index)."""
-    return [i for i in infos if not i.write and i.rolled_at is not None and i.rolled_at + retention <= now]
+    return [
+        i
+        for i in infos
+        if not i.write and i.rolled_at is not None and i.rolled_at + retention <= now
+    ]
 
 
 def next_deletion(infos: list[IndexInfo], retention: timedelta) -> tuple[str, datetime] | None:
@@ -153,7 +171,9 @@ class RetentionReport:
     def summary(self) -> str:
         parts = [f"rolled over {a} -> {i}" for a, i in self.rolled_over.items()]
         parts += [f"deleted index {i}" for i in self.deleted_indices]
-        parts += [f"deleted {n} old {f} document(s)" for f, n in self.deleted_documents.items() if n]
+        parts += [
+            f"deleted {n} old {f} document(s)" for f, n in self.deleted_documents.items() if n
+        ]
         parts += [f"{t}: retention.ms={ms}" for t, ms in self.topics.items()]
         return "; ".join(parts) or "nothing to do"
 
@@ -177,7 +197,12 @@ def delete_old_indices(es: Elasticsearch, settings: Settings, now: datetime) -> 
         for info in expired_indices(family_indices(es, settings.index(family)), retention, now):
             es.indices.delete(index=info.name)
             deleted.append(info.name)
-            log.info("retention: deleted %s (%d docs, rolled over %s)", info.name, info.docs, info.rolled_at)
+            log.info(
+                "retention: deleted %s (%d docs, rolled over %s)",
+                info.name,
+                info.docs,
+                info.rolled_at,
+            )
     return deleted
 
 
@@ -185,18 +210,23 @@ def delete_old_documents(es: Elasticsearch, settings: Settings, now: datetime) -
     deleted = {}
     for family, date_field in DOCUMENT_AGE_FIELDS.items():
         before = now - timedelta(days=retention_days(settings, family))
-        deleted[family] = forget_before(es, settings.index(family), date_field, before,
-                                        only=DOCUMENT_FILTERS.get(family))
+        deleted[family] = forget_before(
+            es, settings.index(family), date_field, before, only=DOCUMENT_FILTERS.get(family)
+        )
     # the dedupe band lists (pipeline.stages.dedupe_store) beside the fingerprint records: a
     # list not written for the window names only forgotten texts
     from pipeline.stages.dedupe_store import BAND_UPDATED_FIELD
 
     window = now - timedelta(days=retention_days(settings, "fingerprints"))
-    deleted["band lists"] = forget_before(es, settings.index("fingerprints"), BAND_UPDATED_FIELD, window)
+    deleted["band lists"] = forget_before(
+        es, settings.index("fingerprints"), BAND_UPDATED_FIELD, window
+    )
     return deleted
 
 
-def forget_before(es: Elasticsearch, index: str, date_field: str, before: datetime, *, only: dict | None = None) -> int:
+def forget_before(
+    es: Elasticsearch, index: str, date_field: str, before: datetime, *, only: dict | None = None
+) -> int:
     """Delete the documents of ``index`` whose ``date_field`` is before ``before`` (and that
     match ``only``, when given); returns how many. ``_delete_by_query`` when the node has the
     reindex module, else (the integ-test build has none) client-side: search the ids,
@@ -232,10 +262,16 @@ def delete_matching(es: Elasticsearch, index: str, query: dict, page: int = 1000
         hits = es.search(index=index, query=query, size=page, source=False)["hits"]["hits"]
         if not hits:
             return deleted
-        errors = bulk(es, ({"_op_type": "delete", "_index": h["_index"], "_id": h["_id"]} for h in hits), refresh=True)
+        errors = bulk(
+            es,
+            ({"_op_type": "delete", "_index": h["_index"], "_id": h["_id"]} for h in hits),
+            refresh=True,
+        )
         errors = [e for e in errors if e.get("delete", {}).get("status") != 404]
         if errors:
-            raise RuntimeError(f"could not delete {len(errors)} document(s) of {index}: {errors[:2]}")
+            raise RuntimeError(
+                f"could not delete {len(errors)} document(s) of {index}: {errors[:2]}"
+            )
         deleted += len(hits)
 
 
@@ -254,21 +290,31 @@ def apply_topic_retention(settings: Settings) -> dict[str, str]:
     from kafka.admin import ConfigResource, ConfigResourceType
 
     wanted = topic_retention_ms(settings)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, client_id="newspipe-retention")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_list, client_id="newspipe-retention"
+    )
     try:
         existing = set(admin.list_topics())
         wanted = {t: ms for t, ms in wanted.items() if t in existing}
         if not wanted:
             return {}
         found = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": None}) for t in wanted],
+            [
+                ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": None})
+                for t in wanted
+            ],
             config_filter="all",
         )
-        current = {name: _value(configs.get("retention.ms")) for name, configs in _topics(found).items()}
+        current = {
+            name: _value(configs.get("retention.ms")) for name, configs in _topics(found).items()
+        }
         changes = {t: ms for t, ms in wanted.items() if current.get(t) != ms}
         if changes:
             admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": ms}) for t, ms in changes.items()]
+                [
+                    ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": ms})
+                    for t, ms in changes.items()
+                ]
             )
         return changes
     finally:
@@ -289,7 +335,9 @@ def _value(data) -> str | None:
     return data
 
 
-def run_retention(es: Elasticsearch, settings: Settings, *, now: datetime | None = None, topics: bool = True) -> RetentionReport:
+def run_retention(
+    es: Elasticsearch, settings: Settings, *, now: datetime | None = None, topics: bool = True
+) -> RetentionReport:
     """One retention pass: rollover, delete expired indices and documents, topic retention."""
     now = now or utcnow()
     report = RetentionReport()
@@ -311,7 +359,9 @@ class FamilyStatus:
     next_deletion: str
 
 
-def status(es: Elasticsearch, settings: Settings, now: datetime | None = None) -> list[FamilyStatus]:
+def status(
+    es: Elasticsearch, settings: Settings, now: datetime | None = None
+) -> list[FamilyStatus]:
     """Sizes of the index families and what retention deletes next (for ``newspipe status``)."""
     now = now or utcnow()
     rows = []
@@ -331,16 +381,26 @@ def status(es: Elasticsearch, settings: Settings, now: datetime | None = None) -
             days = retention_days(settings, family)
             date_field = DOCUMENT_AGE_FIELDS[family]
             oldest = _oldest(es, settings.index(family), date_field, DOCUMENT_FILTERS.get(family))
-            when = f"oldest doc at {oldest + timedelta(days=days):%Y-%m-%d %H:%M}" if oldest else "none"
+            when = (
+                f"oldest doc at {oldest + timedelta(days=days):%Y-%m-%d %H:%M}"
+                if oldest
+                else "none"
+            )
             rows.append(FamilyStatus(family, len(infos), docs, size, f"{days:g} days", when))
         else:
             rows.append(FamilyStatus(family, len(infos), docs, size, "kept", "-"))
     return rows
 
 
-def _oldest(es: Elasticsearch, index: str, date_field: str, only: dict | None = None) -> datetime | None:
-    result = es.search(index=index, size=0, query=only or {"match_all": {}},
-                       aggs={"oldest": {"min": {"field": date_field}}})
+def _oldest(
+    es: Elasticsearch, index: str, date_field: str, only: dict | None = None
+) -> datetime | None:
+    result = es.search(
+        index=index,
+        size=0,
+        query=only or {"match_all": {}},
+        aggs={"oldest": {"min": {"field": date_field}}},
+    )
     value = result["aggregations"]["oldest"].get("value_as_string")
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 

@@ -23,7 +23,12 @@ def install(app, settings, pipeline) -> None:
             try:
                 await asyncio.to_thread(metrics.serve, settings.metrics_port, settings.metrics_host)
             except OSError as exc:  # port taken (a second worker on this host): run without
-                log.warning("metrics: cannot serve on %s:%d: %s", settings.metrics_host, settings.metrics_port, exc)
+                log.warning(
+                    "metrics: cannot serve on %s:%d: %s",
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    exc,
+                )
 
     if settings.metrics_port:
 
@@ -31,7 +36,7 @@ def install(app, settings, pipeline) -> None:
         async def measure_lag() -> None:
             try:
                 await asyncio.to_thread(lag.measure)
-            except Exception as exc:  # noqa: BLE001 - a metric never stops the worker
+            except Exception as exc:
                 log.warning("consumer lag: %s", exc)
 
     if settings.retention_interval_s > 0:
@@ -46,7 +51,7 @@ def run_retention_once(settings, pipeline) -> None:
 
     try:
         report = run_retention(pipeline.es, settings)
-    except Exception as exc:  # noqa: BLE001 - retention failing never stops the stream
+    except Exception as exc:
         log.warning("retention: %s", exc)
         return
     metrics.RETENTION_RUNS.inc()

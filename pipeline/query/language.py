@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Union
 
 from pipeline.query.analysis import normalize_term, token_spans
 
 __all__ = [
-    "And",
     "FIELDS",
-    "Field",
     "MAX_DEPTH",
     "MAX_QUERY_LENGTH",
     "MAX_TERMS",
+    "And",
+    "Field",
     "Node",
     "Not",
     "Or",
@@ -97,7 +96,7 @@ class Field:
     """``name:value``; ``name`` is one of :data:`FIELDS`, ``value`` a Term or a Phrase."""
 
     name: str
-    value: Union[Term, Phrase]
+    value: Term | Phrase
     pos: int = field(default=0, compare=False, repr=False)
 
 
@@ -128,7 +127,7 @@ def text_terms(node: Term | Phrase) -> tuple[tuple[str, ...], str]:
 
 
 def normalize_event_type(text: str) -> str:
-    """"Prisoner Exchange", "prisoner-exchange", "Prisoner_Exchange" -> "prisoner_exchange"."""
+    """ "Prisoner Exchange", "prisoner-exchange", "Prisoner_Exchange" -> "prisoner_exchange"."""
     return "_".join(re.findall(r"[^\W_]+", text.casefold()))
 
 

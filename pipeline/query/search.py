@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from elasticsearch import Elasticsearch
 
@@ -78,10 +77,17 @@ def build_query(
     """
     filters: list[dict] = []
     for name in entities:
-        filters.append({"bool": {"should": [
-            {"terms": {"entity_ids": sorted(entity_resolver(name))}},
-            {"term": {"entity_names": name}},
-        ], "minimum_should_match": 1}})
+        filters.append(
+            {
+                "bool": {
+                    "should": [
+                        {"terms": {"entity_ids": sorted(entity_resolver(name))}},
+                        {"term": {"entity_names": name}},
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
     for event in events:
         filters.append({"term": {"event_types": event.strip().lower().replace(" ", "_")}})
     for name in sources:
@@ -152,7 +158,6 @@ def search(
     return SearchResult(total=response["hits"]["total"]["value"], hits=hits, facets=facets)
 
 
-
 # --- the HTTP API's search: more filters, HTML highlights, date facet, cursor paging ---------
 
 SORTS = {
@@ -174,7 +179,9 @@ def decode_cursor(cursor: str) -> list:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError) as exc:
         raise CursorError("invalid cursor") from exc
-    if not isinstance(values, list) or not all(isinstance(v, (str, int, float)) or v is None for v in values):
+    if not isinstance(values, list) or not all(
+        isinstance(v, (str, int, float)) or v is None for v in values
+    ):
         raise CursorError("invalid cursor")
     return values
 
@@ -191,22 +198,38 @@ def _interval_end(start: datetime, interval: str) -> datetime:
     return start.replace(year=start.year + year, month=month + 1)
 
 
-def date_facet(es: Elasticsearch, index: str, query: dict, first: str | None, last: str | None,
-               most: int = 10) -> list[DateBucket]:
+def date_facet(
+    es: Elasticsearch, index: str, query: dict, first: str | None, last: str | None, most: int = 10
+) -> list[DateBucket]:
     """Counts by day, week, month, quarter or year: the finest with at most ``most`` buckets
     between the first and the last date (one more request, size 0)."""
-    from datetime import timezone
 
     if first is None or last is None:
         return []
     span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).days + 1
     interval = next((name for name, days in CALENDAR_STEPS if span / days <= most - 1), "year")
-    response = es.search(index=index, query=query, size=0, aggs={"dates": {"date_histogram": {
-        "field": DATE_FIELD, "calendar_interval": interval, "min_doc_count": 1}}})
+    response = es.search(
+        index=index,
+        query=query,
+        size=0,
+        aggs={
+            "dates": {
+                "date_histogram": {
+                    "field": DATE_FIELD,
+                    "calendar_interval": interval,
+                    "min_doc_count": 1,
+                }
+            }
+        },
+    )
     out = []
     for bucket in response["aggregations"]["dates"]["buckets"]:
-        start = datetime.fromtimestamp(bucket["key"] / 1000, tz=timezone.utc)
-        out.append(DateBucket(start.isoformat(), _interval_end(start, interval).isoformat(), bucket["doc_count"]))
+        start = datetime.fromtimestamp(bucket["key"] / 1000, tz=UTC)
+        out.append(
+            DateBucket(
+                start.isoformat(), _interval_end(start, interval).isoformat(), bucket["doc_count"]
+            )
+        )
     return out
 
 
@@ -232,8 +255,16 @@ def search_page(
     of every entity type, events, sources, languages and dates; ``next_cursor`` (an opaque
     ``search_after`` position) when more hits may follow. Raises QuerySyntaxError, CursorError.
     """
-    body_query = build_query(query, entity_resolver, entities=entities, events=events, since=since,
-                             until=until, sources=sources, languages=languages)
+    body_query = build_query(
+        query,
+        entity_resolver,
+        entities=entities,
+        events=events,
+        since=since,
+        until=until,
+        sources=sources,
+        languages=languages,
+    )
     aggs = {name: {"terms": {"field": f, "size": facet_size}} for name, f in ALL_FACETS.items()}
     aggs["first"] = {"min": {"field": DATE_FIELD}}
     aggs["last"] = {"max": {"field": DATE_FIELD}}
@@ -248,8 +279,9 @@ def search_page(
             "encoder": "html",
             "pre_tags": ["<mark>"],
             "post_tags": ["</mark>"],
-            "fields": {"body": {"fragment_size": 160, "number_of_fragments": 2,
-                                "no_match_size": 160}},
+            "fields": {
+                "body": {"fragment_size": 160, "number_of_fragments": 2, "no_match_size": 160}
+            },
             "highlight_query": highlight_query(query),
         },
         aggs=aggs,
@@ -276,12 +308,19 @@ def search_page(
         name: [(b["key"], b["doc_count"]) for b in response["aggregations"][name]["buckets"]]
         for name in ALL_FACETS
     }
-    next_cursor = encode_cursor(raw_hits[-1]["sort"]) if raw_hits and len(raw_hits) == size else None
+    next_cursor = (
+        encode_cursor(raw_hits[-1]["sort"]) if raw_hits and len(raw_hits) == size else None
+    )
     return SearchResult(
         total=response["hits"]["total"]["value"],
         hits=hits,
         facets=facets,
-        dates=date_facet(es, index, body_query, response["aggregations"]["first"].get("value_as_string"),
-                         response["aggregations"]["last"].get("value_as_string")),
+        dates=date_facet(
+            es,
+            index,
+            body_query,
+            response["aggregations"]["first"].get("value_as_string"),
+            response["aggregations"]["last"].get("value_as_string"),
+        ),
         next_cursor=next_cursor,
     )

@@ -36,7 +36,9 @@ def _table(statuses: list[ServiceStatus]) -> Table:
     return t
 
 
-def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports: bool = False) -> LocalRuntime:
+def _runtime(
+    brokers: int | None = None, es_nodes: int | None = None, free_ports: bool = False
+) -> LocalRuntime:
     """The runtime of the settings, with the cluster shape asked for, else the one ``up``
     recorded in the data dir (so ``down`` and ``status`` find every node)."""
     settings = get_settings()
@@ -49,15 +51,25 @@ def _runtime(brokers: int | None = None, es_nodes: int | None = None, free_ports
         if es_nodes is not None:
             update["es_nodes"] = es_nodes
         if free_ports:
-            update.update(free_port_settings(brokers or settings.kafka_brokers, es_nodes or settings.es_nodes))
-    return LocalRuntime(Settings.model_validate({**settings.model_dump(exclude_unset=True), **update}))
+            update.update(
+                free_port_settings(brokers or settings.kafka_brokers, es_nodes or settings.es_nodes)
+            )
+    return LocalRuntime(
+        Settings.model_validate({**settings.model_dump(exclude_unset=True), **update})
+    )
 
 
 def cmd_up(
     timeout: float = typer.Option(120.0, help="seconds to wait for the servers to be healthy"),
-    brokers: int = typer.Option(None, min=1, help="Kafka brokers (3: a KRaft cluster; NEWS_KAFKA_BROKERS)"),
-    es_nodes: int = typer.Option(None, min=1, help="Elasticsearch nodes (3: a cluster; NEWS_ES_NODES)"),
-    free_ports: bool = typer.Option(False, help="take free ports from the OS instead of the NEWS_*_PORT settings"),
+    brokers: int = typer.Option(
+        None, min=1, help="Kafka brokers (3: a KRaft cluster; NEWS_KAFKA_BROKERS)"
+    ),
+    es_nodes: int = typer.Option(
+        None, min=1, help="Elasticsearch nodes (3: a cluster; NEWS_ES_NODES)"
+    ),
+    free_ports: bool = typer.Option(
+        False, help="take free ports from the OS instead of the NEWS_*_PORT settings"
+    ),
 ) -> None:
     """Start the local Kafka and Elasticsearch (downloaded with Maven on first use)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -82,7 +94,9 @@ def cmd_up(
         console.print(
             f"export NEWS_KAFKA_BOOTSTRAP={rt.kafka_bootstrap} NEWS_ES_URL={rt.es_url} "
             f"NEWS_TOPIC_REPLICATION={replication} NEWS_ES_REPLICAS={min(1, s.es_nodes - 1)}",
-            markup=False, highlight=False, soft_wrap=True,
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
 
 

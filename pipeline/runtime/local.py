@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from pipeline.deploy import resource
+from pipeline.infra.topics import min_insync
 from pipeline.runtime.process import (
     cmdline,
     describe_pid,
@@ -62,9 +64,7 @@ from pipeline.runtime.process import (
     tail,
     write_pid,
 )
-from pipeline.deploy import resource
 from pipeline.settings import Settings, get_settings
-from pipeline.infra.topics import min_insync
 
 POM = resource("local", "pom.xml")
 HOST = "127.0.0.1"
@@ -197,7 +197,9 @@ def render_es_yml(settings: Settings, data: Path, logs: Path, node: int = 1) -> 
         conf["discovery.type"] = "single-node"
     else:  # transport on loopback: still development mode, bootstrap checks only warn
         conf["node.name"] = f"newspipe-local-{node}"
-        conf["discovery.seed_hosts"] = [f"{HOST}:{es_ports(settings, i)[1]}" for i in range(1, n + 1)]
+        conf["discovery.seed_hosts"] = [
+            f"{HOST}:{es_ports(settings, i)[1]}" for i in range(1, n + 1)
+        ]
         conf["cluster.initial_master_nodes"] = [f"newspipe-local-{i}" for i in range(1, n + 1)]
     conf |= {
         "network.host": HOST,
@@ -397,8 +399,14 @@ class LocalRuntime:
         self._procs: dict[str, subprocess.Popen] = {}  # started by this object, to reap
         self._log_starts: dict[Path, int] = {}  # log sizes at our start: tails show only ours
         cluster_heap = "256m"  # several JVMs on one machine: small heaps unless set
-        self.kafka_heap = s.kafka_heap if "kafka_heap" in s.model_fields_set or s.kafka_brokers == 1 else cluster_heap
-        self.es_heap = s.es_heap if "es_heap" in s.model_fields_set or s.es_nodes == 1 else cluster_heap
+        self.kafka_heap = (
+            s.kafka_heap
+            if "kafka_heap" in s.model_fields_set or s.kafka_brokers == 1
+            else cluster_heap
+        )
+        self.es_heap = (
+            s.es_heap if "es_heap" in s.model_fields_set or s.es_nodes == 1 else cluster_heap
+        )
         self._services: dict[str, _Service] = {}
         for node in range(1, s.kafka_brokers + 1):
             name = self.node_name(KAFKA, node, s.kafka_brokers)
@@ -437,7 +445,9 @@ class LocalRuntime:
         return kind if count == 1 else f"{kind}-{node}"
 
     def _kafka_dir(self, node: int) -> Path:
-        return self.kafka_dir if self.settings.kafka_brokers == 1 else self.data_dir / f"kafka-{node}"
+        return (
+            self.kafka_dir if self.settings.kafka_brokers == 1 else self.data_dir / f"kafka-{node}"
+        )
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -480,8 +490,10 @@ class LocalRuntime:
         """Remember the cluster shape and ports in the data dir (``newspipe down``/``status``
         without options then find every node)."""
         s = self.settings
-        shape = {k: getattr(s, k) for k in ("kafka_brokers", "es_nodes", "kafka_port",
-                                             "kafka_controller_port", "es_port")}
+        shape = {
+            k: getattr(s, k)
+            for k in ("kafka_brokers", "es_nodes", "kafka_port", "kafka_controller_port", "es_port")
+        }
         shape["es_transport_port"] = es_transport_port(s)
         shape["dist_dir"] = str(self.dist)  # the pid files' ownership markers name it
         self.run.mkdir(parents=True, exist_ok=True)
@@ -527,7 +539,9 @@ class LocalRuntime:
             if st.pid is not None:
                 st.running = True
                 st.version, st.health = (
-                    self._kafka_info(st.pid, port) if name.startswith(KAFKA) else self._es_info(port)
+                    self._kafka_info(st.pid, port)
+                    if name.startswith(KAFKA)
+                    else self._es_info(port)
                 )
             elif port_in_use(port):
                 who = ", ".join(describe_pid(p) for p in listener_pids(port)) or "unknown"
@@ -862,7 +876,9 @@ class LocalRuntime:
             ES_TMPDIR=str(tmp),  # else a new /tmp/elasticsearch-<random> is left per start
         )
         name = self.node_name(ES, node, s.es_nodes)
-        return self._spawn(name, [str(home / "bin" / "elasticsearch")], cwd=root, env=env, user=user)
+        return self._spawn(
+            name, [str(home / "bin" / "elasticsearch")], cwd=root, env=env, user=user
+        )
 
     def _es_healthy(self, node: int = 1) -> bool:
         port = es_ports(self.settings, node)[0]

@@ -15,7 +15,7 @@ Each result carries its origin (``dateline`` / ``credit_line``), stored in the a
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from schemas.models import Dateline, RawArticle
@@ -24,25 +24,37 @@ CREDIT_TAIL_LINES = 4
 """credit lines are looked for among this many last non-blank lines"""
 MAX_OUTLET_WORDS = 6
 
-_OUTLET = r"(?P<name>[A-Z0-9][\w&.'’-]*(?:\s+(?:[A-Z0-9&][\w&.'’-]*|of|the|and|de|du|des|la|le))" \
-          r"{0,%d})" % (MAX_OUTLET_WORDS - 1)
+_OUTLET = (
+    r"(?P<name>[A-Z0-9][\w&.'’-]*(?:\s+(?:[A-Z0-9&][\w&.'’-]*|of|the|and|de|du|des|la|le))"
+    r"{0,%d})" % (MAX_OUTLET_WORDS - 1)
+)
 _CREDIT_PATTERNS = [  # keywords in any case; the outlet's name must be capitalised
     # "Source: Anadolu Agency", "Via: Example Wire", "Courtesy of The Example Post"
-    re.compile(rf"^[(\[]?\s*(?i:source|sources|via|courtesy(?:\s+of)?)\s*[:\-–—]\s*{_OUTLET}\s*[.)\]]?\s*$"),
+    re.compile(
+        rf"^[(\[]?\s*(?i:source|sources|via|courtesy(?:\s+of)?)\s*[:\-–—]\s*{_OUTLET}\s*[.)\]]?\s*$"
+    ),
     re.compile(rf"^[(\[]?\s*(?i:courtesy\s+of)\s+{_OUTLET}\s*[.)\]]?\s*$"),
     # "© 2025 Example Times. All rights reserved." / "Copyright (c) 2025 Example Times"
-    re.compile(rf"^(?:©|\((?i:c)\)|(?i:copyright)\s*(?:©|\((?i:c)\))?\s*(?=\d{{4}}))\s*"
-               rf"(?:\d{{4}}(?:\s*[-–]\s*\d{{4}})?)?\s*,?\s*{_OUTLET}\s*(?:[.,;]|$)"),
+    re.compile(
+        rf"^(?:©|\((?i:c)\)|(?i:copyright)\s*(?:©|\((?i:c)\))?\s*(?=\d{{4}}))\s*"
+        rf"(?:\d{{4}}(?:\s*[-–]\s*\d{{4}})?)?\s*,?\s*{_OUTLET}\s*(?:[.,;]|$)"
+    ),
     # "This article first appeared on Example Post." / "Originally published by Example News"
-    re.compile(rf"^(?i:(?:this (?:article|story|report) )?(?:was )?(?:first|originally) "
-               rf"(?:appeared|published|ran)\s+(?:on|in|by|at)\s+(?:the\s+)?){_OUTLET}\s*\.?$"),
+    re.compile(
+        rf"^(?i:(?:this (?:article|story|report) )?(?:was )?(?:first|originally) "
+        rf"(?:appeared|published|ran)\s+(?:on|in|by|at)\s+(?:the\s+)?){_OUTLET}\s*\.?$"
+    ),
     # a lone agency sign-off: "— AFP", "-- Example News Agency"
     re.compile(rf"^(?:--|[-–—])\s*{_OUTLET}\s*$"),
 ]
 _NOT_OUTLETS = frozenset({"all rights reserved", "the", "a", "an"})
 
-_WEEKDAYS = {name: n for n, name in enumerate(
-    "monday tuesday wednesday thursday friday saturday sunday".split())}
+_WEEKDAYS = {
+    name: n
+    for n, name in enumerate(
+        ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    )
+}
 
 
 def attribute(raw: RawArticle, dateline: Dateline | None) -> dict:
@@ -59,8 +71,12 @@ def attribute(raw: RawArticle, dateline: Dateline | None) -> dict:
     elif dateline is not None and dateline.date_text:
         published_at = resolve_date_text(dateline.date_text, raw.ingested_at)
         date_origin = "dateline" if published_at else None
-    return {"source": source, "source_origin": source_origin,
-            "published_at": published_at, "published_at_origin": date_origin}
+    return {
+        "source": source,
+        "source_origin": source_origin,
+        "published_at": published_at,
+        "published_at_origin": date_origin,
+    }
 
 
 def source_from_text(dateline: Dateline | None, body: str) -> tuple[str | None, str | None]:
@@ -101,8 +117,8 @@ def credit_line_outlet(line: str) -> str | None:
 def resolve_date_text(date_text: str, reference: datetime) -> datetime | None:
     """The date ``date_text`` names, as the latest such date not after ``reference`` (UTC
     midnight of that day), or None when it cannot be read."""
-    reference = reference if reference.tzinfo else reference.replace(tzinfo=timezone.utc)
-    reference = reference.astimezone(timezone.utc)
+    reference = reference if reference.tzinfo else reference.replace(tzinfo=UTC)
+    reference = reference.astimezone(UTC)
     text = " ".join(date_text.replace(",", " ").split())
     weekday = _WEEKDAYS.get(text.casefold())
     day = reference.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -111,7 +127,7 @@ def resolve_date_text(date_text: str, reference: datetime) -> datetime | None:
     parsed = _parse(text, reference.replace(tzinfo=None, microsecond=0))
     if parsed is None:
         return None
-    parsed = parsed.replace(tzinfo=timezone.utc, hour=0, minute=0, second=0, microsecond=0)
+    parsed = parsed.replace(tzinfo=UTC, hour=0, minute=0, second=0, microsecond=0)
     has_year = re.search(r"\b\d{4}\b", text) is not None
     if not has_year:
         while parsed > reference:  # "Dec 5" read on Nov 30: last year's

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from schemas import RawArticle
@@ -85,7 +85,9 @@ def page_article(page: Page, url: str | None = None, **extra) -> RawArticle:
 
     url = url or page.url
     site = page.site_name or (urlsplit(url).hostname if url else None)
-    fields = {k: v for k, v in {"authors": page.authors, "description": page.description}.items() if v}
+    fields = {
+        k: v for k, v in {"authors": page.authors, "description": page.description}.items() if v
+    }
     article = RawArticle(
         url=url,
         title=page.title,
@@ -151,4 +153,4 @@ def _date(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

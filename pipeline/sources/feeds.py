@@ -27,7 +27,7 @@ import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,12 @@ class FeedState:
         path = cls.path_for(url, data_dir)
         try:
             saved = json.loads(path.read_text("utf-8"))
-            return cls(url=url, etag=saved.get("etag"), modified=saved.get("modified"),
-                       entries=dict(saved.get("entries", {})))
+            return cls(
+                url=url,
+                etag=saved.get("etag"),
+                modified=saved.get("modified"),
+                entries=dict(saved.get("entries", {})),
+            )
         except FileNotFoundError:
             return cls(url=url)
         except (OSError, ValueError, AttributeError) as error:
@@ -100,8 +104,7 @@ class FeedState:
 
 def make_client(timeout: float = 20.0) -> httpx.Client:
     """The HTTP client for feeds: follows redirects, identifies itself."""
-    return httpx.Client(timeout=timeout, follow_redirects=True,
-                        headers={"User-Agent": USER_AGENT})
+    return httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT})
 
 
 def poll_feed(
@@ -130,8 +133,10 @@ def poll_feed(
     response.raise_for_status()
     parsed = feedparser.parse(
         io.BytesIO(content),  # a stream: bytes would be tried as a file name first
-        response_headers={"content-type": response.headers.get("content-type", ""),
-                          "content-location": str(response.url)},
+        response_headers={
+            "content-type": response.headers.get("content-type", ""),
+            "content-location": str(response.url),
+        },
     )
     if parsed.bozo and not parsed.entries and not parsed.get("version"):
         raise FeedError(f"not an RSS/Atom feed: {parsed.get('bozo_exception')}")
@@ -141,7 +146,7 @@ def poll_feed(
     for entry in parsed.entries:
         try:
             article = entry_article(entry, source, url)
-        except Exception as error:  # noqa: BLE001 - one odd entry never stops the feed
+        except Exception as error:
             log.warning("feed %s: entry skipped (%s: %s)", url, type(error).__name__, error)
             continue
         if article is None:
@@ -165,14 +170,16 @@ def _fetch(
     with client.stream("GET", url, headers=headers) as response:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
-            raise FeedError(f"feed of {declared} bytes is over the limit of {max_bytes} "
-                            "(NEWS_FEED_MAX_BYTES)")
+            raise FeedError(
+                f"feed of {declared} bytes is over the limit of {max_bytes} (NEWS_FEED_MAX_BYTES)"
+            )
         chunks, size = [], 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > max_bytes:
-                raise FeedError(f"feed larger than the limit of {max_bytes} bytes "
-                                "(NEWS_FEED_MAX_BYTES)")
+                raise FeedError(
+                    f"feed larger than the limit of {max_bytes} bytes (NEWS_FEED_MAX_BYTES)"
+                )
             if time.monotonic() - started > deadline_s:
                 raise FeedError(f"feed not received within {deadline_s:g}s (NEWS_FEED_TIMEOUT_S)")
             chunks.append(chunk)
@@ -251,17 +258,24 @@ def _plain(value: str | None, detail: Any) -> str:
 
 def _entry_date(entry: Any) -> datetime | None:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
-    return datetime(*parsed[:6], tzinfo=timezone.utc) if parsed else None
+    return datetime(*parsed[:6], tzinfo=UTC) if parsed else None
 
 
 def _entry_key(entry: Any, body: str) -> str:
-    return entry.get("id") or entry.get("link") or hashlib.sha1(
-        f"{entry.get('title', '')}\x1f{body}".encode("utf-8")).hexdigest()
+    return (
+        entry.get("id")
+        or entry.get("link")
+        or hashlib.sha1(f"{entry.get('title', '')}\x1f{body}".encode()).hexdigest()
+    )
 
 
 def _content_hash(article: RawArticle) -> str:
-    parts = [article.url, article.title, article.body,
-             article.published_at.isoformat() if article.published_at else None]
+    parts = [
+        article.url,
+        article.title,
+        article.body,
+        article.published_at.isoformat() if article.published_at else None,
+    ]
     text = "\x1f".join(part or "" for part in parts)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -275,11 +289,32 @@ def _remember(old: dict[str, str], current: dict[str, str]) -> dict[str, str]:
 # --- HTML to text ----------------------------------------------------------------------------
 
 PARAGRAPH_TAGS = frozenset(
-    "p div section article header footer aside blockquote pre figure figcaption table ul ol dl"
-    " h1 h2 h3 h4 h5 h6".split()
+    [
+        "p",
+        "div",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "aside",
+        "blockquote",
+        "pre",
+        "figure",
+        "figcaption",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    ]
 )
-LINE_TAGS = frozenset("br hr li tr dt dd".split())
-HIDDEN_TAGS = frozenset("script style noscript template head title".split())
+LINE_TAGS = frozenset(["br", "hr", "li", "tr", "dt", "dd"])
+HIDDEN_TAGS = frozenset(["script", "style", "noscript", "template", "head", "title"])
 
 
 class _TextExtractor(HTMLParser):

@@ -121,7 +121,9 @@ class Fetcher:
                 headers["If-None-Match"] = validators["etag"]
             if validators.get("last_modified"):
                 headers["If-Modified-Since"] = validators["last_modified"]
-            status, response_headers, content = self._get(current, headers, self.settings.fetch_max_bytes)
+            status, response_headers, content = self._get(
+                current, headers, self.settings.fetch_max_bytes
+            )
             if status in REDIRECTS and response_headers.get("location"):
                 current = urljoin(current, response_headers["location"])
                 validators = {}
@@ -130,8 +132,10 @@ class Fetcher:
                 return FetchResult(url, current, status, b"", response_headers)
             if status >= 400:
                 raise FetchError(f"HTTP {status} from {current}")
-            found = {"etag": response_headers.get("etag"),
-                     "last_modified": response_headers.get("last-modified")}
+            found = {
+                "etag": response_headers.get("etag"),
+                "last_modified": response_headers.get("last-modified"),
+            }
             if any(found.values()):
                 with self._hosts_lock:
                     self._validators[url] = {k: v for k, v in found.items() if v}
@@ -161,7 +165,9 @@ class Fetcher:
                 self._hosts[key] = _Host(self.settings.fetch_per_host)
             return self._hosts[key]
 
-    def _get(self, url: str, headers: dict[str, str], limit: int) -> tuple[int, dict[str, str], bytes]:
+    def _get(
+        self, url: str, headers: dict[str, str], limit: int
+    ) -> tuple[int, dict[str, str], bytes]:
         """One GET within the host's and the overall limits; the body read up to ``limit``."""
         host = self._host(url)
         with self._overall, host.slots:
@@ -170,19 +176,29 @@ class Fetcher:
                 with self.client.stream("GET", url, headers=headers) as response:
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > limit:
-                        raise FetchError(f"{url}: {int(declared):,} bytes, more than the limit of "
-                                         f"{limit:,} (NEWS_FETCH_MAX_BYTES)")
+                        raise FetchError(
+                            f"{url}: {int(declared):,} bytes, more than the limit of "
+                            f"{limit:,} (NEWS_FETCH_MAX_BYTES)"
+                        )
                     chunks, size = [], 0
                     for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > limit:
-                            raise FetchError(f"{url}: more than the limit of {limit:,} bytes "
-                                             "(NEWS_FETCH_MAX_BYTES)")
+                            raise FetchError(
+                                f"{url}: more than the limit of {limit:,} bytes "
+                                "(NEWS_FETCH_MAX_BYTES)"
+                            )
                         chunks.append(chunk)
-                    return response.status_code, {k.lower(): v for k, v in response.headers.items()}, b"".join(chunks)
+                    return (
+                        response.status_code,
+                        {k.lower(): v for k, v in response.headers.items()},
+                        b"".join(chunks),
+                    )
             except httpx.TimeoutException:
-                raise FetchError(f"{url}: no answer within {self.settings.fetch_timeout_s:g}s "
-                                 "(NEWS_FETCH_TIMEOUT_S)") from None
+                raise FetchError(
+                    f"{url}: no answer within {self.settings.fetch_timeout_s:g}s "
+                    "(NEWS_FETCH_TIMEOUT_S)"
+                ) from None
             except httpx.HTTPError as error:
                 raise FetchError(f"{url}: {type(error).__name__}: {error}") from None
 

@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -59,8 +59,13 @@ log = logging.getLogger(__name__)
 
 JSON_SUFFIXES = {".json"}
 JSON_LINES_SUFFIXES = {".jsonl", ".ndjson"}
-FIELD_ALIASES = {"text": "body", "content": "body", "link": "url", "date": "published_at",
-                 "published": "published_at"}
+FIELD_ALIASES = {
+    "text": "body",
+    "content": "body",
+    "link": "url",
+    "date": "published_at",
+    "published": "published_at",
+}
 NOT_TEXT = "not text in any known encoding (binary?)"
 EMPTY = "empty file"
 STAGE = "ingest"
@@ -130,8 +135,9 @@ def _iter_file(path: Path) -> Iterator[InputItem]:
             data = stream.read(limit + 1)
         if len(data) > limit:
             where = " when decompressed" if compression else ""
-            yield Rejected(str(path), f"larger than {limit} bytes{where} (NEWS_MAX_INPUT_BYTES)",
-                           data[:limit])
+            yield Rejected(
+                str(path), f"larger than {limit} bytes{where} (NEWS_MAX_INPUT_BYTES)", data[:limit]
+            )
         elif inner in JSON_SUFFIXES:
             yield from _iter_json_document(path, data, settings)
         elif inner in HTML_SUFFIXES:
@@ -206,7 +212,8 @@ class _ZstdReader(io.RawIOBase):
         data = self._reader.read(len(buffer))
         if not data and 0 <= self._count < self._expected:
             raise zstandard.ZstdError(
-                f"truncated: {self._count} of {self._expected} bytes decompressed")
+                f"truncated: {self._count} of {self._expected} bytes decompressed"
+            )
         buffer[: len(data)] = data
         self._count += len(data)
         return len(data)
@@ -355,8 +362,13 @@ def load_json(text: str, max_depth: int) -> Any:
     if _nesting(text) > max_depth:
         raise BadJSON(f"nested deeper than {max_depth} levels (NEWS_MAX_JSON_DEPTH)")
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant,
-                          parse_float=number, parse_int=integer)
+        return json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_constant=constant,
+            parse_float=number,
+            parse_int=integer,
+        )
     except RecursionError:  # unreachable after _nesting, kept as a guard
         raise BadJSON(f"nested deeper than {max_depth} levels") from None
 
@@ -430,8 +442,9 @@ def _iter_json_lines(path: Path, stream: BinaryIO, settings: Settings) -> Iterat
         if text is None:
             yield Rejected(str(path), NOT_TEXT, data)
             return
-        lines: Iterable[bytes] = (line.encode("utf-8", "surrogatepass")
-                                  for line in text.split("\n"))
+        lines: Iterable[bytes] = (
+            line.encode("utf-8", "surrogatepass") for line in text.split("\n")
+        )
     else:
         lines = _bounded_lines(_prepend(head, stream), settings.max_article_bytes)
     found_any = False
@@ -439,8 +452,12 @@ def _iter_json_lines(path: Path, stream: BinaryIO, settings: Settings) -> Iterat
         origin = f"{path}:{lineno}"
         if isinstance(raw_line, _LongLine):
             found_any = True
-            yield Rejected(origin, f"line longer than the limit of {settings.max_article_bytes} "
-                                   "bytes (NEWS_MAX_ARTICLE_BYTES)", bytes(raw_line))
+            yield Rejected(
+                origin,
+                f"line longer than the limit of {settings.max_article_bytes} "
+                "bytes (NEWS_MAX_ARTICLE_BYTES)",
+                bytes(raw_line),
+            )
             continue
         line = raw_line.rstrip(b"\r\n")
         if lineno == 1:
@@ -540,8 +557,12 @@ def article_from_object(
     if not isinstance(obj, dict):
         return Rejected(origin, f"expected a JSON object, got {_json_type(obj)}", payload)
     if len(payload) > settings.max_article_bytes:
-        return Rejected(origin, f"article of {len(payload)} bytes is over the limit of "
-                                f"{settings.max_article_bytes} (NEWS_MAX_ARTICLE_BYTES)", payload)
+        return Rejected(
+            origin,
+            f"article of {len(payload)} bytes is over the limit of "
+            f"{settings.max_article_bytes} (NEWS_MAX_ARTICLE_BYTES)",
+            payload,
+        )
     fields = _normalise_fields(obj, origin)
     body = fields.get("body")
     if isinstance(body, str) and not body.strip():
@@ -559,8 +580,10 @@ def article_from_object(
 def _size_reason(fields: dict, settings: Settings) -> str | None:
     body = fields.get("body")
     if isinstance(body, str) and len(body) > settings.max_body_chars:
-        return (f"field 'body' has {len(body)} characters, over the limit of "
-                f"{settings.max_body_chars} (NEWS_MAX_BODY_CHARS)")
+        return (
+            f"field 'body' has {len(body)} characters, over the limit of "
+            f"{settings.max_body_chars} (NEWS_MAX_BODY_CHARS)"
+        )
     for name, limit in FIELD_LIMITS.items():
         value = fields.get(name)
         if isinstance(value, str) and len(value) > limit:
@@ -592,9 +615,19 @@ def _normalise_fields(obj: dict, origin: str) -> dict:
     return fields
 
 
-US_ZONES = {name: hours * 3600 for name, hours in {
-    "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
-}.items()}
+US_ZONES = {
+    name: hours * 3600
+    for name, hours in {
+        "EST": -5,
+        "EDT": -4,
+        "CST": -6,
+        "CDT": -5,
+        "MST": -7,
+        "MDT": -6,
+        "PST": -8,
+        "PDT": -7,
+    }.items()
+}
 """zone abbreviations dateutil does not know by itself (RFC 822 names them)"""
 
 
@@ -612,7 +645,7 @@ def parse_date(value: str) -> datetime | None:
                 parsed = dateparser.parse(value, tzinfos=US_ZONES)
         except (ValueError, OverflowError):
             return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 EXPECTED_TYPES = {
@@ -742,23 +775,28 @@ def publish(
                 deliveries.failed.append(Failure(key, _describe(error)))
             else:
                 deliveries.track(future, key, article_index)
-            display.update(task, articles=len(deliveries.article_ids),
-                           rejected=len(report.rejected))
+            display.update(
+                task, articles=len(deliveries.article_ids), rejected=len(report.rejected)
+            )
         display.update(task, description="flushing")
         deadline = settings.producer_deadline_s
         try:
             producer.flush(timeout=deadline)
         except KafkaError as error:  # the deadline passed with messages unacknowledged
-            report.stopped = (f"the broker did not acknowledge every message within {deadline:g}s "
-                              f"(NEWS_PRODUCER_DEADLINE_S): {_describe(error)}")
+            report.stopped = (
+                f"the broker did not acknowledge every message within {deadline:g}s "
+                f"(NEWS_PRODUCER_DEADLINE_S): {_describe(error)}"
+            )
     report.ids = [i for n, i in enumerate(deliveries.article_ids) if n in deliveries.acked]
     report.sent = len(report.ids)
     report.failed = list(deliveries.failed)
     report.elapsed = time.monotonic() - started
     if report.stopped:
-        report.stopped += (f"; {report.sent} of {len(deliveries.article_ids)} articles read so far "
-                           "acknowledged; run the same command again to resume (ids are "
-                           "deterministic: nothing is doubled)")
+        report.stopped += (
+            f"; {report.sent} of {len(deliveries.article_ids)} articles read so far "
+            "acknowledged; run the same command again to resume (ids are "
+            "deterministic: nothing is doubled)"
+        )
     return report
 
 
@@ -768,8 +806,13 @@ def _letter(item: Rejected, settings: Settings) -> DeadLetter:
     A payload too large for one message is cut by :func:`pipeline.infra.deadletter.dead_letter`
     (hash and size kept; the error says so).
     """
-    return dead_letter(STAGE, f"{item.origin}: {item.reason}", item.payload, key=item.origin,
-                       max_bytes=settings.max_message_bytes)
+    return dead_letter(
+        STAGE,
+        f"{item.origin}: {item.reason}",
+        item.payload,
+        key=item.origin,
+        max_bytes=settings.max_message_bytes,
+    )
 
 
 @contextmanager
@@ -794,11 +837,14 @@ def _progress_display(enabled: bool) -> Iterator[tuple[Progress, TaskID]]:
 
 def cmd_ingest(
     paths: list[Path] = typer.Argument(
-        None, exists=True,
+        None,
+        exists=True,
         help="files or directories: .json, .jsonl/.ndjson or plain text, also .gz/.bz2/.xz/.zst",
     ),
     feed: list[str] = typer.Option(None, "--feed", help="RSS/Atom feed URL (repeatable)"),
-    url: list[str] = typer.Option(None, "--url", help="web page URL: fetched, main text extracted (repeatable)"),
+    url: list[str] = typer.Option(
+        None, "--url", help="web page URL: fetched, main text extracted (repeatable)"
+    ),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="seconds between polls"),
     once: bool = typer.Option(False, "--once", help="poll the feeds once, then exit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, no summary"),
@@ -840,12 +886,16 @@ def _connect(settings: Settings, console: Console) -> Any:
         ensure_topics(settings)
         return make_producer(settings)
     except KafkaError as error:
-        console.print(f"[red]Kafka at {settings.kafka_bootstrap}: {_describe(error)}[/]"
-                      " (is it running? newspipe up)")
+        console.print(
+            f"[red]Kafka at {settings.kafka_bootstrap}: {_describe(error)}[/]"
+            " (is it running? newspipe up)"
+        )
         raise typer.Exit(1) from None
 
 
-def _ingest_urls(urls: list[str], producer: Any, settings: Settings, console: Console, quiet: bool) -> bool:
+def _ingest_urls(
+    urls: list[str], producer: Any, settings: Settings, console: Console, quiet: bool
+) -> bool:
     """Fetch and extract the pages (pipeline.sources), publish them; False on failures."""
     from pipeline.sources.fetch import Fetcher
     from pipeline.sources.pages import iter_urls
@@ -925,15 +975,31 @@ def print_report(report: IngestReport, console: Console, limit: int = 20) -> Non
     """The summary: counts, then the rejections and failures with their reasons."""
     summary = Table(title=f"ingest ({report.elapsed:.1f} s)", show_header=False)
     summary.add_row("sent", str(report.sent), style="green")
-    summary.add_row("rejected", str(len(report.rejected)), style="yellow" if report.rejected else None)
+    summary.add_row(
+        "rejected", str(len(report.rejected)), style="yellow" if report.rejected else None
+    )
     summary.add_row("failed", str(len(report.failed)), style="red" if report.failed else None)
     console.print(summary)
     if report.rejected:
-        console.print(_listing("rejected (sent to the dead-letter topic)", "input", "reason",
-                               [(r.origin, r.reason) for r in report.rejected], limit))
+        console.print(
+            _listing(
+                "rejected (sent to the dead-letter topic)",
+                "input",
+                "reason",
+                [(r.origin, r.reason) for r in report.rejected],
+                limit,
+            )
+        )
     if report.failed:
-        console.print(_listing("failed deliveries", "key", "error",
-                               [(f.key, f.error) for f in report.failed], limit))
+        console.print(
+            _listing(
+                "failed deliveries",
+                "key",
+                "error",
+                [(f.key, f.error) for f in report.failed],
+                limit,
+            )
+        )
     if report.stopped:
         console.print(f"[red]stopped early: {report.stopped}[/]")
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pipeline.sources.extract import ExtractError, decode_html, extract_page, page_article
-from pipeline.sources.fetch import FetchError, Fetcher
+from pipeline.sources.fetch import Fetcher, FetchError
 from schemas import RawArticle
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ def iter_urls(urls: Iterable[str], fetcher: Fetcher) -> Iterator:
         except ExtractError as error:
             yield Rejected(url, str(error), result.content)
             continue
-        yield page_article(page, result.final_url, **({"requested_url": url} if url != result.final_url else {}))
+        yield page_article(
+            page, result.final_url, **({"requested_url": url} if url != result.final_url else {})
+        )
 
 
 def html_file_article(path: Path, data: bytes):
@@ -51,7 +53,9 @@ def html_file_article(path: Path, data: bytes):
     return page_article(page, page.url, path=str(path))
 
 
-def expand_teasers(articles: list[RawArticle], fetcher: Fetcher, min_words: int) -> list[RawArticle]:
+def expand_teasers(
+    articles: list[RawArticle], fetcher: Fetcher, min_words: int
+) -> list[RawArticle]:
     """Feed entries shorter than ``min_words`` words with a link: the linked page's text
     replaces the teaser (kept as the extra field ``teaser``); the feed's title, source and date
     stay. A page that cannot be fetched or has no more text leaves the teaser as it was."""

@@ -48,7 +48,9 @@ def iter_warc(path: Path, max_bytes: int | None = None) -> Iterator:
                 url = record.rec_headers.get_header("WARC-Target-URI")
                 content = record.content_stream()
                 data = content.read(max_bytes) if max_bytes else content.read()
-                origin = f"{path}#{records.get_record_offset()}"  # (after the read: it skips the rest)
+                origin = (
+                    f"{path}#{records.get_record_offset()}"  # (after the read: it skips the rest)
+                )
                 charset = kind.partition("charset=")[2].strip(" \"';") or None
                 try:
                     page = extract_page(decode_html(data, charset), url)
@@ -58,7 +60,9 @@ def iter_warc(path: Path, max_bytes: int | None = None) -> Iterator:
                 crawled = record.rec_headers.get_header("WARC-Date")
                 yield page_article(page, url, **({"crawled_at": crawled} if crawled else {}))
         except ArchiveLoadFailed as error:
-            yield Rejected(str(path), f"not a readable WARC archive: {' '.join(str(error).split())}", b"")
+            yield Rejected(
+                str(path), f"not a readable WARC archive: {' '.join(str(error).split())}", b""
+            )
             return
         if not seen:
             yield Rejected(str(path), "not a readable WARC archive: no WARC records", b"")

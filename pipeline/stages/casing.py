@@ -27,7 +27,18 @@ CASING_PATH = Path(__file__).resolve().parents[1] / "data" / "casing.tsv"
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]*|[.!?;:,\"()]")
 _SENTENCE_OPENERS = frozenset('.!?:"(')
 REPORTING_VERBS = frozenset(
-    "said says told added declined noted predicted estimated warned explained".split()
+    [
+        "said",
+        "says",
+        "told",
+        "added",
+        "declined",
+        "noted",
+        "predicted",
+        "estimated",
+        "warned",
+        "explained",
+    ]
 )
 MIN_COUNT = 2
 """Words seen fewer times (in both cases together) are not stored."""

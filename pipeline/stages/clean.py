@@ -67,7 +67,7 @@ _ZERO_WIDTH = "\u200b\u2060\ufeff\u00ad\u180e"
 """Removed. ZWJ/ZWNJ (U+200C/D) are kept: they are spelling in Persian, Indic scripts, emoji."""
 
 _DELETE: dict[int, str | None] = {ord(ch): None for ch in _ZERO_WIDTH}
-_DELETE.update({cp: None for cp in [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)]})
+_DELETE.update(dict.fromkeys([*range(9), *range(14, 32), *range(127, 160)]))
 _DELETE.update({0x0B: "\n", 0x0C: "\n", 0x0D: "\n", 0x09: " "})
 
 _SPACE_RUN = re.compile(r"[ \u00a0\u2000-\u200a\u202f\u205f\u3000]+")
@@ -97,7 +97,9 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 _BROKEN_ABBREVIATION_END = re.compile(r"(?:^|[\s(\"“])[A-Z]\.?$")
 _BROKEN_ABBREVIATION_START = re.compile(r"^[A-Z]\.")
-_STARTS_LIKE_NAME_OR_SENTENCE = re.compile(r"^[A-Z]\.\s*(?:[A-Z][^\W\d_]*[a-z]|[A-Z]\.\s*[A-Z][a-z])")
+_STARTS_LIKE_NAME_OR_SENTENCE = re.compile(
+    r"^[A-Z]\.\s*(?:[A-Z][^\W\d_]*[a-z]|[A-Z]\.\s*[A-Z][a-z])"
+)
 """After the initial: a capitalised word ("A. Smith", "J. R. Ewing"), so a name or a sentence."""
 _BYLINE_START = re.compile(r"^(?:By|BY)\s+[A-Z]")
 _HYPHENATED_END = re.compile(r"[^\W_]-$")
@@ -120,8 +122,26 @@ _DATELINE = re.compile(
     re.VERBOSE,
 )
 _NOT_PLACES = frozenset(
-    "breaking update updated exclusive analysis factbox explainer watch live opinion "
-    "editorial comment interview photos video correction corrected refile".split()
+    [
+        "breaking",
+        "update",
+        "updated",
+        "exclusive",
+        "analysis",
+        "factbox",
+        "explainer",
+        "watch",
+        "live",
+        "opinion",
+        "editorial",
+        "comment",
+        "interview",
+        "photos",
+        "video",
+        "correction",
+        "corrected",
+        "refile",
+    ]
 )
 
 # credit lines: "(Written by A, Additional reporting by B, Edited by C and D.)",
@@ -138,13 +158,76 @@ _CREDIT_SPLIT = re.compile(r"\s*[;,]\s*")
 _NAME_SPLIT = re.compile(r"\s+(?:and|&)\s+", re.IGNORECASE)
 _NAME_PLACE_SUFFIX = re.compile(r"\s+in\s+\S.*$")
 _BYLINE = re.compile(r"^(?:By|BY)\s+(?P<names>[^,|–—]+?)\s*(?:[,|–—].*)?$")
-_NAME_PARTICLES = frozenset("van von der den de du da di del la le bin al el ibn dos das".split())
+_NAME_PARTICLES = frozenset(
+    [
+        "van",
+        "von",
+        "der",
+        "den",
+        "de",
+        "du",
+        "da",
+        "di",
+        "del",
+        "la",
+        "le",
+        "bin",
+        "al",
+        "el",
+        "ibn",
+        "dos",
+        "das",
+    ]
+)
 
 # sentences (for the title fallback)
 _SENTENCE_BREAK = re.compile(r"[.!?…]+[\"”’»)\]]*\s+|[。！？]\s*")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof gen col lt sgt capt cmdr adm gov sen rep pres st jr sr inc co corp ltd "
-    "no nos vs etc approx dept est fig jan feb mar apr jun jul aug sep sept oct nov dec".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "gen",
+        "col",
+        "lt",
+        "sgt",
+        "capt",
+        "cmdr",
+        "adm",
+        "gov",
+        "sen",
+        "rep",
+        "pres",
+        "st",
+        "jr",
+        "sr",
+        "inc",
+        "co",
+        "corp",
+        "ltd",
+        "no",
+        "nos",
+        "vs",
+        "etc",
+        "approx",
+        "dept",
+        "est",
+        "fig",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    ]
 )
 
 
@@ -307,8 +390,10 @@ def _join(
     """``current`` continued by ``line``, or None when ``line`` starts a new paragraph."""
     nxt = line.text
     wrapped = bool(wrap_width and _is_full(previous, wrap_width))
-    if _BROKEN_ABBREVIATION_END.search(current) and _BROKEN_ABBREVIATION_START.match(nxt) and (
-        wrapped or not _STARTS_LIKE_NAME_OR_SENTENCE.match(nxt)
+    if (
+        _BROKEN_ABBREVIATION_END.search(current)
+        and _BROKEN_ABBREVIATION_START.match(nxt)
+        and (wrapped or not _STARTS_LIKE_NAME_OR_SENTENCE.match(nxt))
     ):
         return f"{current.rstrip('.')}.{nxt}"  # "The chief U" + "S. envoy" -> "U.S. envoy"
     if _HYPHENATED_END.search(current) and nxt[0].isalnum():
@@ -321,7 +406,7 @@ def _join(
         return f"{current} {nxt}"
     if _TERMINAL.search(current) or _BYLINE_START.match(nxt):
         return None
-    if current == previous.text and _looks_like_heading(current) or parse_dateline(nxt)[0]:
+    if (current == previous.text and _looks_like_heading(current)) or parse_dateline(nxt)[0]:
         return None  # a heading line on its own, or the next line opens with a wire dateline
     if wrapped:
         return f"{current} {nxt}"
@@ -334,7 +419,9 @@ def _looks_like_heading(line: str) -> bool:
     words = [w.strip("\"“”'‘’()[]") for w in line.split()]
     long_words = [w for w in words if len(w) >= 4 and w[:1].isalpha()]
     return (
-        len(words) >= 2 and bool(long_words) and "," not in line
+        len(words) >= 2
+        and bool(long_words)
+        and "," not in line
         and all(w[0].isupper() for w in long_words)
         and parse_dateline(line + " - x")[0] is None
     )
@@ -423,13 +510,15 @@ def is_page_date(line: str) -> bool:
     """A line that is only a date/time: "Wednesday, September 24, 2025", "24.09.2025 10:32"."""
     tokens = _DATE_TOKEN.findall(line.casefold())
     has_number = any(token.isdigit() for token in tokens)
-    return has_number and len(tokens) <= 10 and all(
-        token.isdigit() or token in _DATE_WORDS for token in tokens
+    return (
+        has_number
+        and len(tokens) <= 10
+        and all(token.isdigit() or token in _DATE_WORDS for token in tokens)
     )
 
 
 def _is_breadcrumb(line: str) -> bool:
-    """"Home | World | Europe", "News › Europe › Ukraine"."""
+    """ "Home | World | Europe", "News › Europe › Ukraine"."""
     crumbs = [crumb for crumb in _BREADCRUMB_SPLIT.split(line) if crumb]
     return len(crumbs) >= 2 and all(word_count(crumb) <= SHORT_LINE_WORDS for crumb in crumbs)
 
@@ -461,7 +550,7 @@ def parse_dateline(paragraph: str) -> tuple[Dateline | None, str]:
         date_text=date_text,
         agency=agency.strip() if agency else None,
     )
-    return dateline, paragraph[match.end():].strip()
+    return dateline, paragraph[match.end() :].strip()
 
 
 def _is_dateline(
@@ -528,9 +617,11 @@ def first_sentence(text: str) -> str:
     """The first sentence of ``text`` (abbreviations like "U.S." or "Mr." do not end one)."""
     paragraph = text.split("\n", 1)[0]
     for match in _SENTENCE_BREAK.finditer(paragraph):
-        following = paragraph[match.end():].lstrip("\"“‘«([")
-        if following and not following[0].islower() and not _ends_with_abbreviation(
-            paragraph[: match.start() + 1]
+        following = paragraph[match.end() :].lstrip('"“‘«([')
+        if (
+            following
+            and not following[0].islower()
+            and not _ends_with_abbreviation(paragraph[: match.start() + 1])
         ):
             return paragraph[: match.end()].strip()
     return paragraph.strip()
@@ -540,7 +631,7 @@ def _ends_with_abbreviation(text: str) -> bool:
     """Whether the period ending ``text`` belongs to an abbreviation or an initial."""
     if not text.endswith("."):
         return False
-    word = text[:-1].rsplit(None, 1)[-1].lstrip("\"“‘«([") if text[:-1].strip() else ""
+    word = text[:-1].rsplit(None, 1)[-1].lstrip('"“‘«([') if text[:-1].strip() else ""
     return len(word) == 1 or "." in word or word.casefold() in _ABBREVIATIONS
 
 

@@ -168,7 +168,9 @@ def shingles(normalised: str) -> set[bytes]:
 @cache
 def _permutations() -> np.ndarray:
     """The permutation parameters of the fixed seed, computed once per process."""
-    permutations: np.ndarray = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME).permutations
+    permutations: np.ndarray = MinHash(
+        num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME
+    ).permutations
     return permutations
 
 
@@ -318,7 +320,11 @@ class Deduper:
             winner = self._yields_to(verdict.item, before.get(verdict.item.sig.fingerprint, {}))
             if winner is not None:
                 entry, score = winner
-                verdict.kind, verdict.similarity, verdict.of_article = "near", score, entry.article_id
+                verdict.kind, verdict.similarity, verdict.of_article = (
+                    "near",
+                    score,
+                    entry.article_id,
+                )
                 fp = verdict.item.sig.fingerprint
                 claimed[fp] = replace(claimed[fp], article_id=entry.article_id)
                 owners[fp] = entry.article_id
@@ -328,14 +334,19 @@ class Deduper:
         """``before`` without the texts whose record is gone: band lists outlive the records
         the dedupe window forgets, and a forgotten text is nobody's original. One lookup,
         only when some text stood before another in a list (near copies; rare)."""
-        listed = {e.fingerprint for keys in before.values() for entries in keys.values() for e in entries}
+        listed = {
+            e.fingerprint for keys in before.values() for entries in keys.values() for e in entries
+        }
         if not listed:
             return before
         alive = self.store.known(sorted(listed))
         if alive >= listed:
             return before
         return {
-            fp: {key: tuple(e for e in entries if e.fingerprint in alive) for key, entries in keys.items()}
+            fp: {
+                key: tuple(e for e in entries if e.fingerprint in alive)
+                for key, entries in keys.items()
+            }
             for fp, keys in before.items()
         }
 
@@ -366,19 +377,17 @@ class Deduper:
         return _Item(article.model_copy(update={"fingerprint": sig.fingerprint}), sig)
 
     def _candidates(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
-        """The stored candidates of every text of the batch: one round trip when the store
-        can (``candidates_many``), else one search per text."""
-        many = getattr(self.store, "candidates_many", None)
-        if many is not None:
-            return many(band_key_lists)
-        return [self.store.candidates(keys) if keys else [] for keys in band_key_lists]
+        """The stored candidates of every text of the batch, in one round trip."""
+        return self.store.candidates_many(band_key_lists)
 
     def _judge(self, item: _Item, batch: _Batch, stored: list[FingerprintEntry]) -> _Verdict:
         """Provisional verdict on one article against the store (its candidates ``stored``)
         and the batch so far."""
         fp = item.sig.fingerprint
         if fp in batch.by_fingerprint:
-            return _Verdict(item, "exact", of_fingerprint=fp, claimer=batch.by_fingerprint[fp].article.id)
+            return _Verdict(
+                item, "exact", of_fingerprint=fp, claimer=batch.by_fingerprint[fp].article.id
+            )
         if not any(entry.fingerprint == fp for entry in stored):
             verdict = self._near(item, stored, batch)
             if verdict is not None:
@@ -445,6 +454,7 @@ def _result(verdict: _Verdict, claimed: dict[str, FingerprintEntry]) -> DedupeRe
         if verdict.kind == "exact" and verdict.claimer not in (None, article.id):
             # the text's record is this article's own (an earlier delivery claimed it) and the
             # earlier copy of the batch, under another id, lost to it: this one goes on
+            assert verdict.of_fingerprint is not None, "an exact in-batch verdict names its text"
             stored = claimed[verdict.of_fingerprint]
             return DedupeResult(article, redelivered=stored.status == INDEXED)
         return DedupeResult(article, redelivered=True)  # the same message twice in one batch

@@ -32,7 +32,7 @@ import base64
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
@@ -278,11 +278,17 @@ class ElasticsearchFingerprintStore:
             return out
         searches: list[dict[str, Any]] = []
         for i in wanted:
-            should = [{"constant_score": {"filter": {"term": {"bands": key}}}}
-                      for key in set(band_key_lists[i])]
-            searches += [{"index": self.index},
-                         {"query": {"bool": {"should": should, "minimum_should_match": 1}},
-                          "size": MAX_CANDIDATES}]
+            should = [
+                {"constant_score": {"filter": {"term": {"bands": key}}}}
+                for key in set(band_key_lists[i])
+            ]
+            searches += [
+                {"index": self.index},
+                {
+                    "query": {"bool": {"should": should, "minimum_should_match": 1}},
+                    "size": MAX_CANDIDATES,
+                },
+            ]
         responses = self.es.msearch(searches=searches)["responses"]
         for i, response in zip(wanted, responses, strict=True):
             if "error" in response:
@@ -314,7 +320,7 @@ class ElasticsearchFingerprintStore:
             for key in entry.bands:
                 pending.setdefault(key, []).append(_entry_of(entry))
         before: BandsBefore = {entry.fingerprint: {} for entry in entries}
-        written_at = datetime.now(timezone.utc).isoformat()
+        written_at = datetime.now(UTC).isoformat()
         while pending:
             ids = [BAND_DOC_PREFIX + key for key in pending]
             docs = self.es.mget(index=self.index, ids=ids)["docs"]
@@ -332,8 +338,11 @@ class ElasticsearchFingerprintStore:
                 action: dict[str, Any] = {"_index": self.index, "_id": BAND_DOC_PREFIX + key}
                 if found:
                     action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
-                body = {"band": key, "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]],
-                        BAND_UPDATED_FIELD: written_at}
+                body = {
+                    "band": key,
+                    "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]],
+                    BAND_UPDATED_FIELD: written_at,
+                }
                 operations += [{"index" if found else "create": action}, body]
                 written.append(key)
             if not operations:
@@ -377,7 +386,9 @@ class ElasticsearchFingerprintStore:
     def known(self, fingerprints: list[str]) -> set[str]:
         if not fingerprints:
             return set()
-        docs = self.es.mget(index=self.index, ids=list(dict.fromkeys(fingerprints)), source=False)["docs"]
+        docs = self.es.mget(index=self.index, ids=list(dict.fromkeys(fingerprints)), source=False)[
+            "docs"
+        ]
         return {doc["_id"] for doc in docs if doc.get("found")}
 
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:

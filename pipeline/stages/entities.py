@@ -35,17 +35,16 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from pipeline.stages.casing import word_casing
-from schemas.models import CleanArticle, Entity, EntityType, Mention
 from pipeline.stages.names import (
     ROLE_TITLES,
+    RUN_TOGETHER_MIN_SURNAME,
     PersonName,
     canonical_place,
-    gazetteer_place,
     first_names_compatible,
     fold_name,
     fold_word,
+    gazetteer_place,
     is_initial,
-    RUN_TOGETHER_MIN_SURNAME,
     is_role_word,
     is_run_together,
     leading_title_count,
@@ -56,13 +55,24 @@ from pipeline.stages.names import (
     strip_possessive,
     surname_suffixes,
 )
+from schemas.models import CleanArticle, Entity, EntityType, Mention
 
 LABEL_TYPES: dict[str, EntityType] = {
     # CoNLL-2003
-    "PER": "person", "ORG": "organization", "LOC": "location", "MISC": "misc",
+    "PER": "person",
+    "ORG": "organization",
+    "LOC": "location",
+    "MISC": "misc",
     # OntoNotes 5 (en_core_web_*)
-    "PERSON": "person", "GPE": "location", "FAC": "location", "NORP": "group",
-    "EVENT": "misc", "PRODUCT": "misc", "WORK_OF_ART": "misc", "LAW": "misc", "LANGUAGE": "misc",
+    "PERSON": "person",
+    "GPE": "location",
+    "FAC": "location",
+    "NORP": "group",
+    "EVENT": "misc",
+    "PRODUCT": "misc",
+    "WORK_OF_ART": "misc",
+    "LAW": "misc",
+    "LANGUAGE": "misc",
 }
 """NER label -> our type. Labels absent here (DATE, TIME, PERCENT, MONEY, QUANTITY, ORDINAL,
 CARDINAL, anything unknown) are dropped."""
@@ -109,8 +119,15 @@ def canonical_name(attested: dict[str, int], fallback: str) -> str:
     if not attested:
         return fallback
     well = {name: n for name, n in attested.items() if n >= 2} or attested
-    return max(well, key=lambda name: (len(_name_words(name)), well[name],
-                                       sum(c.isalpha() for c in name), [-ord(c) for c in name]))
+    return max(
+        well,
+        key=lambda name: (
+            len(_name_words(name)),
+            well[name],
+            sum(c.isalpha() for c in name),
+            [-ord(c) for c in name],
+        ),
+    )
 
 
 class InMemoryEntityRegistry:
@@ -231,9 +248,31 @@ _GLUE = re.compile(r"^(of|in|on|at|to|for|from|by|with|and|the|as)(?=[A-Z][a-z])
 ALIASES_PATH = Path(__file__).resolve().parents[1] / "data" / "entity_aliases.json"
 
 PORTFOLIO_WORDS = ROLE_TITLES | frozenset(
-    {"state", "defense", "defence", "interior", "finance", "foreign", "justice", "trade", "health",
-     "energy", "agriculture", "economy", "education", "culture", "home", "treasury", "labor", "labour",
-     "commerce", "transport", "environment", "industry", "security"}
+    {
+        "state",
+        "defense",
+        "defence",
+        "interior",
+        "finance",
+        "foreign",
+        "justice",
+        "trade",
+        "health",
+        "energy",
+        "agriculture",
+        "economy",
+        "education",
+        "culture",
+        "home",
+        "treasury",
+        "labor",
+        "labour",
+        "commerce",
+        "transport",
+        "environment",
+        "industry",
+        "security",
+    }
 )
 """Words naming a government portfolio: a one-word "organisation" made of one of them next to a
 role ("Defense Minister", "Secretary of State") is part of a title, not an organisation."""
@@ -278,8 +317,10 @@ def _is_role_part(span: Span) -> bool:
         return False
     doc, gaz = span.doc, gazetteer()
     after = doc[span.end].lower_ if span.end < len(doc) else ""
-    before = [t.lower_ for t in doc[max(0, span.start - 2): span.start]]
-    return after in gaz.role_heads or (len(before) == 2 and before[1] == "of" and before[0] in gaz.role_of)
+    before = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
+    return after in gaz.role_heads or (
+        len(before) == 2 and before[1] == "of" and before[0] in gaz.role_of
+    )
 
 
 def _extend_first_name(span: Span) -> int:
@@ -289,8 +330,14 @@ def _extend_first_name(span: Span) -> int:
     if len(span) != 1 or start < 2:
         return start
     candidate, title = doc[start - 1], doc[start - 2]
-    if (candidate.is_title and candidate.is_alpha and not candidate.ent_type_ and not candidate.is_sent_start
-            and not is_role_word(candidate.text) and is_role_word(title.text)):
+    if (
+        candidate.is_title
+        and candidate.is_alpha
+        and not candidate.ent_type_
+        and not candidate.is_sent_start
+        and not is_role_word(candidate.text)
+        and is_role_word(title.text)
+    ):
         return start - 1
     return start
 
@@ -313,7 +360,12 @@ def _trim(span: Span, strip_titles: bool) -> Span | None:
         end = start + texts.index("(", 1)
         while end > start and span.doc[end - 1].text in _TRAILING_NOISE:
             end -= 1
-    if strip_titles and end - start >= 3 and start > 0 and span.doc[start - 1].lower_ in _OBJECT_OF_ROLE:
+    if (
+        strip_titles
+        and end - start >= 3
+        and start > 0
+        and span.doc[start - 1].lower_ in _OBJECT_OF_ROLE
+    ):
         start += 1  # "Chancellor of the [Exchequer Nigel Lawson]": the first word ends the title
     if strip_titles and end - start > 1:
         start += leading_title_count([t.text for t in span.doc[start:end]])
@@ -331,8 +383,11 @@ def _role_then_name(span: Span) -> bool:
     if roles == 0 or len(words) - roles != 2 or words[0].islower():
         return False
     name = words[roles:]
-    return all(_name_word(w) for w in name) and name[-1].lower() not in gazetteer().institution_heads \
+    return (
+        all(_name_word(w) for w in name)
+        and name[-1].lower() not in gazetteer().institution_heads
         and canonical_place(" ".join(name)) is None
+    )
 
 
 def _mention(span: Span) -> _Mention | None:
@@ -347,7 +402,7 @@ def _mention(span: Span) -> _Mention | None:
     if etype in ("organization", "misc", "location") and _role_then_name(span):
         etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
     if etype == "person":
-        span = span.doc[_extend_first_name(span): span.end]
+        span = span.doc[_extend_first_name(span) : span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
     if trimmed is None or sum(c.isalpha() for c in trimmed.text) < 2:
         return None
@@ -355,18 +410,23 @@ def _mention(span: Span) -> _Mention | None:
     glued = _GLUE.match(trimmed.text)
     if glued:
         start_char += len(glued.group(0))
-    text = trimmed.doc.text[start_char:trimmed.end_char]
+    text = trimmed.doc.text[start_char : trimmed.end_char]
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
-    if etype == "misc" and len(text.split()) > 1 and \
-            strip_possessive(text.split()[-1]).lower() in gazetteer().institution_heads:
+    if (
+        etype == "misc"
+        and len(text.split()) > 1
+        and strip_possessive(text.split()[-1]).lower() in gazetteer().institution_heads
+    ):
         etype = "organization"  # "World Bank" labelled MISC: an institution's name, as with ORG
     if etype == "person":
         last = text.split()[-1]
         if last.lower() in gazetteer().institution_heads:
             etype = "organization"  # "Main Directorate", "Security Council": an institution's name
         elif gazetteer().types.get(strip_possessive(last).casefold(), "person") != "person":
-            etype = gazetteer().types[strip_possessive(last).casefold()]  # "Vote Tory", "Happy Christmas"
+            etype = gazetteer().types[
+                strip_possessive(last).casefold()
+            ]  # "Vote Tory", "Happy Christmas"
     mention = _Mention(etype, text, start_char, trimmed.end_char)
     following = span.doc[trimmed.end] if trimmed.end < len(span.doc) else None
     mention.speaker = following is not None and following.lower_ in SPEECH_VERBS
@@ -419,14 +479,16 @@ def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
     sent_start = doc[start].sent.start if doc.has_annotation("SENT_START") else 0
     for i in range(start - 1, max(sent_start, start - ROLE_WINDOW - 1) - 1, -1):
         token = doc[i]
-        if token.ent_type_ in ("PER", "PERSON") or (token.is_punct and not (token.text == "," and i == start - 1)):
+        if token.ent_type_ in ("PER", "PERSON") or (
+            token.is_punct and not (token.text == "," and i == start - 1)
+        ):
             break
         role = _role_noun(token)
         if role:
             roles.add(role)
             break
     if end < len(doc) and doc[end].text == ",":
-        for token in doc[end + 1: end + 1 + ROLE_WINDOW + 2]:
+        for token in doc[end + 1 : end + 1 + ROLE_WINDOW + 2]:
             if token.is_punct or token.ent_type_ in ("PER", "PERSON"):
                 break
             role = _role_noun(token)
@@ -443,7 +505,10 @@ def _given_name_before(doc: Doc, index: int) -> str:
     if index == 0 or doc[index].is_sent_start:
         return ""
     before = doc[index - 1]
-    if not (before.is_alpha and before.text[:1].isupper() and not before.is_upper) or before.ent_type_:
+    if (
+        not (before.is_alpha and before.text[:1].isupper() and not before.is_upper)
+        or before.ent_type_
+    ):
         return ""
     casing = word_casing(before.text)
     if is_role_word(before.text) or (casing.lower >= 3 and casing.lower >= casing.capitalised):
@@ -467,8 +532,11 @@ def _untagged_speakers(doc: Doc) -> list[_Mention]:
             continue
         if i > 0 and not token.is_sent_start and doc[i - 1].text[:1].isupper():
             continue  # part of a longer capitalised name: not ours to guess
-        found.append(_Mention("misc", token.text, token.idx, token.idx + len(token), speaker=True,
-                              untagged=True))
+        found.append(
+            _Mention(
+                "misc", token.text, token.idx, token.idx + len(token), speaker=True, untagged=True
+            )
+        )
     return found
 
 
@@ -504,8 +572,13 @@ def _people_of_the_same_family(doc: Doc, mentions: list[_Mention]) -> None:
     surnames = {m.person.surname for m in mentions if m.person}
     for m in mentions:
         words = m.text.split()
-        if m.type in ("organization", "misc") and len(words) == 2 and m.place is None \
-                and _name_word(words[0]) and fold_word(words[1]) in surnames:
+        if (
+            m.type in ("organization", "misc")
+            and len(words) == 2
+            and m.place is None
+            and _name_word(words[0])
+            and fold_word(words[1]) in surnames
+        ):
             person = split_person(m.text)
             if person is not None:
                 m.type, m.person = "person", person
@@ -534,9 +607,26 @@ def _settle_plural_places(mentions: list[_Mention]) -> None:
         if m.plural_of is not None and m.plural_of in places:
             m.type, m.place, m.person = "location", m.plural_of, None
 
+
 SPEECH_VERBS = frozenset(
-    {"said", "says", "told", "added", "stated", "noted", "warned", "argued", "insisted", "declined",
-     "wrote", "posted", "replied", "explained", "acknowledged", "admitted"}
+    {
+        "said",
+        "says",
+        "told",
+        "added",
+        "stated",
+        "noted",
+        "warned",
+        "argued",
+        "insisted",
+        "declined",
+        "wrote",
+        "posted",
+        "replied",
+        "explained",
+        "acknowledged",
+        "admitted",
+    }
 )
 
 _TIE_ORDER = ("organization", "location", "group", "misc", "person")
@@ -559,7 +649,9 @@ def _agree_types(mentions: list[_Mention]) -> None:
             best = max(votes.values())
             fixed = next(t for t in _TIE_ORDER if votes.get(t) == best)
         for m in group:
-            if m.type == fixed or (m.place is not None and fixed != "person" and m.type == "location"):
+            if m.type == fixed or (
+                m.place is not None and fixed != "person" and m.type == "location"
+            ):
                 continue
             if fixed == "person":
                 m.person = split_person(m.text)
@@ -577,7 +669,9 @@ _MINOR = frozenset({"of", "and", "for", "the", "on", "in", "de", "&"})
 
 def acronym_of(expansion: str) -> str:
     """Initials of the capitalised words of ``expansion``: "European Union" -> "EU"."""
-    return "".join(w[0] for w in re.findall(r"[\w'’-]+", expansion) if w.lower() not in _MINOR).upper()
+    return "".join(
+        w[0] for w in re.findall(r"[\w'’-]+", expansion) if w.lower() not in _MINOR
+    ).upper()
 
 
 def _defines(expansion: str, acronym: str) -> bool:
@@ -594,9 +688,9 @@ def _defined_expansion(text: str, paren: int, acronym: str) -> tuple[int, int] |
     the acronym ("Export Enhancement Program (EEP)"): capitalised words and minor words, the
     shortest run that matches. None when no run does."""
     letters = acronym.replace(".", "").replace("&", "")
-    words = list(_WORD.finditer(text[max(0, paren - 160):paren]))
+    words = list(_WORD.finditer(text[max(0, paren - 160) : paren]))
     offset = max(0, paren - 160)
-    if text[offset + words[-1].end():paren].strip() if words else True:
+    if text[offset + words[-1].end() : paren].strip() if words else True:
         return None  # something other than spaces between the words and the bracket
     for n in range(1, min(len(words), 12) + 1):
         run = words[-n:]
@@ -605,7 +699,7 @@ def _defined_expansion(text: str, paren: int, acronym: str) -> tuple[int, int] |
             continue
         if not all(w.group(0)[:1].isupper() or w.group(0).lower() in _MINOR for w in run):
             break
-        gap = text[offset + run[0].start():offset + run[-1].end()]
+        gap = text[offset + run[0].start() : offset + run[-1].end()]
         if "\n" in gap or any(c in gap for c in ",;:()"):
             break
         if acronym_of(gap) == letters:
@@ -627,7 +721,9 @@ def _text_definitions(text: str, mentions: list[_Mention]) -> None:
         start, end = span
         inside = [m for m in mentions if start <= m.start and m.end <= end]
         crossing = [m for m in mentions if m.start < end and start < m.end and m not in inside]
-        if crossing or any(m.type == "person" and m.start == start and m.end == end for m in inside):
+        if crossing or any(
+            m.type == "person" and m.start == start and m.end == end for m in inside
+        ):
             continue  # the NER saw something else there (a person's whole name): leave it
         covering = [m for m in inside if m.start == start and m.end == end]
         if not covering:
@@ -648,11 +744,11 @@ def _join_known_expansions(text: str, mentions: list[_Mention]) -> None:
     i = 0
     while i + 1 < len(mentions):
         a, b = mentions[i], mentions[i + 1]
-        between = text[a.end:b.start]
+        between = text[a.end : b.start]
         if between.strip().lower() in _MINOR and "\n" not in between and 0 < len(between) <= 6:
-            joined = text[a.start:b.end]
+            joined = text[a.start : b.end]
             if normalise_surface(joined).casefold() in known:
-                mentions[i:i + 2] = [_Mention("organization", joined, a.start, b.end)]
+                mentions[i : i + 2] = [_Mention("organization", joined, a.start, b.end)]
                 continue
         i += 1
 
@@ -667,10 +763,13 @@ def _link_acronyms(text: str, mentions: list[_Mention]) -> None:
     for m in mentions:
         if m.type in ("person", "location") and m.place is not None:
             continue
-        defined = _ACRONYM.match(text[m.end:m.end + 14])
+        defined = _ACRONYM.match(text[m.end : m.end + 14])
         name = normalise_surface(m.text)
         if defined and _defines(name, defined.group(1)):
-            expansions[defined.group(1).replace(".", "")] = (name, m.type if m.type != "person" else "organization")
+            expansions[defined.group(1).replace(".", "")] = (
+                name,
+                m.type if m.type != "person" else "organization",
+            )
     known = {exp.casefold(): exp for exp in gaz.acronyms.values()}
     for m in mentions:
         if m.place is not None and m.type == "location":
@@ -711,16 +810,22 @@ class _Resolver:
         if missing:
             self.known.update(self.registry.lookup(missing))
 
-    def resolve_full_names(self, persons: list[PersonName],
-                           roles: Sequence[frozenset[str]] | None = None) -> list[RegistryEntry]:
+    def resolve_full_names(
+        self, persons: list[PersonName], roles: Sequence[frozenset[str]] | None = None
+    ) -> list[RegistryEntry]:
         """Pass 1: the entry of each full name, registering new primaries/secondaries (and the
         role nouns seen next to each name, with the person they were seen with first)."""
         roles = list(roles) if roles is not None else [frozenset()] * len(persons)
         self._fetch(
-            k for p in persons
-            for k in (primary_key(p.surname), secondary_key(p.surname, p.first),
-                      initial_key(p.surname, p.first), initial_key(p.surname, p.first, True),
-                      rival_key(p.surname))
+            k
+            for p in persons
+            for k in (
+                primary_key(p.surname),
+                secondary_key(p.surname, p.first),
+                initial_key(p.surname, p.first),
+                initial_key(p.surname, p.first, True),
+                rival_key(p.surname),
+            )
         )
         self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
         self._fetch(role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs)
@@ -729,7 +834,11 @@ class _Resolver:
             entry = self._resolve_full(person, person_roles)
             for role in sorted(person_roles):
                 if role_key(person.surname, role) not in self.known:
-                    self._remember(RegistryEntry(role_key(person.surname, role), entry.id, entry.name, "person"))
+                    self._remember(
+                        RegistryEntry(
+                            role_key(person.surname, role), entry.id, entry.name, "person"
+                        )
+                    )
             resolved.append(entry)
         self.registry.register(self.new)
         self.new = []
@@ -756,18 +865,28 @@ class _Resolver:
         first = _first_of(primary.name)
         if not roles or not first or is_initial(first) or first[0] != person.first[0]:
             return False
-        if not spellings_of_one_name(first, person.first) or rival_key(person.surname) in self.known:
+        if (
+            not spellings_of_one_name(first, person.first)
+            or rival_key(person.surname) in self.known
+        ):
             return False
-        return any((held := self.known.get(role_key(person.surname, r))) is not None and held.id == primary.id
-                   for r in roles)
+        return any(
+            (held := self.known.get(role_key(person.surname, r))) is not None
+            and held.id == primary.id
+            for r in roles
+        )
 
-    def _resolve_full(self, person: PersonName, roles: frozenset[str] = frozenset()) -> RegistryEntry:
+    def _resolve_full(
+        self, person: PersonName, roles: frozenset[str] = frozenset()
+    ) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
             variant = self.known.get(spelling_key(person) or "")
             if variant is not None:  # another transliteration of a registered full name
                 return variant
-            entry = RegistryEntry(primary_key(person.surname), primary_key(person.surname), person.display, "person")
+            entry = RegistryEntry(
+                primary_key(person.surname), primary_key(person.surname), person.display, "person"
+            )
             self._remember(entry)
             self._mark_initial(person, entry)
             key = spelling_key(person)
@@ -783,7 +902,9 @@ class _Resolver:
             self._remember(RegistryEntry(key, key, person.display, "person"))
             self._mark_initial(person, self.known[key])
             if rival_key(person.surname) not in self.known:
-                self._remember(RegistryEntry(rival_key(person.surname), key, person.display, "person"))
+                self._remember(
+                    RegistryEntry(rival_key(person.surname), key, person.display, "person")
+                )
         return self.known[key]
 
     def _mark_initial(self, person: PersonName, entry: RegistryEntry) -> None:
@@ -792,23 +913,34 @@ class _Resolver:
         held = self.known.get(key)
         if held is None:
             self._remember(RegistryEntry(key, entry.id, entry.name, "person"))
-        elif held.id != entry.id and initial_key(person.surname, person.first, True) not in self.known:
+        elif (
+            held.id != entry.id
+            and initial_key(person.surname, person.first, True) not in self.known
+        ):
             marker = initial_key(person.surname, person.first, True)
             self._remember(RegistryEntry(marker, entry.id, entry.name, "person"))
 
     def resolve_initials(self, persons: list[PersonName]) -> list[RegistryEntry]:
         """Pass 1b: initials without a candidate in their article: the registered full name
         with that initial when it is the only one, else an id of their own."""
-        self._fetch(k for p in persons for k in (initial_key(p.surname, p.first),
-                                                 initial_key(p.surname, p.first, True)))
+        self._fetch(
+            k
+            for p in persons
+            for k in (initial_key(p.surname, p.first), initial_key(p.surname, p.first, True))
+        )
         resolved = []
         for person in persons:
             held = self.known.get(initial_key(person.surname, person.first))
-            if held is not None and initial_key(person.surname, person.first, True) not in self.known:
+            if (
+                held is not None
+                and initial_key(person.surname, person.first, True) not in self.known
+            ):
                 resolved.append(held)
             else:
                 key = secondary_key(person.surname, person.first)
-                resolved.append(self.known.get(key) or RegistryEntry(key, key, person.display, "person"))
+                resolved.append(
+                    self.known.get(key) or RegistryEntry(key, key, person.display, "person")
+                )
         return resolved
 
     def resolve_short_names(self, surnames: list[str]) -> dict[str, RegistryEntry]:
@@ -838,31 +970,53 @@ def _first_of(full_name: str) -> str:
 def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRegistry) -> None:
     """Give every person mention (and person-like short non-person mentions) an id and name."""
     resolver = _Resolver(registry)
-    full = [m for ms in articles_mentions for m in ms
-            if m.person and m.person.is_full and not is_initial(m.person.first)]
+    full = [
+        m
+        for ms in articles_mentions
+        for m in ms
+        if m.person and m.person.is_full and not is_initial(m.person.first)
+    ]
     keys = {}
-    for mention, entry in zip(full, resolver.resolve_full_names([m.person for m in full],
-                                                                [m.roles for m in full])):
+    for mention, entry in zip(
+        full, resolver.resolve_full_names([m.person for m in full], [m.roles for m in full])
+    ):
         mention.id, mention.name = entry.id, entry.name
         keys[id(mention)] = entry.key
-    forms = sorted({(i, keys[id(m)], m.person.display) for i, ms in enumerate(articles_mentions)
-                    for m in ms if id(m) in keys})
+    forms = sorted(
+        {
+            (i, keys[id(m)], m.person.display)
+            for i, ms in enumerate(articles_mentions)
+            for m in ms
+            if id(m) in keys
+        }
+    )
     renamed = resolver.attest([(key, display) for _, key, display in forms])
     for m in full:
         if keys[id(m)] in renamed:
             m.name = renamed[keys[id(m)]].name
     unresolved = [m for ms in articles_mentions for m in _link_initials_in_article(ms)]
-    for mention, entry in zip(unresolved, resolver.resolve_initials([m.person for m in unresolved])):
+    for mention, entry in zip(
+        unresolved, resolver.resolve_initials([m.person for m in unresolved])
+    ):
         mention.id, mention.name = entry.id, entry.name
     speakers = [m for ms in articles_mentions for m in ms if _person_like_speaker(m)]
     for m in speakers:
         m.person = split_person(m.text)
     short_words = sorted(
-        {m.person.surname for ms in articles_mentions for m in ms if m.person and not m.person.is_full}
+        {
+            m.person.surname
+            for ms in articles_mentions
+            for m in ms
+            if m.person and not m.person.is_full
+        }
     )
     registered = resolver.resolve_short_names(short_words)
     for m in speakers:  # a registered person's surname in a speaker slot is that person
-        if m.person and m.person.surname in registered and not _same_article_other(m, articles_mentions):
+        if (
+            m.person
+            and m.person.surname in registered
+            and not _same_article_other(m, articles_mentions)
+        ):
             m.type = "person"
         else:
             m.person = None
@@ -883,8 +1037,13 @@ def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
         counts: dict[tuple[str, str], int] = {}
         for other in mentions:
             p = other.person
-            if p and other.id and p.surname == m.person.surname and not is_initial(p.first) \
-                    and first_names_compatible(p.first, m.person.first):
+            if (
+                p
+                and other.id
+                and p.surname == m.person.surname
+                and not is_initial(p.first)
+                and first_names_compatible(p.first, m.person.first)
+            ):
                 counts[(other.id, other.name)] = counts.get((other.id, other.name), 0) + 1
         ranked = sorted(counts.items(), key=lambda item: -item[1])
         if not ranked:
@@ -900,20 +1059,30 @@ def _link_initials_in_article(mentions: list[_Mention]) -> list[_Mention]:
 def _person_like_speaker(m: _Mention) -> bool:
     """A one-word organisation/misc mention (never an alias-table place) followed by a speech
     verb: its type is settled by agreement with the registry (a known person's surname)."""
-    return (m.speaker and m.type in ("organization", "misc", "location") and m.place is None
-            and " " not in m.text and m.text[:1].isupper() and not m.text.isupper())
+    return (
+        m.speaker
+        and m.type in ("organization", "misc", "location")
+        and m.place is None
+        and " " not in m.text
+        and m.text[:1].isupper()
+        and not m.text.isupper()
+    )
 
 
 def _same_article_other(m: _Mention, articles_mentions: list[list[_Mention]]) -> bool:
     """Whether m's article has a longer non-person name ending in m's word ("Ford Motor Co")."""
     for mentions in articles_mentions:
         if any(x is m for x in mentions):
-            return any(x.type != "person" and x is not m and " " in x.text and m.text in x.text.split()
-                       for x in mentions)
+            return any(
+                x.type != "person" and x is not m and " " in x.text and m.text in x.text.split()
+                for x in mentions
+            )
     return False
 
 
-def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, RegistryEntry]) -> None:
+def _resolve_short_in_article(
+    mentions: list[_Mention], registered: dict[str, RegistryEntry]
+) -> None:
     """Surname-only mentions: a full name of this article first, then the registry."""
     local: dict[str, tuple[str, str]] = {}
     for m in sorted(mentions, key=lambda m: bool(m.person and is_initial(m.person.first))):
@@ -922,8 +1091,12 @@ def _resolve_short_in_article(mentions: list[_Mention], registered: dict[str, Re
     for m in mentions:
         if m.person and not m.person.is_full:
             word = m.person.surname
-            if m.given and word in local and _first_of(local[word][1]) not in ("", m.given) \
-                    and not first_names_compatible(m.given, _first_of(local[word][1])):
+            if (
+                m.given
+                and word in local
+                and _first_of(local[word][1]) not in ("", m.given)
+                and not first_names_compatible(m.given, _first_of(local[word][1]))
+            ):
                 # another first name right before the surname: another person
                 m.id, m.name = secondary_key(word, m.given), m.person.display
             elif word in local:
@@ -949,7 +1122,9 @@ def _relabel_person_like(mentions: list[_Mention], persons: dict[str, tuple[str,
         for surname, (pid, pname) in persons.items():  # a run-together "FirstnameSurname"
             if m.given:
                 break  # "Chloe Donaldson": a name of its own, not a fusion
-            if len(surname) >= RUN_TOGETHER_MIN_SURNAME and is_run_together(word, _first_of(pname), surname):
+            if len(surname) >= RUN_TOGETHER_MIN_SURNAME and is_run_together(
+                word, _first_of(pname), surname
+            ):
                 m.type, m.id, m.name = "person", pid, pname
                 break
 
@@ -973,11 +1148,22 @@ def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
             continue  # part of a longer name ("Kellogg Company"): not ours to guess
         person = persons[fold_word(token.text)]
         given = _given_name_before(doc, i)
-        if given and person.person and not first_names_compatible(fold_word(given), person.person.first):
+        if (
+            given
+            and person.person
+            and not first_names_compatible(fold_word(given), person.person.first)
+        ):
             continue  # "Alice Quinn" after "Victor Quinn": someone else
         recalled.append(
-            _Mention("person", token.text, token.idx, token.idx + len(token), person=person.person,
-                     id=person.id, name=person.name)
+            _Mention(
+                "person",
+                token.text,
+                token.idx,
+                token.idx + len(token),
+                person=person.person,
+                id=person.id,
+                name=person.name,
+            )
         )
     return sorted(mentions + recalled, key=lambda m: m.start) if recalled else mentions
 
@@ -1005,8 +1191,8 @@ def _entities(body: str, mentions: list[_Mention]) -> list[Entity]:
             name=ms[0].name,
             type=ms[0].type,
             mentions=len(ms),
-            forms=list(dict.fromkeys(body[m.start:m.end] for m in ms)),
-            offsets=[Mention(text=body[m.start:m.end], start=m.start, end=m.end) for m in ms],
+            forms=list(dict.fromkeys(body[m.start : m.end] for m in ms)),
+            offsets=[Mention(text=body[m.start : m.end], start=m.start, end=m.end) for m in ms],
         )
         for eid, ms in grouped.items()
     ]
@@ -1044,7 +1230,9 @@ def entity_ids_for_name(name: str, registry: EntityRegistry) -> set[str]:
     if place is not None:
         return {f"location:{slug(place)}"}
     text = strip_possessive(" ".join(name.split()))
-    ids = {f"location:{slug(fold_name(text))}"} | {f"{t}:{slug(text)}" for t in ("organization", "group", "misc")}
+    ids = {f"location:{slug(fold_name(text))}"} | {
+        f"{t}:{slug(text)}" for t in ("organization", "group", "misc")
+    }
     city = gazetteer_place(text)
     if city is not None:  # the id a place span of this name gets ("Poona" -> Pune's)
         ids.add(f"location:{slug(fold_name(city))}")
@@ -1063,7 +1251,10 @@ def _person_id_for_query(person: PersonName, registry: EntityRegistry) -> str:
     if _first_of(known[primary].name) == person.first:
         return primary
     if is_initial(person.first):
-        initial, marker = initial_key(person.surname, person.first), initial_key(person.surname, person.first, True)
+        initial, marker = (
+            initial_key(person.surname, person.first),
+            initial_key(person.surname, person.first, True),
+        )
         held = registry.lookup([initial, marker])
         if initial in held and marker not in held:
             return held[initial].id

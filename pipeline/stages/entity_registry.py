@@ -29,7 +29,9 @@ class ElasticsearchEntityRegistry:
         found = self.es.mget(index=self.index, ids=sorted(set(keys)))
         return {
             d["_id"]: RegistryEntry(
-                key=d["_id"], id=d["_source"]["id"], type=d["_source"]["type"],
+                key=d["_id"],
+                id=d["_source"]["id"],
+                type=d["_source"]["type"],
                 name=canonical_name(d["_source"].get("attested") or {}, d["_source"]["name"]),
             )
             for d in found["docs"]
@@ -43,13 +45,21 @@ class ElasticsearchEntityRegistry:
                 "_op_type": "create",
                 "_index": self.index,
                 "_id": e.key,
-                "_source": {"key": e.key, "id": e.id, "name": e.name, "type": e.type, "first_seen": now},
+                "_source": {
+                    "key": e.key,
+                    "id": e.id,
+                    "name": e.name,
+                    "type": e.type,
+                    "first_seen": now,
+                },
             }
             for e in entries
         )
         failures = [f for f in bulk(self.es, actions) if f.get("create", {}).get("status") != 409]
         if failures:
-            raise RuntimeError(f"entity registry rejected {len(failures)} entr(ies): {failures[:3]}")
+            raise RuntimeError(
+                f"entity registry rejected {len(failures)} entr(ies): {failures[:3]}"
+            )
 
     def attest(self, forms: list[tuple[str, str]], attempts: int = 5) -> None:
         """Count one attestation of each (key, name) in the entry's ``attested`` map (stored, not
@@ -71,18 +81,29 @@ class ElasticsearchEntityRegistry:
                 attested = dict(source.get("attested") or {})
                 for name, count in pending[doc["_id"]].items():
                     attested[name] = attested.get(name, 0) + count
-                actions.append({
-                    "_op_type": "index", "_index": self.index, "_id": doc["_id"],
-                    "if_seq_no": doc["_seq_no"], "if_primary_term": doc["_primary_term"],
-                    "_source": {**source, "attested": attested},
-                })
+                actions.append(
+                    {
+                        "_op_type": "index",
+                        "_index": self.index,
+                        "_id": doc["_id"],
+                        "if_seq_no": doc["_seq_no"],
+                        "if_primary_term": doc["_primary_term"],
+                        "_source": {**source, "attested": attested},
+                    }
+                )
             errors = bulk(self.es, actions)
-            conflicts = {e["index"]["_id"] for e in errors if e.get("index", {}).get("status") == 409}
+            conflicts = {
+                e["index"]["_id"] for e in errors if e.get("index", {}).get("status") == 409
+            }
             failures = [e for e in errors if e.get("index", {}).get("status") != 409]
             if failures:
-                raise RuntimeError(f"entity registry rejected {len(failures)} attestation(s): {failures[:3]}")
+                raise RuntimeError(
+                    f"entity registry rejected {len(failures)} attestation(s): {failures[:3]}"
+                )
             for action in actions:
                 if action["_id"] not in conflicts:
                     pending.pop(action["_id"], None)
         if pending:
-            raise RuntimeError(f"entity registry: attestations still conflicting after {attempts} attempts")
+            raise RuntimeError(
+                f"entity registry: attestations still conflicting after {attempts} attempts"
+            )

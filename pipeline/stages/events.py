@@ -139,7 +139,7 @@ def _matcher(vocab: Vocab) -> Matcher:
 def _negated(span: Span, window: int, negators: frozenset[str]) -> bool:
     """Whether a negating/cessation lemma precedes the match within its sentence."""
     sent_start = span.sent.start
-    before = span.doc[max(sent_start, span.start - window): span.start]
+    before = span.doc[max(sent_start, span.start - window) : span.start]
     return any(t.lemma_.lower() in negators for t in before)
 
 
@@ -171,7 +171,9 @@ def sense_cues(span: Span, event: EventType, window: int) -> tuple[int, int, boo
     return len(seen_for), len(seen_against), adjacent
 
 
-_REPORTING_NEXT = frozenset({"that", "he", "she", "they", "it", "we", "i", "you", '"', "'", "“", "‘"})
+_REPORTING_NEXT = frozenset(
+    {"that", "he", "she", "they", "it", "we", "i", "you", '"', "'", "“", "‘"}
+)
 
 
 def _reporting_use(span: Span) -> bool:
@@ -192,7 +194,10 @@ def _figurative(span: Span, event: EventType) -> bool:
             return True
     for seq in event.reject_before:
         start = span.start - len(seq)
-        if start >= span.sent.start and tuple(t.lemma_.lower() for t in span.doc[start:span.start]) == seq:
+        if (
+            start >= span.sent.start
+            and tuple(t.lemma_.lower() for t in span.doc[start : span.start]) == seq
+        ):
             return True
     return False
 
@@ -200,7 +205,7 @@ def _figurative(span: Span, event: EventType) -> bool:
 ACCEPT, REJECT, IF_REPORTED = "accept", "reject", "if_reported"
 
 
-def judge_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None" = None) -> str:
+def judge_match(span: Span, event: EventType, weak: bool, tax: Taxonomy | None = None) -> str:
     """Whether a trigger match means an event of its type here (see docs/events.md, "Senses").
 
     Guards first (negation, figurative frames, reporting verbs: reject). Then the sense cues:
@@ -222,7 +227,11 @@ def judge_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None"
         if support > against and not story_against:
             return ACCEPT
         return IF_REPORTED if support == against == 0 and not story_against else REJECT
-    if against >= support + 2 or (adjacent and against > support) or (story_against and support == 0):
+    if (
+        against >= support + 2
+        or (adjacent and against > support)
+        or (story_against and support == 0)
+    ):
         return REJECT
     return ACCEPT
 
@@ -238,14 +247,16 @@ def _story_leans_against(doc: Doc, event: EventType) -> bool:
     cache = doc.user_data.setdefault(_STORY_CUES, {})
     if event.name not in cache:
         lemmas = {t.lemma_.lower() for t in doc} | {t.lower_ for t in doc}
-        cache[event.name] = len(lemmas & event.against) - len(lemmas & event.support) >= STORY_MARGIN
+        cache[event.name] = (
+            len(lemmas & event.against) - len(lemmas & event.support) >= STORY_MARGIN
+        )
     return cache[event.name]
 
 
 _STORY_CUES = "newspipe_story_cues"
 
 
-def accept_match(span: Span, event: EventType, weak: bool, tax: "Taxonomy | None" = None) -> bool:
+def accept_match(span: Span, event: EventType, weak: bool, tax: Taxonomy | None = None) -> bool:
     """:func:`judge_match` for a match on its own (no article context)."""
     return judge_match(span, event, weak, tax) == ACCEPT
 
@@ -313,7 +324,9 @@ def _title_reports(title: str | None, sents: list[Span], event: EventType) -> bo
         return False
     words = set(re.findall(r"[a-z][a-z-]+", title.lower()))
     lemmas = _trigger_lemmas(event.name)
-    triggers = {t.lower_ for s in sents for t in s if t.lemma_.lower() in lemmas or t.lower_ in lemmas}
+    triggers = {
+        t.lower_ for s in sents for t in s if t.lemma_.lower() in lemmas or t.lower_ in lemmas
+    }
     return bool(words & triggers)
 
 
@@ -339,9 +352,11 @@ def _location_spans(entities: list[Entity]) -> list[tuple[int, int, str]]:
 
 def _sentence_place(sent: Span, locations: list[tuple[int, int, str]]) -> str | None:
     """A location in the sentence: the first one after "in"/"at"/..., else the first one."""
-    inside = sorted(loc for loc in locations if sent.start_char <= loc[0] and loc[1] <= sent.end_char)
+    inside = sorted(
+        loc for loc in locations if sent.start_char <= loc[0] and loc[1] <= sent.end_char
+    )
     for start, _, name in inside:
-        previous = sent.doc.text[sent.start_char:start].split()
+        previous = sent.doc.text[sent.start_char : start].split()
         if previous and previous[-1].lower() in _LOCATIVE:
             return name
     return inside[0][2] if inside else None
@@ -352,7 +367,9 @@ def _most_common(values: list[str | None]) -> str | None:
     return counted.most_common(1)[0][0] if counted else None
 
 
-def _tag(name: str, sents: list[Span], locations: list[tuple[int, int, str]], score: float = 1.0) -> EventTag:
+def _tag(
+    name: str, sents: list[Span], locations: list[tuple[int, int, str]], score: float = 1.0
+) -> EventTag:
     evidence = list(dict.fromkeys(" ".join(s.text.split()) for s in sents))[:MAX_EVIDENCE]
     dates = [m.group(0) for s in sents for m in DATE_RE.finditer(s.text)]
     return EventTag(
@@ -364,7 +381,9 @@ def _tag(name: str, sents: list[Span], locations: list[tuple[int, int, str]], sc
     )
 
 
-def tag_events(doc: Doc, entities: list[Entity] | None = None, title: str | None = None) -> list[EventTag]:
+def tag_events(
+    doc: Doc, entities: list[Entity] | None = None, title: str | None = None
+) -> list[EventTag]:
     """Event tags of one parsed body, in taxonomy order.
 
     ``entities`` (from the entity stage, same body) supply the tag's place; without them the
@@ -376,11 +395,16 @@ def tag_events(doc: Doc, entities: list[Entity] | None = None, title: str | None
     triggers = _trigger_sentences(doc)
     types = taxonomy().types
     scores = {
-        name: salience(triggers[name], n_sentences, _title_reports(title, triggers[name], types[name]))
-        for name in types if name in triggers
+        name: salience(
+            triggers[name], n_sentences, _title_reports(title, triggers[name], types[name])
+        )
+        for name in types
+        if name in triggers
     }
     scores = story_salience(scores)
-    return [_tag(name, triggers[name], locations, scores[name]) for name in types if name in triggers]
+    return [
+        _tag(name, triggers[name], locations, scores[name]) for name in types if name in triggers
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -400,7 +424,8 @@ def story_salience(scores: dict[str, float]) -> dict[str, float]:
     peers, raised = _domains()
     salient = {name for name, score in scores.items() if score >= EVENT_ALERT_SALIENCE}
     return {
-        name: max(score, raised) if score < EVENT_ALERT_SALIENCE and peers.get(name, frozenset()) & salient
+        name: max(score, raised)
+        if score < EVENT_ALERT_SALIENCE and peers.get(name, frozenset()) & salient
         else score
         for name, score in scores.items()
     }

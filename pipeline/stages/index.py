@@ -6,14 +6,13 @@ instead of adding a second one (idempotent sink for at-least-once delivery).
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections import defaultdict
+from typing import Any
 
 from elasticsearch import Elasticsearch
 
-from pipeline.query.analysis import search_fields
 from pipeline.infra.es import bulk
+from pipeline.query.analysis import search_fields
 from schemas import EnrichedArticle
 
 #: facet field of each entity type in the articles mapping

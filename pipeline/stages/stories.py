@@ -30,12 +30,13 @@ import logging
 import math
 import re
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib.resources import files
 from itertools import islice
-from typing import Any, Iterable
+from typing import Any
 
 from pipeline.ids import stable_hash
 from schemas import EnrichedArticle
@@ -60,18 +61,184 @@ TOP_LISTED = 20
 
 _WORD = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]{2}", re.UNICODE)
 _STOPWORDS = frozenset(
-    """about above after again against all also although among and another any are around
-    because been before being below between both but can could did does doing down during each
-    either even ever every few for from further had has have having her here hers him his how
-    however into its itself just last later least less like made make many may might more most
-    much must near neither next nor not now off often once one only other others our out over
-    own per said same says she should since some still such than that the their them then there
-    these they this those though three through thus too two under until upon very was were what
-    when where whether which while who whom whose why will with within without would yet you
-    your week weeks year years month months day days today yesterday tomorrow monday tuesday
-    wednesday thursday friday saturday sunday new told say saying according reported report
-    reports mln billion pct percent march april june july august september october november
-    december january february""".split()
+    [
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "although",
+        "among",
+        "and",
+        "another",
+        "any",
+        "are",
+        "around",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "can",
+        "could",
+        "did",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "either",
+        "even",
+        "ever",
+        "every",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "her",
+        "here",
+        "hers",
+        "him",
+        "his",
+        "how",
+        "however",
+        "into",
+        "its",
+        "itself",
+        "just",
+        "last",
+        "later",
+        "least",
+        "less",
+        "like",
+        "made",
+        "make",
+        "many",
+        "may",
+        "might",
+        "more",
+        "most",
+        "much",
+        "must",
+        "near",
+        "neither",
+        "next",
+        "nor",
+        "not",
+        "now",
+        "off",
+        "often",
+        "once",
+        "one",
+        "only",
+        "other",
+        "others",
+        "our",
+        "out",
+        "over",
+        "own",
+        "per",
+        "said",
+        "same",
+        "says",
+        "she",
+        "should",
+        "since",
+        "some",
+        "still",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "though",
+        "three",
+        "through",
+        "thus",
+        "too",
+        "two",
+        "under",
+        "until",
+        "upon",
+        "very",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "whether",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "within",
+        "without",
+        "would",
+        "yet",
+        "you",
+        "your",
+        "week",
+        "weeks",
+        "year",
+        "years",
+        "month",
+        "months",
+        "day",
+        "days",
+        "today",
+        "yesterday",
+        "tomorrow",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "new",
+        "told",
+        "say",
+        "saying",
+        "according",
+        "reported",
+        "report",
+        "reports",
+        "mln",
+        "billion",
+        "pct",
+        "percent",
+        "march",
+        "april",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "january",
+        "february",
+    ]
 )
 
 
@@ -140,7 +307,9 @@ class ArticleFeatures:
         for entity in article.entities:
             words = terms(entity.name) or [entity.name.casefold()]
             rarity = max(idf(w) for w in words)
-            vector["@" + entity.id] = ENTITY_BOOST * (1 + math.log(max(entity.mentions, 1))) * rarity
+            vector["@" + entity.id] = (
+                ENTITY_BOOST * (1 + math.log(max(entity.mentions, 1))) * rarity
+            )
             entities[entity.id] = (entity.name, entity.type)
         return cls(
             id=article.id,
@@ -157,7 +326,7 @@ class ArticleFeatures:
 def _utc(when: datetime | None) -> datetime | None:
     if when is None:
         return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # --- stories ---------------------------------------------------------------------------------
@@ -307,13 +476,19 @@ class StoryIndex:
             score = story.similarity(article)
             if score > best_score or (score == best_score and best and story.id < best.id):
                 best, best_score = story, score
-        if best is not None and best_score >= self.threshold and (
-            best_score >= HIGH_SIMILARITY or best.shares_entity(article)
+        if (
+            best is not None
+            and best_score >= self.threshold
+            and (best_score >= HIGH_SIMILARITY or best.shares_entity(article))
         ):
             self.add(best, article)
             return best, False
-        story = Story(id=story_id(article.id), title=article.title,
-                      first_seen=article.seen, last_seen=article.seen)
+        story = Story(
+            id=story_id(article.id),
+            title=article.title,
+            first_seen=article.seen,
+            last_seen=article.seen,
+        )
         self.add(story, article)
         return story, True
 
@@ -328,7 +503,10 @@ class StoryIndex:
                 for sid in islice(reversed(postings), POSTINGS_READ):
                     shared[sid] = shared.get(sid, 0.0) + weight
         if len(shared) > CANDIDATES_SCORED:
-            return [self.stories[sid] for sid in heapq.nlargest(CANDIDATES_SCORED, shared, key=shared.__getitem__)]
+            return [
+                self.stories[sid]
+                for sid in heapq.nlargest(CANDIDATES_SCORED, shared, key=shared.__getitem__)
+            ]
         return [self.stories[sid] for sid in shared]
 
     def add(self, story: Story, article: ArticleFeatures) -> None:
@@ -341,7 +519,10 @@ class StoryIndex:
         self._unindex(story.id)
         self.stories[story.id] = story
         self.stories.move_to_end(story.id)
-        keys = tuple(k for k, _ in sorted(story.centroid.items(), key=lambda kv: -kv[1])[:STORY_FEATURES // 2])
+        keys = tuple(
+            k
+            for k, _ in sorted(story.centroid.items(), key=lambda kv: -kv[1])[: STORY_FEATURES // 2]
+        )
         for key in keys:
             postings = self._postings.setdefault(key, OrderedDict())
             postings[story.id] = None
@@ -382,8 +563,15 @@ class StoryAssigner:
     ``es=None`` keeps everything in memory (benchmarks, tests without servers).
     """
 
-    def __init__(self, es: Any = None, index: str | None = None, *, threshold: float = 0.35,
-                 window: timedelta = timedelta(hours=120), retries: int = 5):
+    def __init__(
+        self,
+        es: Any = None,
+        index: str | None = None,
+        *,
+        threshold: float = 0.35,
+        window: timedelta = timedelta(hours=120),
+        retries: int = 5,
+    ):
         self.es = es
         self.index_name = index
         self.memory = StoryIndex(threshold=threshold, window=window)
@@ -412,14 +600,20 @@ class StoryAssigner:
     def _sync(self, article_ids: list[str]) -> None:
         """Stories other workers changed since the last sync, and those already holding one of
         ``article_ids`` (a redelivered article keeps its story)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         clauses: list[dict] = [{"terms": {"article_ids": article_ids}}]
         if self._synced_at is None:  # a starting worker: the live stories (and those a
             horizon = (now - 2 * self.memory.window).isoformat()  # backfill touched lately)
             clauses.append({"range": {"last_seen": {"gte": horizon}}})
             clauses.append({"range": {"updated_at": {"gte": horizon}}})
         else:
-            clauses.append({"range": {"updated_at": {"gte": (self._synced_at - timedelta(seconds=5)).isoformat()}}})
+            clauses.append(
+                {
+                    "range": {
+                        "updated_at": {"gte": (self._synced_at - timedelta(seconds=5)).isoformat()}
+                    }
+                }
+            )
         self._synced_at = now
         for hit in self._search({"bool": {"should": clauses, "minimum_should_match": 1}}):
             current = self.memory.stories.get(hit["_id"])
@@ -431,9 +625,14 @@ class StoryAssigner:
         after = None
         while True:
             extra = {"search_after": after} if after else {}
-            result = self.es.search(index=self.index_name, query=query, size=page,
-                                    sort=[{"updated_at": "asc"}, {"id": "asc"}],
-                                    seq_no_primary_term=True, **extra)
+            result = self.es.search(
+                index=self.index_name,
+                query=query,
+                size=page,
+                sort=[{"updated_at": "asc"}, {"id": "asc"}],
+                seq_no_primary_term=True,
+                **extra,
+            )
             hits = result["hits"]["hits"]
             yield from hits
             if len(hits) < page:
@@ -448,24 +647,29 @@ class StoryAssigner:
         for sid, added in changed.items():
             for attempt in range(self.retries + 1):
                 story = self.memory.stories[sid]
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 try:
                     if story.version is None:
-                        result = self.es.create(index=self.index_name, id=sid,
-                                                document=story.document(now))
+                        result = self.es.create(
+                            index=self.index_name, id=sid, document=story.document(now)
+                        )
                     else:
-                        result = self.es.index(index=self.index_name, id=sid,
-                                               document=story.document(now),
-                                               if_seq_no=story.version[0],
-                                               if_primary_term=story.version[1])
+                        result = self.es.index(
+                            index=self.index_name,
+                            id=sid,
+                            document=story.document(now),
+                            if_seq_no=story.version[0],
+                            if_primary_term=story.version[1],
+                        )
                     story.version = (result["_seq_no"], result["_primary_term"])
                     break
                 except ConflictError:
                     if attempt == self.retries:
                         raise
                     stored = self.es.get(index=self.index_name, id=sid)
-                    fresh = Story.from_document(stored["_source"],
-                                                (stored["_seq_no"], stored["_primary_term"]))
+                    fresh = Story.from_document(
+                        stored["_source"], (stored["_seq_no"], stored["_primary_term"])
+                    )
                     for feature in added:
                         fresh.add(feature)
                     self.memory.put(fresh)
@@ -492,7 +696,9 @@ def build_idf_table(texts: Iterable[str], min_df: int = 3) -> dict:
     return {"documents": documents, "df": {t: n for t, n in sorted(df.items()) if n >= min_df}}
 
 
-if __name__ == "__main__":  # python -m pipeline.stages.stories CORPUS.jsonl > pipeline/data/idf.json
+if (
+    __name__ == "__main__"
+):  # python -m pipeline.stages.stories CORPUS.jsonl > pipeline/data/idf.json
     import sys
 
     def _texts(path: str) -> Iterable[str]:
@@ -501,4 +707,6 @@ if __name__ == "__main__":  # python -m pipeline.stages.stories CORPUS.jsonl > p
                 doc = json.loads(line)
                 yield f"{doc.get('title') or ''}\n{doc.get('body') or ''}"
 
-    json.dump(build_idf_table(_texts(sys.argv[1])), sys.stdout, ensure_ascii=False, separators=(",", ":"))
+    json.dump(
+        build_idf_table(_texts(sys.argv[1])), sys.stdout, ensure_ascii=False, separators=(",", ":")
+    )

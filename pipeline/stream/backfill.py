@@ -37,14 +37,18 @@ def _messages(models) -> list[InMessage]:
     return [InMessage(value=m.model_dump_json().encode("utf-8"), key=m.id.encode()) for m in models]
 
 
-def run_batch(pipeline: Pipeline, messages: list[InMessage], report: BackfillReport, *, reprocess: bool) -> None:
+def run_batch(
+    pipeline: Pipeline, messages: list[InMessage], report: BackfillReport, *, reprocess: bool
+) -> None:
     cleaned = pipeline.clean_and_dedupe(messages, reprocess=reprocess)
     enriched = pipeline.enrich(_messages(cleaned.passed))
     rejected = pipeline.index(enriched.passed)
     report.duplicates += len(cleaned.duplicates)
     report.indexed += len(enriched.passed) - len(rejected)
     report.dead += cleaned.dead + enriched.dead
-    report.dead += [InMessage(value=a.model_dump_json().encode()).dead("index", e) for a, e in rejected]
+    report.dead += [
+        InMessage(value=a.model_dump_json().encode()).dead("index", e) for a, e in rejected
+    ]
 
 
 def backfill(pipeline: Pipeline, paths: list[Path], *, reprocess: bool = False) -> BackfillReport:
@@ -58,7 +62,9 @@ def backfill(pipeline: Pipeline, paths: list[Path], *, reprocess: bool = False) 
         task = progress.add_task("backfill", total=None)
         for item in iter_inputs(paths):
             if isinstance(item, Rejected):
-                report.dead.append(dead_letter("ingest", f"{item.origin}: {item.reason}", item.payload))
+                report.dead.append(
+                    dead_letter("ingest", f"{item.origin}: {item.reason}", item.payload)
+                )
                 continue
             batch += _messages([item])
             if len(batch) >= pipeline.settings.nlp_batch_size:

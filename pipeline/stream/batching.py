@@ -28,7 +28,9 @@ class _Failed:
         self.exc = exc
 
 
-async def next_batch(queue: asyncio.Queue, max_: int, linger_s: float) -> tuple[list[Any], BaseException | None]:
+async def next_batch(
+    queue: asyncio.Queue, max_: int, linger_s: float
+) -> tuple[list[Any], BaseException | None]:
     """Wait for one item, then take what is waiting, up to ``max_``; while the batch is not
     full, wait at most ``linger_s`` (from the first item) for more. Returns (the items, the
     reader's end or failure if the batch met it: ``StopAsyncIteration`` at the end)."""
@@ -52,11 +54,13 @@ async def next_batch(queue: asyncio.Queue, max_: int, linger_s: float) -> tuple[
             return batch, None
         try:
             item = await asyncio.wait_for(queue.get(), remaining)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return batch, None
 
 
-async def batches_of(source: AsyncIterator[Any], max_: int, linger_s: float) -> AsyncIterator[list[Any]]:
+async def batches_of(
+    source: AsyncIterator[Any], max_: int, linger_s: float
+) -> AsyncIterator[list[Any]]:
     """Batches (:func:`next_batch`) of the items of ``source``, read ahead by a background task
     into a queue of ``max_`` items; a failure of ``source`` is raised after the items read
     before it were yielded. The reader stops when the consumer does."""
@@ -68,7 +72,7 @@ async def batches_of(source: AsyncIterator[Any], max_: int, linger_s: float) -> 
                 await queue.put(item)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        except BaseException as exc:
             await queue.put(_Failed(exc))
             return
         await queue.put(_Failed(StopAsyncIteration()))

@@ -27,7 +27,6 @@ from pipeline.infra.deadletter import dead_letter
 from pipeline.runtime.health import HEALTH
 from pipeline.settings import Settings, get_settings
 from pipeline.stream.timing import stamp
-from schemas.models import utcnow
 from schemas import (
     Alert,
     CleanArticle,
@@ -36,13 +35,13 @@ from schemas import (
     EnrichedArticle,
     RawArticle,
 )
+from schemas.models import utcnow
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
-
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -103,8 +102,13 @@ def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float | None 
                     raise
                 server = server_of(exc)
                 HEALTH.waiting(what, server, exc)
-                log.warning("%s: waiting for %s (%s); retrying in %.1fs", what, server,
-                            " ".join(str(exc).split())[:200], delay)
+                log.warning(
+                    "%s: waiting for %s (%s); retrying in %.1fs",
+                    what,
+                    server,
+                    " ".join(str(exc).split())[:200],
+                    delay,
+                )
                 waited = True
                 time.sleep(delay)
                 delay = min(delay * 2, max_wait_s)
@@ -216,7 +220,9 @@ class Pipeline:
             if self._registry is None:
                 from pipeline.stages.entity_registry import ElasticsearchEntityRegistry
 
-                self._registry = ElasticsearchEntityRegistry(self.es, self.settings.index("entities"))
+                self._registry = ElasticsearchEntityRegistry(
+                    self.es, self.settings.index("entities")
+                )
         return self._registry
 
     @property
@@ -273,7 +279,9 @@ class Pipeline:
         list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
 
     # --- steps -------------------------------------------------------------------------------
-    def clean_and_dedupe(self, messages: Sequence[InMessage], *, reprocess: bool = False) -> StepResult:
+    def clean_and_dedupe(
+        self, messages: Sequence[InMessage], *, reprocess: bool = False
+    ) -> StepResult:
         """raw bytes -> CleanArticle (new ones) / DuplicateRecord / DeadLetter.
 
         ``reprocess``: an article already fully processed under the same id is processed again
@@ -343,15 +351,19 @@ class Pipeline:
                 groups.setdefault(model, []).append(i)
         docs: list[Any] = [None] * len(articles)
         for indices in groups.values():
-            parsed_docs = parse(self.nlp_for(articles[indices[0]].language)[1],
-                                [articles[i].body for i in indices],
-                                batch_size=self.settings.nlp_batch_size)
+            parsed_docs = parse(
+                self.nlp_for(articles[indices[0]].language)[1],
+                [articles[i].body for i in indices],
+                batch_size=self.settings.nlp_batch_size,
+            )
             for i, doc in zip(indices, parsed_docs):
                 docs[i] = doc
         parsed = time.perf_counter()
         with_doc = [i for i, doc in enumerate(docs) if doc is not None]
         entities: list[list] = [[] for _ in articles]
-        found = extract_entities([articles[i] for i in with_doc], [docs[i] for i in with_doc], self.registry)
+        found = extract_entities(
+            [articles[i] for i in with_doc], [docs[i] for i in with_doc], self.registry
+        )
         for i, ents in zip(with_doc, found):
             entities[i] = ents
         extracted = time.perf_counter()
@@ -435,14 +447,22 @@ class Pipeline:
             view = ArticleView.from_article(article)
             for subscription, found in self.subscriptions.index.match(view):
                 alert = make_alert(subscription, article, found, snippet(article, found))
-                alerts.append(stamp(alert, **{**(article.stage_times or {}), "alerts_taken": taken}))
-        fired, rejected = retry_transient(lambda: self.ledger.claim_isolated(alerts), what="alert ledger")
+                alerts.append(
+                    stamp(alert, **{**(article.stage_times or {}), "alerts_taken": taken})
+                )
+        fired, rejected = retry_transient(
+            lambda: self.ledger.claim_isolated(alerts), what="alert ledger"
+        )
         matched = utcnow()
         for alert in fired:
             stamp(alert, matched=matched)
         dead = [
-            dead_letter("alerts", f"subscription {a.subscription_id}: alerts index rejected the alert: {error}",
-                        a.model_dump_json().encode("utf-8"), key=a.id.encode())
+            dead_letter(
+                "alerts",
+                f"subscription {a.subscription_id}: alerts index rejected the alert: {error}",
+                a.model_dump_json().encode("utf-8"),
+                key=a.id.encode(),
+            )
             for a, error in rejected
         ]
         return StepResult(passed=fired, dead=dead)
@@ -459,8 +479,10 @@ class Pipeline:
 
 def _no_pipeline_note(language: str | None, model: str | None) -> str:
     if model is None:
-        return (f"no spaCy pipeline for language {language!r}: no entities or events "
-                "(map one in NEWS_SPACY_MODELS)")
+        return (
+            f"no spaCy pipeline for language {language!r}: no entities or events "
+            "(map one in NEWS_SPACY_MODELS)"
+        )
     return f"spaCy pipeline {model!r} for language {language!r} is not installed: no entities or events"
 
 

@@ -22,8 +22,8 @@ import asyncio
 import logging
 import os
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
@@ -31,10 +31,10 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from pipeline.alerts.dispatcher import Dispatcher
 from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
-from pipeline.stream.batching import take_batches
-from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
+from pipeline.stream.batching import take_batches
+from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,16 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 else:
                     await send_all("deadletter", letters)
                 break
-            except Exception as exc:  # noqa: BLE001 - never crash the agent, never lose input
+            except Exception as exc:
                 if is_transient(exc):
                     HEALTH.waiting(stage, server_of(exc), exc)
-                    log.warning("%s: waiting for %s (%s); retrying the batch in %.1fs",
-                                stage, server_of(exc), exc, delay)
+                    log.warning(
+                        "%s: waiting for %s (%s); retrying the batch in %.1fs",
+                        stage,
+                        server_of(exc),
+                        exc,
+                        delay,
+                    )
                     waited = True
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, settings.retry_max_wait_s)
@@ -196,7 +201,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     async def write_worker_status() -> None:
         try:
             await asyncio.to_thread(write_status, status_file, worker_status())
-        except Exception as exc:  # noqa: BLE001 - a status file must not stop the worker
+        except Exception as exc:
             log.warning("could not write %s: %s", status_file, exc)
 
     if settings.worker_web_port > 0:
@@ -228,7 +233,7 @@ def consumer_lag(app: faust.App) -> dict[str, int] | None:
                 continue
             lag[f"{tp.topic}:{tp.partition}"] = max(0, highwater - (committed or 0))
         return lag
-    except Exception:  # noqa: BLE001 - not started yet, or rebalancing
+    except Exception:
         return None
 
 
@@ -264,8 +269,13 @@ async def send_acknowledged(topic, models, *, max_wait_s: float = 30.0) -> None:
         failed = [kv for kv, r in zip(pending, results, strict=True) if isinstance(r, Exception)]
         if failed:
             error = next(r for r in results if isinstance(r, Exception))
-            log.warning("%d of %d sends not acknowledged (%r); sending again in %.1fs",
-                        len(failed), len(pending), error, delay)
+            log.warning(
+                "%d of %d sends not acknowledged (%r); sending again in %.1fs",
+                len(failed),
+                len(pending),
+                error,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_wait_s)
         pending = failed

@@ -35,8 +35,10 @@ involved, so the in-process matcher needs no registry)"""
 def local_runtime(_servers):
     """The LocalRuntime running the harness's servers; skip when they are someone else's."""
     if getattr(_servers, "runtime", None) is None:
-        pytest.skip("fault tests kill servers: they need the harness's own local runtime "
-                    "(unset NEWS_KAFKA_BOOTSTRAP/NEWS_ES_URL; no Docker)")
+        pytest.skip(
+            "fault tests kill servers: they need the harness's own local runtime "
+            "(unset NEWS_KAFKA_BOOTSTRAP/NEWS_ES_URL; no Docker)"
+        )
     return _servers.runtime
 
 
@@ -61,8 +63,11 @@ def resumed_after(scenario, since: float, timeout_s: float = 120.0) -> float | N
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        statuses = [s for i in range(len(scenario.workers))
-                    for s in read_statuses(scenario.workdir / f"worker-{i}")]
+        statuses = [
+            s
+            for i in range(len(scenario.workers))
+            for s in read_statuses(scenario.workdir / f"worker-{i}")
+        ]
         if statuses and not any(s.get("waiting_for") for s in statuses):
             written = min(s.get("written_at", time.time()) for s in statuses)
             return round(max(0.0, written - since), 1)
@@ -101,8 +106,14 @@ def status_lines(scenario) -> str:
     import sys
 
     env = dict(scenario.env, NEWS_DATA_DIR=str(scenario.workdir / "worker-0"))
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "status"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "status"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.stdout + done.stderr
 
 
@@ -125,7 +136,7 @@ class Receiver:
         received = self.ids
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     message = json.loads(body)
@@ -215,13 +226,19 @@ class Stream(threading.Thread):
             for _attempt in range(5):
                 futures = []
                 for article in pending:
-                    futures.append((article, producer.send(self.settings.topic("raw"),
-                                                           key=article.id, value=article)))
+                    futures.append(
+                        (
+                            article,
+                            producer.send(
+                                self.settings.topic("raw"), key=article.id, value=article
+                            ),
+                        )
+                    )
                     self.progress += 1
                     time.sleep(1.0 / self.rate)
                 try:
                     producer.flush(timeout=120)
-                except Exception:  # noqa: BLE001 - resend below
+                except Exception:
                     pass
                 for article, future in futures:
                     if future.succeeded():
@@ -230,7 +247,7 @@ class Stream(threading.Thread):
                 if not pending:
                     return
             raise AssertionError(f"{len(pending)} articles never acknowledged")
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:
             self.error = error
         finally:
             producer.close(timeout=5)
@@ -261,8 +278,9 @@ class Scenario:
     def restart(self, worker: Worker) -> None:
         worker.start()
         index = self.workers.index(worker)
-        worker.wait_ready(self.settings.model_copy(
-            update={"data_dir": self.workdir / f"worker-{index}"}))
+        worker.wait_ready(
+            self.settings.model_copy(update={"data_dir": self.workdir / f"worker-{index}"})
+        )
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(30)}" for w in self.workers)
@@ -294,8 +312,9 @@ def scenario(local_runtime, kafka_bootstrap, es_url, es_client, tmp_path):
     setup(settings)
     receiver = Receiver()
     store = SubscriptionStore(settings, es_client)
-    subscriptions = [store.add(q, owner="faults", channels=[f"webhook:{receiver.url}"])
-                     for q in QUERIES]
+    subscriptions = [
+        store.add(q, owner="faults", channels=[f"webhook:{receiver.url}"]) for q in QUERIES
+    ]
     store.close()
     state = Scenario(settings, env, tmp_path, es_client, receiver, subscriptions)
     try:
@@ -307,7 +326,7 @@ def scenario(local_runtime, kafka_bootstrap, es_url, es_client, tmp_path):
         restore_servers(local_runtime)
         try:
             es_client.options(ignore_status=404).indices.delete(index=f"f{run}-*")
-        except Exception:  # noqa: BLE001 - cleanup only
+        except Exception:
             pass
         os.environ.clear()
         os.environ.update(saved)
@@ -335,8 +354,16 @@ def expected_alerts(scenario: Scenario, indexed_docs: list[dict]) -> set[str]:
     return expected
 
 
-TRANSIENT_WORDS = ("timeout", "timed out", "connection", "unavailable", "no brokers",
-                   "not leader", "busy", "refused")
+TRANSIENT_WORDS = (
+    "timeout",
+    "timed out",
+    "connection",
+    "unavailable",
+    "no brokers",
+    "not leader",
+    "busy",
+    "refused",
+)
 
 
 def settle_and_check(scenario: Scenario, stream: Stream, timeout_s: float = 240.0) -> dict:
@@ -354,22 +381,38 @@ def settle_and_check(scenario: Scenario, stream: Stream, timeout_s: float = 240.
         while True:
             es.indices.refresh(index=settings.index("articles"))
             es.indices.refresh(index=settings.index("alerts"))
-            docs = [h["_source"] for h in es.search(
-                index=settings.index("articles"), size=10_000, query={"match_all": {}})["hits"]["hits"]]
+            docs = [
+                h["_source"]
+                for h in es.search(
+                    index=settings.index("articles"), size=10_000, query={"match_all": {}}
+                )["hits"]["hits"]
+            ]
             indexed = {d["id"] for d in docs}
-            duplicates = {DuplicateRecord.model_validate_json(v).article_id
-                          for v in readers["duplicates"].read()}
+            duplicates = {
+                DuplicateRecord.model_validate_json(v).article_id
+                for v in readers["duplicates"].read()
+            }
             letters = [DeadLetter.model_validate_json(v) for v in readers["deadletter"].read()]
             dead = {letter.key for letter in letters}
             missing = sent - indexed - duplicates - dead
-            topic_alerts = Counter(Alert.model_validate_json(v).id for v in readers["alerts"].read())
-            ledger = {h["_id"]: h["_source"]["status"] for h in es.search(
-                index=settings.index("alerts"), size=10_000, query={"match_all": {}})["hits"]["hits"]}
+            topic_alerts = Counter(
+                Alert.model_validate_json(v).id for v in readers["alerts"].read()
+            )
+            ledger = {
+                h["_id"]: h["_source"]["status"]
+                for h in es.search(
+                    index=settings.index("alerts"), size=10_000, query={"match_all": {}}
+                )["hits"]["hits"]
+            }
             webhook = Counter(scenario.receiver.ids)
             expected = expected_alerts(scenario, docs) if not missing else set()
-            done = not missing and expected <= set(topic_alerts) and expected <= set(ledger) \
-                and expected <= set(webhook) \
+            done = (
+                not missing
+                and expected <= set(topic_alerts)
+                and expected <= set(ledger)
+                and expected <= set(webhook)
                 and all(ledger[i] == "delivered" for i in expected)
+            )
             if done or time.monotonic() > deadline:
                 break
             time.sleep(1.0)
@@ -377,17 +420,25 @@ def settle_and_check(scenario: Scenario, stream: Stream, timeout_s: float = 240.
         for reader in readers.values():
             reader.close()
     figures = {
-        "sent": len(sent), "indexed": len(indexed & sent), "duplicates": len(duplicates & sent),
-        "dead-lettered": len(dead & sent), "alerts expected": len(expected),
+        "sent": len(sent),
+        "indexed": len(indexed & sent),
+        "duplicates": len(duplicates & sent),
+        "dead-lettered": len(dead & sent),
+        "alerts expected": len(expected),
         "repeats on the alerts topic (same id)": sum(c - 1 for c in topic_alerts.values()),
         "repeats at the webhook (same id)": sum(c - 1 for c in webhook.values()),
     }
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     assert not missing, f"{len(missing)} articles lost: {sorted(missing)[:10]}\n{scenario.logs()}"
     assert not duplicates & {d["id"] for d in docs}, "an indexed article was also a duplicate"
-    transient = [letter for letter in letters
-                 if any(w in (letter.error + letter.error_type).lower() for w in TRANSIENT_WORDS)]
-    assert not transient, f"dead-lettered for a server fault: {[(l.stage, l.error[:200]) for l in transient[:5]]}"
+    transient = [
+        letter
+        for letter in letters
+        if any(w in (letter.error + letter.error_type).lower() for w in TRANSIENT_WORDS)
+    ]
+    assert not transient, (
+        f"dead-lettered for a server fault: {[(l.stage, l.error[:200]) for l in transient[:5]]}"
+    )
     assert expected, "the stream produced no alerts to check"
     assert set(topic_alerts) == expected, _diff("alerts topic", expected, set(topic_alerts))
     assert set(ledger) == expected, _diff("alerts index", expected, set(ledger))
@@ -397,5 +448,7 @@ def settle_and_check(scenario: Scenario, stream: Stream, timeout_s: float = 240.
 
 
 def _diff(where: str, expected: set, actual: set) -> str:
-    return (f"{where}: {len(expected - actual)} expected alerts missing, "
-            f"{len(actual - expected)} unexpected")
+    return (
+        f"{where}: {len(expected - actual)} expected alerts missing, "
+        f"{len(actual - expected)} unexpected"
+    )

@@ -48,15 +48,18 @@ def test_elasticsearch_down_30s(scenario, local_runtime):
     down_at = time.monotonic()
     kill_server(local_runtime, "elasticsearch")
     # the worker says what it waits for: its health page (503) and `newspipe status`
-    health = wait_health(web_port, lambda code, body: code == 503
-                         and "Elasticsearch" in body["waiting_for"])
+    health = wait_health(
+        web_port, lambda code, body: code == 503 and "Elasticsearch" in body["waiting_for"]
+    )
     assert health["last_error"] and isinstance(health["lag"], dict)
     assert "waiting for Elasticsearch" in status_lines(scenario)
     time.sleep(max(0.0, 30 - (time.monotonic() - down_at) - 20))  # + ~20 s to start again
     took = restore_servers(local_runtime)
     answered = time.time()
-    print(f"Elasticsearch down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
-          f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered")
+    print(
+        f"Elasticsearch down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
+        f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered"
+    )
     settle_and_check(scenario, stream)
     assert wait_health(web_port, lambda code, body: code == 200)["waiting_for"] == []
 
@@ -71,8 +74,10 @@ def test_broker_down_20s(scenario, local_runtime):
     time.sleep(max(0.0, 20 - (time.monotonic() - down_at) - 5))  # + ~5 s to start again
     took = restore_servers(local_runtime)
     answered = time.time()
-    print(f"Kafka down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
-          f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered")
+    print(
+        f"Kafka down for {time.monotonic() - down_at:.0f}s (restart {took:.0f}s); "
+        f"the worker stopped waiting {resumed_after(scenario, answered)}s after it answered"
+    )
     settle_and_check(scenario, stream)
 
 

@@ -30,7 +30,11 @@ class Worker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker"],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_ready(self, settings: Settings, timeout_s: float = 180.0) -> None:
@@ -75,14 +79,18 @@ class Stack:
             if self.worker.process.poll() is not None:
                 pytest.fail("worker died:\n" + self.worker.log_tail())
             if time.monotonic() > deadline:
-                pytest.fail(f"not indexed in {timeout_s}s: {sorted(pending)}\n" + self.worker.log_tail())
+                pytest.fail(
+                    f"not indexed in {timeout_s}s: {sorted(pending)}\n" + self.worker.log_tail()
+                )
             docs = self.es.mget(index=index, ids=sorted(pending), source=False)["docs"]
             pending -= {d["_id"] for d in docs if d.get("found")}
             time.sleep(0.2)
         self.es.indices.refresh(index=index)
 
     def article(self, gold_key: str) -> dict:
-        return self.es.get(index=self.settings.index("articles"), id=self.seed_ids[gold_key])["_source"]
+        return self.es.get(index=self.settings.index("articles"), id=self.seed_ids[gold_key])[
+            "_source"
+        ]
 
     def count(self, family: str) -> int:
         self.es.indices.refresh(index=self.settings.index(family))
@@ -91,14 +99,16 @@ class Stack:
     def topic_values(self, name: str, timeout_ms: int = 3000) -> list[bytes]:
         from pipeline.infra.kafka import make_consumer
 
-        consumer = make_consumer(self.settings.topic(name), settings=self.settings, consumer_timeout_ms=timeout_ms)
+        consumer = make_consumer(
+            self.settings.topic(name), settings=self.settings, consumer_timeout_ms=timeout_ms
+        )
         values = [r.value for r in consumer]
         consumer.close()
         return values
 
-    def publish(self, paths) -> "object":
-        from pipeline.sources.ingest import iter_inputs, publish
+    def publish(self, paths) -> object:
         from pipeline.infra.kafka import make_producer
+        from pipeline.sources.ingest import iter_inputs, publish
 
         producer = make_producer(self.settings)
         try:
@@ -130,6 +140,7 @@ def pytest_collection_modifyitems(items):
     the seeds alone on the session's ``stack``, before other modules add articles,
     subscriptions and alerts to it (a stable sort keeps the rest of the order, e.g.
     test_resilience after the gold suite)."""
+
     def rank(item) -> int:
         name = item.module.__name__
         if ".unit." in f".{name}" or name.startswith("unit."):
@@ -144,8 +155,8 @@ def stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     """The seeds sent through Kafka, the Faust worker and Elasticsearch, with the gold alert
     subscriptions made before the articles arrive."""
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.sources.ingest import iter_inputs
     from pipeline.infra.setup import setup
+    from pipeline.sources.ingest import iter_inputs
 
     run = uuid.uuid4().hex[:8]
     overrides = {
@@ -199,8 +210,13 @@ def api_server(stack):
 
     from pipeline.api import create_api
 
-    config = uvicorn.Config(create_api(stack.settings), host="127.0.0.1", port=0, log_level="warning",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        create_api(stack.settings),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)
     thread.start()

@@ -11,7 +11,9 @@ import sys
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s"
+    )
     from pipeline.settings import Settings
     from pipeline.stream.process import Pipeline
     from pipeline.stream.worker import make_dispatcher

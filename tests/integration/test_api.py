@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC
 
 import httpx
 import pytest
@@ -28,7 +29,9 @@ def auth(stack):
 
 def test_requests_without_the_token_are_refused(client):
     assert client.get("/subscriptions").status_code == 401
-    assert client.get("/subscriptions", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        client.get("/subscriptions", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
     assert client.get("/health").status_code == 200
 
 
@@ -40,7 +43,11 @@ def test_an_invalid_query_is_rejected_with_its_position(client, auth):
 
 
 def test_backfill_reports_indexed_articles_and_fires_once(client, auth, stack):
-    request = {"query": "entity:\"Vladimir Medinsky\" AND sanctions", "owner": "api", "backfill": True}
+    request = {
+        "query": 'entity:"Vladimir Medinsky" AND sanctions',
+        "owner": "api",
+        "backfill": True,
+    }
     response = client.post("/subscriptions", json=request, headers=auth)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -76,22 +83,31 @@ def _letters(stack) -> list[dict]:
 
 
 def test_post_articles_json_and_ndjson_with_reasons_for_rejects(client, auth, stack):
-    one = {"title": f"Harbour memorandum {uuid.uuid4().hex[:6]}", "body": NEW_ARTICLE, "source": "api-test"}
+    one = {
+        "title": f"Harbour memorandum {uuid.uuid4().hex[:6]}",
+        "body": NEW_ARTICLE,
+        "source": "api-test",
+    }
     response = client.post("/articles", json=one, headers=auth)
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["accepted"] == 1 and len(body["ids"]) == 1 and body["rejected"] == []
 
     lines = [
-        json.dumps({"title": "Grain talks", "body": f"Grain export talks continued {uuid.uuid4().hex}."}),
+        json.dumps(
+            {"title": "Grain talks", "body": f"Grain export talks continued {uuid.uuid4().hex}."}
+        ),
         "",
         "{not json",
         json.dumps({"title": "no body"}),
         json.dumps([1, 2]),
         json.dumps({"body": "   "}),
     ]
-    response = client.post("/articles", content="\n".join(lines).encode(),
-                           headers={**auth, "Content-Type": "application/x-ndjson"})
+    response = client.post(
+        "/articles",
+        content="\n".join(lines).encode(),
+        headers={**auth, "Content-Type": "application/x-ndjson"},
+    )
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["accepted"] == 1
@@ -102,16 +118,26 @@ def test_post_articles_json_and_ndjson_with_reasons_for_rejects(client, auth, st
     assert reasons["request:5"] == "expected a JSON object, got list"
     assert reasons["request:6"] == "field 'body' is empty"
     # the same dead-letter path as `newspipe ingest`: stage ingest, error and original payload
-    letters = {l["key"]: l for l in _letters(stack) if l["stage"] == "ingest" and l["key"].startswith("request:")}
+    letters = {
+        l["key"]: l
+        for l in _letters(stack)
+        if l["stage"] == "ingest" and l["key"].startswith("request:")
+    }
     assert letters["request:4"]["payload"] == lines[3]
     assert letters["request:4"]["error"] == "request:4: missing field 'body'"
 
     stack.wait_indexed(body["ids"])
-    empty = client.post("/articles", content=b" ", headers={**auth, "Content-Type": "application/json"})
+    empty = client.post(
+        "/articles", content=b" ", headers={**auth, "Content-Type": "application/json"}
+    )
     assert empty.status_code == 422 and "empty request body" in empty.json()["detail"]
-    nothing = client.post("/articles", json=[{"title": "no body"}], headers=auth)  # no article in it
+    nothing = client.post(
+        "/articles", json=[{"title": "no body"}], headers=auth
+    )  # no article in it
     assert nothing.status_code == 422
-    assert nothing.json()["rejected"] == [{"item": 0, "origin": "request[0]", "reason": "missing field 'body'"}]
+    assert nothing.json()["rejected"] == [
+        {"item": 0, "origin": "request[0]", "reason": "missing field 'body'"}
+    ]
 
 
 def test_search_highlights_facets_and_filters(client, auth, stack):
@@ -127,18 +153,28 @@ def test_search_highlights_facets_and_filters(client, auth, stack):
     assert sum(b["count"] for b in facets["dates"]) == body["total"]
 
     place = facets["locations"][0]
-    narrowed = client.get("/search", params={"q": "memorandum", "entity": place["value"]}, headers=auth).json()
+    narrowed = client.get(
+        "/search", params={"q": "memorandum", "entity": place["value"]}, headers=auth
+    ).json()
     assert narrowed["total"] == place["count"]
     assert all(place["value"] in h["locations"] for h in narrowed["hits"])
 
     bucket = facets["dates"][0]
-    dated = client.get("/search", params={"q": "memorandum", "from": bucket["start"], "to": bucket["end"]},
-                       headers=auth).json()
+    dated = client.get(
+        "/search",
+        params={"q": "memorandum", "from": bucket["start"], "to": bucket["end"]},
+        headers=auth,
+    ).json()
     assert dated["total"] == bucket["count"]
 
     langs = client.get("/search", params={"q": "memorandum", "lang": "en"}, headers=auth).json()
     assert langs["total"] == body["total"]
-    assert client.get("/search", params={"q": "memorandum", "lang": "xx"}, headers=auth).json()["total"] == 0
+    assert (
+        client.get("/search", params={"q": "memorandum", "lang": "xx"}, headers=auth).json()[
+            "total"
+        ]
+        == 0
+    )
 
     invalid = client.get("/search", params={"q": "memorandum AND ("}, headers=auth)
     assert invalid.status_code == 422 and isinstance(invalid.json()["detail"]["position"], int)
@@ -170,7 +206,7 @@ def test_article_view_has_entities_and_events(client, auth, stack):
     assert article["id"] == article_id and article["entities"] and article["body"]
     for entity in article["entities"]:
         for mention in entity["offsets"]:
-            assert article["body"][mention["start"]:mention["end"]] == mention["text"]
+            assert article["body"][mention["start"] : mention["end"]] == mention["text"]
     assert client.get("/articles/nope", headers=auth).status_code == 404
 
 
@@ -186,9 +222,13 @@ def test_atom_feed_of_a_subscription_is_valid(client, auth, stack):
     assert not feed.bozo, feed.bozo_exception
     assert feed.version == "atom10"
     assert len(feed.entries) >= len(stack.seed_ids)  # gold: "memorandum" is in every seed
-    assert all(e.id.startswith("urn:newspipe:alert:") and e.title and e.updated for e in feed.entries)
+    assert all(
+        e.id.startswith("urn:newspipe:alert:") and e.title and e.updated for e in feed.entries
+    )
     assert any("<b>memorandum</b>" in e.summary.lower() for e in feed.entries)
-    by_query = client.get(f"/subscriptions/{sub_id}/feed.atom", params={"access_token": stack.settings.api_token})
+    by_query = client.get(
+        f"/subscriptions/{sub_id}/feed.atom", params={"access_token": stack.settings.api_token}
+    )
     assert by_query.status_code == 200
     assert client.get(f"/subscriptions/{sub_id}/feed.atom").status_code == 401
     assert client.get("/subscriptions/sub-none/feed.atom", headers=auth).status_code == 404
@@ -197,39 +237,61 @@ def test_atom_feed_of_a_subscription_is_valid(client, auth, stack):
 def test_atom_feed_of_a_digest_subscription_has_one_entry_per_closed_period(client, auth, stack):
     """An hourly/daily subscription's feed: one entry per closed period with alerts (stable id),
     its alerts grouped by story; the open period and empty periods have none."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import feedparser
 
     from pipeline.alerts.delivery import AlertLedger
     from schemas import Alert, AlertMatch
 
-    response = client.post("/subscriptions", json={"query": "digestfeed", "owner": f"api-{uuid.uuid4().hex[:6]}",
-                                                    "digest": "daily"}, headers=auth)
+    response = client.post(
+        "/subscriptions",
+        json={"query": "digestfeed", "owner": f"api-{uuid.uuid4().hex[:6]}", "digest": "daily"},
+        headers=auth,
+    )
     assert response.status_code == 201, response.text
     sub_id = response.json()["subscription"]["id"]
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day = [today - timedelta(days=n) for n in (4, 3, 2)]  # day[1] has no alert
 
     def alert(n: int, when: datetime, story: str | None) -> Alert:
-        return Alert(id=f"dg-{sub_id}-{n}", subscription_id=sub_id, query="digestfeed", owner="o",
-                     article_id=f"art-{n}", title=f"Headline {n}", story_id=story,
-                     matched=AlertMatch(terms=["digestfeed"]), snippet="the «digestfeed»", created_at=when)
+        return Alert(
+            id=f"dg-{sub_id}-{n}",
+            subscription_id=sub_id,
+            query="digestfeed",
+            owner="o",
+            article_id=f"art-{n}",
+            title=f"Headline {n}",
+            story_id=story,
+            matched=AlertMatch(terms=["digestfeed"]),
+            snippet="the «digestfeed»",
+            created_at=when,
+        )
 
     noon = timedelta(hours=12)
-    AlertLedger(stack.es, stack.settings.index("alerts")).claim([
-        alert(1, day[0] + noon, "story-x"), alert(2, day[0] + noon + timedelta(minutes=1), None),
-        alert(3, day[0] + noon + timedelta(minutes=2), "story-x"), alert(4, day[2] + noon, None),
-        alert(5, datetime.now(timezone.utc), "story-x"),  # today's period is still open
-    ])
+    AlertLedger(stack.es, stack.settings.index("alerts")).claim(
+        [
+            alert(1, day[0] + noon, "story-x"),
+            alert(2, day[0] + noon + timedelta(minutes=1), None),
+            alert(3, day[0] + noon + timedelta(minutes=2), "story-x"),
+            alert(4, day[2] + noon, None),
+            alert(5, datetime.now(UTC), "story-x"),  # today's period is still open
+        ]
+    )
     stack.es.indices.refresh(index=stack.settings.index("alerts"))
     feed = feedparser.parse(client.get(f"/subscriptions/{sub_id}/feed.atom", headers=auth).content)
     assert not feed.bozo, feed.bozo_exception
-    assert [e.id for e in feed.entries] == [f"urn:newspipe:digest:{sub_id}:{d.isoformat()}" for d in (day[2], day[0])]
+    assert [e.id for e in feed.entries] == [
+        f"urn:newspipe:digest:{sub_id}:{d.isoformat()}" for d in (day[2], day[0])
+    ]
     content = feed.entries[1].content[0].value
     assert feed.entries[1].title.startswith("3 alerts for digestfeed")
-    assert content.index("Headline 1") < content.index("Headline 3") < content.index("Other articles") \
+    assert (
+        content.index("Headline 1")
+        < content.index("Headline 3")
+        < content.index("Other articles")
         < content.index("Headline 2")
+    )
     assert "Headline 5" not in "".join(e.content[0].value for e in feed.entries)
 
 
@@ -257,20 +319,33 @@ def test_alert_stream_delivers_live_alerts_and_resumes(api_server, stack):
     query = f"memorandum AND {uuid.uuid4().hex[:8]}"
     word = query.split()[-1]
     with httpx.Client(base_url=api_server.url, headers=api_server.auth, timeout=120) as http:
-        sub = http.post("/subscriptions", json={"query": query, "owner": "sse"}).json()["subscription"]
-        with http.stream("GET", "/alerts/stream", params={"subscription_id": sub["id"]}) as response:
+        sub = http.post("/subscriptions", json={"query": query, "owner": "sse"}).json()[
+            "subscription"
+        ]
+        with http.stream(
+            "GET", "/alerts/stream", params={"subscription_id": sub["id"]}
+        ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             lines = response.iter_lines()
             assert next(lines) == "retry: 2000"
             articles = [  # different texts: a near duplicate would (rightly) alert nobody
-                {"title": "Dairy memorandum", "body": f"Dairy cooperatives in the north and a retail chain "
-                 f"agreed a memorandum on milk prices for the winter ({word}), their union said."},
-                {"title": "Rail memorandum", "body": f"Rail operators from three regions agreed on a "
-                 f"memorandum about night freight slots and shared depots ({word}), the ministry said."},
+                {
+                    "title": "Dairy memorandum",
+                    "body": f"Dairy cooperatives in the north and a retail chain "
+                    f"agreed a memorandum on milk prices for the winter ({word}), their union said.",
+                },
+                {
+                    "title": "Rail memorandum",
+                    "body": f"Rail operators from three regions agreed on a "
+                    f"memorandum about night freight slots and shared depots ({word}), the ministry said.",
+                },
             ]
-            posted = http.post("/articles", content="\n".join(json.dumps(a) for a in articles),
-                               headers={"Content-Type": "application/x-ndjson"}).json()
+            posted = http.post(
+                "/articles",
+                content="\n".join(json.dumps(a) for a in articles),
+                headers={"Content-Type": "application/x-ndjson"},
+            ).json()
             assert posted["accepted"] == 2
             events = _read_events(lines, want=2)
         alerts = [e for e in events if e.get("event") == "alert"]
@@ -281,11 +356,20 @@ def test_alert_stream_delivers_live_alerts_and_resumes(api_server, stack):
 
         # resume after the first alert: exactly the second one comes again, nothing before it
         first = alerts[0]["id"]
-        with http.stream("GET", "/alerts/stream", params={"subscription_id": sub["id"]},
-                         headers={"Last-Event-ID": first}) as response:
-            resumed = [e for e in _read_events(response.iter_lines(), want=1, timeout_s=30)
-                       if e.get("event") == "alert"]
-        assert [json.loads(e["data"])["id"] for e in resumed] == [json.loads(alerts[1]["data"])["id"]]
+        with http.stream(
+            "GET",
+            "/alerts/stream",
+            params={"subscription_id": sub["id"]},
+            headers={"Last-Event-ID": first},
+        ) as response:
+            resumed = [
+                e
+                for e in _read_events(response.iter_lines(), want=1, timeout_s=30)
+                if e.get("event") == "alert"
+            ]
+        assert [json.loads(e["data"])["id"] for e in resumed] == [
+            json.loads(alerts[1]["data"])["id"]
+        ]
 
         bad = http.get("/alerts/stream", headers={"Last-Event-ID": "zero"})
         assert bad.status_code == 400

@@ -37,8 +37,21 @@ def api(stack, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("api-metrics") / "api.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -50,10 +63,13 @@ def api(stack, tmp_path_factory):
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail("newspipe api did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+            pytest.fail(
+                "newspipe api did not start:\n" + log_path.read_text(errors="replace")[-3000:]
+            )
         time.sleep(0.2)
-    client = httpx.Client(base_url=url, timeout=30,
-                          headers={"Authorization": f"Bearer {stack.settings.api_token}"})
+    client = httpx.Client(
+        base_url=url, timeout=30, headers={"Authorization": f"Bearer {stack.settings.api_token}"}
+    )
     client.url = url
     yield client
     client.close()
@@ -74,7 +90,9 @@ def scrape(api) -> dict[tuple[str, str, str], float]:
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
             if sample.name == SERIES:
-                out[(sample.labels["method"], sample.labels["route"], sample.labels["status"])] = sample.value
+                out[(sample.labels["method"], sample.labels["route"], sample.labels["status"])] = (
+                    sample.value
+                )
     return out
 
 
@@ -85,9 +103,11 @@ def moved(before: dict, after: dict) -> dict[tuple[str, str, str], float]:
 def test_api_metrics_move_by_route_template_during_real_requests(api, stack):
     before = scrape(api)
     marker = uuid.uuid4().hex[:8]
-    article = {"title": f"Metrics harbour memorandum {marker}",
-               "body": f"Officials signed a memorandum {marker} on port data sharing, the harbour office said.",
-               "source": "metrics-test"}
+    article = {
+        "title": f"Metrics harbour memorandum {marker}",
+        "body": f"Officials signed a memorandum {marker} on port data sharing, the harbour office said.",
+        "source": "metrics-test",
+    }
     posted = api.post("/articles", json=article)
     assert posted.status_code == 202, posted.text
     [article_id] = posted.json()["ids"]
@@ -96,18 +116,27 @@ def test_api_metrics_move_by_route_template_during_real_requests(api, stack):
     assert api.get(f"/articles/nothing-{marker}").status_code == 404
     assert api.get("/search", params={"q": marker}).json()["total"] >= 1
 
-    made = api.post("/subscriptions", json={"query": f"memorandum AND {marker}", "owner": "metrics"})
+    made = api.post(
+        "/subscriptions", json={"query": f"memorandum AND {marker}", "owner": "metrics"}
+    )
     assert made.status_code == 201, made.text
     sub_id = made.json()["subscription"]["id"]
     assert api.get(f"/subscriptions/{sub_id}").status_code == 200
-    with httpx.stream("GET", f"{api.url}/alerts/stream", timeout=30,
-                      params={"subscription_id": sub_id, "access_token": stack.settings.api_token}) as live:
+    with httpx.stream(
+        "GET",
+        f"{api.url}/alerts/stream",
+        timeout=30,
+        params={"subscription_id": sub_id, "access_token": stack.settings.api_token},
+    ) as live:
         assert live.status_code == 200
         during = scrape(api)  # a stream is counted when it starts, not when it ends
     assert moved(before, during).get(("GET", "/alerts/stream", "200")) == 1
     assert api.delete(f"/subscriptions/{sub_id}").status_code == 204
     assert api.delete(f"/subscriptions/{sub_id}").status_code == 404
-    assert httpx.get(f"{api.url}/subscriptions", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        httpx.get(f"{api.url}/subscriptions", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
     assert httpx.get(f"{api.url}/no/such/route-{marker}").status_code == 404
 
     delta = moved(before, scrape(api))
@@ -126,4 +155,6 @@ def test_api_metrics_move_by_route_template_during_real_requests(api, stack):
         ("GET", "unmatched", "404"): 1,
     }
     labels = " ".join(" ".join(key) for key in scrape(api))
-    assert marker not in labels and article_id not in labels and sub_id not in labels, "no raw paths as labels"
+    assert marker not in labels and article_id not in labels and sub_id not in labels, (
+        "no raw paths as labels"
+    )

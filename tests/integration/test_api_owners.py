@@ -23,7 +23,9 @@ def keys(stack):
 
     store = KeyStore(stack.es, stack.settings.index("apikeys"))
     run = uuid.uuid4().hex[:6]
-    made = {name: store.add(f"{name}-{run}", admin=name == "ops") for name in ("alice", "bob", "ops")}
+    made = {
+        name: store.add(f"{name}-{run}", admin=name == "ops") for name in ("alice", "bob", "ops")
+    }
     return store, {name: (info, key) for name, (info, key) in made.items()}
 
 
@@ -37,7 +39,9 @@ def _ready(lines) -> bool:
 
 
 def client(api_server, key: str) -> httpx.Client:
-    return httpx.Client(base_url=api_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return httpx.Client(
+        base_url=api_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,9 @@ def owned(api_server, keys, stack):
     subs = {}
     for name in ("alice", "bob"):
         with client(api_server, made[name][1]) as http:
-            response = http.post("/subscriptions", json={"query": "memorandum", "backfill": True, "owner": "gold"})
+            response = http.post(
+                "/subscriptions", json={"query": "memorandum", "backfill": True, "owner": "gold"}
+            )
             assert response.status_code == 201, response.text
             body = response.json()
             assert body["backfill"], "the seeds match: alert history to isolate"
@@ -59,7 +65,9 @@ def owned(api_server, keys, stack):
 def test_each_owner_key_creates_for_its_owner(owned, keys):
     _, made = keys
     for name in ("alice", "bob"):
-        assert owned[name]["owner"] == made[name][0].owner, "the key's owner, not the 'owner' asked for"
+        assert owned[name]["owner"] == made[name][0].owner, (
+            "the key's owner, not the 'owner' asked for"
+        )
     assert owned["alice"]["id"] != owned["bob"]["id"]
 
 
@@ -72,10 +80,15 @@ def test_an_owner_cannot_reach_another_owners_subscriptions(api_server, keys, ow
         assert http.get(f"/subscriptions/{alice['id']}").json()["id"] == alice["id"]
         for path in (f"/subscriptions/{bob['id']}", f"/subscriptions/{bob['id']}/feed.atom"):
             response = http.get(path)
-            assert response.status_code == 404 and response.json()["detail"] == f"no subscription {bob['id']}"
+            assert (
+                response.status_code == 404
+                and response.json()["detail"] == f"no subscription {bob['id']}"
+            )
         assert http.delete(f"/subscriptions/{bob['id']}").status_code == 404
         # "change": subscribing again to bob's query makes alice's own, never replaces bob's
-        again = http.post("/subscriptions", json={"query": bob["query"], "owner": bob["owner"]}).json()
+        again = http.post(
+            "/subscriptions", json={"query": bob["query"], "owner": bob["owner"]}
+        ).json()
         assert again["subscription"]["id"] == alice["id"]
     with client(api_server, made["bob"][1]) as http:
         assert http.get(f"/subscriptions/{bob['id']}").status_code == 200, "bob's is untouched"
@@ -91,17 +104,28 @@ def test_an_owner_sees_only_its_alert_history_and_feed(api_server, keys, owned, 
         history = http.get("/alerts", params={"size": 1000}).json()
         assert history and {a["owner"] for a in history} == {alice["owner"]}
         assert {a["subscription_id"] for a in history} == {alice["id"]}
-        assert all("deliveries" in a for a in history)  # delivery states come with the owner's alerts only
+        assert all(
+            "deliveries" in a for a in history
+        )  # delivery states come with the owner's alerts only
         assert http.get("/alerts", params={"subscription_id": bob["id"]}).status_code == 404
         assert http.get("/alerts", params={"owner": bob["owner"]}).status_code == 403
-        assert len(http.get("/alerts", params={"subscription_id": alice["id"]}).json()) == len(history)
-    feed = httpx.get(f"{api_server.url}/subscriptions/{alice['id']}/feed.atom",
-                     params={"access_token": made["alice"][1]})
+        assert len(http.get("/alerts", params={"subscription_id": alice["id"]}).json()) == len(
+            history
+        )
+    feed = httpx.get(
+        f"{api_server.url}/subscriptions/{alice['id']}/feed.atom",
+        params={"access_token": made["alice"][1]},
+    )
     assert feed.status_code == 200
     parsed = feedparser.parse(feed.content)
     assert len(parsed.entries) == len(history)
-    assert httpx.get(f"{api_server.url}/subscriptions/{bob['id']}/feed.atom",
-                     params={"access_token": made["alice"][1]}).status_code == 404
+    assert (
+        httpx.get(
+            f"{api_server.url}/subscriptions/{bob['id']}/feed.atom",
+            params={"access_token": made["alice"][1]},
+        ).status_code
+        == 404
+    )
 
     for admin in (made["ops"][1], api_server.token):  # an admin key, and the deployment token
         with client(api_server, admin) as http:
@@ -119,15 +143,32 @@ def test_the_live_stream_carries_only_the_owners_alerts(api_server, keys, owned,
 
     _, made = keys
     alice, bob = owned["alice"], owned["bob"]
-    assert httpx.get(f"{api_server.url}/alerts/stream",
-                     params={"subscription_id": bob["id"], "access_token": made["alice"][1]}).status_code == 404
+    assert (
+        httpx.get(
+            f"{api_server.url}/alerts/stream",
+            params={"subscription_id": bob["id"], "access_token": made["alice"][1]},
+        ).status_code
+        == 404
+    )
 
     def alert(sub: dict, n: int) -> Alert:
-        return Alert(id=f"owners-{uuid.uuid4().hex[:8]}-{n}", subscription_id=sub["id"], query=sub["query"],
-                     owner=sub["owner"], article_id=f"owners-article-{n}", title=f"owners {n}",
-                     matched=AlertMatch(terms=["memorandum"]), snippet="a «memorandum»")
+        return Alert(
+            id=f"owners-{uuid.uuid4().hex[:8]}-{n}",
+            subscription_id=sub["id"],
+            query=sub["query"],
+            owner=sub["owner"],
+            article_id=f"owners-article-{n}",
+            title=f"owners {n}",
+            matched=AlertMatch(terms=["memorandum"]),
+            snippet="a «memorandum»",
+        )
 
-    sent = [alert(alice, 1), alert(bob, 2), alert(bob, 3), alert(alice, 4)]  # one partition, this order
+    sent = [
+        alert(alice, 1),
+        alert(bob, 2),
+        alert(bob, 3),
+        alert(alice, 4),
+    ]  # one partition, this order
     with client(api_server, made["alice"][1]) as mine, client(api_server, made["ops"][1]) as admin:
         with mine.stream("GET", "/alerts/stream") as a, admin.stream("GET", "/alerts/stream") as o:
             assert a.status_code == o.status_code == 200
@@ -136,14 +177,24 @@ def test_the_live_stream_carries_only_the_owners_alerts(api_server, keys, owned,
                 assert _ready(lines)
             producer = make_producer(stack.settings)
             for one in sent:
-                producer.send(stack.settings.topic("alerts"), key=one.subscription_id, value=one, partition=0)
+                producer.send(
+                    stack.settings.topic("alerts"), key=one.subscription_id, value=one, partition=0
+                )
             producer.flush()
             producer.close()
-            seen_by_alice = [json.loads(e["data"])["id"] for e in _read_events(alice_lines, want=2)
-                             if e.get("event") == "alert"]
-            seen_by_admin = [json.loads(e["data"])["id"] for e in _read_events(admin_lines, want=4)
-                             if e.get("event") == "alert"]
-    assert seen_by_alice == [sent[0].id, sent[3].id], "bob's two alerts, sent between, never reach alice"
+            seen_by_alice = [
+                json.loads(e["data"])["id"]
+                for e in _read_events(alice_lines, want=2)
+                if e.get("event") == "alert"
+            ]
+            seen_by_admin = [
+                json.loads(e["data"])["id"]
+                for e in _read_events(admin_lines, want=4)
+                if e.get("event") == "alert"
+            ]
+    assert seen_by_alice == [sent[0].id, sent[3].id], (
+        "bob's two alerts, sent between, never reach alice"
+    )
     assert seen_by_admin == [one.id for one in sent]
 
 
@@ -154,11 +205,27 @@ def test_a_revoked_key_is_refused_everywhere(api_server, keys, stack):
         created = http.post("/subscriptions", json={"query": "grain"})
         assert created.status_code == 201
         sub_id = created.json()["subscription"]["id"]
-        assert http.get("/me").json() == {"owner": info.owner, "admin": False, "key_id": info.key_id}
+        assert http.get("/me").json() == {
+            "owner": info.owner,
+            "admin": False,
+            "key_id": info.key_id,
+        }
         assert store.revoke(info.key_id)
-        for method, path in (("GET", "/me"), ("GET", "/subscriptions"), ("GET", f"/subscriptions/{sub_id}"),
-                             ("DELETE", f"/subscriptions/{sub_id}"), ("GET", "/alerts"), ("GET", "/search"),
-                             ("GET", f"/subscriptions/{sub_id}/feed.atom"), ("GET", "/alerts/stream")):
+        for method, path in (
+            ("GET", "/me"),
+            ("GET", "/subscriptions"),
+            ("GET", f"/subscriptions/{sub_id}"),
+            ("DELETE", f"/subscriptions/{sub_id}"),
+            ("GET", "/alerts"),
+            ("GET", "/search"),
+            ("GET", f"/subscriptions/{sub_id}/feed.atom"),
+            ("GET", "/alerts/stream"),
+        ):
             assert http.request(method, path).status_code == 401, (method, path)
-    assert httpx.get(f"{api_server.url}/alerts/stream", params={"access_token": key}).status_code == 401
-    assert stack.es.get(index=stack.settings.index("subscriptions"), id=sub_id)["found"], "nothing was deleted"
+    assert (
+        httpx.get(f"{api_server.url}/alerts/stream", params={"access_token": key}).status_code
+        == 401
+    )
+    assert stack.es.get(index=stack.settings.index("subscriptions"), id=sub_id)["found"], (
+        "nothing was deleted"
+    )

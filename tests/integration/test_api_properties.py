@@ -30,8 +30,13 @@ MAX_EXAMPLES = 5
 
 def _document() -> dict:
     """The document of the app as served (built offline: a token is given, nothing is written)."""
-    offline = Settings(_env_file=None, api_token="schema-only", data_dir=tempfile.gettempdir(),
-                       kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:1")
+    offline = Settings(
+        _env_file=None,
+        api_token="schema-only",
+        data_dir=tempfile.gettempdir(),
+        kafka_bootstrap="127.0.0.1:1",
+        es_url="http://127.0.0.1:1",
+    )
     return create_api(offline).openapi()
 
 
@@ -42,8 +47,10 @@ schema = schemathesis.openapi.from_dict(_document()).exclude(path="/alerts/strea
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case, api_server):
-    case.call_and_validate(base_url=api_server.url, headers=api_server.auth,
-                           excluded_checks=[positive_data_acceptance, negative_data_rejection])
+    case.call_and_validate(
+        base_url=api_server.url,
+        headers=api_server.auth,
+        excluded_checks=[positive_data_acceptance, negative_data_rejection],
+    )

@@ -10,7 +10,7 @@ import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -165,7 +165,7 @@ def test_claim_race_has_one_winner(es_client, index) -> None:
 
 
 def test_claim_returns_the_first_writer(store: ElasticsearchFingerprintStore) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = FingerprintEntry("f" * 40, "first", PENDING, ("b00:1",), b"\x01\x02", "s", "t", now)
     second = FingerprintEntry("f" * 40, "second", PENDING, ("b00:2",), b"\x03", "s", "t", now)
     assert store.claim([first])["f" * 40].article_id == "first"

@@ -33,8 +33,10 @@ def test_register_is_first_writer_wins(registry):
     assert registry.lookup(["person:baker"])["person:baker"].id == "person:baker"
 
 
-@pytest.mark.parametrize("forms", [["Jim Baker", "James Baker", "James Baker"],
-                                   ["James Baker", "James Baker", "Jim Baker"]])
+@pytest.mark.parametrize(
+    "forms",
+    [["Jim Baker", "James Baker", "James Baker"], ["James Baker", "James Baker", "Jim Baker"]],
+)
 def test_attested_forms_decide_the_name(registry, forms):
     registry.register([RegistryEntry("person:baker", "person:baker", forms[0], "person")])
     registry.attest([("person:baker", f) for f in forms] + [("person:unknown", "Nobody")])

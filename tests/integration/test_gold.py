@@ -63,9 +63,16 @@ def test_entity_clusters(stack, cluster):
     assert len(ids) == 1, f"forms {cluster['forms']} resolve to {ids}"
     (entity_id,) = ids
     for key in cluster["articles"]:
-        assert entity_id in stack.article(key)["entity_ids"], f"{cluster['canonical_hint']} missing in {key}"
-    seen_forms = {f.lower() for key in cluster["articles"] for e in stack.article(key)["entities"]
-                  if e["id"] == entity_id for f in e["forms"]}
+        assert entity_id in stack.article(key)["entity_ids"], (
+            f"{cluster['canonical_hint']} missing in {key}"
+        )
+    seen_forms = {
+        f.lower()
+        for key in cluster["articles"]
+        for e in stack.article(key)["entities"]
+        if e["id"] == entity_id
+        for f in e["forms"]
+    }
     assert {f.lower() for f in cluster["forms"]} <= seen_forms
 
 
@@ -87,12 +94,16 @@ def test_events_must_not(stack, event, keys):
 def _alerted_articles(stack, subscription_id: str) -> set[str]:
     stack.es.indices.refresh(index=stack.settings.index("alerts"))
     hits = stack.es.search(
-        index=stack.settings.index("alerts"), query={"term": {"subscription_id": subscription_id}}, size=100
+        index=stack.settings.index("alerts"),
+        query={"term": {"subscription_id": subscription_id}},
+        size=100,
     )["hits"]["hits"]
     return {h["_source"]["article_id"] for h in hits}
 
 
-def _wait_for_alerts(stack, subscription_id: str, expected: set[str], timeout_s: float = 30.0) -> set[str]:
+def _wait_for_alerts(
+    stack, subscription_id: str, expected: set[str], timeout_s: float = 30.0
+) -> set[str]:
     deadline = time.monotonic() + timeout_s
     while True:
         got = _alerted_articles(stack, subscription_id)
@@ -112,6 +123,10 @@ def test_live_alerts_record_their_latency(stack):
     """Alerts carry the time from ingest to alert (a figure, not a timing gate: printed)."""
     stack.es.indices.refresh(index=stack.settings.index("alerts"))
     hits = stack.es.search(index=stack.settings.index("alerts"), size=200)["hits"]["hits"]
-    latencies = sorted(h["_source"]["latency_ms"] for h in hits if h["_source"]["latency_ms"] is not None)
+    latencies = sorted(
+        h["_source"]["latency_ms"] for h in hits if h["_source"]["latency_ms"] is not None
+    )
     assert latencies, "no live alerts"
-    print(f"alert latency ms: min {latencies[0]:.0f}, median {latencies[len(latencies)//2]:.0f}, max {latencies[-1]:.0f}")
+    print(
+        f"alert latency ms: min {latencies[0]:.0f}, median {latencies[len(latencies) // 2]:.0f}, max {latencies[-1]:.0f}"
+    )

@@ -35,7 +35,9 @@ def test_session_servers_are_not_on_the_default_ports(_servers, kafka_bootstrap,
     assert _port(kafka_bootstrap) not in (defaults.kafka_port, defaults.kafka_controller_port)
     assert _port(es_url) not in (defaults.es_port, defaults.es_port + 100)
     # the code under test writes into the session's data dir, not a user's
-    assert Path(os.environ["NEWS_DATA_DIR"]).resolve() != _user_settings(_servers).data_dir.resolve()
+    assert (
+        Path(os.environ["NEWS_DATA_DIR"]).resolve() != _user_settings(_servers).data_dir.resolve()
+    )
 
 
 def test_user_stack_beside_the_suite_keeps_running(_servers, kafka_bootstrap, es_url):

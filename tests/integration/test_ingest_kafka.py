@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sources.ingest import iter_inputs, publish
 from pipeline.settings import get_settings, reset_settings
+from pipeline.sources.ingest import iter_inputs, publish
 from schemas import DeadLetter, RawArticle
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,9 @@ def read_topic(settings, name: str, expected: int, timeout_ms: int = 15_000) -> 
     """The records of a topic (all partitions), once ``expected`` arrived or the time is up."""
     from pipeline.infra.kafka import make_consumer
 
-    consumer = make_consumer(settings.topic(name), settings=settings, consumer_timeout_ms=timeout_ms)
+    consumer = make_consumer(
+        settings.topic(name), settings=settings, consumer_timeout_ms=timeout_ms
+    )
     records = []
     try:
         for record in consumer:
@@ -51,15 +53,20 @@ def read_topic(settings, name: str, expected: int, timeout_ms: int = 15_000) -> 
 def malformed_inputs(directory: Path) -> Path:
     directory.mkdir()
     (directory / "bad.jsonl").write_text(
-        "\n".join([
-            '{"title": "broken", "body": ',
-            json.dumps({"title": "no body here"}),
-            json.dumps({"title": 42, "body": "Wrong title type."}),
-        ]) + "\n",
+        "\n".join(
+            [
+                '{"title": "broken", "body": ',
+                json.dumps({"title": "no body here"}),
+                json.dumps({"title": 42, "body": "Wrong title type."}),
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     (directory / "empty.txt").write_bytes(b"")
-    (directory / "garbage.bin").write_bytes(bytes(random.Random(7).randrange(256) for _ in range(4096)))
+    (directory / "garbage.bin").write_bytes(
+        bytes(random.Random(7).randrange(256) for _ in range(4096))
+    )
     return directory
 
 
@@ -70,7 +77,9 @@ def test_seeds_and_malformed_input_reach_their_topics(settings, tmp_path):
     rng = random.Random(3)  # random letters: a 10 MB body that gzip cannot shrink to nothing
     huge_body = "".join(rng.choices(string.ascii_lowercase + "     ", k=10_000_000))
     huge = tmp_path / "huge.json"
-    huge.write_text(json.dumps({"id": "huge-1", "title": "huge", "body": huge_body}), encoding="utf-8")
+    huge.write_text(
+        json.dumps({"id": "huge-1", "title": "huge", "body": huge_body}), encoding="utf-8"
+    )
 
     producer = make_producer(settings)
     try:
@@ -90,7 +99,10 @@ def test_seeds_and_malformed_input_reach_their_topics(settings, tmp_path):
     assert sorted(articles) == sorted(report.ids)
     assert all(article.id == key for key, article in articles.items())
 
-    letters = [DeadLetter.model_validate_json(r.value) for r in read_topic(settings, "deadletter", expected=6)]
+    letters = [
+        DeadLetter.model_validate_json(r.value)
+        for r in read_topic(settings, "deadletter", expected=6)
+    ]
     assert len(letters) == 6
     by_origin = {letter.key: letter for letter in letters}
     assert set(by_origin) == {r.origin for r in report.rejected}
@@ -99,11 +111,18 @@ def test_seeds_and_malformed_input_reach_their_topics(settings, tmp_path):
         assert letter.stage == "ingest" and letter.error == f"{rejected.origin}: {rejected.reason}"
         assert letter.payload_encoding in ("utf-8", "base64")
     errors = " | ".join(letter.error for letter in letters)
-    for reason in ("invalid JSON at line 1", "missing field 'body'",
-                   "field 'title' must be a string, got int", "empty file", "not text in any known encoding",
-                   "(NEWS_MAX_ARTICLE_BYTES)"):
+    for reason in (
+        "invalid JSON at line 1",
+        "missing field 'body'",
+        "field 'title' must be a string, got int",
+        "empty file",
+        "not text in any known encoding",
+        "(NEWS_MAX_ARTICLE_BYTES)",
+    ):
         assert reason in errors
     garbage = by_origin[str(bad / "garbage.bin")]
     assert garbage.payload_encoding == "base64"
     huge_letter = by_origin[str(huge)]
-    assert json.loads(huge_letter.payload)["body"] == huge_body and not huge_letter.payload_truncated
+    assert (
+        json.loads(huge_letter.payload)["body"] == huge_body and not huge_letter.payload_truncated
+    )

@@ -54,12 +54,17 @@ def test_keys_resolve_to_owners_and_stop_when_revoked(store, es_client):
         return {"owner": caller.owner, "admin": caller.admin}
 
     client = TestClient(api)
-    assert client.get("/whoami", headers={"Authorization": f"Bearer {alice_key}"}).json() == {"owner": "alice", "admin": False}
+    assert client.get("/whoami", headers={"Authorization": f"Bearer {alice_key}"}).json() == {
+        "owner": "alice",
+        "admin": False,
+    }
     assert client.get("/whoami", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     assert client.get("/whoami").status_code == 401
 
     assert store.revoke(alice.key_id) and not store.revoke(alice.key_id)
-    assert client.get("/whoami", headers={"Authorization": f"Bearer {alice_key}"}).status_code == 401
+    assert (
+        client.get("/whoami", headers={"Authorization": f"Bearer {alice_key}"}).status_code == 401
+    )
     assert store.authenticate(bob_key).owner == "bob"
     assert [k.owner for k in store.list("alice", include_revoked=True)] == ["alice"]
     assert store.list("alice") == []

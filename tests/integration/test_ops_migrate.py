@@ -11,9 +11,7 @@ import uuid
 
 import pytest
 
-from pipeline.infra.es import FAMILIES
-
-from pipeline.infra.es import ensure_indices, template_body
+from pipeline.infra.es import FAMILIES, ensure_indices, template_body
 from pipeline.ops import migrate as mig
 from pipeline.ops.retention import family_indices
 from pipeline.settings import Settings
@@ -37,17 +35,26 @@ def test_type_change_migrates_while_the_stream_writes(es_client, settings, caplo
     old_mapping = copy.deepcopy(template_body("articles")["mappings"])
     old_mapping["properties"]["source"] = {"type": "text"}  # the type the template changed
     del old_mapping["properties"]["story_id"]  # a field the template added since
-    es_client.indices.create(index=f"{alias}-000001", mappings=old_mapping,
-                             aliases={alias: {"is_write_index": True}})
+    es_client.indices.create(
+        index=f"{alias}-000001", mappings=old_mapping, aliases={alias: {"is_write_index": True}}
+    )
     for n in range(300):
-        es_client.index(index=alias, id=f"old{n}", document={"id": f"old{n}", "source": "Reuters", "story_id": "s"})
+        es_client.index(
+            index=alias,
+            id=f"old{n}",
+            document={"id": f"old{n}", "source": "Reuters", "story_id": "s"},
+        )
 
     with caplog.at_level(logging.WARNING, logger="pipeline.infra.es"):
         ensure_indices(es_client, settings)  # additive path: story_id added; source cannot change
     assert "newspipe migrate" in caplog.text
-    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]["properties"]
+    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"][
+        "properties"
+    ]
     assert mapping["story_id"]["type"] == "keyword" and mapping["source"]["type"] == "text"
-    assert mig.plan(es_client, settings) == {"articles": [f"{alias}-000001 source: type text -> keyword"]}
+    assert mig.plan(es_client, settings) == {
+        "articles": [f"{alias}-000001 source: type text -> keyword"]
+    }
 
     written, stop = [], threading.Event()
 
@@ -69,11 +76,15 @@ def test_type_change_migrates_while_the_stream_writes(es_client, settings, caplo
     assert report.new_index == f"{alias}-000002" and report.deleted == [f"{alias}-000001"]
     assert report.copied + report.skipped >= 300
     assert list(es_client.indices.get_alias(name=alias)) == [f"{alias}-000002"]
-    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000002"]["mappings"]["properties"]
+    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000002"]["mappings"][
+        "properties"
+    ]
     assert mapping["source"]["type"] == "keyword"
     es_client.indices.refresh(index=alias)
     assert es_client.count(index=alias)["count"] == 300 + len(written), "nothing written is lost"
-    sources = es_client.search(index=alias, size=0, aggs={"s": {"terms": {"field": "source"}}})["aggregations"]["s"]["buckets"]
+    sources = es_client.search(index=alias, size=0, aggs={"s": {"terms": {"field": "source"}}})[
+        "aggregations"
+    ]["s"]["buckets"]
     assert {b["key"]: b["doc_count"] for b in sources} == {"Reuters": 300, "AP": len(written)}
     assert mig.plan(es_client, settings) == {}
 
@@ -85,9 +96,20 @@ def run_cli(settings, *args) -> str:
 
     from tests.integration.conftest import REPO
 
-    env = {**os.environ, "NEWS_ES_URL": settings.es_url, "NEWS_INDEX_PREFIX": settings.index_prefix, "COLUMNS": "250"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "NEWS_ES_URL": settings.es_url,
+        "NEWS_INDEX_PREFIX": settings.index_prefix,
+        "COLUMNS": "250",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -101,20 +123,25 @@ def test_newspipe_migrate_applies_a_type_change(es_client, settings):
     old_mapping = copy.deepcopy(template_body("articles")["mappings"])
     old_mapping["properties"]["source"] = {"type": "text"}  # ... but articles from an older one
     es_client.indices.delete(index=f"{alias}-000001")
-    es_client.indices.create(index=f"{alias}-000001", mappings=old_mapping,
-                             aliases={alias: {"is_write_index": True}})
+    es_client.indices.create(
+        index=f"{alias}-000001", mappings=old_mapping, aliases={alias: {"is_write_index": True}}
+    )
     for n in range(20):
         es_client.index(index=alias, id=f"doc{n}", document={"id": f"doc{n}", "source": "Reuters"})
 
     dry = run_cli(settings, "migrate", "--dry-run")
     assert "articles needs a new index" in dry and "source: type text -> keyword" in dry
     assert "would migrate: articles" in dry
-    assert list(es_client.indices.get_alias(name=alias)) == [f"{alias}-000001"], "a dry run changes nothing"
+    assert list(es_client.indices.get_alias(name=alias)) == [f"{alias}-000001"], (
+        "a dry run changes nothing"
+    )
 
     done = run_cli(settings, "migrate")
     assert f"articles: {alias}-000001 -> {alias}-000002; copied 20" in done
     assert list(es_client.indices.get_alias(name=alias)) == [f"{alias}-000002"]
-    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000002"]["mappings"]["properties"]
+    mapping = es_client.indices.get_mapping(index=alias)[f"{alias}-000002"]["mappings"][
+        "properties"
+    ]
     assert mapping["source"]["type"] == "keyword"
     es_client.indices.refresh(index=alias)
     assert es_client.count(index=alias, query={"term": {"source": "Reuters"}})["count"] == 20

@@ -9,9 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.infra.es import FAMILIES
-
-from pipeline.infra.es import ensure_indices
+from pipeline.infra.es import FAMILIES, ensure_indices
 from pipeline.ops import retention
 from pipeline.settings import Settings
 from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
@@ -23,8 +21,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def settings(es_client, kafka_bootstrap, es_url):
     run = f"ops{uuid.uuid4().hex[:8]}"
-    s = Settings(_env_file=None, kafka_bootstrap=kafka_bootstrap, es_url=es_url,
-                 index_prefix=run, topic_prefix=run, rollover_max_docs=2)
+    s = Settings(
+        _env_file=None,
+        kafka_bootstrap=kafka_bootstrap,
+        es_url=es_url,
+        index_prefix=run,
+        topic_prefix=run,
+        rollover_max_docs=2,
+    )
     ensure_indices(es_client, s)
     yield s
     for family in FAMILIES:
@@ -55,15 +59,22 @@ def test_the_retention_pass_forgets_articles_older_than_the_dedupe_window(es_cli
     reports, known_after = [], []
 
     def forget(cutoff):
-        reports.append(retention.run_retention(es_client, settings, now=cutoff + window, topics=False))
+        reports.append(
+            retention.run_retention(es_client, settings, now=cutoff + window, topics=False)
+        )
         known_after.append(store.known([old.fingerprint, recent.fingerprint]))
         return reports[-1].deleted_documents["fingerprints"]
 
     forgotten, near, again = near_window_scenario(store, forget)
     assert forgotten == 1
-    assert reports[0].deleted_documents["band lists"] == len(set(old.bands)), "its band lists went with it"
+    assert reports[0].deleted_documents["band lists"] == len(set(old.bands)), (
+        "its band lists went with it"
+    )
     assert near[0].is_new
-    assert near[1].record is not None and (near[1].record.kind, near[1].record.duplicate_of) == ("near", "recent")
+    assert near[1].record is not None and (near[1].record.kind, near[1].record.duplicate_of) == (
+        "near",
+        "recent",
+    )
     assert again.record is not None and again.record.duplicate_of == "near-old"
     # right after the pass (the old text's return above claims its fingerprint anew)
     assert known_after == [{recent.fingerprint}]
@@ -78,11 +89,23 @@ def status_table(settings, data_dir, command) -> dict[str, list[str]]:
 
     from tests.integration.conftest import REPO
 
-    env = {**os.environ, "NEWS_ES_URL": settings.es_url, "NEWS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "NEWS_INDEX_PREFIX": settings.index_prefix, "NEWS_TOPIC_PREFIX": settings.topic_prefix,
-           "NEWS_DATA_DIR": str(data_dir), "COLUMNS": "250"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "NEWS_ES_URL": settings.es_url,
+        "NEWS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "NEWS_INDEX_PREFIX": settings.index_prefix,
+        "NEWS_TOPIC_PREFIX": settings.topic_prefix,
+        "NEWS_DATA_DIR": str(data_dir),
+        "COLUMNS": "250",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "next deletion" in done.stdout, done.stdout
     table = {}
@@ -101,8 +124,12 @@ def test_rollover_then_delete_after_retention(es_client, settings, tmp_path):
     old_alert = {"id": "x", "created_at": (NOW - timedelta(days=400)).isoformat()}
     es_client.index(index=settings.index("alerts"), id="old", document=old_alert, refresh=True)
     new_at = retention.utcnow()
-    es_client.index(index=settings.index("alerts"), id="new",
-                    document={"id": "y", "created_at": new_at.isoformat()}, refresh=True)
+    es_client.index(
+        index=settings.index("alerts"),
+        id="new",
+        document={"id": "y", "created_at": new_at.isoformat()},
+        refresh=True,
+    )
 
     report = retention.run_retention(es_client, settings, topics=False)
     assert report.rolled_over == {alias: f"{alias}-000002"}
@@ -111,16 +138,23 @@ def test_rollover_then_delete_after_retention(es_client, settings, tmp_path):
     assert es_client.count(index=settings.index("alerts"))["count"] == 1
 
     infos = retention.family_indices(es_client, alias)
-    assert [(i.name, i.write, i.docs) for i in infos] == [(f"{alias}-000001", False, 3), (f"{alias}-000002", True, 0)]
+    assert [(i.name, i.write, i.docs) for i in infos] == [
+        (f"{alias}-000001", False, 3),
+        (f"{alias}-000002", True, 0),
+    ]
     es_client.index(index=alias, id="fresh", document={"id": "fresh"})  # into the new write index
-    assert retention.get_by_id(es_client, alias, "a0")["_source"]["id"] == "a0", "read across indices"
+    assert retention.get_by_id(es_client, alias, "a0")["_source"]["id"] == "a0", (
+        "read across indices"
+    )
     assert retention.get_by_id(es_client, alias, "missing") is None
     es_client.delete(index=f"{alias}-000002", id="fresh", refresh=True)
     rows = {r.family: r for r in retention.status(es_client, settings)}
     assert rows["articles"].indices == 2 and rows["articles"].docs == 3
     assert rows["articles"].next_deletion.startswith(f"{alias}-000001 at ")
     # what a user sees: `newspipe status` (and `newspipe retention status`) print the table
-    expires = retention.family_indices(es_client, alias)[0].rolled_at + timedelta(days=settings.retention_articles_days)
+    expires = retention.family_indices(es_client, alias)[0].rolled_at + timedelta(
+        days=settings.retention_articles_days
+    )
     alerts_expire = new_at + timedelta(days=settings.retention_alerts_days)  # the old one went
     for command in (["status"], ["retention", "status"]):
         table = status_table(settings, tmp_path, command)
@@ -136,7 +170,9 @@ def test_rollover_then_delete_after_retention(es_client, settings, tmp_path):
     report = retention.run_retention(es_client, settings, now=later, topics=False)
     assert report.deleted_indices == [f"{alias}-000001"]
     assert [i.name for i in retention.family_indices(es_client, alias)] == [f"{alias}-000002"]
-    es_client.index(index=alias, id="after", document={"id": "after"}, refresh=True)  # still writable
+    es_client.index(
+        index=alias, id="after", document={"id": "after"}, refresh=True
+    )  # still writable
     assert es_client.count(index=alias)["count"] == 1
 
 
@@ -147,36 +183,68 @@ def test_topic_retention_follows_settings(settings):
     from pipeline.infra.kafka import ensure_topics
 
     ensure_topics(settings)
-    changed = retention.apply_topic_retention(settings.model_copy(update={"retention_deadletter_days": 3}))
+    changed = retention.apply_topic_retention(
+        settings.model_copy(update={"retention_deadletter_days": 3})
+    )
     assert changed == {settings.topic("deadletter"): str(3 * 86400 * 1000)}
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
     try:
-        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic("deadletter"))])
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, settings.topic("deadletter"))]
+        )
         configs = found["topic"][settings.topic("deadletter")]
         assert configs["retention.ms"]["value"] == str(3 * 86400 * 1000)
-        assert configs["max.message.bytes"]["value"] == str(settings.max_message_bytes), "other configs kept"
-        admin.delete_topics([settings.topic(n) for n in ("raw", "clean", "enriched", "duplicates", "deadletter", "alerts", "subscriptions")])
+        assert configs["max.message.bytes"]["value"] == str(settings.max_message_bytes), (
+            "other configs kept"
+        )
+        admin.delete_topics(
+            [
+                settings.topic(n)
+                for n in (
+                    "raw",
+                    "clean",
+                    "enriched",
+                    "duplicates",
+                    "deadletter",
+                    "alerts",
+                    "subscriptions",
+                )
+            ]
+        )
     finally:
         admin.close()
 
 
 def test_finished_outbox_entries_and_stale_stories_expire(es_client, settings):
     now = retention.utcnow()
-    settings = settings.model_copy(update={"retention_outbox_days": 10, "retention_stories_days": 1,
-                                           "story_window_hours": 72})
+    settings = settings.model_copy(
+        update={"retention_outbox_days": 10, "retention_stories_days": 1, "story_window_hours": 72}
+    )
     outbox, stories = settings.index("outbox"), settings.index("stories")
     old, recent = (now - timedelta(days=11)).isoformat(), (now - timedelta(days=9)).isoformat()
     entries = {  # id: (state, last update)
-        "old-delivered": ("delivered", old), "old-failed": ("failed", old), "old-refused": ("refused", old),
-        "old-retrying": ("retrying", old), "old-pending": ("pending", old),  # open: kept however old
+        "old-delivered": ("delivered", old),
+        "old-failed": ("failed", old),
+        "old-refused": ("refused", old),
+        "old-retrying": ("retrying", old),
+        "old-pending": ("pending", old),  # open: kept however old
         "recent-delivered": ("delivered", recent),
     }
     for entry_id, (state, at) in entries.items():
-        es_client.index(index=outbox, id=entry_id, document={"state": state, "updated_at": at, "created_at": at})
-    ages = {"stale": 4, "in-window": 2, "fresh": 0}  # days since the last update; the window is 3 days
+        es_client.index(
+            index=outbox, id=entry_id, document={"state": state, "updated_at": at, "created_at": at}
+        )
+    ages = {
+        "stale": 4,
+        "in-window": 2,
+        "fresh": 0,
+    }  # days since the last update; the window is 3 days
     for story_id, days in ages.items():
-        es_client.index(index=stories, id=story_id,
-                        document={"id": story_id, "updated_at": (now - timedelta(days=days)).isoformat()})
+        es_client.index(
+            index=stories,
+            id=story_id,
+            document={"id": story_id, "updated_at": (now - timedelta(days=days)).isoformat()},
+        )
     es_client.indices.refresh(index=f"{outbox},{stories}")
     rows = {r.family: r for r in retention.status(es_client, settings)}
     assert rows["outbox"].retention == "10 days" and rows["stories"].retention == "3 days"
@@ -187,4 +255,7 @@ def test_finished_outbox_entries_and_stale_stories_expire(es_client, settings):
     es_client.indices.refresh(index=f"{outbox},{stories}")
     left = {h["_id"] for h in es_client.search(index=outbox, size=100)["hits"]["hits"]}
     assert left == {"old-retrying", "old-pending", "recent-delivered"}
-    assert {h["_id"] for h in es_client.search(index=stories, size=100)["hits"]["hits"]} == {"in-window", "fresh"}
+    assert {h["_id"] for h in es_client.search(index=stories, size=100)["hits"]["hits"]} == {
+        "in-window",
+        "fresh",
+    }

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from pipeline.infra.es import FAMILIES
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.infra.es import FAMILIES
 from pipeline.settings import Settings
 from schemas import DeadLetter, DuplicateRecord
 from tests.integration.conftest import REPO, Worker
@@ -58,7 +57,7 @@ def wait_for(predicate, what: str, timeout_s: float = 240.0, describe=lambda: ""
 class Hooks(http.server.BaseHTTPRequestHandler):
     received: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         Hooks.received.append(self.rfile.read(int(self.headers.get("content-length", 0))))
         self.send_response(204)
         self.end_headers()
@@ -78,13 +77,26 @@ def ops(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     env = {
         **os.environ,
-        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap, "NEWS_ES_URL": es_url,
-        "NEWS_TOPIC_PREFIX": run, "NEWS_INDEX_PREFIX": run, "NEWS_APP_ID": f"newspipe-{run}",
-        "NEWS_DATA_DIR": str(data), "NEWS_METRICS_PORT": str(free_port()),
-        "NEWS_METRICS_LAG_INTERVAL_S": "1", "NEWS_RETENTION_INTERVAL_S": "5",
-        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true", "NEWS_WORKER_WEB_PORT": str(free_port()),
+        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "NEWS_ES_URL": es_url,
+        "NEWS_TOPIC_PREFIX": run,
+        "NEWS_INDEX_PREFIX": run,
+        "NEWS_APP_ID": f"newspipe-{run}",
+        "NEWS_DATA_DIR": str(data),
+        "NEWS_METRICS_PORT": str(free_port()),
+        "NEWS_METRICS_LAG_INTERVAL_S": "1",
+        "NEWS_RETENTION_INTERVAL_S": "5",
+        "NEWS_WEBHOOK_ALLOW_PRIVATE": "true",
+        "NEWS_WORKER_WEB_PORT": str(free_port()),
     }
-    settings = Settings(_env_file=None, **{k[5:].lower(): v for k, v in env.items() if k.startswith("NEWS_") and k[5:].lower() in Settings.model_fields})
+    settings = Settings(
+        _env_file=None,
+        **{
+            k[5:].lower(): v
+            for k, v in env.items()
+            if k.startswith("NEWS_") and k[5:].lower() in Settings.model_fields
+        },
+    )
     setup(settings)
     store = SubscriptionStore(settings, es_client)
     store.add("oil", owner="ops", channels=[f"webhook:http://127.0.0.1:{hooks.server_port}/hook"])
@@ -102,18 +114,20 @@ def ops(kafka_bootstrap, es_url, es_client, tmp_path_factory):
 def _drop(es, settings):
     from kafka import KafkaAdminClient
 
-    from pipeline.ops.retention import family_indices
     from pipeline.infra.topics import topic_names
+    from pipeline.ops.retention import family_indices
 
     for family in FAMILIES:
-        es.indices.put_settings(index=settings.index(family), settings={BLOCK: None}, ignore_unavailable=True)
+        es.indices.put_settings(
+            index=settings.index(family), settings={BLOCK: None}, ignore_unavailable=True
+        )
         names = [i.name for i in family_indices(es, settings.index(family))]
         if names:
             es.indices.delete(index=",".join(names), ignore_unavailable=True)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
     try:
         admin.delete_topics(list(topic_names(settings).values()))
-    except Exception:  # noqa: BLE001 - best effort cleanup
+    except Exception:
         pass
     finally:
         admin.close()
@@ -129,13 +143,19 @@ def metrics(ops) -> dict[tuple[str, tuple], float]:
 
 
 def total(samples: dict, name: str, **labels) -> float:
-    return sum(v for (n, ls), v in samples.items() if n == name and all((k, v2) in ls for k, v2 in labels.items()))
+    return sum(
+        v
+        for (n, ls), v in samples.items()
+        if n == name and all((k, v2) in ls for k, v2 in labels.items())
+    )
 
 
 def topic(ops, name: str) -> list[bytes]:
     from pipeline.infra.kafka import make_consumer
 
-    consumer = make_consumer(ops.settings.topic(name), settings=ops.settings, consumer_timeout_ms=3000)
+    consumer = make_consumer(
+        ops.settings.topic(name), settings=ops.settings, consumer_timeout_ms=3000
+    )
     values = [r.value for r in consumer]
     consumer.close()
     return values
@@ -159,8 +179,14 @@ def newspipe(ops, *args) -> str:
     import sys
 
     env = {**ops.worker.env, "COLUMNS": "250"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -176,8 +202,8 @@ def lag_zero(ops) -> bool:
 
 
 def publish(ops, items) -> None:
-    from pipeline.sources.ingest import publish as send
     from pipeline.infra.kafka import make_producer
+    from pipeline.sources.ingest import publish as send
 
     producer = make_producer(ops.settings)
     try:
@@ -199,19 +225,34 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     publish(ops, items)
 
     first_index = f"{ops.settings.index('articles')}-000001"  # the test's own index only
-    wait_for(lambda: len(indexed_ids(ops, ids)) >= 5, "the first articles indexed", describe=ops.worker.log_tail)
+    wait_for(
+        lambda: len(indexed_ids(ops, ids)) >= 5,
+        "the first articles indexed",
+        describe=ops.worker.log_tail,
+    )
     ops.es.indices.put_settings(index=first_index, settings={BLOCK: True})
     try:
-        during = wait_for(lambda: "cluster_block_exception" in ops.worker.log_tail(400) and metrics(ops),
-                          "the worker to meet the block", describe=ops.worker.log_tail)
+        during = wait_for(
+            lambda: "cluster_block_exception" in ops.worker.log_tail(400) and metrics(ops),
+            "the worker to meet the block",
+            describe=ops.worker.log_tail,
+        )
         # the stalled index agent leaves its messages uncommitted: the worker's lag gauge rises
         enriched = ops.settings.topic("enriched")  # the blocked index agent's topic
-        backlog = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_consumer_lag", topic=enriched) > 0 and m,
-                           "the worker's consumer lag to show the stalled stage", describe=ops.worker.log_tail)
+        backlog = wait_for(
+            lambda: (
+                (m := metrics(ops)) and total(m, "newspipe_consumer_lag", topic=enriched) > 0 and m
+            ),
+            "the worker's consumer lag to show the stalled stage",
+            describe=ops.worker.log_tail,
+        )
         stalled = len(indexed_ids(ops, ids))
         # the worker's health endpoint and `newspipe status` say why it waits
-        health = wait_for(lambda: (h := worker_health(ops)) is not None and h.status_code == 503 and h,
-                          "the health endpoint to report the wait", describe=ops.worker.log_tail)
+        health = wait_for(
+            lambda: (h := worker_health(ops)) is not None and h.status_code == 503 and h,
+            "the health endpoint to report the wait",
+            describe=ops.worker.log_tail,
+        )
         assert health.json()["waiting_for"] == ["Elasticsearch"]
         assert "cluster_block_exception" in health.json()["waits"]["index"]["error"]
         shown = newspipe(ops, "status")
@@ -225,32 +266,64 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
         done = indexed_ids(ops, ids)
         return (done, dups, dead) if (done | dups | {d.key for d in dead}) >= ids else None
 
-    done, dups, dead = wait_for(settled, "every article indexed, duplicate or dead", timeout_s=600, describe=ops.worker.log_tail)
-    assert not [d for d in dead if "block" in d.error or "flood" in d.error], "a block is never a message's fault"
+    done, dups, dead = wait_for(
+        settled,
+        "every article indexed, duplicate or dead",
+        timeout_s=600,
+        describe=ops.worker.log_tail,
+    )
+    assert not [d for d in dead if "block" in d.error or "flood" in d.error], (
+        "a block is never a message's fault"
+    )
     assert not dead, [f"{d.stage}: {d.error}" for d in dead]
     assert stalled < len(ids) and done == ids - dups and len(done) > STREAM_SIZE // 2
 
     wait_for(lambda: lag_zero(ops), "the worker group to catch up")
-    resumed = wait_for(lambda: (h := worker_health(ops)) is not None and h.status_code == 200 and h,
-                       "the health endpoint to report the wait over")
+    resumed = wait_for(
+        lambda: (h := worker_health(ops)) is not None and h.status_code == 200 and h,
+        "the health endpoint to report the wait over",
+    )
     assert resumed.json()["waiting_for"] == []
-    after = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_retention_runs_total") > 0 and m,
-                     "a retention pass of the worker's timer")
+    after = wait_for(
+        lambda: (m := metrics(ops)) and total(m, "newspipe_retention_runs_total") > 0 and m,
+        "a retention pass of the worker's timer",
+    )
     for stage in ("clean", "enrich", "index", "alerts"):
-        assert total(after, "newspipe_stage_messages_total", stage=stage) > total(before, "newspipe_stage_messages_total", stage=stage)
-    assert total(during, "newspipe_stage_messages_total", stage="clean") > 0, "moving during the stream"
+        assert total(after, "newspipe_stage_messages_total", stage=stage) > total(
+            before, "newspipe_stage_messages_total", stage=stage
+        )
+    assert total(during, "newspipe_stage_messages_total", stage="clean") > 0, (
+        "moving during the stream"
+    )
     assert total(after, "newspipe_topic_messages_total", topic="enriched") >= len(done)
     assert total(after, "newspipe_dedupe_hits_total") == len(dups)
     assert total(after, "newspipe_alert_latency_seconds_count") > 0
-    assert total(after, "newspipe_webhook_deliveries_total", outcome="delivered") == len(Hooks.received) > 0
+    assert (
+        total(after, "newspipe_webhook_deliveries_total", outcome="delivered")
+        == len(Hooks.received)
+        > 0
+    )
     # consumer lag per partition: one series per (topic, partition) the worker group reads; up
     # while the block held, back to 0 on every partition once the stream caught up
-    partitions = {(ops.settings.topic(t), str(p)) for t in ("raw", "clean", "enriched")
-                  for p in range(ops.settings.topic_partitions)}
-    assert {(dict(ls)["topic"], dict(ls)["partition"]) for n, ls in backlog if n == "newspipe_consumer_lag"} == partitions
-    caught_up = wait_for(lambda: (m := metrics(ops)) and total(m, "newspipe_consumer_lag") == 0 and m,
-                         "the worker's lag gauge back to 0")
-    assert {(dict(ls)["topic"], dict(ls)["partition"]) for n, ls in caught_up if n == "newspipe_consumer_lag"} == partitions
+    partitions = {
+        (ops.settings.topic(t), str(p))
+        for t in ("raw", "clean", "enriched")
+        for p in range(ops.settings.topic_partitions)
+    }
+    assert {
+        (dict(ls)["topic"], dict(ls)["partition"])
+        for n, ls in backlog
+        if n == "newspipe_consumer_lag"
+    } == partitions
+    caught_up = wait_for(
+        lambda: (m := metrics(ops)) and total(m, "newspipe_consumer_lag") == 0 and m,
+        "the worker's lag gauge back to 0",
+    )
+    assert {
+        (dict(ls)["topic"], dict(ls)["partition"])
+        for n, ls in caught_up
+        if n == "newspipe_consumer_lag"
+    } == partitions
 
 
 def test_dead_letters_by_stage_and_reason_and_dedupe_hits_by_kind_move(ops):
@@ -262,57 +335,99 @@ def test_dead_letters_by_stage_and_reason_and_dedupe_hits_by_kind_move(ops):
     from schemas import RawArticle
 
     run = uuid.uuid4().hex[:8]
-    body = (f"Growers of the {run} cooperative delivered more barley to its silos this week than in any "
-            f"week of the past season, the cooperative's board said on Monday. Board member {run} said "
-            "prices at the silos held steady while rail freight to the coast grew slower and dearer.")
+    body = (
+        f"Growers of the {run} cooperative delivered more barley to its silos this week than in any "
+        f"week of the past season, the cooperative's board said on Monday. Board member {run} said "
+        "prices at the silos held steady while rail freight to the coast grew slower and dearer."
+    )
     first = RawArticle(id=f"orig-{run}", title=f"Barley deliveries {run}", body=body)
     copy = RawArticle(id=f"copy-{run}", title=first.title, body=first.body)  # same text, new id
-    binary = RawArticle(id=f"binary-{run}", title="Binary", body="\ufffd\x01\x02" * 200)  # clean: CleanError
+    binary = RawArticle(
+        id=f"binary-{run}", title="Binary", body="\ufffd\x01\x02" * 200
+    )  # clean: CleanError
     before = metrics(ops)
 
     publish(ops, [first])
-    wait_for(lambda: indexed_ids(ops, [first.id]), "the original indexed", describe=ops.worker.log_tail)
+    wait_for(
+        lambda: indexed_ids(ops, [first.id]), "the original indexed", describe=ops.worker.log_tail
+    )
     publish(ops, [copy, binary])
     producer = make_producer(ops.settings)
-    producer.send(ops.settings.topic("raw"), key=f"notjson-{run}", value=b"{not json")  # decode: invalid
+    producer.send(
+        ops.settings.topic("raw"), key=f"notjson-{run}", value=b"{not json"
+    )  # decode: invalid
     producer.flush()
     producer.close()
     ours = {copy.id, binary.id, f"notjson-{run}"}
 
     def landed():
-        dead = [d for d in map(DeadLetter.model_validate_json, topic(ops, "deadletter")) if d.key in ours]
-        dups = [r for r in map(DuplicateRecord.model_validate_json, topic(ops, "duplicates")) if r.article_id in ours]
+        dead = [
+            d
+            for d in map(DeadLetter.model_validate_json, topic(ops, "deadletter"))
+            if d.key in ours
+        ]
+        dups = [
+            r
+            for r in map(DuplicateRecord.model_validate_json, topic(ops, "duplicates"))
+            if r.article_id in ours
+        ]
         return (dead, dups) if len(dead) == 2 and len(dups) == 1 else None
 
     dead, dups = wait_for(landed, "two dead letters and a duplicate", describe=ops.worker.log_tail)
     assert {(d.key, d.stage, d.error_type) for d in dead} == {
-        (binary.id, "clean", "CleanError"), (f"notjson-{run}", "decode", "Rejected")}
+        (binary.id, "clean", "CleanError"),
+        (f"notjson-{run}", "decode", "Rejected"),
+    }
     assert (dups[0].kind, dups[0].duplicate_of) == ("exact", first.id)
 
     wait_for(lambda: lag_zero(ops), "the worker group to catch up")
     after = metrics(ops)
     by_reason = Counter((d.stage, d.error_type) for d in dead)
     for (stage, reason), n in by_reason.items():
-        moved = (total(after, "newspipe_dead_letters_total", stage=stage, reason=reason)
-                 - total(before, "newspipe_dead_letters_total", stage=stage, reason=reason))
+        moved = total(after, "newspipe_dead_letters_total", stage=stage, reason=reason) - total(
+            before, "newspipe_dead_letters_total", stage=stage, reason=reason
+        )
         assert moved == n, (stage, reason, moved)
-    assert total(after, "newspipe_dead_letters_total") - total(before, "newspipe_dead_letters_total") == 2
-    assert (total(after, "newspipe_dedupe_hits_total", kind="exact")
-            - total(before, "newspipe_dedupe_hits_total", kind="exact")) == 1
-    assert total(after, "newspipe_dedupe_hits_total") - total(before, "newspipe_dedupe_hits_total") == 1
+    assert (
+        total(after, "newspipe_dead_letters_total") - total(before, "newspipe_dead_letters_total")
+        == 2
+    )
+    assert (
+        total(after, "newspipe_dedupe_hits_total", kind="exact")
+        - total(before, "newspipe_dedupe_hits_total", kind="exact")
+    ) == 1
+    assert (
+        total(after, "newspipe_dedupe_hits_total") - total(before, "newspipe_dedupe_hits_total")
+        == 1
+    )
     assert indexed_ids(ops, ours) == set(), "neither the copy nor bad input is indexed"
 
 
 def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     from pipeline.infra.deadletter import dead_letter
-    from pipeline.sources.ingest import iter_inputs
     from pipeline.infra.kafka import make_producer
     from pipeline.ops.replay import Filter, replay
+    from pipeline.sources.ingest import iter_inputs
 
     seeds = [i for i in iter_inputs([REPO / "seeds"]) if getattr(i, "id", None)][:2]
     raw_topic = ops.settings.topic("raw")
-    letters = [dead_letter("clean", "body too long (fixed since)", s.model_dump_json().encode(), topic=raw_topic, key=s.id) for s in seeds]
-    other = dead_letter("enrich", RuntimeError("model crashed"), b'{"id": "not-replayed"}', topic=ops.settings.topic("clean"), key="not-replayed")
+    letters = [
+        dead_letter(
+            "clean",
+            "body too long (fixed since)",
+            s.model_dump_json().encode(),
+            topic=raw_topic,
+            key=s.id,
+        )
+        for s in seeds
+    ]
+    other = dead_letter(
+        "enrich",
+        RuntimeError("model crashed"),
+        b'{"id": "not-replayed"}',
+        topic=ops.settings.topic("clean"),
+        key="not-replayed",
+    )
     producer = make_producer(ops.settings)
     for letter in letters + [other]:
         producer.send(ops.settings.topic("deadletter"), key=letter.key, value=letter)
@@ -325,26 +440,43 @@ def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     assert {t for t, _ in dry.selected} == {raw_topic}
     # the command: a dry run by default, with the same filters
     listed = newspipe(ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long")
-    assert f"dry run: 2 of {dry.read} dead letter(s) would be replayed (2 to {raw_topic}); --yes sends them" in listed
+    assert (
+        f"dry run: 2 of {dry.read} dead letter(s) would be replayed (2 to {raw_topic}); --yes sends them"
+        in listed
+    )
     assert all(s.id in listed for s in seeds) and "not-replayed" not in listed
     assert indexed_ids(ops, [s.id for s in seeds]) == set()
 
     alerts_before = len(topic(ops, "alerts"))
     assert replay(ops.settings, keep, send=True).sent == 2
-    wait_for(lambda: indexed_ids(ops, [s.id for s in seeds]) == {s.id for s in seeds}, "replayed articles indexed",
-             describe=ops.worker.log_tail)
+    wait_for(
+        lambda: indexed_ids(ops, [s.id for s in seeds]) == {s.id for s in seeds},
+        "replayed articles indexed",
+        describe=ops.worker.log_tail,
+    )
     wait_for(lambda: lag_zero(ops), "the worker group to catch up")
     alerts_once = topic(ops, "alerts")
     seed_ids = {s.id for s in seeds}
-    memorandum = [a for a in map(json.loads, alerts_once) if a["query"] == "memorandum" and a["article_id"] in seed_ids]
-    assert len(memorandum) == 2 and len(alerts_once) > alerts_before, "both seeds mention the memorandum"
+    memorandum = [
+        a
+        for a in map(json.loads, alerts_once)
+        if a["query"] == "memorandum" and a["article_id"] in seed_ids
+    ]
+    assert len(memorandum) == 2 and len(alerts_once) > alerts_before, (
+        "both seeds mention the memorandum"
+    )
     count_once = ops.es.count(index=ops.settings.index("articles"))["count"]
 
-    sent = newspipe(ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long", "--yes")
+    sent = newspipe(
+        ops, "deadletters", "replay", "--stage", "clean", "--reason", "too long", "--yes"
+    )
     assert f"replayed 2 of {dry.read} dead letter(s): 2 to {raw_topic}" in sent, sent
     # the dedupe stage knows them as processed (same id, same text): skipped, not re-indexed
-    wait_for(lambda: "redelivered article(s) already processed, skipped" in ops.worker.log_tail(2000),
-             "the second replay seen as already processed", describe=ops.worker.log_tail)
+    wait_for(
+        lambda: "redelivered article(s) already processed, skipped" in ops.worker.log_tail(2000),
+        "the second replay seen as already processed",
+        describe=ops.worker.log_tail,
+    )
     wait_for(lambda: lag_zero(ops), "the worker group to catch up")
     ops.es.indices.refresh(index=ops.settings.index("articles"))
     assert ops.es.count(index=ops.settings.index("articles"))["count"] == count_once

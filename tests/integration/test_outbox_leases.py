@@ -32,8 +32,12 @@ class Dispatcher:
     def __init__(self, env: dict, log_path: Path):
         self.log_path = log_path
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.dispatcher_process"], cwd=REPO, env=env,
-            stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "tests.integration.dispatcher_process"],
+            cwd=REPO,
+            env=env,
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
@@ -41,8 +45,11 @@ class Dispatcher:
 
     def delivered_ids(self) -> list[str]:
         """Entries this process recorded as delivered (its log: ``delivery <id> (...): delivered``)."""
-        return [line.split("delivery ", 1)[1].split(" ", 1)[0] for line in self.log().splitlines()
-                if " delivery " in line and line.rstrip().endswith(": delivered")]
+        return [
+            line.split("delivery ", 1)[1].split(" ", 1)[0]
+            for line in self.log().splitlines()
+            if " delivery " in line and line.rstrip().endswith(": delivered")
+        ]
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -68,7 +75,10 @@ def wait_for(condition, what: str, dispatchers: list[Dispatcher], timeout_s: flo
             if d.process.poll() is not None:
                 pytest.fail(f"a dispatcher died while waiting for {what}:\n{d.log()[-3000:]}")
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}\n" + "\n---\n".join(d.log()[-2000:] for d in dispatchers))
+            pytest.fail(
+                f"gave up waiting for {what}\n"
+                + "\n---\n".join(d.log()[-2000:] for d in dispatchers)
+            )
         time.sleep(0.2)
 
 
@@ -82,11 +92,18 @@ def outbox_env(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     run = uuid.uuid4().hex[:8]
     data_dir = tmp_path_factory.mktemp("leases")
     env = {
-        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap, "NEWS_ES_URL": es_url,
-        "NEWS_TOPIC_PREFIX": f"l{run}", "NEWS_INDEX_PREFIX": f"l{run}", "NEWS_APP_ID": f"newspipe-leases-{run}",
-        "NEWS_DATA_DIR": str(data_dir), "NEWS_WEBHOOK_ALLOW_TARGETS": f"127.0.0.1:{receiver.port}",
-        "NEWS_WEBHOOK_BACKOFF_S": "0.2", "NEWS_WEBHOOK_BACKOFF_MAX_S": "1", "NEWS_WEBHOOK_MAX_ATTEMPTS": "100000",
-        "NEWS_OUTBOX_POLL_S": "0.2", "NEWS_WEBHOOK_INFLIGHT_PER_TARGET": "64",
+        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "NEWS_ES_URL": es_url,
+        "NEWS_TOPIC_PREFIX": f"l{run}",
+        "NEWS_INDEX_PREFIX": f"l{run}",
+        "NEWS_APP_ID": f"newspipe-leases-{run}",
+        "NEWS_DATA_DIR": str(data_dir),
+        "NEWS_WEBHOOK_ALLOW_TARGETS": f"127.0.0.1:{receiver.port}",
+        "NEWS_WEBHOOK_BACKOFF_S": "0.2",
+        "NEWS_WEBHOOK_BACKOFF_MAX_S": "1",
+        "NEWS_WEBHOOK_MAX_ATTEMPTS": "100000",
+        "NEWS_OUTBOX_POLL_S": "0.2",
+        "NEWS_WEBHOOK_INFLIGHT_PER_TARGET": "64",
     }
     settings = Settings(**{k.removeprefix("NEWS_").lower(): v for k, v in env.items()})
     setup(settings)
@@ -106,9 +123,19 @@ def _enqueue(settings, es, outbox, subscription, count: int) -> set[str]:
     from schemas import Alert, AlertMatch
 
     tag = uuid.uuid4().hex[:6]
-    alerts = [Alert(id=f"al-{tag}-{n}", subscription_id=subscription.id, query=subscription.query,
-                    owner=subscription.owner, article_id=f"art-{tag}-{n}", title=f"memorandum {n}",
-                    matched=AlertMatch(terms=["memorandum"]), snippet="a «memorandum»") for n in range(count)]
+    alerts = [
+        Alert(
+            id=f"al-{tag}-{n}",
+            subscription_id=subscription.id,
+            query=subscription.query,
+            owner=subscription.owner,
+            article_id=f"art-{tag}-{n}",
+            title=f"memorandum {n}",
+            matched=AlertMatch(terms=["memorandum"]),
+            snippet="a «memorandum»",
+        )
+        for n in range(count)
+    ]
     AlertLedger(es, settings.index("alerts")).claim(alerts)
     outbox.enqueue(alerts, lambda _: subscription)
     return {delivery_id(a.id, subscription.webhooks[0].id) for a in alerts}
@@ -119,19 +146,27 @@ def _states(outbox, ids: set[str]) -> dict[str, dict]:
     return {d["_id"]: d["_source"] for d in docs if d.get("found")}
 
 
-def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_entry_once(outbox_env, es_client):
+def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_entry_once(
+    outbox_env, es_client
+):
     settings, env, outbox, subscription, receiver, data_dir = outbox_env
     expected = _enqueue(settings, es_client, outbox, subscription, 6)
 
     # A leases every entry (short lease) and hangs in the sends: the receiver holds them
     hold = threading.Event()
     receiver.behave = lambda n, i: (hold.wait(), (200, {}))[1]
-    dying = Dispatcher({**os.environ, **env, "NEWS_OUTBOX_LEASE_S": "3", "NEWS_WEBHOOK_TIMEOUT_S": "600"},
-                       data_dir / "a.log")
+    dying = Dispatcher(
+        {**os.environ, **env, "NEWS_OUTBOX_LEASE_S": "3", "NEWS_WEBHOOK_TIMEOUT_S": "600"},
+        data_dir / "a.log",
+    )
     try:
-        wait_for(lambda: receiver.ids() >= expected, "every entry in flight at dispatcher A", [dying])
+        wait_for(
+            lambda: receiver.ids() >= expected, "every entry in flight at dispatcher A", [dying]
+        )
         leased = _states(outbox, expected)
-        assert all(s["state"] == "pending" and s["lease_until"] for s in leased.values())  # A holds them all
+        assert all(
+            s["state"] == "pending" and s["lease_until"] for s in leased.values()
+        )  # A holds them all
         dying.kill()  # mid-lease, mid-send: nothing recorded
     finally:
         dying.kill()
@@ -140,30 +175,50 @@ def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_ent
     hold.set()  # A's held requests end (on a closed connection)
 
     # B and C lease for long: they never take a live lease from each other
-    survivors = [Dispatcher({**os.environ, **env, "NEWS_OUTBOX_LEASE_S": "600", "NEWS_WEBHOOK_TIMEOUT_S": "10"},
-                            data_dir / f"{name}.log") for name in ("b", "c")]
+    survivors = [
+        Dispatcher(
+            {**os.environ, **env, "NEWS_OUTBOX_LEASE_S": "600", "NEWS_WEBHOOK_TIMEOUT_S": "10"},
+            data_dir / f"{name}.log",
+        )
+        for name in ("b", "c")
+    ]
     try:
-        wait_for(lambda: all(s["state"] == "delivered" for s in _states(outbox, expected).values()),
-                 "A's entries delivered after its leases expired", survivors)
+        wait_for(
+            lambda: all(s["state"] == "delivered" for s in _states(outbox, expected).values()),
+            "A's entries delivered after its leases expired",
+            survivors,
+        )
         after = [c for c in list(receiver.calls)[cut:] if c["id"] in expected]
         assert sorted(c["id"] for c in after) == sorted(expected)  # each sent once more, same key
         assert all(c["status"] == 200 and c["verified"] for c in after)
-        assert receiver.ids() == expected  # nothing else on the wire: repeats only with the same key
+        assert (
+            receiver.ids() == expected
+        )  # nothing else on the wire: repeats only with the same key
 
         # both survivors race for new entries: each is sent exactly once
         more = _enqueue(settings, es_client, outbox, subscription, 40)
-        wait_for(lambda: len(_states(outbox, more)) == 40
-                 and all(s["state"] == "delivered" for s in _states(outbox, more).values()),
-                 "new entries delivered by B and C", survivors)
+        wait_for(
+            lambda: (
+                len(_states(outbox, more)) == 40
+                and all(s["state"] == "delivered" for s in _states(outbox, more).values())
+            ),
+            "new entries delivered by B and C",
+            survivors,
+        )
         calls = [c for c in list(receiver.calls) if c["id"] in more]
         assert sorted(c["id"] for c in calls) == sorted(more)  # once each on the wire
         assert all(c["status"] == 200 and c["verified"] for c in calls)
         by_b, by_c = (set(d.delivered_ids()) for d in survivors)
-        assert not by_b & by_c and (by_b | by_c) >= expected | more  # recorded by one dispatcher each
-        assert all(s["attempts"] == 1 for s in _states(outbox, expected | more).values())  # A's never counted
+        assert (
+            not by_b & by_c and (by_b | by_c) >= expected | more
+        )  # recorded by one dispatcher each
+        assert all(
+            s["attempts"] == 1 for s in _states(outbox, expected | more).values()
+        )  # A's never counted
 
-        docs = es_client.mget(index=settings.index("alerts"),
-                              ids=[i for i in _alert_ids(outbox, expected | more)])["docs"]
+        docs = es_client.mget(
+            index=settings.index("alerts"), ids=[i for i in _alert_ids(outbox, expected | more)]
+        )["docs"]
         assert all(d["_source"]["status"] == "delivered" for d in docs)
     finally:
         for d in survivors:
@@ -182,14 +237,21 @@ def test_a_late_outcome_of_an_expired_lease_does_not_overwrite_the_newer_one(out
 
     settings, env, outbox, subscription, receiver, data_dir = outbox_env
     (entry_id,) = _enqueue(settings, es_client, outbox, subscription, 1)
-    room = lambda target: 10  # noqa: E731
+
+    def room(target: str) -> int:
+        return 10
+
     t0 = utcnow()
     (first,) = outbox.lease_ids([entry_id], capacity=room, now=t0)
     assert outbox.lease_ids([entry_id], capacity=room, now=t0) == []  # leased: nobody else gets it
     later = t0 + timedelta(seconds=settings.outbox_lease_s + 1)
     (second,) = outbox.lease_ids([entry_id], capacity=room, now=later)  # expired: taken over
-    assert outbox.record(second, Result("delivered", status_code=200), now=later).state == "delivered"
-    assert outbox.record(first, Result("retrying", error="HTTP 500"), now=later).state == "superseded"
+    assert (
+        outbox.record(second, Result("delivered", status_code=200), now=later).state == "delivered"
+    )
+    assert (
+        outbox.record(first, Result("retrying", error="HTTP 500"), now=later).state == "superseded"
+    )
     entry = _states(outbox, {entry_id})[entry_id]
     assert (entry["state"], entry["attempts"], entry["status_code"]) == ("delivered", 1, 200)
     (alert,) = es_client.mget(index=settings.index("alerts"), ids=entry["alert_ids"])["docs"]

@@ -49,7 +49,9 @@ def _raw_consumed(stack) -> bool:
     # the group's id to read its commits; subscribed to nothing, so it never joins the group
     consumer = make_consumer(settings=stack.settings, group_id=stack.settings.app_id)
     try:
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        ends = consumer.end_offsets(
+            [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        )
         return all((consumer.committed(tp) or 0) >= end for tp, end in ends.items())
     finally:
         consumer.close(autocommit=False)
@@ -71,7 +73,9 @@ def test_resending_the_seeds_adds_nothing(stack):
 def test_copy_with_boilerplate_and_punctuation_changes_is_a_duplicate(stack, tmp_path):
     original = (REPO / "seeds").glob("001_*.txt").__next__()
     text = original.read_text(encoding="utf-8")
-    noisy = "Skip to content\nAdvertisement\n\n" + text.replace(",", "").replace(". ", ".  ").replace("\n", "\n\n")
+    noisy = "Skip to content\nAdvertisement\n\n" + text.replace(",", "").replace(
+        ". ", ".  "
+    ).replace("\n", "\n\n")
     noisy += "\n\nAll rights reserved.\n"
     copy = tmp_path / "copy_of_001.txt"
     copy.write_text(noisy, encoding="utf-8")
@@ -79,7 +83,10 @@ def test_copy_with_boilerplate_and_punctuation_changes_is_a_duplicate(stack, tmp
     report = stack.publish([copy])
     (copy_id,) = report.ids
     assert copy_id != stack.seed_ids["001"]
-    record = _wait(lambda: next((d for d in _duplicates(stack) if d.article_id == copy_id), None), what="dup record")
+    record = _wait(
+        lambda: next((d for d in _duplicates(stack) if d.article_id == copy_id), None),
+        what="dup record",
+    )
     assert record.duplicate_of == stack.seed_ids["001"]
     assert stack.count("articles") == articles
 
@@ -88,7 +95,9 @@ def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(st
     from pipeline.infra.kafka import make_producer
 
     bad = tmp_path / "bad.jsonl"
-    good_body = "Trade ministers of 12 countries met in Geneva on Tuesday to discuss tariffs on steel. " * 5
+    good_body = (
+        "Trade ministers of 12 countries met in Geneva on Tuesday to discuss tariffs on steel. " * 5
+    )
     lines = [
         '{"title": "broken", "body": ',  # invalid JSON
         json.dumps({"title": "no body here"}),  # missing body
@@ -97,23 +106,36 @@ def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(st
     ]
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "empty.txt").write_bytes(b"")
-    (tmp_path / "garbage.bin").write_bytes(bytes(random.Random(7).randrange(256) for _ in range(4096)))
+    (tmp_path / "garbage.bin").write_bytes(
+        bytes(random.Random(7).randrange(256) for _ in range(4096))
+    )
     huge = tmp_path / "huge.json"
-    huge.write_text(json.dumps({"title": "huge", "body": "word " * 2_100_000, "source": "test"}), encoding="utf-8")
+    huge.write_text(
+        json.dumps({"title": "huge", "body": "word " * 2_100_000, "source": "test"}),
+        encoding="utf-8",
+    )
     report = stack.publish([tmp_path])
     # garbage straight onto the raw topic, as a foreign producer might send it
     producer = make_producer(stack.settings)
-    producer.send(stack.settings.topic("raw"), key="garbage", value=b"\xff\xfe\x00binary\x00garbage").get(30)
+    producer.send(
+        stack.settings.topic("raw"), key="garbage", value=b"\xff\xfe\x00binary\x00garbage"
+    ).get(30)
     producer.send(stack.settings.topic("raw"), key="nobody", value=b'{"title": "no body"}').get(30)
     producer.close()
     after = stack.publish([REPO / "tests" / "fixtures" / "after_bad_input.json"])
 
     stack.wait_indexed(after.ids)  # the stream went on
     good = report.ids  # the fine line of bad.jsonl (the huge article is refused at the door)
-    letters = _wait(lambda: (lambda ls: ls if len(ls) >= len(report.rejected) + 2 else None)(_dead_letters(stack)),
-                    what="dead letters")
+    letters = _wait(
+        lambda: (lambda ls: ls if len(ls) >= len(report.rejected) + 2 else None)(
+            _dead_letters(stack)
+        ),
+        what="dead letters",
+    )
     reasons = " | ".join(f"{l.stage}: {l.error}" for l in letters)
-    assert len(report.rejected) >= 5, report.rejected  # invalid json, missing body, wrong types, empty, garbage
+    assert len(report.rejected) >= 5, (
+        report.rejected
+    )  # invalid json, missing body, wrong types, empty, garbage
     assert any("JSON" in l.error for l in letters), reasons
     assert any("body" in l.error for l in letters), reasons
     assert any(l.payload_encoding == "base64" for l in letters), reasons
@@ -123,7 +145,11 @@ def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(st
 
 
 def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack, tmp_path):
-    corpus = Path(__import__("os").environ.get("NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    corpus = Path(
+        __import__("os").environ.get(
+            "NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"
+        )
+    )
     if not corpus.exists():
         pytest.skip(f"no corpus at {corpus}")
     sample = tmp_path / "sample.jsonl"
@@ -151,8 +177,10 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
     def progress() -> str:
         dups = {d.article_id for d in _duplicates(stack)} & sent
         dead = {l.key for l in _dead_letters(stack)} & sent
-        return (f"{len(indexed())} indexed, {len(dups)} duplicates, {len(dead)} dead of {len(sent)} sent\n"
-                + stack.worker.log_tail())
+        return (
+            f"{len(indexed())} indexed, {len(dups)} duplicates, {len(dead)} dead of {len(sent)} sent\n"
+            + stack.worker.log_tail()
+        )
 
     _wait(settled, timeout_s=300, what="every sent article indexed or recorded", describe=progress)
     assert killed_at < len(sent), "the worker finished before it was killed: nothing was tested"
@@ -160,8 +188,12 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
     assert stack.count("articles") == before + len(indexed())
     # one alert per (subscription, article) in the index, and each of them reached the topic
     stack.es.indices.refresh(index=stack.settings.index("alerts"))
-    hits = stack.es.search(index=stack.settings.index("alerts"), size=1000, source=["subscription_id", "article_id"])
-    pairs = [(h["_source"]["subscription_id"], h["_source"]["article_id"]) for h in hits["hits"]["hits"]]
+    hits = stack.es.search(
+        index=stack.settings.index("alerts"), size=1000, source=["subscription_id", "article_id"]
+    )
+    pairs = [
+        (h["_source"]["subscription_id"], h["_source"]["article_id"]) for h in hits["hits"]["hits"]
+    ]
     assert len(pairs) == len(set(pairs))
     published = {json.loads(v)["id"] for v in stack.topic_values("alerts")}
     assert {h["_id"] for h in hits["hits"]["hits"]} <= published

@@ -25,7 +25,10 @@ from tests.integration.conftest import Worker, set_environment
 
 pytestmark = pytest.mark.integration
 
-CORPUS = Path(os.environ.get("NEWS_CORPUS") or Path(__file__).resolve().parents[3] / "shared/corpus/reuters21578.jsonl")
+CORPUS = Path(
+    os.environ.get("NEWS_CORPUS")
+    or Path(__file__).resolve().parents[3] / "shared/corpus/reuters21578.jsonl"
+)
 PAIRS = 200
 
 
@@ -46,24 +49,29 @@ def make_pairs(n: int) -> list[tuple[RawArticle, RawArticle]]:
             if not doc.get("title") or not 60 <= len(doc.get("body", "").split()) <= 150:
                 continue
             try:
-                probe = clean(RawArticle(id=doc["id"], source="Reuters", title=doc["title"],
-                                         body=doc["body"]))
+                probe = clean(
+                    RawArticle(id=doc["id"], source="Reuters", title=doc["title"], body=doc["body"])
+                )
             except CleanError:
                 continue
             words = probe.body.split()
             if len(words) < 50 or not deduper.check([probe])[0].is_new:
                 continue
             copy_body = " ".join(words[:-1] + ["(corrected)"])
-            original = RawArticle(id=f"{run}-{doc['id']}", source="Reuters", title=doc["title"],
-                                  body=probe.body)
-            copy = RawArticle(id=f"{run}-{doc['id']}-copy", source="Wire copy",
-                              title=doc["title"], body=copy_body)
+            original = RawArticle(
+                id=f"{run}-{doc['id']}", source="Reuters", title=doc["title"], body=probe.body
+            )
+            copy = RawArticle(
+                id=f"{run}-{doc['id']}-copy", source="Wire copy", title=doc["title"], body=copy_body
+            )
             pairs.append((original, copy))
             if len(pairs) == n:
                 break
     scores = [exact_jaccard(o.body, c.body) for o, c in pairs]
-    print(f"{len(pairs)} pairs, exact Jaccard of original and copy: min {min(scores):.3f}, "
-          f"mean {sum(scores) / len(scores):.3f}")
+    print(
+        f"{len(pairs)} pairs, exact Jaccard of original and copy: min {min(scores):.3f}, "
+        f"mean {sum(scores) / len(scores):.3f}"
+    )
     assert len(pairs) == n and min(scores) >= 0.9
     return pairs
 
@@ -110,8 +118,12 @@ def run_workers(n_workers: int, pairs, kafka_bootstrap: str, es_url: str, tmp: P
     outcome = {}
     for original, copy in pairs:
         both = (original.id in new, copy.id in new)
-        outcome[original.id] = {(True, True): "both", (True, False): "orig",
-                                (False, True): "copy", (False, False): "neither"}[both]
+        outcome[original.id] = {
+            (True, True): "both",
+            (True, False): "orig",
+            (False, True): "copy",
+            (False, False): "neither",
+        }[both]
         if outcome[original.id] in ("orig", "copy"):  # the duplicate names the one passed on
             winner, loser = (original, copy) if both[0] else (copy, original)
             assert dups[loser.id].duplicate_of == winner.id
@@ -122,8 +134,9 @@ def _outcomes(settings: Settings, ids: set[str], workers: list[Worker], timeout_
     """Every id's verdict, read from the clean and duplicates topics."""
     from pipeline.infra.kafka import make_consumer
 
-    consumer = make_consumer(settings.topic("clean"), settings.topic("duplicates"),
-                             settings=settings)
+    consumer = make_consumer(
+        settings.topic("clean"), settings.topic("duplicates"), settings=settings
+    )
     new: set[str] = set()
     dups: dict[str, DuplicateRecord] = {}
     deadline = time.monotonic() + timeout_s
@@ -133,8 +146,10 @@ def _outcomes(settings: Settings, ids: set[str], workers: list[Worker], timeout_
                 if worker.process.poll() is not None:
                     pytest.fail("worker died:\n" + worker.log_tail())
             if time.monotonic() > deadline:
-                pytest.fail(f"{len(ids - new - set(dups))} articles without a verdict in "
-                            f"{timeout_s:.0f}s\n" + workers[0].log_tail())
+                pytest.fail(
+                    f"{len(ids - new - set(dups))} articles without a verdict in "
+                    f"{timeout_s:.0f}s\n" + workers[0].log_tail()
+                )
             for records in consumer.poll(timeout_ms=1000).values():
                 for record in records:
                     if record.topic == settings.topic("clean"):
@@ -147,7 +162,9 @@ def _outcomes(settings: Settings, ids: set[str], workers: list[Worker], timeout_
     return new, dups
 
 
-def test_near_copies_are_caught_by_three_workers_as_by_one(kafka_bootstrap, es_url, tmp_path) -> None:
+def test_near_copies_are_caught_by_three_workers_as_by_one(
+    kafka_bootstrap, es_url, tmp_path
+) -> None:
     pairs = make_pairs(PAIRS)
     one = run_workers(1, pairs, kafka_bootstrap, es_url, tmp_path)
     three = run_workers(3, pairs, kafka_bootstrap, es_url, tmp_path)

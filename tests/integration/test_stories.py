@@ -46,8 +46,8 @@ def pages_url():
 def story_stack(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     """Fresh prefixes, a per-story subscription made before the seeds arrive, a worker."""
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.sources.ingest import iter_inputs
     from pipeline.infra.setup import setup
+    from pipeline.sources.ingest import iter_inputs
 
     run = uuid.uuid4().hex[:8]
     data_dir = tmp_path_factory.mktemp("stories")
@@ -85,7 +85,9 @@ def test_seeds_show_their_sources_and_dates(story_stack):
     assert (reuters["source"], reuters["source_origin"]) == ("Reuters", "dateline")
     assert (alliance["source"], alliance["source_origin"]) == ("Alliance News", "dateline")
     assert reuters["published_at"][5:10] == "06-02" and reuters["published_at_origin"] == "dateline"
-    assert alliance["published_at"][5:10] == "05-29" and alliance["published_at_origin"] == "dateline"
+    assert (
+        alliance["published_at"][5:10] == "05-29" and alliance["published_at_origin"] == "dateline"
+    )
     for doc in (reuters, alliance):
         assert doc["published_at"] <= doc["ingested_at"]
 
@@ -103,8 +105,9 @@ def test_seeds_form_one_story_with_a_story_document(story_stack):
     assert story["first_seen"] <= story["last_seen"] and story["title"]
     assert story["entity_names"] and story["event_types"]
     # searchable by facets, like any index
-    found = story_stack.es.search(index=story_stack.settings.index("stories"),
-                                  query={"term": {"sources": "Reuters"}})["hits"]["hits"]
+    found = story_stack.es.search(
+        index=story_stack.settings.index("stories"), query={"term": {"sources": "Reuters"}}
+    )["hits"]["hits"]
     assert [h["_id"] for h in found] == [story_id]
 
 
@@ -114,7 +117,9 @@ def test_per_story_subscription_fires_once_and_lists_updates(story_stack):
     deadline, hits = time.monotonic() + 60, []
     while time.monotonic() < deadline:
         story_stack.es.indices.refresh(index=index)
-        hits = story_stack.es.search(index=index, query={"term": {"subscription_id": sub}})["hits"]["hits"]
+        hits = story_stack.es.search(index=index, query={"term": {"subscription_id": sub}})["hits"][
+            "hits"
+        ]
         if hits and len(hits[0]["_source"].get("updates") or []) >= 4:
             break
         time.sleep(0.3)
@@ -130,8 +135,14 @@ def test_per_story_subscription_fires_once_and_lists_updates(story_stack):
 
 def test_ingest_url_indexes_the_article_without_the_page_furniture(story_stack, pages_url):
     url = f"{pages_url}/news_site.html"
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "ingest", "--url", url, "--quiet"],
-                          cwd=REPO, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "ingest", "--url", url, "--quiet"],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     from pipeline.ids import normalise_url, stable_hash
 
@@ -142,7 +153,14 @@ def test_ingest_url_indexes_the_article_without_the_page_furniture(story_stack, 
     assert (doc["source"], doc["source_origin"]) == ("The Coastal Ledger", "site_name")
     assert doc["published_at"].startswith("2024-03-12") and doc["published_at_origin"] == "page"
     assert doc["body"].startswith("The harbour authority of Port Elswick voted on Monday")
-    for furniture in ("cookies", "Advertisement", "Related stories", "islandgirl77", "Subscribe",
-                      "All rights reserved", "Share on"):
+    for furniture in (
+        "cookies",
+        "Advertisement",
+        "Related stories",
+        "islandgirl77",
+        "Subscribe",
+        "All rights reserved",
+        "Share on",
+    ):
         assert furniture not in doc["body"]
     assert doc["story_id"] and doc["story_id"] != story_stack.article("000")["story_id"]

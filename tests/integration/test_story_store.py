@@ -5,7 +5,7 @@ interval), concurrent writes to one story lose nothing, a redelivered article ke
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,25 +15,51 @@ from schemas import EnrichedArticle, Entity
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime.now(timezone.utc) - timedelta(hours=1)
-BODY = ("Norvale Shipping agreed to buy Kestrel Lines for 2.3 billion euros, creating the largest "
-        "container operator in the Baltic. Chief executive Ilse Marquardt said the fleet of 140 "
-        "vessels would serve Gdansk, Klaipeda and Riga; regulators in Brussels must approve the deal.")
-OTHER = ("Halvorsen Foods said quarterly profit rose 12 percent as sales of frozen fish grew in "
-         "Germany and France; chief executive Bjorn Tallaksen will raise the dividend.")
+T0 = datetime.now(UTC) - timedelta(hours=1)
+BODY = (
+    "Norvale Shipping agreed to buy Kestrel Lines for 2.3 billion euros, creating the largest "
+    "container operator in the Baltic. Chief executive Ilse Marquardt said the fleet of 140 "
+    "vessels would serve Gdansk, Klaipeda and Riga; regulators in Brussels must approve the deal."
+)
+OTHER = (
+    "Halvorsen Foods said quarterly profit rose 12 percent as sales of frozen fish grew in "
+    "Germany and France; chief executive Bjorn Tallaksen will raise the dividend."
+)
 
 
 def entity(name: str, kind: str) -> Entity:
-    return Entity(id=f"{kind}:{name.lower().replace(' ', '-')}", name=name, type=kind, mentions=2,
-                  forms=[name], offsets=[])
+    return Entity(
+        id=f"{kind}:{name.lower().replace(' ', '-')}",
+        name=name,
+        type=kind,
+        mentions=2,
+        forms=[name],
+        offsets=[],
+    )
 
 
-def article(aid: str, body: str = BODY, hours: float = 0, source: str = "Baltic Wire") -> EnrichedArticle:
-    ents = [entity("Norvale Shipping", "organization"), entity("Kestrel Lines", "organization"),
-            entity("Ilse Marquardt", "person")] if body is BODY else [entity("Halvorsen Foods", "organization")]
-    return EnrichedArticle(id=aid, title=body.split(",")[0], body=body, language="en", source=source,
-                           ingested_at=T0 + timedelta(hours=hours), published_at=T0 + timedelta(hours=hours),
-                           entities=ents)
+def article(
+    aid: str, body: str = BODY, hours: float = 0, source: str = "Baltic Wire"
+) -> EnrichedArticle:
+    ents = (
+        [
+            entity("Norvale Shipping", "organization"),
+            entity("Kestrel Lines", "organization"),
+            entity("Ilse Marquardt", "person"),
+        ]
+        if body is BODY
+        else [entity("Halvorsen Foods", "organization")]
+    )
+    return EnrichedArticle(
+        id=aid,
+        title=body.split(",")[0],
+        body=body,
+        language="en",
+        source=source,
+        ingested_at=T0 + timedelta(hours=hours),
+        published_at=T0 + timedelta(hours=hours),
+        entities=ents,
+    )
 
 
 @pytest.fixture
@@ -63,7 +89,7 @@ def test_concurrent_writes_to_one_story_lose_nothing(es_client, settings):
     one, two = story_assigner(settings, es_client), story_assigner(settings, es_client)
     [a] = one.assign([article("a1")])
     es_client.indices.refresh(index=settings.index("stories"))
-    [b] = two.assign([article("b1", hours=1)])      # two now holds the story too
+    [b] = two.assign([article("b1", hours=1)])  # two now holds the story too
     # no refresh: each worker's copy is stale when it writes next, a version conflict
     [c] = one.assign([article("c1", hours=2)])
     [d] = two.assign([article("d1", hours=3)])

@@ -19,8 +19,15 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tmp" / "artifacts" / "web"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 TIMEOUT_MS = 120_000
 
 
@@ -61,11 +68,15 @@ def test_search_facets_article_subscription_and_live_alert(page, api_server, sta
     # search "memorandum" with the query language: every seed, highlighted snippets
     page.fill("#q", "memorandum")
     page.press("#q", "Enter")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('match memorandum')")
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('match memorandum')"
+    )
     page.wait_for_selector("#hits li.hit mark")
     shown = page.eval_on_selector_all("#hits li.hit", "els => els.map(e => e.dataset.id)")
     assert set(stack.seed_ids.values()) & set(shown)
-    marks = page.eval_on_selector_all("#hits mark", "els => els.map(e => e.textContent.toLowerCase())")
+    marks = page.eval_on_selector_all(
+        "#hits mark", "els => els.map(e => e.textContent.toLowerCase())"
+    )
     assert "memorandum" in marks
     assert "memorandum" in page.url  # the search is in the address (shareable)
     shot(page, "1-search")
@@ -77,7 +88,8 @@ def test_search_facets_article_subscription_and_live_alert(page, api_server, sta
     facet.click()
     page.wait_for_selector(f"#filters .chip:has-text('{place}')")
     page.wait_for_function(
-        f"document.querySelector('#status').textContent.startsWith('{expected} article')")
+        f"document.querySelector('#status').textContent.startsWith('{expected} article')"
+    )
     tags = page.eval_on_selector_all("#hits li.hit", "els => els.map(e => e.textContent)")
     assert tags and all(place in t for t in tags)
     shot(page, "2-facet")
@@ -95,10 +107,15 @@ def test_search_facets_article_subscription_and_live_alert(page, api_server, sta
     page.press("#subscribe-query", "Enter")
     page.wait_for_selector(f"#subscription-list li:has-text('{word}')")
     page.wait_for_selector("#live.on")
-    article = {"title": f"Customs memorandum {word}", "source": "browser-test",
-               "body": f"Customs services of four neighbouring countries signed a memorandum on shared "
-                       f"border checks (file {word}); it covers trucks and rail freight from June."}
-    posted = httpx.post(f"{api_server.url}/articles", json=article, headers=api_server.auth, timeout=60)
+    article = {
+        "title": f"Customs memorandum {word}",
+        "source": "browser-test",
+        "body": f"Customs services of four neighbouring countries signed a memorandum on shared "
+        f"border checks (file {word}); it covers trucks and rail freight from June.",
+    }
+    posted = httpx.post(
+        f"{api_server.url}/articles", json=article, headers=api_server.auth, timeout=60
+    )
     assert posted.status_code == 202 and posted.json()["accepted"] == 1, posted.text
     alert = page.locator("#alert-list li.alert").filter(has=page.locator(".query", has_text=query))
     alert.wait_for(timeout=TIMEOUT_MS)  # the worker matched it, the SSE stream brought it
@@ -135,7 +152,10 @@ def test_page_asks_for_the_token_and_refuses_a_wrong_one(page, api_server):
     page.fill("#token", api_server.token)
     page.press("#token", "Enter")
     page.wait_for_selector("body[data-ready=true]")
-    assert json.loads(page.evaluate("JSON.stringify(localStorage.getItem('newspipe-token'))")) == api_server.token
+    assert (
+        json.loads(page.evaluate("JSON.stringify(localStorage.getItem('newspipe-token'))"))
+        == api_server.token
+    )
 
 
 def test_an_owner_key_on_the_page_shows_only_that_owners_subscriptions(page, api_server, stack):

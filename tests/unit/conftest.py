@@ -30,7 +30,12 @@ def _fresh_memo_caches_under_mutation():
         from pipeline.query import analysis
         from pipeline.stages import dedupe, names
 
-        for cached in (analysis.stem, analysis._fold_char, analysis._normalize_word, names.place_table):
+        for cached in (
+            analysis.stem,
+            analysis._fold_char,
+            analysis._normalize_word,
+            names.place_table,
+        ):
             cached.cache_clear()
         dedupe._STRIP.clear()
     yield

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.query.es_query import to_es_query
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, compile_query, snippet
-from pipeline.query.language import QuerySyntaxError, parse_query
 from pipeline.query.analysis import search_fields, tokens
+from pipeline.query.es_query import to_es_query
+from pipeline.query.language import QuerySyntaxError, parse_query
 from schemas import AlertMatch, EnrichedArticle, Entity, EventTag, Mention, Subscription
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,14 @@ def _entities(key: str, body: str) -> list[Entity]:
             offsets = [Mention(text=m.group(), start=m.start(), end=m.end()) for m in found]
             forms = sorted({m.text for m in offsets})
             entities.append(
-                Entity(id=entity_id, name=name, type="person", mentions=len(offsets), forms=forms, offsets=offsets)
+                Entity(
+                    id=entity_id,
+                    name=name,
+                    type="person",
+                    mentions=len(offsets),
+                    forms=forms,
+                    offsets=offsets,
+                )
             )
     return entities
 
@@ -89,11 +96,11 @@ def test_gold_alerts(case):
         ('"exchange of the greatest prisoners"', {"002"}),
         ("memorandum -Kellogg", {"001", "003", "004"}),
         ("event:prisoner-exchange", PRISONER_EXCHANGE),
-        ("event:Prisoner_Exchange AND NOT entity:\"Volodymyr Zelensky\"", {"001"}),
+        ('event:Prisoner_Exchange AND NOT entity:"Volodymyr Zelensky"', {"001"}),
         ('entity:"Nobody Known" OR sanctions', {"001", "002", "004"}),
         ("source:reuters", {"002"}),
         ("source:REUTERS memorandum", {"002"}),
-        ("lang:EN AND \"prisoner exchange\"", {"001", "003", "004"}),
+        ('lang:EN AND "prisoner exchange"', {"001", "003", "004"}),
         ("lang:de AND memorandum", set()),
     ],
 )
@@ -109,17 +116,28 @@ def test_title_field_looks_at_the_title_only():
 
 def test_match_reports_what_matched():
     index = SubscriptionIndex(resolver)
-    index.add(Subscription(id="s", query='(memorandum OR nothingatall) entity:"Vladimir Medinsky" event:prisoner_exchange -Kellogg'))
+    index.add(
+        Subscription(
+            id="s",
+            query='(memorandum OR nothingatall) entity:"Vladimir Medinsky" event:prisoner_exchange -Kellogg',
+        )
+    )
     [(subscription, match)] = index.match(VIEWS["001"])
     assert subscription.id == "s"
-    assert match == AlertMatch(terms=["memorandum"], entities=["person:medinski"], events=["prisoner_exchange"])
+    assert match == AlertMatch(
+        terms=["memorandum"], entities=["person:medinski"], events=["prisoner_exchange"]
+    )
 
 
 def test_add_replace_remove_and_inactive():
     index = SubscriptionIndex(resolver)
     index.add(Subscription(id="s", query="memorandum"))
     index.add(Subscription(id="s", query="sanctions"))
-    assert len(index) == 1 and {k for k, v in VIEWS.items() if index.match(v)} == {"001", "002", "004"}
+    assert len(index) == 1 and {k for k, v in VIEWS.items() if index.match(v)} == {
+        "001",
+        "002",
+        "004",
+    }
     assert index.remove("s") and not index.remove("s") and len(index) == 0
     index.add(Subscription(id="off", query="memorandum", active=False))
     assert "off" not in index
@@ -136,7 +154,7 @@ def test_invalid_query_leaves_the_index_unchanged():
 def test_only_anchored_subscriptions_are_evaluated():
     index = SubscriptionIndex(resolver)
     index.add(Subscription(id="kellogg", query="Kellogg AND (peace OR war)"))
-    index.add(Subscription(id="zzz", query="zzzunknownword OR \"no such phrase\""))
+    index.add(Subscription(id="zzz", query='zzzunknownword OR "no such phrase"'))
     assert index.candidates(VIEWS["000"]) == {"kellogg"}
     assert index.candidates(VIEWS["001"]) == set()
 
@@ -173,20 +191,53 @@ def test_snippet_of_an_entity_match_shows_its_first_mention():
 
 
 def test_snippet_of_an_event_match_is_the_evidence_sentence():
-    assert snippet(ARTICLES["002"], AlertMatch(events=["prisoner_exchange"])) == "The sides agreed a prisoner swap."
+    assert (
+        snippet(ARTICLES["002"], AlertMatch(events=["prisoner_exchange"]))
+        == "The sides agreed a prisoner swap."
+    )
 
 
 # --- agreement: index vs brute force, stream vs Elasticsearch --------------------------------
 
 VOCABULARY = [
-    "memorandum", "ceasefire", "cease-fire", "sanctions", "Kellogg", "Istanbul", "talks",
-    "Russia", "Ukraine", "Putin", "peace", "war", "Medinsky", "delegation", "June", "round",
-    "nothingatall", "the", "Türkiye", "Russia's", "prisoners",
+    "memorandum",
+    "ceasefire",
+    "cease-fire",
+    "sanctions",
+    "Kellogg",
+    "Istanbul",
+    "talks",
+    "Russia",
+    "Ukraine",
+    "Putin",
+    "peace",
+    "war",
+    "Medinsky",
+    "delegation",
+    "June",
+    "round",
+    "nothingatall",
+    "the",
+    "Türkiye",
+    "Russia's",
+    "prisoners",
 ]
-PHRASES = ['"prisoner exchange"', '"peace talks"', '"second round"', '"cease fire"', '"no such thing"']
+PHRASES = [
+    '"prisoner exchange"',
+    '"peace talks"',
+    '"second round"',
+    '"cease fire"',
+    '"no such thing"',
+]
 FIELDS = [
-    'entity:"Vladimir Medinsky"', 'entity:"Volodymyr Zelensky"', "event:prisoner_exchange",
-    "source:reuters", "lang:en", "title:talks", 'title:"peace talks"', "event:sanctions",
+    'entity:"Vladimir Medinsky"',
+    'entity:"Volodymyr Zelensky"',
+    "event:prisoner_exchange",
+    "source:reuters",
+    "lang:en",
+    "title:talks",
+    'title:"peace talks"',
+    "event:sanctions",
 ]
 
 
@@ -243,17 +294,20 @@ def _field_values(document: dict, field: str) -> list[str]:
 
 def _es_matches(query: dict, document: dict) -> bool:
     """A small evaluator of the query DSL subset that to_es_query produces."""
-    (kind, body), = query.items()
+    ((kind, body),) = query.items()
     if kind == "bool":
         should = body.get("should", [])
         return (
             all(_es_matches(q, document) for q in body.get("must", []))
             and not any(_es_matches(q, document) for q in body.get("must_not", []))
-            and (not should or sum(_es_matches(q, document) for q in should) >= body["minimum_should_match"])
+            and (
+                not should
+                or sum(_es_matches(q, document) for q in should) >= body["minimum_should_match"]
+            )
         )
     if kind == "match_none":
         return False
-    (field, value), = body.items()
+    ((field, value),) = body.items()
     values = _field_values(document, field)
     if kind == "match":
         return any(word in values for word in value.split())

@@ -145,9 +145,9 @@ def test_es_boolean_structure():
 
 def test_es_fields():
     resolver = {"vladimir medinsky": {"person:medinski"}}.get
-    assert to_es_query(parse_query('entity:"Vladimir Medinsky"'), lambda n: resolver(n.lower(), set())) == {
-        "terms": {"entity_ids": ["person:medinski"]}
-    }
+    assert to_es_query(
+        parse_query('entity:"Vladimir Medinsky"'), lambda n: resolver(n.lower(), set())
+    ) == {"terms": {"entity_ids": ["person:medinski"]}}
     assert to_es_query(parse_query('entity:"Nobody"'), lambda n: set()) == {"match_none": {}}
     assert to_es_query(parse_query("event:Prisoner-Exchange")) == {
         "term": {"event_types": "prisoner_exchange"}

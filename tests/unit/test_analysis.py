@@ -2,7 +2,14 @@
 
 import pytest
 
-from pipeline.query.analysis import compounds, normalize_term, search_fields, stem, token_spans, tokens
+from pipeline.query.analysis import (
+    compounds,
+    normalize_term,
+    search_fields,
+    stem,
+    token_spans,
+    tokens,
+)
 
 
 def test_words_are_lowercased_and_possessives_dropped():
@@ -55,7 +62,14 @@ def test_s_stemmer(word, stemmed):
 
 
 def test_spelling_variants_meet_in_one_compound():
-    for text in ("ceasefire", "cease-fire", "cease fire", "ceasefires", "Cease-Fires", "cease fires"):
+    for text in (
+        "ceasefire",
+        "cease-fire",
+        "cease fire",
+        "ceasefires",
+        "Cease-Fires",
+        "cease fires",
+    ):
         forms = set(tokens(text)) | set(compounds(text))
         assert "ceasefire" in forms, text
 

@@ -4,7 +4,7 @@ positions, request bodies, search cursors. (Behaviour on the real stack: tests/i
 from __future__ import annotations
 
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import feedparser
 import pytest
@@ -14,9 +14,9 @@ from pipeline.api import create_api
 from pipeline.api.atom import render_feed
 from pipeline.api.auth import DEFAULT_TOKEN, resolve_token, token_matches
 from pipeline.api.stream import BadEventId, format_event_id, parse_event_id, sse
-from pipeline.sources.ingest import Rejected, iter_request
 from pipeline.query.search import CursorError, decode_cursor, encode_cursor
 from pipeline.settings import Settings
+from pipeline.sources.ingest import Rejected, iter_request
 from schemas import Alert, AlertMatch, RawArticle, Subscription
 
 # nothing listens here: building the app and its document must not need the servers
@@ -25,8 +25,12 @@ OFFLINE = dict(kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:1")
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    settings = Settings(_env_file=None, api_token="unit-test-token",
-                        data_dir=tmp_path_factory.mktemp("api"), **OFFLINE)
+    settings = Settings(
+        _env_file=None,
+        api_token="unit-test-token",
+        data_dir=tmp_path_factory.mktemp("api"),
+        **OFFLINE,
+    )
     return create_api(settings)
 
 
@@ -38,10 +42,18 @@ def document(app) -> dict:
 # --- the OpenAPI document ----------------------------------------------------------------------
 
 ROUTES = {
-    ("post", "/articles"), ("get", "/articles/{article_id}"), ("get", "/search"),
-    ("post", "/subscriptions"), ("get", "/subscriptions"), ("get", "/subscriptions/{subscription_id}"),
-    ("delete", "/subscriptions/{subscription_id}"), ("get", "/alerts"), ("get", "/alerts/stream"),
-    ("get", "/subscriptions/{subscription_id}/feed.atom"), ("get", "/health"), ("get", "/me"),
+    ("post", "/articles"),
+    ("get", "/articles/{article_id}"),
+    ("get", "/search"),
+    ("post", "/subscriptions"),
+    ("get", "/subscriptions"),
+    ("get", "/subscriptions/{subscription_id}"),
+    ("delete", "/subscriptions/{subscription_id}"),
+    ("get", "/alerts"),
+    ("get", "/alerts/stream"),
+    ("get", "/subscriptions/{subscription_id}/feed.atom"),
+    ("get", "/health"),
+    ("get", "/me"),
 }
 
 
@@ -78,13 +90,25 @@ def test_responses_are_typed_with_the_schemas_models(document):
     assert ref(ops["post", "/subscriptions"], "201")["$ref"].endswith("/SubscriptionCreated")
     assert ref(ops["get", "/alerts"], "200")["items"]["$ref"].endswith("/Alert")
     assert "text/event-stream" in ops["get", "/alerts/stream"]["responses"]["200"]["content"]
-    assert "application/atom+xml" in ops["get", "/subscriptions/{subscription_id}/feed.atom"]["responses"]["200"]["content"]
+    assert (
+        "application/atom+xml"
+        in ops["get", "/subscriptions/{subscription_id}/feed.atom"]["responses"]["200"]["content"]
+    )
     body = ops["post", "/articles"]["requestBody"]["content"]
     assert set(body) == {"application/json", "application/x-ndjson"}
     components = document["components"]["schemas"]
-    for name in ("RawArticle", "IngestResponse", "SearchResponse", "Facets", "Alert", "Subscription"):
+    for name in (
+        "RawArticle",
+        "IngestResponse",
+        "SearchResponse",
+        "Facets",
+        "Alert",
+        "Subscription",
+    ):
         assert name in components, name
-    assert set(components["RawArticle"]["required"]) == set(RawArticle.model_json_schema()["required"])
+    assert set(components["RawArticle"]["required"]) == set(
+        RawArticle.model_json_schema()["required"]
+    )
 
 
 def test_every_reference_resolves(document):
@@ -93,7 +117,9 @@ def test_every_reference_resolves(document):
     def walk(node):
         if isinstance(node, dict):
             if "$ref" in node:
-                assert node["$ref"].removeprefix("#/components/schemas/") in components, node["$ref"]
+                assert node["$ref"].removeprefix("#/components/schemas/") in components, node[
+                    "$ref"
+                ]
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -116,8 +142,12 @@ def test_the_page_and_its_files_are_served_without_a_token(app):
 
 def test_wrong_or_missing_tokens_are_refused(app):
     client = TestClient(app)
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Bearer {DEFAULT_TOKEN}"},
-                    {"Authorization": "Bearer "}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+        {"Authorization": "Bearer "},
+    ):
         for path in ("/search", "/subscriptions", "/alerts", "/alerts/stream", "/articles/x"):
             assert client.get(path, headers=headers).status_code == 401, (path, headers)
     assert client.post("/articles", json={"body": "x"}).status_code == 401
@@ -126,7 +156,9 @@ def test_wrong_or_missing_tokens_are_refused(app):
 
 def test_unavailable_servers_are_a_503_not_a_traceback(app):
     client = TestClient(app, raise_server_exceptions=False)
-    response = client.get("/search", params={"q": "x"}, headers={"Authorization": "Bearer unit-test-token"})
+    response = client.get(
+        "/search", params={"q": "x"}, headers={"Authorization": "Bearer unit-test-token"}
+    )
     assert response.status_code == 503
     assert "retry" in response.json()["detail"]
 
@@ -168,17 +200,29 @@ def test_the_api_binds_to_loopback_by_default():
 
 def _alert(n: int) -> Alert:
     return Alert(
-        id=f"a{n}", subscription_id="sub-1", query="memorandum", owner="o", article_id=f"art{n}",
-        title=f"Title <{n}> & more", source="Wire", url=None if n else "https://example.org/x?a=1&b=2",
-        published_at=datetime(2025, 6, 1, tzinfo=timezone.utc), matched=AlertMatch(terms=["memorandum"]),
-        snippet="a «memorandum» was <signed>", created_at=datetime(2025, 6, 2, n, tzinfo=timezone.utc),
+        id=f"a{n}",
+        subscription_id="sub-1",
+        query="memorandum",
+        owner="o",
+        article_id=f"art{n}",
+        title=f"Title <{n}> & more",
+        source="Wire",
+        url=None if n else "https://example.org/x?a=1&b=2",
+        published_at=datetime(2025, 6, 1, tzinfo=UTC),
+        matched=AlertMatch(terms=["memorandum"]),
+        snippet="a «memorandum» was <signed>",
+        created_at=datetime(2025, 6, 2, n, tzinfo=UTC),
     )
 
 
 def test_atom_feed_is_valid_for_feedparser():
     subscription = Subscription(id="sub-1", query='memorandum AND "peace talks"', owner="o")
-    body = render_feed(subscription, [_alert(2), _alert(1), _alert(0)],
-                       self_url="http://h/subscriptions/sub-1/feed.atom", page_url="http://h/")
+    body = render_feed(
+        subscription,
+        [_alert(2), _alert(1), _alert(0)],
+        self_url="http://h/subscriptions/sub-1/feed.atom",
+        page_url="http://h/",
+    )
     feed = feedparser.parse(body)
     assert not feed.bozo, feed.bozo_exception
     assert feed.version == "atom10"
@@ -188,12 +232,18 @@ def test_atom_feed_is_valid_for_feedparser():
     assert feed.entries[0].title == "Title <2> & more"
     assert feed.entries[2].link == "https://example.org/x?a=1&b=2"
     assert feed.entries[1].link == "http://h/#article=art1"
-    assert "<b>memorandum</b>" in feed.entries[0].summary and "<signed>" not in feed.entries[0].summary
+    assert (
+        "<b>memorandum</b>" in feed.entries[0].summary and "<signed>" not in feed.entries[0].summary
+    )
     assert feed.feed.updated.startswith("2025-06-02T02:00")
 
 
 def test_an_empty_feed_is_valid():
-    feed = feedparser.parse(render_feed(Subscription(id="s", query="q"), [], self_url="http://h/f", page_url="http://h/"))
+    feed = feedparser.parse(
+        render_feed(
+            Subscription(id="s", query="q"), [], self_url="http://h/f", page_url="http://h/"
+        )
+    )
     assert not feed.bozo and feed.entries == []
 
 
@@ -211,7 +261,9 @@ def test_request_bodies_use_the_ingest_contract(tmp_path):
     [one] = list(iter_request(b'{"title": "T", "text": "Body text"}'))
     assert isinstance(one, RawArticle) and one.body == "Body text" and one.id
     many = list(iter_request(b'[{"body": "a"}, 3]'))
-    assert isinstance(many[0], RawArticle) and many[1] == Rejected("request[1]", "expected a JSON object, got int", b"3")
+    assert isinstance(many[0], RawArticle) and many[1] == Rejected(
+        "request[1]", "expected a JSON object, got int", b"3"
+    )
     batch = b'{"body": "x"}\r\n\n{"body": 5}\n\x00\x01\x02\n{"a":\n{"title": "no body"}\n'
     lines = list(iter_request(batch, lines=True))
     assert isinstance(lines[0], RawArticle)
@@ -225,8 +277,11 @@ def test_request_bodies_use_the_ingest_contract(tmp_path):
     path.write_bytes(batch)
     from pipeline.sources.ingest import iter_inputs
 
-    from_file = [(r.origin.replace(str(path), "request"), r.reason) for r in iter_inputs([path])
-                 if isinstance(r, Rejected)]
+    from_file = [
+        (r.origin.replace(str(path), "request"), r.reason)
+        for r in iter_inputs([path])
+        if isinstance(r, Rejected)
+    ]
     assert from_file == reasons
     assert [r.reason for r in iter_request(b"", lines=True)] == ["empty file"]
     deep = b"[" * 100_000 + b"]" * 100_000
@@ -251,10 +306,16 @@ def test_the_page_is_package_data():
     import pipeline.api.app as app_module
 
     root = Path(__file__).resolve().parents[2]
-    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]
     # patterns relative to pipeline/ (package "pipeline") or to pipeline/api/ ("pipeline.api")
     patterns = data.get("pipeline", []) + [f"api/{p}" for p in data.get("pipeline.api", [])]
-    files = [p.relative_to(root / "pipeline").as_posix() for p in app_module.STATIC.iterdir() if p.is_file()]
+    files = [
+        p.relative_to(root / "pipeline").as_posix()
+        for p in app_module.STATIC.iterdir()
+        if p.is_file()
+    ]
     assert {"api/static/index.html", "api/static/app.js", "api/static/style.css"} <= set(files)
     for name in files:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
@@ -263,6 +324,11 @@ def test_the_page_is_package_data():
 def test_a_bad_resume_position_is_refused_before_the_stream_opens(app):
     client = TestClient(app)
     for position in ("x", "0:-1", "1:2:3"):
-        response = client.get("/alerts/stream", params={"resume": position},
-                              headers={"Authorization": "Bearer unit-test-token"})
-        assert response.status_code == 400 and "Last-Event-ID" in response.json()["detail"], position
+        response = client.get(
+            "/alerts/stream",
+            params={"resume": position},
+            headers={"Authorization": "Bearer unit-test-token"},
+        )
+        assert response.status_code == 400 and "Last-Event-ID" in response.json()["detail"], (
+            position
+        )

@@ -18,8 +18,11 @@ from schemas import Alert, AlertMatch, Subscription
 
 OFFLINE = dict(kafka_bootstrap="127.0.0.1:1", es_url="http://127.0.0.1:1")
 TOKEN = "deployment-token-for-units"
-KEYS = {"np_a_alice": Caller("alice", key_id="a"), "np_b_bob": Caller("bob", key_id="b"),
-        "np_o_ops": Caller("ops", admin=True, key_id="o")}
+KEYS = {
+    "np_a_alice": Caller("alice", key_id="a"),
+    "np_b_bob": Caller("bob", key_id="b"),
+    "np_o_ops": Caller("ops", admin=True, key_id="o"),
+}
 
 
 class Keys:
@@ -54,9 +57,12 @@ class Ledger:
         self.alerts: list[Alert] = []
 
     def history(self, subscription_id=None, size=50, owner=None):
-        return [a for a in self.alerts
-                if (subscription_id is None or a.subscription_id == subscription_id)
-                and (owner is None or a.owner == owner)][:size]
+        return [
+            a
+            for a in self.alerts
+            if (subscription_id is None or a.subscription_id == subscription_id)
+            and (owner is None or a.owner == owner)
+        ][:size]
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -84,14 +90,30 @@ def subscribe(client, who: dict, query: str, **body) -> dict:
 
 
 def alert(sub: dict, n: int) -> Alert:
-    return Alert(id=f"al-{sub['id']}-{n}", subscription_id=sub["id"], query=sub["query"], owner=sub["owner"],
-                 article_id=f"art{n}", title=f"t{n}", matched=AlertMatch(terms=["x"]), snippet="x")
+    return Alert(
+        id=f"al-{sub['id']}-{n}",
+        subscription_id=sub["id"],
+        query=sub["query"],
+        owner=sub["owner"],
+        article_id=f"art{n}",
+        title=f"t{n}",
+        matched=AlertMatch(terms=["x"]),
+        snippet="x",
+    )
 
 
 def test_keys_resolve_to_callers_and_the_deployment_token_is_admin(client):
-    assert client.get("/me", headers=ALICE).json() == {"owner": "alice", "admin": False, "key_id": "a"}
+    assert client.get("/me", headers=ALICE).json() == {
+        "owner": "alice",
+        "admin": False,
+        "key_id": "a",
+    }
     assert client.get("/me", headers=ADMIN).json()["admin"] is True
-    assert client.get("/me", headers=DEPLOYMENT).json() == {"owner": "admin", "admin": True, "key_id": None}
+    assert client.get("/me", headers=DEPLOYMENT).json() == {
+        "owner": "admin",
+        "admin": True,
+        "key_id": None,
+    }
     for refused in ({}, bearer("np_x_unknown"), bearer("change-me"), bearer("")):
         response = client.get("/me", headers=refused)
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
@@ -100,14 +122,20 @@ def test_keys_resolve_to_callers_and_the_deployment_token_is_admin(client):
 def test_an_owner_creates_for_itself_whatever_owner_it_names(client):
     sub = subscribe(client, ALICE, "oil", owner="bob")
     assert sub["owner"] == "alice" and sub["id"] == subscription_id("alice", "oil")
-    assert subscribe(client, ADMIN, "oil", owner="bob")["owner"] == "bob", "an admin may name the owner"
-    assert subscribe(client, DEPLOYMENT, "wheat")["owner"] == "default", "the single-token setup as before"
+    assert subscribe(client, ADMIN, "oil", owner="bob")["owner"] == "bob", (
+        "an admin may name the owner"
+    )
+    assert subscribe(client, DEPLOYMENT, "wheat")["owner"] == "default", (
+        "the single-token setup as before"
+    )
 
 
 def test_an_owner_sees_changes_and_deletes_only_its_own(client):
     mine, theirs = subscribe(client, ALICE, "oil"), subscribe(client, BOB, "oil")
     assert [s["id"] for s in client.get("/subscriptions", headers=ALICE).json()] == [mine["id"]]
-    assert [s["id"] for s in client.get("/subscriptions?owner=alice", headers=ALICE).json()] == [mine["id"]]
+    assert [s["id"] for s in client.get("/subscriptions?owner=alice", headers=ALICE).json()] == [
+        mine["id"]
+    ]
     assert client.get("/subscriptions?owner=bob", headers=ALICE).status_code == 403
     assert client.get(f"/subscriptions/{mine['id']}", headers=ALICE).status_code == 200
 
@@ -120,8 +148,13 @@ def test_an_owner_sees_changes_and_deletes_only_its_own(client):
         assert feed.status_code == 404
     assert theirs["id"] in client.ctx.store.items, "bob's subscription is still there"
 
-    assert {s["owner"] for s in client.get("/subscriptions", headers=ADMIN).json()} == {"alice", "bob"}
-    assert [s["owner"] for s in client.get("/subscriptions?owner=bob", headers=ADMIN).json()] == ["bob"]
+    assert {s["owner"] for s in client.get("/subscriptions", headers=ADMIN).json()} == {
+        "alice",
+        "bob",
+    }
+    assert [s["owner"] for s in client.get("/subscriptions?owner=bob", headers=ADMIN).json()] == [
+        "bob"
+    ]
     assert client.delete(f"/subscriptions/{theirs['id']}", headers=BOB).status_code == 204
     assert client.delete(f"/subscriptions/{mine['id']}", headers=ADMIN).status_code == 204
     assert client.ctx.store.items == {}
@@ -139,14 +172,18 @@ def test_alert_history_and_feeds_are_the_owners(client):
     assert client.get("/alerts?subscription_id=sub-nosuchthing", headers=ALICE).status_code == 404
     assert len(client.get(f"/alerts?subscription_id={theirs['id']}", headers=ADMIN).json()) == 2
 
-    feed = client.get(f"/subscriptions/{theirs['id']}/feed.atom", params={"access_token": "np_b_bob"})
+    feed = client.get(
+        f"/subscriptions/{theirs['id']}/feed.atom", params={"access_token": "np_b_bob"}
+    )
     assert feed.status_code == 200 and feed.text.count("<entry>") == 2
     assert client.get(f"/subscriptions/{theirs['id']}/feed.atom", headers=ADMIN).status_code == 200
 
 
 def test_the_stream_refuses_another_owners_subscription(client):
     theirs = subscribe(client, BOB, "gas")
-    response = client.get("/alerts/stream", params={"subscription_id": theirs["id"], "access_token": "np_a_alice"})
+    response = client.get(
+        "/alerts/stream", params={"subscription_id": theirs["id"], "access_token": "np_a_alice"}
+    )
     assert response.status_code == 404
     assert client.get("/alerts/stream", params={"access_token": "np_x_forged"}).status_code == 401
 
@@ -167,7 +204,10 @@ def test_the_stream_sends_an_owner_only_its_alerts():
             if self.polled:
                 return []
             self.polled = True
-            return [(0, 0, theirs.model_dump_json().encode()), (0, 1, mine.model_dump_json().encode())]
+            return [
+                (0, 0, theirs.model_dump_json().encode()),
+                (0, 1, mine.model_dump_json().encode()),
+            ]
 
         def close(self):
             pass
@@ -179,7 +219,9 @@ def test_the_stream_sends_an_owner_only_its_alerts():
         return len(calls) > 2
 
     async def read() -> str:
-        return "".join([chunk async for chunk in alert_events(stream, set(), disconnected, owner="alice")])
+        return "".join(
+            [chunk async for chunk in alert_events(stream, set(), disconnected, owner="alice")]
+        )
 
     text = asyncio.run(read())
     assert mine.id in text and theirs.id not in text

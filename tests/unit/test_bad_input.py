@@ -21,15 +21,15 @@ import httpx
 import pytest
 import zstandard
 
+from pipeline.infra.deadletter import dead_letter, decode_payload
 from pipeline.query.es_query import MAX_ENTITY_IDS, to_es_query
 from pipeline.query.language import QuerySyntaxError, parse_query
-from pipeline.infra.deadletter import dead_letter, decode_payload
+from pipeline.settings import Settings, reset_settings
 from pipeline.sources.feeds import FeedError, FeedState, make_client, poll_feed
 from pipeline.sources.ingest import NOT_TEXT, Rejected, iter_inputs
-from pipeline.stream.process import InMessage, Pipeline
-from pipeline.settings import Settings, reset_settings
 from pipeline.stages.dedupe import Deduper
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore
+from pipeline.stream.process import InMessage, Pipeline
 from schemas import DeadLetter, RawArticle
 
 BODY = "Ministers met in the capital on Monday and agreed to resume the talks next week."
@@ -96,10 +96,14 @@ def test_F03_utf32_with_bom_is_decoded(tmp_path):
 
 
 def test_F04_windows_1252_is_decoded(tmp_path):
-    text = ("Le café de la gare a rouvert ses portes lundi. « C’est une renaissance », "
-            "a déclaré le maire, qui espère attirer les voyageurs dès l’été prochain. ") * 3
+    text = (
+        "Le café de la gare a rouvert ses portes lundi. « C’est une renaissance », "
+        "a déclaré le maire, qui espère attirer les voyageurs dès l’été prochain. "
+    ) * 3
     (tmp_path / "a.txt").write_bytes(text.encode("cp1252"))
-    (tmp_path / "b.jsonl").write_bytes(json.dumps({"body": text}, ensure_ascii=False).encode("cp1252"))
+    (tmp_path / "b.jsonl").write_bytes(
+        json.dumps({"body": text}, ensure_ascii=False).encode("cp1252")
+    )
     bodies = [a.body for a in items_of(tmp_path)]
     assert bodies == [text, text]
 
@@ -164,16 +168,25 @@ def test_F10_decompression_bombs_and_oversized_files_are_rejected(tmp_path, env)
     (tmp_path / "big.txt").write_bytes(b"word " * 40_000)
     (tmp_path / "big.json").write_bytes(article(body="word " * 40_000))
     reasons = {Path(r.origin).name: r.reason for r in items_of(tmp_path)}
-    assert reasons["bomb.txt.gz"] == "larger than 100000 bytes when decompressed (NEWS_MAX_INPUT_BYTES)"
-    assert reasons["big.txt"] == reasons["big.json"] == "larger than 100000 bytes (NEWS_MAX_INPUT_BYTES)"
+    assert (
+        reasons["bomb.txt.gz"]
+        == "larger than 100000 bytes when decompressed (NEWS_MAX_INPUT_BYTES)"
+    )
+    assert (
+        reasons["big.txt"]
+        == reasons["big.json"]
+        == "larger than 100000 bytes (NEWS_MAX_INPUT_BYTES)"
+    )
 
 
 def test_F11_html_pages_go_through_the_page_extractor(tmp_path):
     """An HTML page (by name or by content) is a web page: its main text is extracted
     (pipeline.sources); a page with too little text is rejected with that reason."""
     story = " ".join([BODY] * 12)
-    page = (b"<!DOCTYPE html><html><head><title>Talks resume</title></head><body><nav>Home | World</nav>"
-            b"<article><p>" + story.encode() + b"</p></article></body></html>")
+    page = (
+        b"<!DOCTYPE html><html><head><title>Talks resume</title></head><body><nav>Home | World</nav>"
+        b"<article><p>" + story.encode() + b"</p></article></body></html>"
+    )
     (tmp_path / "page.html").write_bytes(page)
     (tmp_path / "page.txt").write_bytes(b"\n  " + page)
     (tmp_path / "short.txt").write_bytes(b"<html><body>" + BODY.encode())
@@ -192,9 +205,13 @@ def test_F12_an_unreadable_file_is_rejected_and_the_rest_goes_on(tmp_path, monke
     if os.geteuid() == 0:  # root reads everything: make the open fail as it would for a user
         real = ingest._open_input
         monkeypatch.setattr(
-            ingest, "_open_input",
-            lambda path, comp: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
-            if path.name == "a.txt" else real(path, comp),
+            ingest,
+            "_open_input",
+            lambda path, comp: (
+                (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                if path.name == "a.txt"
+                else real(path, comp)
+            ),
         )
     else:
         (tmp_path / "a.txt").chmod(0)
@@ -276,8 +293,11 @@ def test_J07_non_objects_are_rejected(tmp_path):
     (tmp_path / "a.json").write_text('"just a string"')
     (tmp_path / "b.json").write_text(json.dumps([{"body": BODY}, 42, None]))
     reasons = [r.reason for r in items_of(tmp_path) if isinstance(r, Rejected)]
-    assert reasons == ["expected a JSON object, got str", "expected a JSON object, got int",
-                       "expected a JSON object, got null"]
+    assert reasons == [
+        "expected a JSON object, got str",
+        "expected a JSON object, got int",
+        "expected a JSON object, got null",
+    ]
 
 
 def test_J08_an_empty_list_is_rejected(tmp_path):
@@ -288,21 +308,28 @@ def test_J08_an_empty_list_is_rejected(tmp_path):
 def test_J09_missing_or_empty_body_is_rejected(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"title": "no body"}))
     (tmp_path / "b.json").write_text(json.dumps({"body": "  "}))
-    assert [r.reason for r in items_of(tmp_path)] == ["missing field 'body'", "field 'body' is empty"]
+    assert [r.reason for r in items_of(tmp_path)] == [
+        "missing field 'body'",
+        "field 'body' is empty",
+    ]
 
 
 def test_J10_wrong_field_types_are_rejected(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"body": BODY, "title": 42}))
     (tmp_path / "b.json").write_text(json.dumps({"body": ["a", "list"]}))
     assert [r.reason for r in items_of(tmp_path)] == [
-        "field 'title' must be a string, got int", "field 'body' must be a string, got list"]
+        "field 'title' must be a string, got int",
+        "field 'body' must be a string, got list",
+    ]
 
 
 def test_J11_an_unparsable_date_keeps_the_article(tmp_path, caplog):
     (tmp_path / "a.json").write_text(json.dumps({"body": BODY, "published_at": "the day after"}))
     with caplog.at_level(logging.WARNING, logger="pipeline.sources.ingest"):
         item = only(tmp_path / "a.json")
-    assert item.published_at is None and item.model_extra["unparsed_published_at"] == "the day after"
+    assert (
+        item.published_at is None and item.model_extra["unparsed_published_at"] == "the day after"
+    )
 
 
 def test_J12_an_integer_id_is_its_string(tmp_path):
@@ -323,7 +350,8 @@ def test_S02_a_body_over_the_limit_is_rejected_at_ingest_and_by_the_clean_stage(
     env(max_body_chars=500)
     (tmp_path / "a.json").write_text(json.dumps({"body": "word " * 200}))
     assert reason(tmp_path / "a.json") == (
-        "field 'body' has 1000 characters, over the limit of 500 (NEWS_MAX_BODY_CHARS)")
+        "field 'body' has 1000 characters, over the limit of 500 (NEWS_MAX_BODY_CHARS)"
+    )
     pipeline = Pipeline(Settings(max_body_chars=500), deduper=Deduper(InMemoryFingerprintStore()))
     result = pipeline.clean_and_dedupe([InMessage(value=article(body="word " * 200))])
     assert not result.passed and [d.stage for d in result.dead] == ["clean"]
@@ -333,7 +361,8 @@ def test_S02_a_body_over_the_limit_is_rejected_at_ingest_and_by_the_clean_stage(
 def test_S03_a_field_over_its_limit_is_rejected(tmp_path, name, limit):
     (tmp_path / "a.json").write_text(json.dumps({"body": BODY, name: "x" * (limit + 1)}))
     assert reason(tmp_path / "a.json") == (
-        f"field '{name}' has {limit + 1} characters, over the limit of {limit}")
+        f"field '{name}' has {limit + 1} characters, over the limit of {limit}"
+    )
 
 
 def test_S04_an_over_long_id_is_hashed_at_ingest_and_in_the_worker(tmp_path):
@@ -372,8 +401,9 @@ def test_S05_the_worker_step_dead_letters_a_huge_message_and_goes_on(env):
 
 def raw_step(*values: bytes):
     pipeline = Pipeline(Settings(), deduper=Deduper(InMemoryFingerprintStore()))
-    return pipeline.clean_and_dedupe([InMessage(value=v, topic="raw", offset=i)
-                                      for i, v in enumerate(values)])
+    return pipeline.clean_and_dedupe(
+        [InMessage(value=v, topic="raw", offset=i) for i, v in enumerate(values)]
+    )
 
 
 def test_R01_bytes_that_are_not_json_are_dead_lettered_base64():
@@ -416,9 +446,16 @@ def test_R07_an_over_long_id_from_another_producer_is_hashed():
 
 
 def test_R08_nothing_on_the_raw_topic_raises():
-    values = [os.urandom(64), b"null", b"{}", b'{"body": null}', b'{"body": "\\u0000"}',
-              b'{"body": "x", "published_at": "not a date"}', b'{"body": "x", "id": 5}',
-              b'{"body": "' + b"\\ud800" + b'"}']
+    values = [
+        os.urandom(64),
+        b"null",
+        b"{}",
+        b'{"body": null}',
+        b'{"body": "\\u0000"}',
+        b'{"body": "x", "published_at": "not a date"}',
+        b'{"body": "x", "id": 5}',
+        b'{"body": "' + b"\\ud800" + b'"}',
+    ]
     result = raw_step(*values)
     assert len(result.dead) + len(result.passed) + len(result.duplicates) == len(values)
 
@@ -426,13 +463,16 @@ def test_R08_nothing_on_the_raw_topic_raises():
 # --- feeds ---------------------------------------------------------------------------------------
 
 
-RSS = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
-       b"<item><title>x</title><link>http://news.example/a</link><description>"
-       + BODY.encode() + b"</description></item></channel></rss>")
+RSS = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+    b"<item><title>x</title><link>http://news.example/a</link><description>"
+    + BODY.encode()
+    + b"</description></item></channel></rss>"
+)
 
 
 class _Feeds(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.path == "/slow":  # trickles a byte every 0.1 s for ever
             self._head(200, 10_000_000)
             try:
@@ -461,10 +501,14 @@ class _Feeds(BaseHTTPRequestHandler):
                 pass
         elif self.path == "/bomb":
             entities = "".join(
-                f'<!ENTITY {chr(98 + i)} "' + f"&{chr(97 + i)};" * 10 + '">' for i in range(9))
-            body = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">' + entities
-                    + ']><rss version="2.0"><channel><title>&j;</title><item><title>x</title>'
-                    "<link>http://x/</link><description>&j;</description></item></channel></rss>")
+                f'<!ENTITY {chr(98 + i)} "' + f"&{chr(97 + i)};" * 10 + '">' for i in range(9)
+            )
+            body = (
+                '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+                + entities
+                + ']><rss version="2.0"><channel><title>&j;</title><item><title>x</title>'
+                "<link>http://x/</link><description>&j;</description></item></channel></rss>"
+            )
             self._reply(body.encode())
         elif self.path == "/malformed":
             self._reply(b"<?xml version='1.0'?><rss><channel><item><title>unclosed")

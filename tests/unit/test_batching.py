@@ -47,8 +47,10 @@ def test_messages_arriving_within_the_linger_join_the_batch() -> None:
             await asyncio.sleep(0)
             queue.put_nowait("b")
 
-        asyncio.ensure_future(later())
-        return await next_batch(queue, 64, 1.0)
+        task = asyncio.ensure_future(later())
+        batch = await next_batch(queue, 64, 1.0)
+        await task
+        return batch
 
     # "b" arrives while the batch lingers; the batch is not full, so it waits out the linger
     # (1 s at most) - the test only checks what it contains

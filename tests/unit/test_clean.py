@@ -177,8 +177,18 @@ def test_page_chrome_title_and_trailing_boilerplate():
 
 @pytest.mark.parametrize(
     "marker",
-    ["Advertisement", "- Реклама -", "Anzeige", "[Publicité]", "— Publicidad —", "Pubblicità",
-     "Reklama", "SPONSORED", "广告", "(Werbung)"],
+    [
+        "Advertisement",
+        "- Реклама -",
+        "Anzeige",
+        "[Publicité]",
+        "— Publicidad —",
+        "Pubblicità",
+        "Reklama",
+        "SPONSORED",
+        "广告",
+        "(Werbung)",
+    ],
 )
 def test_ad_markers_on_their_own_line_are_dropped(marker):
     article = clean_text(f"The first paragraph ends here.\n{marker}\nThe second one ends here.")
@@ -317,11 +327,16 @@ def test_dateline_is_removed_from_body():
 @pytest.mark.parametrize(
     ("line", "authors"),
     [
-        ("(Written by Guy Faulconbridge, Additional reporting by Lidia Kelly, Edited by Jane "
-         "Merriman and Lincoln Feast.)", ["Guy Faulconbridge"]),
+        (
+            "(Written by Guy Faulconbridge, Additional reporting by Lidia Kelly, Edited by Jane "
+            "Merriman and Lincoln Feast.)",
+            ["Guy Faulconbridge"],
+        ),
         ("Reporting by Jane Doe; Editing by John Roe", ["Jane Doe"]),
-        ("(Reporting by Anna Smith and Olena Harmash in Moscow; Writing by Mark Trevelyan)",
-         ["Anna Smith", "Olena Harmash", "Mark Trevelyan"]),
+        (
+            "(Reporting by Anna Smith and Olena Harmash in Moscow; Writing by Mark Trevelyan)",
+            ["Anna Smith", "Olena Harmash", "Mark Trevelyan"],
+        ),
         ("(Editing by Jane Merriman)", []),
     ],
 )

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from pipeline.infra import kibana
-from pipeline.settings import Settings
 from pipeline.infra.topics import topic_configs, topic_names
+from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -101,7 +101,7 @@ def app_env(service: dict) -> dict[str, str]:
 
 
 def settings_from(env: dict[str, str]) -> Settings:
-    kwargs = {key[len("NEWS_"):].lower(): value for key, value in env.items()}
+    kwargs = {key[len("NEWS_") :].lower(): value for key, value in env.items()}
     return Settings(_env_file=None, **kwargs)
 
 
@@ -249,7 +249,9 @@ def test_kafka_kraft_single_node(services):
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node}@kafka:9093"
     listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
     assert listeners["CONTROLLER"] == ":9093" and listeners["PLAINTEXT"] == ":9092"
-    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
     assert set(listeners) <= set(protocols)
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners
     advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
@@ -285,7 +287,9 @@ def test_elasticsearch(services):
     assert env["xpack.security.enabled"] == "false"
     assert env["ES_JAVA_OPTS"] == "-Xms512m -Xmx512m"
     assert "ELASTIC_PASSWORD" in env
-    assert any(v.endswith(":/usr/share/elasticsearch/data") for v in services["elasticsearch"]["volumes"])
+    assert any(
+        v.endswith(":/usr/share/elasticsearch/data") for v in services["elasticsearch"]["volumes"]
+    )
 
 
 def test_security_switch_is_documented():
@@ -415,9 +419,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_multi_stage_slim_python():
     instructions = dockerfile_instructions()
-    args = dict(
-        (rest.split("=", 1) + [""])[:2] for kw, rest in instructions if kw == "ARG"
-    )
+    args = dict((rest.split("=", 1) + [""])[:2] for kw, rest in instructions if kw == "ARG")
     froms = [rest for kw, rest in instructions if kw == "FROM"]
     assert len(froms) >= 2, "multi-stage build"
     for stage in froms:
@@ -462,7 +464,9 @@ def test_dockerfile_builds_the_wheel_with_its_package_data():
     assert workdirs[0] == "/src" and workdirs[-1] == "/app"
     env = " ".join(rest for kw, rest in instructions if kw == "ENV")
     assert "PYTHONPATH" not in env and "NEWS_DATA_DIR=/data" in env
-    copies = {tuple(rest.split()) for kw, rest in instructions if kw == "COPY" and "--from" not in rest}
+    copies = {
+        tuple(rest.split()) for kw, rest in instructions if kw == "COPY" and "--from" not in rest
+    }
     for source in ("pipeline", "schemas", "deploy", "seeds"):  # the wheel's sources and seeds
         assert (source, f"./{source}") in copies, source
         assert (ROOT / source).exists(), source
@@ -471,12 +475,21 @@ def test_dockerfile_builds_the_wheel_with_its_package_data():
 
 def test_dockerignore_keeps_secrets_out_and_sources_in():
     patterns = {
-        line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
     assert ".env" in patterns and ".git" in patterns and ".newspipe" in patterns
-    for needed in ("pipeline", "schemas", "deploy", "deploy/kibana", "deploy/elasticsearch",
-                   "seeds", "pyproject.toml", "README.md"):
+    for needed in (
+        "pipeline",
+        "schemas",
+        "deploy",
+        "deploy/kibana",
+        "deploy/elasticsearch",
+        "seeds",
+        "pyproject.toml",
+        "README.md",
+    ):
         assert needed not in patterns, needed
 
 

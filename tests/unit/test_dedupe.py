@@ -8,7 +8,7 @@ import random
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def article(article_id: str, body: str, source: str = "test") -> CleanArticle:
         title=f"title of {article_id}",
         body=body,
         language="en",
-        ingested_at=datetime(2025, 6, 1, tzinfo=timezone.utc),
+        ingested_at=datetime(2025, 6, 1, tzinfo=UTC),
     )
 
 
@@ -323,7 +323,9 @@ def test_redelivered_owner_after_its_copy_in_one_batch_goes_on(deduper: Deduper)
     assert again[0].is_new and again[1].redelivered
 
 
-def test_candidates_many_answers_as_one_search_per_text(store: InMemoryFingerprintStore, deduper: Deduper) -> None:
+def test_candidates_many_answers_as_one_search_per_text(
+    store: InMemoryFingerprintStore, deduper: Deduper
+) -> None:
     deduper.check(seeds())
     keys = [list(signature(seed_text(i)).bands) for i in range(3)] + [[]]
     assert store.candidates_many(keys) == [store.candidates(k) for k in keys[:3]] + [[]]

@@ -9,12 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline.stages.nlp import PLACE_RULER, load_nlp, loadable_name
 from pipeline.stages.entities import (
     InMemoryEntityRegistry,
     RegistryEntry,
@@ -22,6 +21,7 @@ from pipeline.stages.entities import (
     extract_entities,
     parse,
 )
+from pipeline.stages.nlp import PLACE_RULER, load_nlp, loadable_name
 from schemas.models import CleanArticle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +34,15 @@ if not Path(MODEL).is_dir() and importlib.util.find_spec(MODEL) is None:
 
 def _seed_articles() -> dict[str, CleanArticle]:
     """Seed files as minimal clean articles (body = raw text, not depending on the clean stage)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
-        path.name[:3]: CleanArticle(id=path.name[:3], title=path.stem, body=path.read_text("utf-8"),
-                                    language="en", ingested_at=now)
+        path.name[:3]: CleanArticle(
+            id=path.name[:3],
+            title=path.stem,
+            body=path.read_text("utf-8"),
+            language="en",
+            ingested_at=now,
+        )
         for path in sorted((ROOT / "seeds").glob("*.txt"))
     }
 
@@ -128,8 +133,9 @@ def test_stretch_in_one_batch(nlp):
     assert [c["canonical_hint"] for c in GOLD["stretch"] if _stretch_problems(results, c)] == []
 
 
-@pytest.mark.parametrize("order", [sorted(ARTICLES), sorted(ARTICLES, reverse=True)],
-                         ids=["forward", "reverse"])
+@pytest.mark.parametrize(
+    "order", [sorted(ARTICLES), sorted(ARTICLES, reverse=True)], ids=["forward", "reverse"]
+)
 def test_mistranslated_first_name_links_on_role_evidence_in_any_order(nlp, order):
     results = _run(nlp, order, False)
     items = [c for c in GOLD["stretch"] if "first name" in c.get("note", "")]
@@ -142,7 +148,7 @@ def test_offsets_index_the_body(results):
         for entity in entities:
             assert entity.mentions == len(entity.offsets)
             for m in entity.offsets:
-                assert body[m.start:m.end] == m.text
+                assert body[m.start : m.end] == m.text
             assert set(entity.forms) == {m.text for m in entity.offsets}
 
 
@@ -180,8 +186,12 @@ def test_place_ruler_added_once(nlp):
 
 def test_entity_ids_for_name():
     registry = InMemoryEntityRegistry()
-    registry.register([RegistryEntry("person:medinski", "person:medinski", "Vladimir Medinsky", "person"),
-                       RegistryEntry("person:smith", "person:smith", "John Smith", "person")])
+    registry.register(
+        [
+            RegistryEntry("person:medinski", "person:medinski", "Vladimir Medinsky", "person"),
+            RegistryEntry("person:smith", "person:smith", "John Smith", "person"),
+        ]
+    )
     assert "person:medinski" in entity_ids_for_name("Vladimir Medinsky", registry)
     assert "person:medinski" in entity_ids_for_name("Medynsky", registry)
     assert entity_ids_for_name("Kiev", registry) == {"location:kyiv"}

@@ -6,15 +6,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline.stages.nlp import load_nlp, loadable_name
 from pipeline.stages.entities import parse
 from pipeline.stages.events import salience, story_salience, tag_events, taxonomy
 from pipeline.stages.index import article_document
+from pipeline.stages.nlp import load_nlp, loadable_name
 from schemas.models import EVENT_ALERT_SALIENCE, EnrichedArticle, EventTag
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,23 +37,41 @@ def _types(nlp, text: str, title: str | None = None, alertable: bool = True) -> 
     "etype, yes, no",
     [
         # reporting verb: a complaint, not a public protest
-        ("protest", "Workers protested against the plan outside the ministry.",
-         "The union protested that the plan was unfair to workers."),
+        (
+            "protest",
+            "Workers protested against the plan outside the ministry.",
+            "The union protested that the plan was unfair to workers.",
+        ),
         # figurative frame right after the trigger
-        ("natural_disaster", "The storm brought heavy rain to the coast.",
-         "A storm of criticism hit the minister."),
+        (
+            "natural_disaster",
+            "The storm brought heavy rain to the coast.",
+            "A storm of criticism hit the minister.",
+        ),
         # sense cues: markets vs armed forces
-        ("military_strike", "Rebel forces launched an attack on the army base.",
-         "Speculators launched an attack on the currency."),
+        (
+            "military_strike",
+            "Rebel forces launched an attack on the army base.",
+            "Speculators launched an attack on the currency.",
+        ),
         # sense cues next to a strong trigger: a company's election of directors
-        ("election", "The party won the general election.",
-         "Shareholders approved the election of directors."),
+        (
+            "election",
+            "The party won the general election.",
+            "Shareholders approved the election of directors.",
+        ),
         # the 'arrest the decline' sense
-        ("arrest", "Police arrested three suspects on fraud charges.",
-         "The measures aim to arrest the decline in the currency."),
+        (
+            "arrest",
+            "Police arrested three suspects on fraud charges.",
+            "The measures aim to arrest the decline in the currency.",
+        ),
         # a truce in a price war is not a ceasefire
-        ("ceasefire", "The warring factions agreed a truce along the front line.",
-         "The two retailers agreed a truce in their discount battle."),
+        (
+            "ceasefire",
+            "The warring factions agreed a truce along the front line.",
+            "The two retailers agreed a truce in their discount battle.",
+        ),
     ],
 )
 def test_senses(nlp, etype, yes, no):
@@ -68,14 +86,22 @@ def test_weak_trigger_counts_when_the_article_reports_a_related_event(nlp):
 
 
 def test_passing_reference_has_low_salience(nlp):
-    filler = " ".join(f"The company reported sales of {n} mln dlrs in its unit number {n}." for n in range(30))
-    text = "The chart topped the sales list this week. " + filler + " The single raised money after the earthquake."
+    filler = " ".join(
+        f"The company reported sales of {n} mln dlrs in its unit number {n}." for n in range(30)
+    )
+    text = (
+        "The chart topped the sales list this week. "
+        + filler
+        + " The single raised money after the earthquake."
+    )
     doc = parse(nlp, [text], 1)[0]
     tag = next(t for t in tag_events(doc) if t.type == "natural_disaster")
     assert tag.salience < EVENT_ALERT_SALIENCE and not tag.alertable
     assert tag.evidence  # kept with its evidence
     # the same sentence in the lead, or a title that repeats the trigger, is salient
-    assert "natural_disaster" in _types(nlp, "The single raised money after the earthquake. " + filler)
+    assert "natural_disaster" in _types(
+        nlp, "The single raised money after the earthquake. " + filler
+    )
     assert "natural_disaster" in _types(nlp, text, title="Earthquake charity single tops chart")
 
 
@@ -93,9 +119,15 @@ def test_salience_formula():
 
 def test_low_salience_tags_are_not_indexed_as_event_types():
     article = EnrichedArticle(
-        id="a", title="t", body="b", language="en", ingested_at=datetime.now(timezone.utc),
-        events=[EventTag(type="protest", evidence=["x"], salience=0.3),
-                EventTag(type="election", evidence=["y"], salience=1.0)],
+        id="a",
+        title="t",
+        body="b",
+        language="en",
+        ingested_at=datetime.now(UTC),
+        events=[
+            EventTag(type="protest", evidence=["x"], salience=0.3),
+            EventTag(type="election", evidence=["y"], salience=1.0),
+        ],
     )
     assert article_document(article)["event_types"] == ["election"]
 

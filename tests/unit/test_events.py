@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline.stages.nlp import load_nlp, loadable_name
 from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse
-from pipeline.stages.events import DATE_RE, taxonomy, tag_events
+from pipeline.stages.events import DATE_RE, tag_events, taxonomy
+from pipeline.stages.nlp import load_nlp, loadable_name
 from schemas.models import CleanArticle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ MODEL = loadable_name(os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll"))
 if not Path(MODEL).is_dir() and importlib.util.find_spec(MODEL) is None:
     pytest.skip(f"spaCy model {MODEL!r} is not installed", allow_module_level=True)
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def _article(key: str, body: str) -> CleanArticle:
@@ -36,7 +36,9 @@ def nlp():
 
 @pytest.fixture(scope="module")
 def seed_tags(nlp):
-    articles = [_article(p.name[:3], p.read_text("utf-8")) for p in sorted((ROOT / "seeds").glob("*.txt"))]
+    articles = [
+        _article(p.name[:3], p.read_text("utf-8")) for p in sorted((ROOT / "seeds").glob("*.txt"))
+    ]
     docs = parse(nlp, [a.body for a in articles], batch_size=8)
     entities = extract_entities(articles, docs, InMemoryEntityRegistry())
     return {a.id: tag_events(d, e) for a, d, e in zip(articles, docs, entities)}
@@ -67,8 +69,10 @@ def test_evidence_place_and_date(seed_tags):
     assert 1 <= len(talks.evidence) <= 3 and len(set(talks.evidence)) == len(talks.evidence)
     assert "peace talks" in talks.evidence[0]
     swap = next(t for t in seed_tags["002"] if t.type == "prisoner_exchange")
-    assert swap.evidence == ["The first round on May 16th received the exchange of the greatest "
-                             "prisoners of the war, but there were no signs of peace."]
+    assert swap.evidence == [
+        "The first round on May 16th received the exchange of the greatest "
+        "prisoners of the war, but there were no signs of peace."
+    ]
     assert swap.date_text == "May 16th"
 
 
@@ -101,7 +105,10 @@ def test_positive_sentences(nlp, etype, text):
     "etype, text",
     [
         ("military_strike", "There is no military solution to this conflict."),
-        ("military_strike", "They want to resolve it through negotiation rather than military means."),
+        (
+            "military_strike",
+            "They want to resolve it through negotiation rather than military means.",
+        ),
         ("military_strike", "The task is to cease attacks on civilian infrastructure."),
         ("military_strike", "Both sides agreed to stop missile attacks."),
         ("prisoner_exchange", "The exchange of views was constructive."),
@@ -116,8 +123,13 @@ def test_negative_sentences(nlp, etype, text):
 
 @pytest.mark.parametrize(
     "text, date",
-    [("on June 2 in Istanbul", "June 2"), ("held on 2 June.", "2 June"), ("since May 16th,", "May 16th"),
-     ("They meet on Monday.", "Monday"), ("On 16 May 2025, talks", "16 May 2025")],
+    [
+        ("on June 2 in Istanbul", "June 2"),
+        ("held on 2 June.", "2 June"),
+        ("since May 16th,", "May 16th"),
+        ("They meet on Monday.", "Monday"),
+        ("On 16 May 2025, talks", "16 May 2025"),
+    ],
 )
 def test_date_expressions(text, date):
     assert DATE_RE.search(text).group(0) == date

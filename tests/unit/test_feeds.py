@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,9 +13,9 @@ import pytest
 from kafka.errors import NotLeaderForPartitionError
 from kafka.future import Future
 
+from pipeline.settings import Settings
 from pipeline.sources.feeds import FeedError, FeedState, html_to_text, make_client, poll_feed
 from pipeline.sources.ingest import feed_cycle
-from pipeline.settings import Settings
 
 RSS = """<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel>
@@ -84,7 +84,7 @@ class FeedServer:
 
 def _handler(server: FeedServer):
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):
             server.headers.append(dict(self.headers))
             doc = server.documents.get(self.path)
             if doc is None:
@@ -144,7 +144,7 @@ def test_rss_first_poll_returns_the_entries(server, client):
     assert first.source == "Wire & Co"
     assert (first.url, first.title) == ("http://news.example/istanbul", "Talks resume in Istanbul")
     assert first.body == "Delegations met on Monday & talked.\n\nSecond paragraph."
-    assert first.published_at == datetime(2025, 6, 2, 10, tzinfo=timezone.utc)
+    assert first.published_at == datetime(2025, 6, 2, 10, tzinfo=UTC)
     assert first.model_extra["feed_url"] == url
     assert first.model_extra["guid"] == "wire-1"
     assert first.model_extra["authors"] == ["Ana Diaz"]
@@ -193,7 +193,7 @@ def test_atom_entries_html_and_text_constructs(server, client):
     assert sanctions.title == "Sanctions widened"
     assert sanctions.body == "Full story\n\none\ntwo"  # the content, not the summary
     assert sanctions.model_extra["authors"] == ["Ben Ode", "Cy Fox"]
-    assert sanctions.published_at == datetime(2025, 6, 2, 12, tzinfo=timezone.utc)
+    assert sanctions.published_at == datetime(2025, 6, 2, 12, tzinfo=UTC)
     assert no_link.url is None
     assert no_link.body == "Plain <text> stays as is."
     again = poll_feed(url, FeedState(url), client)[1]
@@ -202,8 +202,9 @@ def test_atom_entries_html_and_text_constructs(server, client):
 
 def test_last_modified_is_sent_back_as_if_modified_since(server, client):
     stamp = "Mon, 02 Jun 2025 10:00:00 GMT"
-    server.documents["/rss"] = Document(RSS.format(version="v1").encode(), "application/rss+xml",
-                                        last_modified=stamp)
+    server.documents["/rss"] = Document(
+        RSS.format(version="v1").encode(), "application/rss+xml", last_modified=stamp
+    )
     url = server.url("/rss")
     state = FeedState(url)
     poll_feed(url, state, client)
@@ -304,8 +305,8 @@ def test_cli_polls_feeds_once(server, tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
-    from pipeline.sources import ingest
     from pipeline.settings import reset_settings
+    from pipeline.sources import ingest
 
     monkeypatch.setenv("NEWS_DATA_DIR", str(tmp_path))
     reset_settings()

@@ -78,14 +78,20 @@ def test_slugs_are_never_empty_and_distinct(script):
 
 def test_slugs_of_all_scripts_are_distinct_from_each_other():
     # (Cyrillic/Greek names fold to their Latin spelling on purpose: not mixed in here)
-    everything = [name for script, names in FIVE_SCRIPTS.items() if script not in ("cyrillic", "greek")
-                  for name in names] + ["Сергей Лавров", "Αλέξης Τσίπρας"]
+    everything = [
+        name
+        for script, names in FIVE_SCRIPTS.items()
+        if script not in ("cyrillic", "greek")
+        for name in names
+    ] + ["Сергей Лавров", "Αλέξης Τσίπρας"]
     assert len({_slug(name) for name in everything}) == len(everything)
 
 
 def test_slugs_are_stable():
     assert _slug("习近平") == "习近平"
-    assert _slug("بشار الأسد") == _slug("بشار الاسد") == "بشار-الاسد"  # hamza seat folded like accents
+    assert (
+        _slug("بشار الأسد") == _slug("بشار الاسد") == "بشار-الاسد"
+    )  # hamza seat folded like accents
     assert _slug("ירושלים") == "ירושלים"
 
 
@@ -101,15 +107,22 @@ def test_latin_slugs_are_unchanged():
 
 @pytest.mark.parametrize(
     "native, latin",
-    [("Владимир Путин", "Vladimir Putin"), ("Сергей Лавров", "Sergei Lavrov"),
-     ("Москва", "Moskva"), ("Κυριάκος Μητσοτάκης", "Kyriakos Mitsotakis"), ("Αθήνα", "Athina")],
+    [
+        ("Владимир Путин", "Vladimir Putin"),
+        ("Сергей Лавров", "Sergei Lavrov"),
+        ("Москва", "Moskva"),
+        ("Κυριάκος Μητσοτάκης", "Kyriakos Mitsotakis"),
+        ("Αθήνα", "Athina"),
+    ],
 )
 def test_cyrillic_and_greek_fold_to_their_latin_transliteration(native, latin):
     assert fold_name(native) == fold_name(latin)
     registry = InMemoryEntityRegistry()
 
     def folded_ids(name):  # person and location ids use the folding key
-        return {i for i in entity_ids_for_name(name, registry) if i.startswith(("person:", "location:"))}
+        return {
+            i for i in entity_ids_for_name(name, registry) if i.startswith(("person:", "location:"))
+        }
 
     assert folded_ids(native) == folded_ids(latin)
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,10 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderF
 from kafka.future import Future
 from typer.testing import CliRunner
 
-from pipeline.sources import ingest
 from pipeline.infra.deadletter import decode_payload
-from pipeline.sources.ingest import NOT_TEXT, Rejected, iter_inputs, publish
 from pipeline.settings import Settings
+from pipeline.sources import ingest
+from pipeline.sources.ingest import NOT_TEXT, Rejected, iter_inputs, publish
 from schemas import DeadLetter, RawArticle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,9 @@ def rejections(items) -> list[Rejected]:
 
 
 def write_lines(path: Path, *lines: str | bytes) -> Path:
-    path.write_bytes(b"\n".join(x if isinstance(x, bytes) else x.encode("utf-8") for x in lines) + b"\n")
+    path.write_bytes(
+        b"\n".join(x if isinstance(x, bytes) else x.encode("utf-8") for x in lines) + b"\n"
+    )
     return path
 
 
@@ -53,7 +55,9 @@ def test_seeds_are_five_articles_with_stable_ids():
         assert path.parent == SEEDS and path.suffix == ".txt"
         assert article.body == path.read_text(encoding="utf-8")
         assert article.source is None and article.url is None and article.title is None
-    assert [Path(a.model_extra["path"]).name for a in first] == sorted(p.name for p in SEEDS.glob("*.txt"))
+    assert [Path(a.model_extra["path"]).name for a in first] == sorted(
+        p.name for p in SEEDS.glob("*.txt")
+    )
 
 
 def test_a_byte_identical_copy_elsewhere_has_the_same_id(tmp_path):
@@ -132,7 +136,9 @@ def test_jsonl_malformed_lines_are_rejected_with_reasons(tmp_path):
 
 
 def test_several_validation_errors_make_one_line(tmp_path):
-    path = write_lines(tmp_path / "a.jsonl", json.dumps({"title": 1, "url": 2, "published_at": [3]}))
+    path = write_lines(
+        tmp_path / "a.jsonl", json.dumps({"title": 1, "url": 2, "published_at": [3]})
+    )
     (item,) = iter_inputs([path])
     assert item.reason == (
         "field 'url' must be a string, got int; field 'title' must be a string, got int; "
@@ -142,11 +148,21 @@ def test_several_validation_errors_make_one_line(tmp_path):
 
 def test_json_object_list_and_invalid_document(tmp_path):
     (tmp_path / "one.json").write_text(json.dumps({"body": "Single."}))
-    (tmp_path / "many.json").write_text(json.dumps([{"body": "First."}, {"title": "no body"}, "text"]))
+    (tmp_path / "many.json").write_text(
+        json.dumps([{"body": "First."}, {"title": "no body"}, "text"])
+    )
     (tmp_path / "bad.json").write_text('{\n  "body": "x",\n  "title": }\n')
     (tmp_path / "none.json").write_text("[]")
-    items = list(iter_inputs([tmp_path / "one.json", tmp_path / "many.json", tmp_path / "bad.json",
-                              tmp_path / "none.json"]))
+    items = list(
+        iter_inputs(
+            [
+                tmp_path / "one.json",
+                tmp_path / "many.json",
+                tmp_path / "bad.json",
+                tmp_path / "none.json",
+            ]
+        )
+    )
     assert [a.body for a in articles(items)] == ["Single.", "First."]
     assert [(r.origin, r.reason) for r in rejections(items)] == [
         (f"{tmp_path / 'many.json'}[1]", "missing field 'body'"),
@@ -194,21 +210,33 @@ def test_a_10_mb_body_is_refused_at_the_door(tmp_path):
 def test_field_aliases(tmp_path):
     path = write_lines(
         tmp_path / "aliases.jsonl",
-        json.dumps({"text": "From text.", "link": "https://example.com/a?utm_source=x", "date": "2025-06-02T10:00:00Z"}),
+        json.dumps(
+            {
+                "text": "From text.",
+                "link": "https://example.com/a?utm_source=x",
+                "date": "2025-06-02T10:00:00Z",
+            }
+        ),
         json.dumps({"content": "From content.", "published": "Mon, 02 Jun 2025 10:00:00 GMT"}),
         json.dumps({"body": "Body wins.", "text": "kept as extra", "published_at": "2025-06-02"}),
     )
     first, second, third = iter_inputs([path])
-    june_2_10h = datetime(2025, 6, 2, 10, tzinfo=timezone.utc)
-    assert (first.body, first.url, first.published_at) == ("From text.", "https://example.com/a?utm_source=x", june_2_10h)
+    june_2_10h = datetime(2025, 6, 2, 10, tzinfo=UTC)
+    assert (first.body, first.url, first.published_at) == (
+        "From text.",
+        "https://example.com/a?utm_source=x",
+        june_2_10h,
+    )
     assert (second.body, second.published_at) == ("From content.", june_2_10h)
     assert third.body == "Body wins." and third.model_extra["text"] == "kept as extra"
-    assert third.published_at == datetime(2025, 6, 2, tzinfo=timezone.utc)
+    assert third.published_at == datetime(2025, 6, 2, tzinfo=UTC)
     assert "text" not in first.model_extra and "link" not in first.model_extra
 
 
 def test_an_unparsable_date_keeps_the_article_and_the_text(tmp_path, caplog):
-    path = write_lines(tmp_path / "d.jsonl", json.dumps({"body": "Dated badly.", "date": "the day after"}))
+    path = write_lines(
+        tmp_path / "d.jsonl", json.dumps({"body": "Dated badly.", "date": "the day after"})
+    )
     with caplog.at_level(logging.WARNING, logger="pipeline.sources.ingest"):
         (article,) = iter_inputs([path])
     assert article.published_at is None
@@ -298,7 +326,9 @@ def test_publish_sends_articles_keyed_by_id_and_rejections_as_dead_letters(tmp_p
     assert first.error == f"{bad}:1: invalid JSON at line 1: Expecting value (char 9)"
     assert first.payload == '{"body": ' and first.payload_encoding == "utf-8"
     assert [r.reason for r in report.rejected] == [
-        "invalid JSON at line 1: Expecting value (char 9)", "missing field 'body'"]
+        "invalid JSON at line 1: Expecting value (char 9)",
+        "missing field 'body'",
+    ]
 
 
 def test_binary_rejections_travel_base64_and_huge_payloads_are_cut(tmp_path):
@@ -320,7 +350,9 @@ def test_binary_rejections_travel_base64_and_huge_payloads_are_cut(tmp_path):
 
 def test_delivery_failures_are_reported_and_not_counted_as_sent(settings):
     items = list(iter_inputs([SEEDS]))
-    producer = FakeProducer(fail_keys={items[1].id}, raise_on_send={items[3].id: MessageSizeTooLargeError("big")})
+    producer = FakeProducer(
+        fail_keys={items[1].id}, raise_on_send={items[3].id: MessageSizeTooLargeError("big")}
+    )
     report = publish(items, producer, settings, progress=False)
     assert report.sent == 3
     assert report.ids == [items[i].id for i in (0, 2, 4)]
@@ -368,12 +400,12 @@ def test_cli_needs_paths_or_feeds(monkeypatch):
     assert result.exit_code == 2
 
 
-
 def test_a_flush_past_its_deadline_reports_what_was_acknowledged(settings):
     items = list(iter_inputs([SEEDS]))
     producer = StuckProducer()
-    report = publish(items, producer, settings.model_copy(update={"producer_deadline_s": 7}),
-                     progress=False)
+    report = publish(
+        items, producer, settings.model_copy(update={"producer_deadline_s": 7}), progress=False
+    )
     assert producer.flush_timeout == 7
     assert report.sent == 2 and report.ids == [items[0].id, items[1].id]
     assert f"2 of {len(items)} articles" in report.stopped

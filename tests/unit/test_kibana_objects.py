@@ -34,19 +34,53 @@ MAX_TYPE_VERSION = {
 }
 # Attributes the 8.x create schemas accept (dashboard: unknowns are forbidden).
 DASHBOARD_ATTRS = {
-    "title", "description", "kibanaSavedObjectMeta", "timeRestore", "timeFrom", "timeTo",
-    "refreshInterval", "controlGroupInput", "panelsJSON", "optionsJSON", "hits", "version",
+    "title",
+    "description",
+    "kibanaSavedObjectMeta",
+    "timeRestore",
+    "timeFrom",
+    "timeTo",
+    "refreshInterval",
+    "controlGroupInput",
+    "panelsJSON",
+    "optionsJSON",
+    "hits",
+    "version",
 }
 SEARCH_ATTRS = {
-    "title", "description", "columns", "sort", "grid", "rowHeight", "rowsPerPage", "hideChart",
-    "breakdownField", "kibanaSavedObjectMeta", "isTextBasedQuery", "usesAdHocDataView",
-    "timeRestore", "timeRange", "refreshInterval", "viewMode", "hideAggregatedPreview", "hits",
+    "title",
+    "description",
+    "columns",
+    "sort",
+    "grid",
+    "rowHeight",
+    "rowsPerPage",
+    "hideChart",
+    "breakdownField",
+    "kibanaSavedObjectMeta",
+    "isTextBasedQuery",
+    "usesAdHocDataView",
+    "timeRestore",
+    "timeRange",
+    "refreshInterval",
+    "viewMode",
+    "hideAggregatedPreview",
+    "hits",
     "version",
 }
 LENS_ATTRS = {"title", "description", "visualizationType", "state"}
 
-NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float",
-           "unsigned_long"}
+NUMERIC = {
+    "long",
+    "integer",
+    "short",
+    "byte",
+    "double",
+    "float",
+    "half_float",
+    "scaled_float",
+    "unsigned_long",
+}
 AGGREGATABLE = NUMERIC | {"keyword", "boolean", "date", "date_nanos", "ip", "constant_keyword"}
 SORTABLE = AGGREGATABLE
 GRID_COLUMNS = 48
@@ -103,7 +137,7 @@ def fields_of(objects) -> dict[str, dict[str, str]]:
             continue
         title = o["attributes"]["title"]
         assert title.startswith(prefix), f"{o['id']}: title {title!r} is not a {prefix}* index"
-        template = TEMPLATES / f"{title[len(prefix):]}.json"
+        template = TEMPLATES / f"{title[len(prefix) :]}.json"
         assert template.is_file(), f"{o['id']}: no index template {template.name} for {title}"
         body = json.loads(template.read_text())
         out[o["id"]] = mapping_fields(body["mappings"]["properties"])
@@ -224,14 +258,25 @@ def test_required_saved_searches(objects):
     latest = searches["Latest articles with entities"]
     assert search_view(latest) == "newspipe-articles"
     assert latest["attributes"]["columns"] == [
-        "title", "source", "persons", "organizations", "locations", "event_types",
+        "title",
+        "source",
+        "persons",
+        "organizations",
+        "locations",
+        "event_types",
     ]
     assert latest["attributes"]["sort"] == [["@timestamp", "desc"]]
 
     alerts = [s for s in searches.values() if search_view(s) == "newspipe-alerts"]
     assert alerts, "no saved search on the alerts data view"
     assert alerts[0]["attributes"]["columns"] == [
-        "query", "title", "source", "matched.terms", "latency_ms", "status", "deliveries.state",
+        "query",
+        "title",
+        "source",
+        "matched.terms",
+        "latency_ms",
+        "status",
+        "deliveries.state",
     ]
 
 
@@ -297,7 +342,7 @@ def test_lens_fields_exist_with_usable_types(objects, fields_of):
 
 def lens_signature(obj: dict) -> tuple[str, set[tuple[str, str]]]:
     """(data view, {(operation, field)}) of a single-layer chart."""
-    (layer_id, layer), = lens_layers(obj).items()
+    ((layer_id, layer),) = lens_layers(obj).items()
     ops = {(c["operationType"], c.get("sourceField")) for c in layer["columns"].values()}
     return lens_view(obj, layer_id), ops
 
@@ -337,8 +382,11 @@ def test_dashboard_panels(by_key):
         assert grid["i"] == pid
         assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] >= 0 and grid["y"] >= 0
         assert grid["x"] + grid["w"] <= GRID_COLUMNS, f"panel {pid} is wider than the grid"
-        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                for y in range(grid["y"], grid["y"] + grid["h"])}
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & mine, f"panel {pid} overlaps another panel"
         cells |= mine
         ref = refs[f"{pid}:{panel['panelRefName']}"]
@@ -367,11 +415,16 @@ def test_dashboard_url():
 def test_render_follows_the_index_prefix(objects):
     rendered = kibana.render_saved_objects(objects, Settings(_env_file=None, index_prefix="acme"))
     titles = {o["id"]: o["attributes"]["title"] for o in rendered if o["type"] == "index-pattern"}
-    assert titles == {"newspipe-articles": "acme-articles", "newspipe-alerts": "acme-alerts",
-                      "newspipe-stories": "acme-stories"}
+    assert titles == {
+        "newspipe-articles": "acme-articles",
+        "newspipe-alerts": "acme-alerts",
+        "newspipe-stories": "acme-stories",
+    }
     # the input is left alone
     assert {o["attributes"]["title"] for o in objects if o["type"] == "index-pattern"} == {
-        "news-articles", "news-alerts", "news-stories",
+        "news-articles",
+        "news-alerts",
+        "news-stories",
     }
 
 
@@ -405,7 +458,11 @@ def client_for(fake: FakeKibana) -> httpx.Client:
 def test_import_waits_for_kibana_then_uploads(monkeypatch, objects):
     monkeypatch.setattr(kibana.time, "sleep", lambda s: None)
     fake = FakeKibana(
-        [(503, "Kibana server is not ready yet"), (503, available("unavailable")), (200, available())],
+        [
+            (503, "Kibana server is not ready yet"),
+            (503, available("unavailable")),
+            (200, available()),
+        ],
         {"success": True, "successCount": len(objects)},
     )
     settings = Settings(_env_file=None)
@@ -413,7 +470,9 @@ def test_import_waits_for_kibana_then_uploads(monkeypatch, objects):
         "http://kibana:5601", NDJSON, settings=settings, client=client_for(fake), timeout=30
     )
     assert result.success and result.success_count == len(objects)
-    assert [r.url.path for r in fake.requests] == ["/api/status"] * 3 + ["/api/saved_objects/_import"]
+    assert [r.url.path for r in fake.requests] == ["/api/status"] * 3 + [
+        "/api/saved_objects/_import"
+    ]
     upload = fake.requests[-1]
     assert upload.method == "POST"
     assert upload.url.params["overwrite"] == "true"
@@ -431,11 +490,21 @@ def test_import_errors_are_listed(monkeypatch):
             "success": False,
             "successCount": 10,
             "errors": [
-                {"id": "newspipe-top-persons", "type": "lens", "meta": {"title": "Top persons"},
-                 "error": {"type": "missing_references",
-                           "references": [{"type": "index-pattern", "id": "newspipe-articles"}]}},
-                {"id": "newspipe-overview", "type": "dashboard", "title": "newspipe overview",
-                 "error": {"type": "unknown", "message": "bad panelsJSON"}},
+                {
+                    "id": "newspipe-top-persons",
+                    "type": "lens",
+                    "meta": {"title": "Top persons"},
+                    "error": {
+                        "type": "missing_references",
+                        "references": [{"type": "index-pattern", "id": "newspipe-articles"}],
+                    },
+                },
+                {
+                    "id": "newspipe-overview",
+                    "type": "dashboard",
+                    "title": "newspipe overview",
+                    "error": {"type": "unknown", "message": "bad panelsJSON"},
+                },
             ],
         },
     )
@@ -465,8 +534,11 @@ def test_unavailable_kibana_times_out(monkeypatch):
     fake = FakeKibana([(503, available("degraded"))], {"success": True})
     with pytest.raises(kibana.KibanaUnavailable, match="not available within 60s.*degraded"):
         kibana.import_saved_objects(
-            "http://kibana:5601", NDJSON, settings=Settings(_env_file=None),
-            client=client_for(fake), timeout=60,
+            "http://kibana:5601",
+            NDJSON,
+            settings=Settings(_env_file=None),
+            client=client_for(fake),
+            timeout=60,
         )
     assert all(r.url.path == "/api/status" for r in fake.requests)
 

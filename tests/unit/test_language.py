@@ -11,14 +11,35 @@ from pipeline.stages.language import detect_language, normalise_language_code
 @pytest.mark.parametrize(
     ("text", "code"),
     [
-        ("Russia has proposed a new round of peace talks with Ukraine to take place in Istanbul.", "en"),
-        ("Russland hat eine neue Runde von Friedensgesprächen mit der Ukraine in Istanbul vorgeschlagen.", "de"),
-        ("La Russie a proposé un nouveau cycle de pourparlers de paix avec l'Ukraine à Istanbul.", "fr"),
-        ("Rusia ha propuesto una nueva ronda de conversaciones de paz con Ucrania en Estambul.", "es"),
+        (
+            "Russia has proposed a new round of peace talks with Ukraine to take place in Istanbul.",
+            "en",
+        ),
+        (
+            "Russland hat eine neue Runde von Friedensgesprächen mit der Ukraine in Istanbul vorgeschlagen.",
+            "de",
+        ),
+        (
+            "La Russie a proposé un nouveau cycle de pourparlers de paix avec l'Ukraine à Istanbul.",
+            "fr",
+        ),
+        (
+            "Rusia ha propuesto una nueva ronda de conversaciones de paz con Ucrania en Estambul.",
+            "es",
+        ),
         ("Россия предложила провести новый раунд мирных переговоров с Украиной в Стамбуле.", "ru"),
-        ("Росія запропонувала провести новий раунд мирних переговорів з Україною в Стамбулі.", "uk"),
-        ("Rosja zaproponowała nową rundę rozmów pokojowych z Ukrainą, które mają się odbyć w Stambule.", "pl"),
-        ("俄罗斯提议下周一在伊斯坦布尔与乌克兰举行新一轮和平谈判，乌克兰方面表示需要先看到书面方案。", "zh"),
+        (
+            "Росія запропонувала провести новий раунд мирних переговорів з Україною в Стамбулі.",
+            "uk",
+        ),
+        (
+            "Rosja zaproponowała nową rundę rozmów pokojowych z Ukrainą, które mają się odbyć w Stambule.",
+            "pl",
+        ),
+        (
+            "俄罗斯提议下周一在伊斯坦布尔与乌克兰举行新一轮和平谈判，乌克兰方面表示需要先看到书面方案。",
+            "zh",
+        ),
     ],
 )
 def test_detects_common_news_languages(text, code):
@@ -42,8 +63,19 @@ def test_detector_is_built_once():
 
 @pytest.mark.parametrize(
     ("given", "code"),
-    [("en", "en"), ("EN", "en"), ("en-US", "en"), ("pt_BR", "pt"), ("deu", "de"), ("eng", "en"),
-     (" fr ", "fr"), ("", None), (None, None), ("english", None), ("x1", None)],
+    [
+        ("en", "en"),
+        ("EN", "en"),
+        ("en-US", "en"),
+        ("pt_BR", "pt"),
+        ("deu", "de"),
+        ("eng", "en"),
+        (" fr ", "fr"),
+        ("", None),
+        (None, None),
+        ("english", None),
+        ("x1", None),
+    ],
 )
 def test_normalise_language_code(given, code):
     assert normalise_language_code(given) == code

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipeline.alerts.matcher import ArticleView, SubscriptionIndex
-from pipeline.stages.nlp import loadable_name, model_for_language
-from pipeline.stream.process import Pipeline
-from pipeline.stages.stories import StoryAssigner
 from pipeline.settings import Settings
 from pipeline.stages.entities import InMemoryEntityRegistry, entity_ids_for_name
+from pipeline.stages.nlp import loadable_name, model_for_language
+from pipeline.stages.stories import StoryAssigner
+from pipeline.stream.process import Pipeline
 from schemas.models import CleanArticle, Subscription
 
 MODEL = loadable_name(os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll"))
@@ -25,7 +25,7 @@ for name in (MODEL, "fr_core_news_sm"):
     if not Path(name).is_dir() and importlib.util.find_spec(name) is None:
         pytest.skip(f"spaCy model {name!r} is not installed", allow_module_level=True)
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 TEXTS = {
     "en": "Prime Minister Keir Starmer met Emmanuel Macron in London on Tuesday to discuss trade.",
     "fr": "Le président Emmanuel Macron a rencontré Olaf Scholz à Berlin mardi pour parler du commerce.",
@@ -42,8 +42,10 @@ def _settings(**extra) -> Settings:
 @pytest.fixture(scope="module")
 def enriched():
     pipeline = Pipeline(_settings(), registry=InMemoryEntityRegistry(), stories=StoryAssigner())
-    articles = [CleanArticle(id=lang, title=lang, body=text, language=lang, ingested_at=NOW)
-                for lang, text in TEXTS.items()]
+    articles = [
+        CleanArticle(id=lang, title=lang, body=text, language=lang, ingested_at=NOW)
+        for lang, text in TEXTS.items()
+    ]
     return {a.id: a for a in pipeline.enrich_articles(articles)}
 
 
@@ -76,18 +78,31 @@ def test_language_without_pipeline_gets_no_entities_and_says_so(enriched, langua
 
 
 def test_a_missing_pipeline_is_reported_not_raised():
-    pipeline = Pipeline(_settings(spacy_models={"de": "de_not_installed_sm"}),
-                        registry=InMemoryEntityRegistry(), stories=StoryAssigner())
-    article = CleanArticle(id="de", title="de", body="Olaf Scholz sprach am Dienstag in Berlin.",
-                           language="de", ingested_at=NOW)
+    pipeline = Pipeline(
+        _settings(spacy_models={"de": "de_not_installed_sm"}),
+        registry=InMemoryEntityRegistry(),
+        stories=StoryAssigner(),
+    )
+    article = CleanArticle(
+        id="de",
+        title="de",
+        body="Olaf Scholz sprach am Dienstag in Berlin.",
+        language="de",
+        ingested_at=NOW,
+    )
     (out,) = pipeline.enrich_articles([article])
     assert out.entities == [] and "not installed" in out.nlp_note
 
 
 @pytest.mark.parametrize(
     "language, query",
-    [("ru", "Путин"), ("ru", '"встретился с Си"'), ("el", "Μητσοτάκης"), ("el", "Αθήνα"),
-     ("zh", "北京")],
+    [
+        ("ru", "Путин"),
+        ("ru", '"встретился с Си"'),
+        ("el", "Μητσοτάκης"),
+        ("el", "Αθήνα"),
+        ("zh", "北京"),
+    ],
 )
 def test_keyword_subscriptions_match_articles_without_entities(enriched, language, query):
     index = SubscriptionIndex(lambda name: set())
@@ -98,4 +113,6 @@ def test_keyword_subscriptions_match_articles_without_entities(enriched, languag
 
 def test_cyrillic_and_latin_spellings_share_an_entity_id():
     registry = InMemoryEntityRegistry()
-    assert entity_ids_for_name("Владимир Путин", registry) & entity_ids_for_name("Vladimir Putin", registry)
+    assert entity_ids_for_name("Владимир Путин", registry) & entity_ids_for_name(
+        "Vladimir Putin", registry
+    )

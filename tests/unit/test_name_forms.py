@@ -31,7 +31,11 @@ def test_person_words_keep_a_one_letter_surname():
 
 def test_two_letter_surnames_are_names_one_letter_is_not():
     name = split_person("John Li")
-    assert name is not None and (name.first, name.surname, name.display) == ("john", "li", "John Li")
+    assert name is not None and (name.first, name.surname, name.display) == (
+        "john",
+        "li",
+        "John Li",
+    )
     assert split_person("John B") is None
 
 

@@ -58,7 +58,11 @@ def test_person_words_strip_titles(text, words):
 
 def test_split_person():
     person = split_person("Kremlin aide Vladimir Medinsky’s")
-    assert (person.display, person.first, person.surname) == ("Vladimir Medinsky", "vladimir", "medinski")
+    assert (person.display, person.first, person.surname) == (
+        "Vladimir Medinsky",
+        "vladimir",
+        "medinski",
+    )
     assert not split_person("Medynsky").is_full
     assert split_person("S.") is None
 
@@ -84,13 +88,28 @@ def test_run_together():
 @pytest.mark.parametrize(
     "form, canonical",
     [
-        ("Kiev", "Kyiv"), ("Kyiv", "Kyiv"), ("Turkey", "Türkiye"), ("Turkey’s", "Türkiye"),
-        ("Turkiye's", "Türkiye"), ("Kharkov", "Kharkiv"), ("Odessa", "Odesa"),
-        ("Lvov", "Lviv"), ("Burma", "Myanmar"), ("Czech Republic", "Czechia"), ("Peking", "Beijing"),
-        ("Bombay", "Mumbai"), ("U.S.", "United States"), ("US", "United States"),
-        ("USA", "United States"), ("UK", "United Kingdom"), ("U.K.", "United Kingdom"),
-        ("Britain", "United Kingdom"), ("Great Britain", "United Kingdom"), ("ISTANBUL", "Istanbul"),
-        ("the Netherlands", "Netherlands"), ("Russian Federation", "Russia"),
+        ("Kiev", "Kyiv"),
+        ("Kyiv", "Kyiv"),
+        ("Turkey", "Türkiye"),
+        ("Turkey’s", "Türkiye"),
+        ("Turkiye's", "Türkiye"),
+        ("Kharkov", "Kharkiv"),
+        ("Odessa", "Odesa"),
+        ("Lvov", "Lviv"),
+        ("Burma", "Myanmar"),
+        ("Czech Republic", "Czechia"),
+        ("Peking", "Beijing"),
+        ("Bombay", "Mumbai"),
+        ("U.S.", "United States"),
+        ("US", "United States"),
+        ("USA", "United States"),
+        ("UK", "United Kingdom"),
+        ("U.K.", "United Kingdom"),
+        ("Britain", "United Kingdom"),
+        ("Great Britain", "United Kingdom"),
+        ("ISTANBUL", "Istanbul"),
+        ("the Netherlands", "Netherlands"),
+        ("Russian Federation", "Russia"),
     ],
 )
 def test_canonical_place(form, canonical):
@@ -119,9 +138,14 @@ def test_slug():
 
 @pytest.mark.parametrize(
     "form, canonical",
-    [("Islamic Republic of Iran", "Iran"), ("Swiss Confederation", "Switzerland"),
-     ("Hellenic Republic", "Greece"), ("United Mexican States", "Mexico"),
-     ("Brunei Darussalam", "Brunei"), ("Bermuda", "Bermuda")],
+    [
+        ("Islamic Republic of Iran", "Iran"),
+        ("Swiss Confederation", "Switzerland"),
+        ("Hellenic Republic", "Greece"),
+        ("United Mexican States", "Mexico"),
+        ("Brunei Darussalam", "Brunei"),
+        ("Bermuda", "Bermuda"),
+    ],
 )
 def test_pycountry_names_back_the_table_with_its_canonical_names(form, canonical):
     from pipeline.stages.names import place_form, place_table
@@ -145,8 +169,16 @@ def test_ambiguous_or_coded_country_names_are_left_out():
 
 @pytest.mark.parametrize(
     "form, city",
-    [("Poona", "Pune"), ("Sverdlovsk", "Yekaterinburg"), ("Stalingrad", "Volgograd"), ("Tokio", "Tokyo"),
-     ("Lagos", "Lagos"), ("Kyiv", "Kyiv"), ("Kiev", "Kyiv"), ("Bombay", "Mumbai")],
+    [
+        ("Poona", "Pune"),
+        ("Sverdlovsk", "Yekaterinburg"),
+        ("Stalingrad", "Volgograd"),
+        ("Tokio", "Tokyo"),
+        ("Lagos", "Lagos"),
+        ("Kyiv", "Kyiv"),
+        ("Kiev", "Kyiv"),
+        ("Bombay", "Mumbai"),
+    ],
 )
 def test_city_gazetteer_canonicalises_place_spans(form, city):
     from pipeline.stages.names import gazetteer_place
@@ -167,4 +199,6 @@ def test_a_city_alias_query_finds_the_city_and_keeps_other_readings():
 
     ids = entity_ids_for_name("Poona", InMemoryEntityRegistry())
     assert "location:pune" in ids and "person:pona" in ids
-    assert entity_ids_for_name("Islamic Republic of Iran", InMemoryEntityRegistry()) == {"location:iran"}
+    assert entity_ids_for_name("Islamic Republic of Iran", InMemoryEntityRegistry()) == {
+        "location:iran"
+    }

@@ -1,6 +1,6 @@
 """Which dead letters a replay selects, and where each goes (no server)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pipeline.infra.deadletter import dead_letter
 from pipeline.ops.replay import Filter, letter_id, select, target_topic
@@ -11,7 +11,9 @@ SETTINGS = Settings(_env_file=None, topic_prefix="p")
 
 def letters():
     a = dead_letter("clean", ValueError("body too long"), b'{"id": "a"}', topic="p.raw", key="a")
-    b = dead_letter("index", "mapper_parsing_exception: bad date", b'{"id": "b"}', topic="p.enriched", key="b")
+    b = dead_letter(
+        "index", "mapper_parsing_exception: bad date", b'{"id": "b"}', topic="p.enriched", key="b"
+    )
     c = dead_letter("ingest", "not JSON", b'{"id": "c", "title": "x"}')  # no topic, no key
     d = dead_letter("decode", "invalid", b"\xff\xfe binary", topic="p.clean")
     return a, b, c, d
@@ -19,7 +21,12 @@ def letters():
 
 def test_each_letter_goes_back_to_the_topic_its_stage_read():
     a, b, c, d = letters()
-    assert [target_topic(x, SETTINGS) for x in (a, b, c, d)] == ["p.raw", "p.enriched", "p.raw", "p.clean"]
+    assert [target_topic(x, SETTINGS) for x in (a, b, c, d)] == [
+        "p.raw",
+        "p.enriched",
+        "p.raw",
+        "p.clean",
+    ]
     assert letter_id(c) == "c" and letter_id(d) is None
 
 
@@ -35,7 +42,7 @@ def test_filters_combine():
     assert keys(Filter(reason="MAPPER_parsing")) == ["b"]
     assert keys(Filter(reason="valueerror")) == ["a"]  # the error type counts too
     assert keys(Filter(ids=("c",))) == ["c"]
-    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    future = datetime.now(UTC) + timedelta(hours=1)
     assert keys(Filter(since=future)) == []
     assert keys(Filter(until=future.replace(tzinfo=None), stages=("ingest",))) == ["c"]
     assert select(everything, Filter(stages=("index",)), SETTINGS).by_topic() == {"p.enriched": 1}

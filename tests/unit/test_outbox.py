@@ -5,22 +5,33 @@ alert's summary state. The leasing itself runs on the real node (tests/integrati
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from pipeline.alerts.outbox import (Entry, Outbox, Result, delivery_id, digest_id, digest_period,
-                                    retry_delay, summary)
+from pipeline.alerts.outbox import (
+    Entry,
+    Outbox,
+    Result,
+    delivery_id,
+    digest_id,
+    digest_period,
+    retry_delay,
+    summary,
+)
 from pipeline.settings import Settings
 from schemas import Subscription
 
-NOW = datetime(2026, 3, 1, 10, 20, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 10, 20, 30, tzinfo=UTC)
 
 
 def test_hourly_and_daily_periods_align_to_midnight_utc():
     settings = Settings(digest_hourly_s=3600, digest_daily_s=86400)
     start, end = digest_period(Subscription(id="s", query="q", digest="hourly"), settings, NOW)
-    assert (start, end) == (datetime(2026, 3, 1, 10, tzinfo=timezone.utc), datetime(2026, 3, 1, 11, tzinfo=timezone.utc))
+    assert (start, end) == (
+        datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 11, tzinfo=UTC),
+    )
     start, end = digest_period(Subscription(id="s", query="q", digest="daily"), settings, NOW)
-    assert (start, end - start) == (datetime(2026, 3, 1, tzinfo=timezone.utc), timedelta(days=1))
+    assert (start, end - start) == (datetime(2026, 3, 1, tzinfo=UTC), timedelta(days=1))
     assert digest_period(Subscription(id="s", query="q"), settings, NOW) is None  # as it happens
 
 
@@ -28,7 +39,7 @@ def test_daily_period_follows_the_subscriptions_time_zone():
     settings = Settings(digest_daily_s=86400)
     sub = Subscription(id="s", query="q", digest="daily", timezone="Asia/Tokyo")  # UTC+9, no DST
     start, end = digest_period(sub, settings, NOW)  # 19:20 in Tokyo
-    assert start == datetime(2026, 2, 28, 15, tzinfo=timezone.utc)  # Tokyo midnight
+    assert start == datetime(2026, 2, 28, 15, tzinfo=UTC)  # Tokyo midnight
     assert end - start == timedelta(days=1) and start <= NOW < end
 
 
@@ -42,10 +53,12 @@ def test_short_periods_for_tests_contain_now_and_tile():
 
 def test_entry_ids_are_deterministic_and_distinct():
     assert delivery_id("a1", "wh-1") == delivery_id("a1", "wh-1") != delivery_id("a1", "wh-2")
-    period = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    period = datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert digest_id("s", "wh-1", period) == digest_id("s", "wh-1", period)
     assert digest_id("s", "wh-1", period) != digest_id("s", "wh-1", period + timedelta(hours=1))
-    assert delivery_id("a", "c").startswith("msg_") and digest_id("s", "c", period).startswith("dig_")
+    assert delivery_id("a", "c").startswith("msg_") and digest_id("s", "c", period).startswith(
+        "dig_"
+    )
 
 
 def test_backoff_doubles_with_jitter_and_is_capped():
@@ -57,27 +70,54 @@ def test_backoff_doubles_with_jitter_and_is_capped():
 
 
 def _entry(**source) -> Entry:
-    base = {"attempts": 0, "created_at": NOW.isoformat(), "state": "pending", "due_at": NOW.isoformat(),
-            "kind": "alert", "target": "http://h:1", "channel": "c", "alert_ids": ["a"]}
+    base = {
+        "attempts": 0,
+        "created_at": NOW.isoformat(),
+        "state": "pending",
+        "due_at": NOW.isoformat(),
+        "kind": "alert",
+        "target": "http://h:1",
+        "channel": "c",
+        "alert_ids": ["a"],
+    }
     return Entry("msg_x", {**base, **source})
 
 
 def test_decide_retries_then_gives_up_on_attempts_or_age():
-    outbox = Outbox(es=None, settings=Settings(webhook_max_attempts=3, webhook_max_age_s=600,
-                                               webhook_backoff_s=1, webhook_backoff_max_s=10))
+    outbox = Outbox(
+        es=None,
+        settings=Settings(
+            webhook_max_attempts=3,
+            webhook_max_age_s=600,
+            webhook_backoff_s=1,
+            webhook_backoff_max_s=10,
+        ),
+    )
     failure = Result("retrying", error="HTTP 500")
     first = outbox.decide(_entry(), failure, NOW)
     assert first.state == "retrying" and NOW < first.next_attempt_at <= NOW + timedelta(seconds=1)
-    assert outbox.decide(_entry(attempts=2), failure, NOW).state == "failed"  # third attempt was the last
+    assert (
+        outbox.decide(_entry(attempts=2), failure, NOW).state == "failed"
+    )  # third attempt was the last
     old = _entry(created_at=(NOW - timedelta(seconds=599.9)).isoformat())
     gave_up = outbox.decide(old, failure, NOW)
     assert gave_up.state == "failed" and "max age" in gave_up.error
     # a digest ages from its period's end, not from its first alert
-    digest = _entry(kind="digest", created_at=(NOW - timedelta(days=1)).isoformat(), period_end=NOW.isoformat())
+    digest = _entry(
+        kind="digest", created_at=(NOW - timedelta(days=1)).isoformat(), period_end=NOW.isoformat()
+    )
     assert outbox.decide(digest, failure, NOW).state == "retrying"
     # an open circuit is no attempt: the entry keeps its state and its attempt count
-    deferred = outbox.decide(_entry(), Result("retrying", attempted=False, error="circuit open",
-                                              next_attempt_at=NOW + timedelta(seconds=5)), NOW)
+    deferred = outbox.decide(
+        _entry(),
+        Result(
+            "retrying",
+            attempted=False,
+            error="circuit open",
+            next_attempt_at=NOW + timedelta(seconds=5),
+        ),
+        NOW,
+    )
     assert (deferred.state, deferred.next_attempt_at) == ("pending", NOW + timedelta(seconds=5))
     assert outbox.decide(_entry(), Result("delivered", status_code=204), NOW).state == "delivered"
 

@@ -28,9 +28,7 @@ def test_every_package_is_listed():
 
 
 def _data_files(package: str, directory: Path) -> set[Path]:
-    return {
-        p for pattern in TOOL["package-data"].get(package, []) for p in directory.glob(pattern)
-    }
+    return {p for pattern in TOOL["package-data"].get(package, []) for p in directory.glob(pattern)}
 
 
 def test_deployment_files_are_package_data():
@@ -51,12 +49,12 @@ def test_data_tables_are_package_data():
 
 
 def test_code_reads_deployment_files_through_the_package():
-    from pipeline.infra import es, kibana
     from pipeline.deploy import resource
+    from pipeline.infra import es, kibana
     from pipeline.runtime import local
 
-    assert local.POM == resource("local", "pom.xml") and local.POM.is_file()
-    assert es.TEMPLATES_DIR == resource("elasticsearch") and es.TEMPLATES_DIR.is_dir()
+    assert resource("local", "pom.xml") == local.POM and local.POM.is_file()
+    assert resource("elasticsearch") == es.TEMPLATES_DIR and es.TEMPLATES_DIR.is_dir()
     assert kibana.OBJECTS_PATH.is_file()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -56,8 +56,12 @@ def test_role_evidence_comes_from_casing_statistics():
 
 
 def test_casing_counts():
-    table = count(["The aide said it was fine.\nLater the aide said Maria Lindqvist agreed, said aide Tom."])
-    assert table["aide"] == WordCasing(lower=3, capitalised=0, before_capitalised=1, before_reporting_verb=2)
+    table = count(
+        ["The aide said it was fine.\nLater the aide said Maria Lindqvist agreed, said aide Tom."]
+    )
+    assert table["aide"] == WordCasing(
+        lower=3, capitalised=0, before_capitalised=1, before_reporting_verb=2
+    )
 
 
 def test_a_role_needs_a_name_after_it():
@@ -100,7 +104,9 @@ def test_a_heading_is_not_glued_to_the_next_line(text):
 
 def test_broken_abbreviations_are_still_repaired():
     assert _paragraphs("The chief U\nS. envoy arrived.") == ["The chief U.S. envoy arrived."]
-    assert _paragraphs("Talks between the U\nK. and the EU resumed.") == ["Talks between the U.K. and the EU resumed."]
+    assert _paragraphs("Talks between the U\nK. and the EU resumed.") == [
+        "Talks between the U.K. and the EU resumed."
+    ]
 
 
 # --- with a model ------------------------------------------------------------------------------
@@ -111,21 +117,23 @@ needs_model = pytest.mark.skipif(
     not Path(_NAME).is_dir() and importlib.util.find_spec(_NAME) is None,
     reason=f"spaCy model {_NAME!r} is not installed",
 )
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
 def extract():
-    from pipeline.stages.nlp import load_nlp
     from pipeline.stages.entities import InMemoryEntityRegistry, extract_entities, parse
+    from pipeline.stages.nlp import load_nlp
     from schemas.models import CleanArticle
 
     nlp = load_nlp(_NAME)
 
     def run(*texts: str, registry=None):
         registry = registry if registry is not None else InMemoryEntityRegistry()
-        articles = [CleanArticle(id=str(i), title="t", body=t, language="en", ingested_at=NOW)
-                    for i, t in enumerate(texts)]
+        articles = [
+            CleanArticle(id=str(i), title="t", body=t, language="en", ingested_at=NOW)
+            for i, t in enumerate(texts)
+        ]
         return extract_entities(articles, parse(nlp, list(texts), 8), registry)
 
     return run
@@ -144,8 +152,11 @@ def _place_ids(entities) -> set[str]:
     "text, not_place",
     [
         ("Shoppers bought fewer Turkeys than in 2023, the retailer said.", "location:turkiye"),
-        ("Broadcaster Adrian Chiles said on Monday he would step down. Chiles, 58, has hosted "
-         "the show since 2010.", "location:chile"),
+        (
+            "Broadcaster Adrian Chiles said on Monday he would step down. Chiles, 58, has hosted "
+            "the show since 2010.",
+            "location:chile",
+        ),
         ("Paris Hilton opened a shop in Los Angeles on Tuesday.", "location:paris"),
         ("Fans praised Jordan Henderson. Jordan's goal decided the match.", "location:jordan"),
         ("Chad Johnson scored twice on Sunday.", "location:chad"),
@@ -174,8 +185,10 @@ def test_place_aliases_found_in_context(extract):
 
 @needs_model
 def test_different_first_names_with_one_surname_are_two_people(extract):
-    (entities,) = extract("John Smith, the finance director, resigned on Friday. Jane Smith, a "
-                          "lawyer for the company, said the board would meet.")
+    (entities,) = extract(
+        "John Smith, the finance director, resigned on Friday. Jane Smith, a "
+        "lawyer for the company, said the board would meet."
+    )
     assert _ids(entities, "John Smith") != _ids(entities, "Jane Smith")
 
 
@@ -186,7 +199,9 @@ def test_an_initial_links_only_to_a_dominant_candidate(extract):
         "Daniel Kowalski and Diana Kowalski both ran. D. Kowalski said the course was hard.",
     )
     assert _ids(one, "D. Okafor") == _ids(one, "Daniel Okafor")
-    assert _ids(two, "D. Kowalski").isdisjoint(_ids(two, "Daniel Kowalski") | _ids(two, "Diana Kowalski"))
+    assert _ids(two, "D. Kowalski").isdisjoint(
+        _ids(two, "Daniel Kowalski") | _ids(two, "Diana Kowalski")
+    )
 
 
 @needs_model
@@ -207,10 +222,19 @@ def test_an_initial_across_articles_needs_one_candidate(extract):
 
 @pytest.mark.parametrize(
     "a, b, same",
-    [("kit", "keith", True), ("jon", "john", True), ("sara", "sarah", True), ("tomas", "thomas", True),
-     ("john", "jane", False), ("mark", "maria", False), ("dan", "dana", False),
-     ("mario", "maria", False), ("louis", "louise", False), ("matt", "martin", False),
-     ("j", "john", False)],
+    [
+        ("kit", "keith", True),
+        ("jon", "john", True),
+        ("sara", "sarah", True),
+        ("tomas", "thomas", True),
+        ("john", "jane", False),
+        ("mark", "maria", False),
+        ("dan", "dana", False),
+        ("mario", "maria", False),
+        ("louis", "louise", False),
+        ("matt", "martin", False),
+        ("j", "john", False),
+    ],
 )
 def test_spellings_of_one_name(a, b, same):
     from pipeline.stages.names import spellings_of_one_name
@@ -238,11 +262,16 @@ def test_a_respelled_first_name_merges_only_with_the_same_role_and_no_rival(extr
     assert one(other_role[0], "Jon Halvorsen") != one(other_role[1], "John Halvorsen")
     no_role = run(first, "John Halvorsen said the plan had support.")
     assert one(no_role[0], "Jon Halvorsen") != one(no_role[1], "John Halvorsen")
-    rival = run(first, "Peter Halvorsen, a lawyer, declined to comment.",
-                "According to envoy John Halvorsen, both sides met.")
+    rival = run(
+        first,
+        "Peter Halvorsen, a lawyer, declined to comment.",
+        "According to envoy John Halvorsen, both sides met.",
+    )
     assert one(rival[0], "Jon Halvorsen") != one(rival[2], "John Halvorsen")
-    not_a_spelling = run("The envoy, Dan Halvorsen, said the talks would resume.",
-                         "According to envoy Dana Halvorsen, both sides met.")
+    not_a_spelling = run(
+        "The envoy, Dan Halvorsen, said the talks would resume.",
+        "According to envoy Dana Halvorsen, both sides met.",
+    )
     assert one(not_a_spelling[0], "Dan Halvorsen") != one(not_a_spelling[1], "Dana Halvorsen")
 
 
@@ -256,8 +285,11 @@ def test_gazetteers_canonicalise_places_the_ner_found_and_keep_homographs(extrac
     )
     ids = {e.id for e in places}
     found = {e.forms[0]: e for e in places if e.type == "location"}
-    for form, name, eid in [("Poona", "Pune", "location:pune"), ("Lagos", "Lagos", "location:lagos"),
-                            ("Sverdlovsk", "Yekaterinburg", "location:iekaterinburg")]:
+    for form, name, eid in [
+        ("Poona", "Pune", "location:pune"),
+        ("Lagos", "Lagos", "location:lagos"),
+        ("Sverdlovsk", "Yekaterinburg", "location:iekaterinburg"),
+    ]:
         if form in found:  # (when the NER found it as a place) the main name and its folded id
             assert (found[form].name, found[form].id) == (name, eid)
     assert "Poona" in found

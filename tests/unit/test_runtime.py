@@ -284,6 +284,11 @@ def test_cluster_nodes_get_small_heaps_unless_set(tmp_path):
     assert (cluster.kafka_heap, cluster.es_heap) == ("256m", "256m")
     assert chosen.es_heap == "384m"
     assert [s.name for s in cluster.status()] == [
-        "kafka-1", "kafka-2", "kafka-3", "elasticsearch-1", "elasticsearch-2", "elasticsearch-3",
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+        "elasticsearch-1",
+        "elasticsearch-2",
+        "elasticsearch-3",
     ]
     assert [s.name for s in single.status()] == ["kafka", "elasticsearch"]

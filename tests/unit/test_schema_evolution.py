@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.stream.process import InMessage, decode
-from schemas import SCHEMA_VERSION, TOPIC_MODELS
-from schemas import compat
+from schemas import SCHEMA_VERSION, TOPIC_MODELS, compat
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 VERSIONS = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
@@ -70,11 +69,17 @@ def test_a_newer_minor_version_with_unknown_fields_is_read(name):
 @pytest.mark.parametrize("version", ["2.0", "1", "one.zero", ""])
 def test_a_newer_major_or_malformed_version_is_dead_lettered_with_its_reason(version):
     record = _golden(SCHEMA_VERSION, "clean_article") | {"schema_version": version}
-    message = InMessage(value=json.dumps(record).encode(), key=b"k", topic="news.clean", partition=0, offset=7)
+    message = InMessage(
+        value=json.dumps(record).encode(), key=b"k", topic="news.clean", partition=0, offset=7
+    )
     decoded, dead = decode([message], TOPIC_MODELS["clean_article"])
     assert decoded == [] and len(dead) == 1
     assert dead[0].error.startswith("invalid article: schema_version:")
-    assert "newer than this newspipe reads" in dead[0].error if version == "2.0" else "MAJOR.MINOR" in dead[0].error
+    assert (
+        "newer than this newspipe reads" in dead[0].error
+        if version == "2.0"
+        else "MAJOR.MINOR" in dead[0].error
+    )
 
 
 def test_current_schemas_are_compatible_with_the_last_release():
@@ -94,10 +99,14 @@ def test_compat_check_finds_every_kind_of_break():
     described = copy.deepcopy(old)
     described["properties"]["n"]["description"] = "reworded"
     assert compat.breaks(old, described, "m") == []
-    assert compat.breaks(old, _schema({"id": {"type": "string"}}, ["id"]), "m") == ["m.n: field removed"]
+    assert compat.breaks(old, _schema({"id": {"type": "string"}}, ["id"]), "m") == [
+        "m.n: field removed"
+    ]
     retyped = _schema({"id": {"type": "string"}, "n": {"type": "string"}}, ["id"])
     assert compat.breaks(old, retyped, "m") == ["m.n: schema changed"]
-    assert compat.breaks(old, _schema(old["properties"], ["id", "n"]), "m") == ["m.n: newly required"]
+    assert compat.breaks(old, _schema(old["properties"], ["id", "n"]), "m") == [
+        "m.n: newly required"
+    ]
     nested_old = {**old, "$defs": {"Inner": _schema({"a": {"type": "string"}}, [])}}
     nested_new = {**old, "$defs": {"Inner": _schema({"a": {"type": "number"}}, [])}}
     assert compat.breaks(nested_old, nested_new, "m") == ["m.Inner.a: schema changed"]

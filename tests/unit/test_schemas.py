@@ -14,7 +14,9 @@ from schemas.export import EXPORTED, JSON_DIR, render
 def test_exported_schema_is_current(name):
     path = JSON_DIR / f"{name}.schema.json"
     assert path.exists(), f"missing {path}: run python -m schemas.export"
-    assert path.read_text(encoding="utf-8") == render(name), f"{path} is stale: run python -m schemas.export"
+    assert path.read_text(encoding="utf-8") == render(name), (
+        f"{path} is stale: run python -m schemas.export"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TOPIC_MODELS))

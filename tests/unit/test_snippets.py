@@ -22,7 +22,9 @@ def test_merge_joins_overlapping_and_touching_ranges_in_order():
 
 
 def test_term_hits_find_words_phrases_and_split_compounds():
-    spans = token_spans("The cease-fire held; a ceasefire again, the cease fire too. Prisoner swap done.")
+    spans = token_spans(
+        "The cease-fire held; a ceasefire again, the cease fire too. Prisoner swap done."
+    )
     assert _term_hits(spans, "ceasefire") == [(4, 14), (23, 32), (44, 54)]
     assert _term_hits(spans, "prisoner swap") == [(60, 73)]
     assert _term_hits(spans, "truce") == []
@@ -33,7 +35,10 @@ def test_window_starts_at_a_word_near_the_first_hit_and_marks_cuts():
     assert _window(TEXT, [(0, 5)], 20) == "«Alpha» beta gamma…"
     # hits outside the window are not highlighted; hits inside all are
     assert _window(TEXT, [MU, KAPPA, (0, 5)], 40) == "«Alpha» beta gamma delta epsilon zeta eta…"
-    assert _window(TEXT, [MU, KAPPA], 60) == "…eta theta iota «kappa» lambda «mu» nu xi omicron pi rho sigma…"
+    assert (
+        _window(TEXT, [MU, KAPPA], 60)
+        == "…eta theta iota «kappa» lambda «mu» nu xi omicron pi rho sigma…"
+    )
 
 
 def test_window_without_spaces_cuts_inside_the_word():
@@ -53,34 +58,52 @@ def test_truncate_collapses_whitespace_and_cuts_at_a_word():
 
 def _article(**fields) -> EnrichedArticle:
     base = dict(
-        id="a1", source="Wire Service", title="Harbour Cranes Idle", body=TEXT, language="EN",
-        ingested_at="2025-06-01T00:00:00Z", fingerprint="a1",
+        id="a1",
+        source="Wire Service",
+        title="Harbour Cranes Idle",
+        body=TEXT,
+        language="EN",
+        ingested_at="2025-06-01T00:00:00Z",
+        fingerprint="a1",
     )
     return EnrichedArticle(**{**base, **fields})
 
 
 def test_snippet_falls_back_to_entity_then_event_then_body():
     mention = Mention(text="kappa", start=KAPPA[0], end=KAPPA[1])
-    entity = Entity(id="misc:kappa", name="Kappa", type="misc", mentions=1, forms=["kappa"], offsets=[mention])
+    entity = Entity(
+        id="misc:kappa", name="Kappa", type="misc", mentions=1, forms=["kappa"], offsets=[mention]
+    )
     event = EventTag(type="strike", evidence=["Dock workers   walked out on Monday."])
     article = _article(entities=[entity], events=[event])
     assert snippet(article, AlertMatch(terms=["lambda"]), 30) == "…kappa «lambda» mu nu xi omicron…"
     assert snippet(article, AlertMatch(terms=["absent"], entities=["misc:kappa"]), 30) == (
         "…iota «kappa» lambda mu nu xi…"
     )
-    assert snippet(article, AlertMatch(events=["strike"]), 200) == "Dock workers walked out on Monday."
+    assert (
+        snippet(article, AlertMatch(events=["strike"]), 200) == "Dock workers walked out on Monday."
+    )
     assert snippet(article, AlertMatch(events=["other"]), 20) == "Alpha beta gamma…"
     assert snippet(article, AlertMatch(), 20) == "Alpha beta gamma…"
 
 
 def test_article_view_keeps_keys_ids_and_casefolded_source_and_language():
-    entity = Entity(id="organization:acme", name="Acme", type="organization", mentions=1, forms=["Acme"], offsets=[])
+    entity = Entity(
+        id="organization:acme",
+        name="Acme",
+        type="organization",
+        mentions=1,
+        forms=["Acme"],
+        offsets=[],
+    )
     events = [
         EventTag(type="strike", evidence=["x"]),
         EventTag(type="Port Closure", evidence=["y"], salience=0.2),  # a passing reference
     ]
     view = ArticleView.from_article(
-        _article(title="Cease-fire Talks", body="The cease-fire holds.", entities=[entity], events=events)
+        _article(
+            title="Cease-fire Talks", body="The cease-fire holds.", entities=[entity], events=events
+        )
     )
     assert {"ceasefire", "talk"} <= view.title_keys and "hold" not in view.title_keys
     assert {"ceasefire", "hold", "talk"} <= view.text_keys

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sources.ingest import Rejected, iter_inputs
 from pipeline.settings import Settings
 from pipeline.sources.extract import ExtractError, extract_page
-from pipeline.sources.fetch import FetchError, Fetcher
+from pipeline.sources.fetch import Fetcher, FetchError
+from pipeline.sources.ingest import Rejected, iter_inputs
 from pipeline.sources.pages import expand_teasers, iter_urls
 from pipeline.stages.clean import clean
 from schemas import RawArticle
@@ -27,22 +27,51 @@ PAGES = Path(__file__).resolve().parents[1] / "fixtures" / "pages"
 # page -> (title, site name, authors, date, sentences that must be there, furniture that must not)
 EXPECTED = {
     "news_site.html": (
-        "Harbour authority approves new ferry terminal", "The Coastal Ledger", ["Marta Lindqvist"],
+        "Harbour authority approves new ferry terminal",
+        "The Coastal Ledger",
+        ["Marta Lindqvist"],
         "2024-03-12",
-        ["voted on Monday to build a new ferry terminal", "public meetings before the final design"],
-        ["cookies", "Subscribe", "Advertisement", "Book your island holiday", "Related stories",
-         "Ferry fares to rise", "islandgirl77", "fix the roads first", "morning briefing",
-         "Share on Facebook", "All rights reserved", "Business"],
+        [
+            "voted on Monday to build a new ferry terminal",
+            "public meetings before the final design",
+        ],
+        [
+            "cookies",
+            "Subscribe",
+            "Advertisement",
+            "Book your island holiday",
+            "Related stories",
+            "Ferry fares to rise",
+            "islandgirl77",
+            "fix the roads first",
+            "morning briefing",
+            "Share on Facebook",
+            "All rights reserved",
+            "Business",
+        ],
     ),
     "paywall.html": (
-        "Grain co-operative posts record harvest revenue", "Prairie Business Review",
-        ["Daniel Okoye", "Rosa Ferrante"], "2023-10-05",
+        "Grain co-operative posts record harvest revenue",
+        "Prairie Business Review",
+        ["Daniel Okoye", "Rosa Ferrante"],
+        "2023-10-05",
         ["reported record revenue of 1.2 billion dollars", "spend part of the year's surplus"],
-        ["Subscribe to keep reading", "Cancel anytime", "Log in", "cookie policy", "Most read",
-         "Fertiliser prices", "Tractors at dealer prices", "Copyright"],
+        [
+            "Subscribe to keep reading",
+            "Cancel anytime",
+            "Log in",
+            "cookie policy",
+            "Most read",
+            "Fertiliser prices",
+            "Tractors at dealer prices",
+            "Copyright",
+        ],
     ),
     "blog_style.html": (
-        "City council delays vote on tram extension", "Metro Chronicle", [], "2022-06-21",
+        "City council delays vote on tram extension",
+        "Metro Chronicle",
+        [],
+        "2022-06-21",
         ["postponed on Tuesday its vote", "Vesterås", "served by buses"],
         ["Sections", "cloudy", "Tags:", "Share this", "Previous:", "Leave a reply", "Powered by"],
     ),
@@ -125,8 +154,11 @@ def site():
     httpd.daemon_threads = True
     state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     for name in EXPECTED:
-        state.routes[f"/news/{name}"] = (200, {"Content-Type": "text/html; charset=utf-8"},
-                                         (PAGES / name).read_bytes())
+        state.routes[f"/news/{name}"] = (
+            200,
+            {"Content-Type": "text/html; charset=utf-8"},
+            (PAGES / name).read_bytes(),
+        )
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield state
@@ -135,8 +167,12 @@ def site():
 
 
 def settings_for(tmp_path, **overrides) -> Settings:
-    values = dict(data_dir=tmp_path, fetch_host_delay_s=0.0, fetch_timeout_s=5.0,
-                  user_agent="newspipe-test/1.0 (+https://newspipe.example/bot)")
+    values = dict(
+        data_dir=tmp_path,
+        fetch_host_delay_s=0.0,
+        fetch_timeout_s=5.0,
+        user_agent="newspipe-test/1.0 (+https://newspipe.example/bot)",
+    )
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -162,10 +198,15 @@ def test_ingest_url_extracts_the_article_with_source_and_date(site, tmp_path):
 
 
 def test_robots_txt_is_honoured(site, tmp_path):
-    site.routes["/robots.txt"] = (200, {"Content-Type": "text/plain"},
-                                  b"User-agent: *\nDisallow: /news/paywall\n")
+    site.routes["/robots.txt"] = (
+        200,
+        {"Content-Type": "text/plain"},
+        b"User-agent: *\nDisallow: /news/paywall\n",
+    )
     with Fetcher(settings_for(tmp_path)) as fetcher:
-        items = list(iter_urls([site.url("/news/paywall.html"), site.url("/news/blog_style.html")], fetcher))
+        items = list(
+            iter_urls([site.url("/news/paywall.html"), site.url("/news/blog_style.html")], fetcher)
+        )
     assert isinstance(items[0], Rejected) and "disallowed by robots.txt" in items[0].reason
     assert isinstance(items[1], RawArticle)
     assert not site.hits("/news/paywall.html")
@@ -175,7 +216,10 @@ def test_robots_txt_is_honoured(site, tmp_path):
 
 def test_unreachable_robots_txt_means_not_now(site, tmp_path):
     site.routes["/robots.txt"] = (503, {}, b"down")
-    with Fetcher(settings_for(tmp_path)) as fetcher, pytest.raises(FetchError, match="robots.txt unreachable"):
+    with (
+        Fetcher(settings_for(tmp_path)) as fetcher,
+        pytest.raises(FetchError, match="robots.txt unreachable"),
+    ):
         fetcher.fetch(site.url("/news/news_site.html"))
     assert not site.hits("/news/news_site.html")
 
@@ -183,7 +227,11 @@ def test_unreachable_robots_txt_means_not_now(site, tmp_path):
 def test_size_cap_refuses_large_pages(site, tmp_path):
     big = b"<html><body>" + b"<p>word </p>" * 20_000 + b"</body></html>"
     site.routes["/big"] = (200, {"Content-Type": "text/html"}, big)
-    site.routes["/big-unsized"] = lambda handler: (200, {"Content-Type": "text/html", "Content-Length": None}, big)
+    site.routes["/big-unsized"] = lambda handler: (
+        200,
+        {"Content-Type": "text/html", "Content-Length": None},
+        big,
+    )
     with Fetcher(settings_for(tmp_path, fetch_max_bytes=50_000)) as fetcher:
         for path in ("/big", "/big-unsized"):
             with pytest.raises(FetchError, match="NEWS_FETCH_MAX_BYTES"):
@@ -286,22 +334,53 @@ def write_warc(path: Path, compress: bool) -> None:
         writer.write_record(writer.create_warcinfo_record(path.name, {"software": "newspipe-test"}))
         for n, name in enumerate(sorted(EXPECTED)):
             url = f"https://news{n}.example/{name}"
-            request = writer.create_warc_record(url, "request", payload=io.BytesIO(b""),
-                                                http_headers=StatusAndHeaders("GET / HTTP/1.1", [], is_http_request=True))
+            request = writer.create_warc_record(
+                url,
+                "request",
+                payload=io.BytesIO(b""),
+                http_headers=StatusAndHeaders("GET / HTTP/1.1", [], is_http_request=True),
+            )
             writer.write_record(request)
-            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(
-                url, "response", payload=io.BytesIO((PAGES / name).read_bytes()), http_headers=headers))
+            headers = StatusAndHeaders(
+                "200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1"
+            )
+            writer.write_record(
+                writer.create_warc_record(
+                    url,
+                    "response",
+                    payload=io.BytesIO((PAGES / name).read_bytes()),
+                    http_headers=headers,
+                )
+            )
         image = StatusAndHeaders("200 OK", [("Content-Type", "image/png")], protocol="HTTP/1.1")
-        writer.write_record(writer.create_warc_record("https://news0.example/logo.png", "response",
-                                                      payload=io.BytesIO(b"\x89PNG..."), http_headers=image))
-        missing = StatusAndHeaders("404 Not Found", [("Content-Type", "text/html")], protocol="HTTP/1.1")
-        writer.write_record(writer.create_warc_record("https://news0.example/gone", "response",
-                                                      payload=io.BytesIO(b"<html>gone</html>"), http_headers=missing))
+        writer.write_record(
+            writer.create_warc_record(
+                "https://news0.example/logo.png",
+                "response",
+                payload=io.BytesIO(b"\x89PNG..."),
+                http_headers=image,
+            )
+        )
+        missing = StatusAndHeaders(
+            "404 Not Found", [("Content-Type", "text/html")], protocol="HTTP/1.1"
+        )
+        writer.write_record(
+            writer.create_warc_record(
+                "https://news0.example/gone",
+                "response",
+                payload=io.BytesIO(b"<html>gone</html>"),
+                http_headers=missing,
+            )
+        )
         stub = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
-        writer.write_record(writer.create_warc_record(
-            "https://news0.example/index", "response", http_headers=stub,
-            payload=io.BytesIO(b"<html><body><nav><a href='/'>Home</a></nav></body></html>")))
+        writer.write_record(
+            writer.create_warc_record(
+                "https://news0.example/index",
+                "response",
+                http_headers=stub,
+                payload=io.BytesIO(b"<html><body><nav><a href='/'>Home</a></nav></body></html>"),
+            )
+        )
 
 
 @pytest.mark.parametrize("name,compress", [("cc-news.warc.gz", True), ("cc-news.warc", False)])
@@ -311,7 +390,9 @@ def test_warc_records_go_through_the_extractor(tmp_path, name, compress):
     items = list(iter_inputs([path]))
     articles = [i for i in items if isinstance(i, RawArticle)]
     rejected = [i for i in items if isinstance(i, Rejected)]
-    assert [a.url for a in articles] == [f"https://news{n}.example/{p}" for n, p in enumerate(sorted(EXPECTED))]
+    assert [a.url for a in articles] == [
+        f"https://news{n}.example/{p}" for n, p in enumerate(sorted(EXPECTED))
+    ]
     assert {a.title for a in articles} == {e[0] for e in EXPECTED.values()}
     assert {a.source for a in articles} == {e[1] for e in EXPECTED.values()}
     assert all(a.model_extra["crawled_at"] and a.id for a in articles)
@@ -332,17 +413,33 @@ def test_a_broken_warc_is_one_rejection(tmp_path):
 
 def test_feed_teasers_are_expanded_to_the_linked_page(site, tmp_path):
     site.routes["/gone.html"] = (404, {}, b"")
-    teaser = RawArticle(id="t1", source="Ledger feed", title="Ferry terminal approved",
-                        url=site.url("/news/news_site.html"),
-                        body="The harbour authority voted to build a new ferry terminal.")
-    missing = RawArticle(id="t2", source="Ledger feed", title="Gone", url=site.url("/gone.html"),
-                         body="A short teaser whose page has gone.")
-    long_entry = RawArticle(id="t3", source="Ledger feed", title="Full", url=site.url("/news/paywall.html"),
-                            body=" ".join(["word"] * 200))
+    teaser = RawArticle(
+        id="t1",
+        source="Ledger feed",
+        title="Ferry terminal approved",
+        url=site.url("/news/news_site.html"),
+        body="The harbour authority voted to build a new ferry terminal.",
+    )
+    missing = RawArticle(
+        id="t2",
+        source="Ledger feed",
+        title="Gone",
+        url=site.url("/gone.html"),
+        body="A short teaser whose page has gone.",
+    )
+    long_entry = RawArticle(
+        id="t3",
+        source="Ledger feed",
+        title="Full",
+        url=site.url("/news/paywall.html"),
+        body=" ".join(["word"] * 200),
+    )
     with Fetcher(settings_for(tmp_path)) as fetcher:
         out = expand_teasers([teaser, missing, long_entry], fetcher, min_words=120)
     assert out[0].body.startswith("The harbour authority of Port Elswick voted on Monday")
-    assert out[0].model_extra["teaser"] == "The harbour authority voted to build a new ferry terminal."
+    assert (
+        out[0].model_extra["teaser"] == "The harbour authority voted to build a new ferry terminal."
+    )
     assert out[0].title == "Ferry terminal approved" and out[0].source == "Ledger feed"
     assert out[0].model_extra["authors"] == ["Marta Lindqvist"]
     assert out[1].body == "A short teaser whose page has gone."

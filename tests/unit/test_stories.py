@@ -6,17 +6,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline.sources.ingest import iter_inputs
-from pipeline.stages.nlp import loadable_name
-from pipeline.stream.process import Pipeline
 from pipeline.stages.clean import clean
 from pipeline.stages.entities import InMemoryEntityRegistry
+from pipeline.stages.nlp import loadable_name
 from pipeline.stages.stories import ArticleFeatures, Story, StoryAssigner, StoryIndex, story_id
+from pipeline.stream.process import Pipeline
 from schemas import RawArticle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +31,11 @@ if not Path(MODEL).is_dir() and importlib.util.find_spec(MODEL) is None:
 def pipeline():
     from pipeline.settings import Settings
 
-    return Pipeline(Settings(_env_file=None, spacy_model=MODEL), registry=InMemoryEntityRegistry(),
-                    stories=StoryAssigner())
+    return Pipeline(
+        Settings(_env_file=None, spacy_model=MODEL),
+        registry=InMemoryEntityRegistry(),
+        stories=StoryAssigner(),
+    )
 
 
 def enrich(pipeline, raws: list[RawArticle]):
@@ -40,7 +43,7 @@ def enrich(pipeline, raws: list[RawArticle]):
     return pipeline.enrich_articles([clean(raw) for raw in raws])
 
 
-T0 = datetime(2031, 4, 14, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2031, 4, 14, 9, 0, tzinfo=UTC)
 
 # one invented event told by three outlets in their own words, and two other events that only
 # share its topic (a company's quarterly results; a strike) with each other
@@ -69,8 +72,13 @@ delivery of six new jets. Brightwater shares slipped 2 percent in New York."""
 
 
 def raw(body: str, title: str, source: str, when: datetime | None = T0) -> RawArticle:
-    return RawArticle(body=body, title=title, source=source, published_at=when,
-                      url=f"https://{source.lower().replace(' ', '')}.example/{abs(hash(title))}")
+    return RawArticle(
+        body=body,
+        title=title,
+        source=source,
+        published_at=when,
+        url=f"https://{source.lower().replace(' ', '')}.example/{abs(hash(title))}",
+    )
 
 
 def test_the_seeds_form_one_story(pipeline):
@@ -85,30 +93,47 @@ def test_the_seeds_form_one_story(pipeline):
 
 
 def test_same_story_joins_and_shared_topic_does_not(pipeline):
-    a, b, c, d, e = enrich(pipeline, [
-        raw(HARBOUR_A, "Norvale to buy Kestrel Lines for 2.3 bln euros", "Baltic Wire"),
-        raw(HARBOUR_B, "Kestrel shares soar on Norvale bid", "Harbour Daily", T0 + timedelta(hours=3)),
-        raw(OTHER_TOPIC, "Halvorsen Foods profit up 12 pct", "Nordic Markets"),
-        raw(HARBOUR_C, "Unions seek job guarantees in Norvale-Kestrel deal", "Riga Times",
-            T0 + timedelta(days=1)),
-        raw(OTHER_TOPIC_2, "Brightwater Airlines profit falls", "Air Business"),
-    ])
+    a, b, c, d, e = enrich(
+        pipeline,
+        [
+            raw(HARBOUR_A, "Norvale to buy Kestrel Lines for 2.3 bln euros", "Baltic Wire"),
+            raw(
+                HARBOUR_B,
+                "Kestrel shares soar on Norvale bid",
+                "Harbour Daily",
+                T0 + timedelta(hours=3),
+            ),
+            raw(OTHER_TOPIC, "Halvorsen Foods profit up 12 pct", "Nordic Markets"),
+            raw(
+                HARBOUR_C,
+                "Unions seek job guarantees in Norvale-Kestrel deal",
+                "Riga Times",
+                T0 + timedelta(days=1),
+            ),
+            raw(OTHER_TOPIC_2, "Brightwater Airlines profit falls", "Air Business"),
+        ],
+    )
     assert a.story_id == b.story_id == d.story_id
     assert len({a.story_id, c.story_id, e.story_id}) == 3
 
 
 def test_time_window_keeps_old_stories_apart(pipeline):
     window = timedelta(hours=pipeline.settings.story_window_hours)
-    a, b = enrich(pipeline, [
-        raw(HARBOUR_A, "Norvale to buy Kestrel Lines", "Baltic Wire"),
-        raw(HARBOUR_B, "Kestrel shares soar on Norvale bid", "Harbour Daily", T0 + 3 * window),
-    ])
+    a, b = enrich(
+        pipeline,
+        [
+            raw(HARBOUR_A, "Norvale to buy Kestrel Lines", "Baltic Wire"),
+            raw(HARBOUR_B, "Kestrel shares soar on Norvale bid", "Harbour Daily", T0 + 3 * window),
+        ],
+    )
     assert a.story_id != b.story_id
 
 
 def test_story_ids_are_deterministic_and_redelivery_keeps_the_story(pipeline):
-    raws = [raw(HARBOUR_A, "Norvale to buy Kestrel Lines", "Baltic Wire"),
-            raw(HARBOUR_B, "Kestrel shares soar on Norvale bid", "Harbour Daily")]
+    raws = [
+        raw(HARBOUR_A, "Norvale to buy Kestrel Lines", "Baltic Wire"),
+        raw(HARBOUR_B, "Kestrel shares soar on Norvale bid", "Harbour Daily"),
+    ]
     first = [a.story_id for a in enrich(pipeline, raws)]
     again = [a.story_id for a in enrich(pipeline, raws)]
     assert first == again == [story_id(clean(raws[0]).id)] * 2
@@ -121,16 +146,27 @@ def test_story_ids_are_deterministic_and_redelivery_keeps_the_story(pipeline):
 
 
 def test_story_document_round_trips(pipeline):
-    a, b = enrich(pipeline, [
-        raw(HARBOUR_A, "Norvale to buy Kestrel Lines", "Baltic Wire"),
-        raw(HARBOUR_B, "Kestrel shares soar on Norvale bid", "Harbour Daily", T0 + timedelta(hours=5)),
-    ])
+    a, b = enrich(
+        pipeline,
+        [
+            raw(HARBOUR_A, "Norvale to buy Kestrel Lines", "Baltic Wire"),
+            raw(
+                HARBOUR_B,
+                "Kestrel shares soar on Norvale bid",
+                "Harbour Daily",
+                T0 + timedelta(hours=5),
+            ),
+        ],
+    )
     index = StoryIndex()
     for article in (a, b):
         story, _ = index.assign(ArticleFeatures.of(article))
     doc = story.document(T0)
     assert doc["article_count"] == 2 and doc["sources"] == ["Baltic Wire", "Harbour Daily"]
-    assert doc["first_seen"] == T0.isoformat() and doc["last_seen"] == (T0 + timedelta(hours=5)).isoformat()
+    assert (
+        doc["first_seen"] == T0.isoformat()
+        and doc["last_seen"] == (T0 + timedelta(hours=5)).isoformat()
+    )
     assert any("Norvale" in name for name in doc["entity_names"])
     back = Story.from_document(json.loads(json.dumps(doc)))
     assert back.article_ids == story.article_ids and back.centroid == pytest.approx(story.centroid)

@@ -24,7 +24,14 @@ def test_strip_table_maps_punctuation_and_symbols_to_space_and_drops_format_char
     assert table[ord(",")] == " " and table[ord("$")] == " " and table[ord("«")] == " "
     assert table[ord("\u200b")] is None  # zero width space: Cf
     assert table[ord("a")] == ord("a") and table[ord("7")] == ord("7")
-    assert dict(table) == {ord(","): " ", ord("$"): " ", ord("«"): " ", 0x200B: None, ord("a"): ord("a"), ord("7"): ord("7")}
+    assert dict(table) == {
+        ord(","): " ",
+        ord("$"): " ",
+        ord("«"): " ",
+        0x200B: None,
+        ord("a"): ord("a"),
+        ord("7"): ord("7"),
+    }
 
 
 def test_normalise_uses_the_table():

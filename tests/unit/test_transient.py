@@ -19,8 +19,8 @@ from kafka.errors import (
 )
 
 from pipeline.infra import es as es_module
-from pipeline.stream import process
 from pipeline.runtime import health
+from pipeline.stream import process
 
 
 def api_error(status: int) -> ApiError:
@@ -54,8 +54,13 @@ def test_server_faults_are_transient(error):
 
 @pytest.mark.parametrize(
     "error",
-    [ValueError("bad article"), api_error(400), MessageSizeTooLargeError("big"),
-     aioerrors.RecordTooLargeError(), KeyError("x")],
+    [
+        ValueError("bad article"),
+        api_error(400),
+        MessageSizeTooLargeError("big"),
+        aioerrors.RecordTooLargeError(),
+        KeyError("x"),
+    ],
     ids=lambda e: type(e).__name__,
 )
 def test_message_faults_are_not_transient(error):
@@ -119,8 +124,13 @@ def test_isolate_lets_transient_errors_through_for_the_whole_batch():
 
 
 def test_a_busy_bulk_item_raises_server_busy(monkeypatch):
-    busy = {"index": {"_id": "a", "status": 429,
-                      "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}}
+    busy = {
+        "index": {
+            "_id": "a",
+            "status": 429,
+            "error": {"type": "es_rejected_execution_exception", "reason": "queue full"},
+        }
+    }
     conflict = {"create": {"_id": "b", "status": 409, "error": {"type": "conflict"}}}
     monkeypatch.setattr(es_module.helpers, "bulk", lambda *a, **k: (0, [busy, conflict]))
     with pytest.raises(es_module.ServerBusy, match="es_rejected_execution_exception"):
@@ -174,10 +184,16 @@ def test_the_follower_never_returns_short_of_the_end():
 def test_status_files_are_read_for_live_workers_only(tmp_path):
     live, dead = os.getpid(), 2**22 + 12345
     for pid in (live, dead):
-        health.write_status(health.status_path(tmp_path, pid), {
-            "pid": pid, "written_at": time.time(), "waiting_for": ["Elasticsearch"],
-            "lag": {"news.raw:0": 5, "news.raw:1": 2}, "last_error": "index: ConnectionError: x",
-        })
+        health.write_status(
+            health.status_path(tmp_path, pid),
+            {
+                "pid": pid,
+                "written_at": time.time(),
+                "waiting_for": ["Elasticsearch"],
+                "lag": {"news.raw:0": 5, "news.raw:1": 2},
+                "last_error": "index: ConnectionError: x",
+            },
+        )
     (status,) = health.read_statuses(tmp_path)
     assert status["pid"] == live
     assert not health.status_path(tmp_path, dead).exists()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -38,7 +38,7 @@ class Server:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.requests.append((self.path, dict(self.headers), body))
                 status, headers = reply(self.path)
@@ -77,7 +77,14 @@ def servers():
         server.close()
 
 
-def attempt(url: str, allow: list[int] | None = None, *, secret: str | None = None, timeout: float = 2.0, **kw):
+def attempt(
+    url: str,
+    allow: list[int] | None = None,
+    *,
+    secret: str | None = None,
+    timeout: float = 2.0,
+    **kw,
+):
     settings = Settings(webhook_timeout_s=timeout)
     rules = TargetRules(allow=frozenset(("127.0.0.1", p) for p in allow or []))
 
@@ -136,7 +143,9 @@ def test_at_most_three_redirect_hops(servers):
     assert len(loop.requests) == 4
 
 
-@pytest.mark.parametrize("status, result", [(500, "retry"), (429, "retry"), (404, "retry"), (410, "gone")])
+@pytest.mark.parametrize(
+    "status, result", [(500, "retry"), (429, "retry"), (404, "retry"), (410, "gone")]
+)
 def test_answers_map_to_outcomes(servers, status, result):
     receiver = servers(lambda path: (status, {}))
     outcome = attempt(receiver.url(), [receiver.port])
@@ -160,9 +169,17 @@ def test_a_refused_connection_is_a_retry():
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1/x", "http://10.1.2.3/x", "http://192.168.0.1/", "http://[::1]/",
-     "http://169.254.169.254/latest/meta-data", "http://[::ffff:127.0.0.1]/", "http://100.100.100.200/",
-     "http://0.0.0.0/", "ftp://example.org/"],
+    [
+        "http://127.0.0.1/x",
+        "http://10.1.2.3/x",
+        "http://192.168.0.1/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::ffff:127.0.0.1]/",
+        "http://100.100.100.200/",
+        "http://0.0.0.0/",
+        "ftp://example.org/",
+    ],
 )
 def test_non_public_or_non_http_urls_are_refused(url):
     with pytest.raises(WebhookRefused):
@@ -181,7 +198,10 @@ def test_allow_list_and_switch():
 
 
 def test_targets_show_no_path_query_or_user():
-    assert target_of("https://user:pw@Hooks.Example.org/t/abc?token=x") == "https://hooks.example.org:443"
+    assert (
+        target_of("https://user:pw@Hooks.Example.org/t/abc?token=x")
+        == "https://hooks.example.org:443"
+    )
     assert webhook_urls(["webhook:https://example.org/a", "email:x@y"]) == ["https://example.org/a"]
 
 
@@ -189,9 +209,17 @@ def test_targets_show_no_path_query_or_user():
 
 
 def entry(**source) -> Entry:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    base = {"attempts": 0, "state": "pending", "created_at": now.isoformat(), "target": "t", "channel": "c",
-            "kind": "alert", "alert_ids": ["a"], "due_at": now.isoformat()}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    base = {
+        "attempts": 0,
+        "state": "pending",
+        "created_at": now.isoformat(),
+        "target": "t",
+        "channel": "c",
+        "kind": "alert",
+        "alert_ids": ["a"],
+        "due_at": now.isoformat(),
+    }
     return Entry("msg_x", {**base, **source})
 
 
@@ -202,15 +230,23 @@ def test_backoff_grows_with_jitter_and_a_cap():
 
 
 def test_retries_end_in_failed_by_age_or_attempts():
-    created = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    outbox = Outbox(None, Settings(webhook_max_age_s=60, webhook_max_attempts=5, webhook_backoff_s=1))
-    soon = outbox.decide(entry(), Result("retrying", error="HTTP 500"), created + timedelta(seconds=1))
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    outbox = Outbox(
+        None, Settings(webhook_max_age_s=60, webhook_max_attempts=5, webhook_backoff_s=1)
+    )
+    soon = outbox.decide(
+        entry(), Result("retrying", error="HTTP 500"), created + timedelta(seconds=1)
+    )
     assert soon.state == "retrying" and soon.next_attempt_at > created
-    late = outbox.decide(entry(attempts=2), Result("retrying", error="HTTP 500"), created + timedelta(seconds=59))
+    late = outbox.decide(
+        entry(attempts=2), Result("retrying", error="HTTP 500"), created + timedelta(seconds=59)
+    )
     assert late.state == "failed" and "max age" in late.error
     many = outbox.decide(entry(attempts=4), Result("retrying", error="HTTP 500"), created)
     assert many.state == "failed" and "5 attempts" in many.error
-    deferred = outbox.decide(entry(), Result("retrying", attempted=False, error="circuit open"), created)
+    deferred = outbox.decide(
+        entry(), Result("retrying", attempted=False, error="circuit open"), created
+    )
     assert deferred.state == "pending"  # not attempted: no attempt counted
 
 
@@ -219,16 +255,16 @@ def test_retries_end_in_failed_by_age_or_attempts():
 
 def test_digest_periods_are_aligned_in_the_subscription_time_zone():
     settings = Settings(digest_hourly_s=3600, digest_daily_s=86400)
-    at = datetime(2026, 7, 1, 22, 30, tzinfo=timezone.utc)
+    at = datetime(2026, 7, 1, 22, 30, tzinfo=UTC)
     sub = Subscription(id="s", query="q")
     assert digest_period(sub, settings, at) is None
     start, end = digest_period(sub.model_copy(update={"digest": "daily"}), settings, at)
     assert (start.isoformat(), end - start) == ("2026-07-01T00:00:00+00:00", timedelta(days=1))
     paris = sub.model_copy(update={"digest": "daily", "timezone": "Europe/Paris"})
     start, _ = digest_period(paris, settings, at)  # 00:30 on 2 July in Paris
-    assert start == datetime(2026, 7, 1, 22, 0, tzinfo=timezone.utc)
+    assert start == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
     start, end = digest_period(sub.model_copy(update={"digest": "hourly"}), settings, at)
-    assert start == datetime(2026, 7, 1, 22, 0, tzinfo=timezone.utc) and end - start == timedelta(hours=1)
+    assert start == datetime(2026, 7, 1, 22, 0, tzinfo=UTC) and end - start == timedelta(hours=1)
 
 
 # --- subscriptions: limits, sealed secrets ----------------------------------------------------
@@ -236,7 +272,14 @@ def test_digest_periods_are_aligned_in_the_subscription_time_zone():
 
 def test_subscription_limits_are_enforced_with_a_clear_error():
     settings = Settings(webhook_allow_targets="127.0.0.1:9")
-    ok = dict(query="memorandum", owner="me", urls=["http://127.0.0.1:9/x"], others=[], digest="daily", tz="UTC")
+    ok = dict(
+        query="memorandum",
+        owner="me",
+        urls=["http://127.0.0.1:9/x"],
+        others=[],
+        digest="daily",
+        tz="UTC",
+    )
     check_limits(settings, **ok)
     for change, words in [
         ({"owner": "x" * 40_000}, "owner must be"),
@@ -269,13 +312,17 @@ def test_the_circuit_breaker_opens_after_consecutive_failures_and_closes_on_succ
     from pipeline.alerts.dispatcher import Breaker, Dispatcher
     from pipeline.alerts.webhook import Outcome
 
-    dispatcher = Dispatcher(Settings(webhook_breaker_failures=3, webhook_breaker_cooldown_s=10), None, lambda _: None)
-    breaker, now = Breaker(), datetime(2026, 1, 1, tzinfo=timezone.utc)
+    dispatcher = Dispatcher(
+        Settings(webhook_breaker_failures=3, webhook_breaker_cooldown_s=10), None, lambda _: None
+    )
+    breaker, now = Breaker(), datetime(2026, 1, 1, tzinfo=UTC)
     for _ in range(2):
         dispatcher._breaker(breaker, Outcome("retry", 500), now)
     assert not breaker.is_open(now)
     dispatcher._breaker(breaker, Outcome("retry", 500), now)
-    assert breaker.is_open(now + timedelta(seconds=9)) and not breaker.is_open(now + timedelta(seconds=10))
+    assert breaker.is_open(now + timedelta(seconds=9)) and not breaker.is_open(
+        now + timedelta(seconds=10)
+    )
     dispatcher._breaker(breaker, Outcome("delivered", 200), now)
     assert breaker.failures == 0 and not breaker.is_open(now)
 
