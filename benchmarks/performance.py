@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.scaling import QUERIES, distinct_articles, one_run
+from benchmarks.scaling import distinct_articles, fresh_run, one_run
 from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
 DEFAULT_CORPUS = os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl"
@@ -137,30 +137,12 @@ class SearchableWatcher(threading.Thread):
 
 def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=print) -> dict:
     """One worker on fresh topics/indices; ``rate`` articles/s for ``seconds``; latencies."""
-    from elasticsearch import Elasticsearch
 
-    from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
     from pipeline.infra.kafka import make_producer
-    from pipeline.infra.setup import setup
-    from pipeline.settings import get_settings, reset_settings
     from schemas.models import utcnow
 
-    run = uuid.uuid4().hex[:6]
-    os.environ.update(
-        NEWS_TOPIC_PREFIX=f"perf{run}",
-        NEWS_INDEX_PREFIX=f"perf{run}",
-        NEWS_APP_ID=f"perf{run}",
-        NEWS_TOPIC_PARTITIONS=str(partitions),
-    )
-    reset_settings()
-    settings = get_settings()
-    setup(settings)
-    es = Elasticsearch(settings.es_url_list, request_timeout=30)
-    store = SubscriptionStore(settings, es)
-    for query in QUERIES:
-        store.add(query, owner="bench")
-    store.close()
+    run, settings, es = fresh_run("perf", partitions)
     log_path = settings.data_dir / "logs" / f"performance-{run}.log"
     worker = start_worker(log_path)
     alerts = AlertWatcher(settings)

@@ -101,21 +101,20 @@ def group_view(settings) -> list[tuple[str, list[int], dict[str, int]]]:
         consumer.close()
 
 
-def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
+def fresh_run(name: str, partitions: int):
+    """Fresh topics and indices (prefix ``<name><run>``) with ``partitions`` partitions, set
+    up with the benchmark's subscriptions; returns (run id, settings, Elasticsearch client)."""
     from elasticsearch import Elasticsearch
 
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
-    from pipeline.infra.kafka import make_producer
     from pipeline.infra.setup import setup
     from pipeline.settings import get_settings, reset_settings
-    from schemas.models import utcnow
 
     run = uuid.uuid4().hex[:6]
     os.environ.update(
-        NEWS_TOPIC_PREFIX=f"scale{run}",
-        NEWS_INDEX_PREFIX=f"scale{run}",
-        NEWS_APP_ID=f"scale{run}",
+        NEWS_TOPIC_PREFIX=f"{name}{run}",
+        NEWS_INDEX_PREFIX=f"{name}{run}",
+        NEWS_APP_ID=f"{name}{run}",
         NEWS_TOPIC_PARTITIONS=str(partitions),
     )
     reset_settings()
@@ -126,6 +125,15 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
     for query in QUERIES:
         store.add(query, owner="bench")
     store.close()
+    return run, settings, es
+
+
+def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
+    from pipeline.cli.demo import start_worker, stop_worker, wait_ready
+    from pipeline.infra.kafka import make_producer
+    from schemas.models import utcnow
+
+    run, settings, es = fresh_run("scale", partitions)
     workers = []
     try:
         for i in range(n_workers):
