@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 from spacy.matcher import Matcher
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, Token
 from spacy.vocab import Vocab
 
 from schemas.models import EVENT_ALERT_SALIENCE, Entity, EventTag
@@ -46,8 +48,8 @@ class EventType:
 
     name: str
     definition: str
-    patterns: list
-    weak_patterns: list
+    patterns: list[Any]
+    weak_patterns: list[Any]
     support: frozenset[str]
     against: frozenset[str]
     reject_after: frozenset[str]
@@ -65,7 +67,7 @@ class Taxonomy:
     window: int
 
 
-def _lemma_spec(value: str | list | dict) -> dict:
+def _lemma_spec(value: str | list[Any] | dict[str, Any]) -> dict[str, Any]:
     """``{"lemma": ...}`` -> a case-insensitive LEMMA spec (value, Capitalised value)."""
     if isinstance(value, dict):
         return value
@@ -73,18 +75,18 @@ def _lemma_spec(value: str | list | dict) -> dict:
     return {"IN": sorted({form for v in values for form in (v, v.capitalize())})}
 
 
-def _compile_token(spec: dict) -> dict:
+def _compile_token(spec: dict[str, Any]) -> dict[str, Any]:
     compiled = {k: v for k, v in spec.items() if k != "lemma"}
     if "lemma" in spec:
         compiled["LEMMA"] = _lemma_spec(spec["lemma"])
     return compiled
 
 
-def _compile(patterns: list) -> list:
+def _compile(patterns: list[Any]) -> list[Any]:
     return [[_compile_token(t) for t in pattern] for pattern in patterns]
 
 
-def _lowercase_or_initial(patterns: list) -> list:
+def _lowercase_or_initial(patterns: list[Any]) -> list[Any]:
     """Weak patterns whose first token is lowercase, or capitalised only as a sentence's first
     word: a capitalised ambiguous word inside a sentence is a name ("Shell", "Storm", "Rally")."""
     out = []
@@ -143,7 +145,7 @@ def _negated(span: Span, window: int, negators: frozenset[str]) -> bool:
     return any(t.lemma_.lower() in negators for t in before)
 
 
-def _keys(token) -> tuple[str, str]:
+def _keys(token: Token) -> tuple[str, str]:
     return token.lemma_.lower(), token.lower_
 
 
@@ -244,7 +246,7 @@ to lean to the other sense (a strike-bound port in a labour story, a 'battle' ov
 def _story_leans_against(doc: Doc, event: EventType) -> bool:
     """Whether the article's vocabulary as a whole favours the trigger's other senses: distinct
     other-sense cue lemmas exceed distinct event cue lemmas by ``STORY_MARGIN`` or more."""
-    cache = doc.user_data.setdefault(_STORY_CUES, {})
+    cache: dict[str, bool] = doc.user_data.setdefault(_STORY_CUES, {})
     if event.name not in cache:
         lemmas = {t.lemma_.lower() for t in doc} | {t.lower_ for t in doc}
         cache[event.name] = (
@@ -306,7 +308,7 @@ def salience(sents: list[Span], n_sentences: int, in_title: bool) -> float:
 
 
 def _sentence_index(sent: Span) -> int:
-    return sent.doc.user_data.get(_SENT_INDEX, {}).get(sent.start, 10**6)
+    return cast(int, sent.doc.user_data.get(_SENT_INDEX, {}).get(sent.start, 10**6))
 
 
 _SENT_INDEX = "newspipe_sent_index"
@@ -362,7 +364,7 @@ def _sentence_place(sent: Span, locations: list[tuple[int, int, str]]) -> str | 
     return inside[0][2] if inside else None
 
 
-def _most_common(values: list[str | None]) -> str | None:
+def _most_common(values: Sequence[str | None]) -> str | None:
     counted = Counter(v for v in values if v)
     return counted.most_common(1)[0][0] if counted else None
 
