@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
 
 from pipeline.alerts.digest import digest_data, story_groups, story_titles
 from pipeline.alerts.outbox import Entry, Outbox, Result, payload
@@ -30,6 +31,12 @@ from pipeline.ops.metrics import record_webhook
 from pipeline.settings import Settings
 from schemas import Subscription
 from schemas.models import utcnow
+
+if TYPE_CHECKING:
+    import httpx
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,7 @@ class Dispatcher:
         self.subscription = subscription
         self.catch_up = catch_up
         self.disable_channel = disable_channel
-        self.client = None
+        self.client: httpx.AsyncClient | None = None
         self.total = asyncio.Semaphore(settings.webhook_inflight_total)
         self.per_target: dict[str, asyncio.Semaphore] = {}
         self.leased: dict[str, int] = {}  # target -> entries leased and not finished
@@ -66,11 +73,11 @@ class Dispatcher:
         self.breakers: dict[str, Breaker] = {}
         self.offered: list[str] = []
         self.wake = asyncio.Event()
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         # its own threads for Elasticsearch calls: never queued behind the agents' steps
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="deliveries")
 
-    async def _io(self, fn, *args, **kwargs):
+    async def _io(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
@@ -210,7 +217,7 @@ class Dispatcher:
                 "failed", attempted=False, error="its alerts are gone from the alerts index"
             ), subscription
         outcome = await send(
-            self.client,
+            cast("httpx.AsyncClient", self.client),
             secret.url,
             body,
             msg_id=entry.id,
