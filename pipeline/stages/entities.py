@@ -29,11 +29,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, Token
 
+from pipeline.ids import slug
 from pipeline.stages.casing import word_casing
 from pipeline.stages.names import (
     ROLE_TITLES,
@@ -49,7 +50,6 @@ from pipeline.stages.names import (
     is_run_together,
     leading_title_count,
     place_plural,
-    slug,
     spellings_of_one_name,
     split_person,
     strip_possessive,
@@ -135,7 +135,7 @@ class InMemoryEntityRegistry:
 
     def __init__(self) -> None:
         self._entries: dict[str, RegistryEntry] = {}
-        self._attested: dict[str, Counter] = {}
+        self._attested: dict[str, Counter[str]] = {}
 
     def lookup(self, keys: list[str]) -> dict[str, RegistryEntry]:
         found = {}
@@ -457,7 +457,7 @@ ROLE_WINDOW = 5
 noun: "U.S. envoy for Ukraine talks, Kit Brennan" -> "envoy"."""
 
 
-def _role_noun(token) -> str:
+def _role_noun(token: Token) -> str:
     """The bare role noun of a token ("Envoy", "coach", "directors" -> "director"), else ""."""
     if not token.is_alpha or token.lower_ in _DETERMINERS:
         return ""
@@ -629,7 +629,7 @@ SPEECH_VERBS = frozenset(
     }
 )
 
-_TIE_ORDER = ("organization", "location", "group", "misc", "person")
+_TIE_ORDER: tuple[EntityType, ...] = ("organization", "location", "group", "misc", "person")
 
 
 def _agree_types(mentions: list[_Mention]) -> None:
@@ -659,7 +659,7 @@ def _agree_types(mentions: list[_Mention]) -> None:
                     continue
             else:
                 m.person = None
-            m.type = fixed
+            m.type = cast(EntityType, fixed)  # set above when the gazetteer had none
             m.place = canonical_place(m.text) if fixed == "location" else None
 
 
@@ -978,13 +978,16 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
     ]
     keys = {}
     for mention, entry in zip(
-        full, resolver.resolve_full_names([m.person for m in full], [m.roles for m in full])
+        full,
+        resolver.resolve_full_names(
+            cast(list[PersonName], [m.person for m in full]), [m.roles for m in full]
+        ),
     ):
         mention.id, mention.name = entry.id, entry.name
         keys[id(mention)] = entry.key
     forms = sorted(
         {
-            (i, keys[id(m)], m.person.display)
+            (i, keys[id(m)], cast(PersonName, m.person).display)
             for i, ms in enumerate(articles_mentions)
             for m in ms
             if id(m) in keys
@@ -996,7 +999,8 @@ def _resolve_persons(articles_mentions: list[list[_Mention]], registry: EntityRe
             m.name = renamed[keys[id(m)]].name
     unresolved = [m for ms in articles_mentions for m in _link_initials_in_article(ms)]
     for mention, entry in zip(
-        unresolved, resolver.resolve_initials([m.person for m in unresolved])
+        unresolved,
+        resolver.resolve_initials(cast(list[PersonName], [m.person for m in unresolved])),
     ):
         mention.id, mention.name = entry.id, entry.name
     speakers = [m for ms in articles_mentions for m in ms if _person_like_speaker(m)]
