@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib.resources import files
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from pipeline.ids import stable_hash
 from schemas import EnrichedArticle
@@ -299,11 +299,12 @@ class ArticleFeatures:
 
     @classmethod
     def of(cls, article: EnrichedArticle) -> ArticleFeatures:
-        counts = Counter(terms(article.body))
+        # a Counter (a missing word counts 0) that also takes float weights, hence the cast
+        counts = cast(dict[str, float], Counter(terms(article.body)))
         for word in terms(article.title):
             counts[word] += TITLE_BOOST
         vector = {w: (1 + math.log(c)) * idf(w) for w, c in counts.items()}
-        entities = {}
+        entities: dict[str, tuple[str, str]] = {}
         for entity in article.entities:
             words = terms(entity.name) or [entity.name.casefold()]
             rarity = max(idf(w) for w in words)
@@ -316,7 +317,7 @@ class ArticleFeatures:
             title=article.title,
             vector=_unit(_prune(vector, ARTICLE_FEATURES)),
             time=_utc(article.published_at),
-            seen=_utc(article.published_at or article.ingested_at),
+            seen=cast(datetime, _utc(article.published_at or article.ingested_at)),
             source=article.source,
             entities=entities,
             events=sorted({e.type for e in article.events}),
@@ -347,10 +348,10 @@ class Story:
     dated_last: datetime | None = None
     article_ids: list[str] = field(default_factory=list)
     centroid: dict[str, float] = field(default_factory=dict)
-    sources: Counter = field(default_factory=Counter)
-    entities: Counter = field(default_factory=Counter)
+    sources: Counter[str] = field(default_factory=Counter)
+    entities: Counter[str] = field(default_factory=Counter)
     entity_info: dict[str, list[str]] = field(default_factory=dict)
-    events: Counter = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
     version: tuple[int, int] | None = None
     """(seq_no, primary_term) of the stored document this state was read from / written as"""
 
@@ -395,10 +396,10 @@ class Story:
         one (or an undated story) is not held to a time."""
         if article.time is None or self.dated_first is None:
             return True
-        return self.dated_first - window <= article.time <= self.dated_last + window
+        return self.dated_first - window <= article.time <= cast(datetime, self.dated_last) + window
 
     # --- Elasticsearch document ----------------------------------------------------------
-    def document(self, now: datetime) -> dict:
+    def document(self, now: datetime) -> dict[str, Any]:
         top_entities = [
             {"id": e, "name": self.entity_info[e][0], "type": self.entity_info[e][1], "articles": n}
             for e, n in sorted(self.entities.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_LISTED]
@@ -430,7 +431,7 @@ class Story:
         }
 
     @classmethod
-    def from_document(cls, doc: dict, version: tuple[int, int] | None = None) -> Story:
+    def from_document(cls, doc: dict[str, Any], version: tuple[int, int] | None = None) -> Story:
         state = doc.get("state") or {}
         parse = datetime.fromisoformat
         return cls(
@@ -468,7 +469,7 @@ class StoryIndex:
         """The story ``article`` joins (created when none fits); True when it is new."""
         known = self.by_article.get(article.id)
         if known in self.stories:
-            return self.stories[known], False
+            return self.stories[cast(str, known)], False
         best, best_score = None, 0.0
         for story in self.candidates(article):
             if not story.fits_time(article, self.window):
@@ -601,7 +602,7 @@ class StoryAssigner:
         """Stories other workers changed since the last sync, and those already holding one of
         ``article_ids`` (a redelivered article keeps its story)."""
         now = datetime.now(UTC)
-        clauses: list[dict] = [{"terms": {"article_ids": article_ids}}]
+        clauses: list[dict[str, Any]] = [{"terms": {"article_ids": article_ids}}]
         if self._synced_at is None:  # a starting worker: the live stories (and those a
             horizon = (now - 2 * self.memory.window).isoformat()  # backfill touched lately)
             clauses.append({"range": {"last_seen": {"gte": horizon}}})
@@ -621,10 +622,10 @@ class StoryAssigner:
             if current is None or current.version is None or current.version[0] < version[0]:
                 self.memory.put(Story.from_document(hit["_source"], version))
 
-    def _search(self, query: dict, page: int = 1000) -> Iterable[dict]:
+    def _search(self, query: dict[str, Any], page: int = 1000) -> Iterable[dict[str, Any]]:
         after = None
         while True:
-            extra = {"search_after": after} if after else {}
+            extra: dict[str, Any] = {"search_after": after} if after else {}
             result = self.es.search(
                 index=self.index_name,
                 query=query,
@@ -685,10 +686,10 @@ def story_assigner(settings: Any, es: Any = None) -> StoryAssigner:
     )
 
 
-def build_idf_table(texts: Iterable[str], min_df: int = 3) -> dict:
+def build_idf_table(texts: Iterable[str], min_df: int = 3) -> dict[str, Any]:
     """The document-frequency table ``pipeline/data/idf.json`` is made of (see docs/stories.md):
     ``{"documents": N, "df": {term: documents containing it}}`` for terms in ``min_df`` or more."""
-    df: Counter = Counter()
+    df: Counter[str] = Counter()
     documents = 0
     for text in texts:
         documents += 1
