@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from elasticsearch import ConflictError, Elasticsearch
@@ -39,15 +40,18 @@ OPEN_STATES = ("pending", "retrying")
 SUPERSEDED = "superseded"  # not a state: an outcome not recorded, the entry was leased again
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+Period = tuple[datetime, datetime]
+"""A digest period: (start, end)."""
+
 STATE_RANK = {"delivered": 0, "refused": 1, "failed": 2, "pending": 3, "retrying": 4}
 
 
-def summary(deliveries: list[dict], published: bool) -> str:
+def summary(deliveries: list[dict[str, Any]], published: bool) -> str:
     """An alert's ``status``: its least settled delivery (``delivered`` when it has none and
     is published; ``pending`` until then)."""
     if not deliveries:
         return "delivered" if published else "pending"
-    return max((d["state"] for d in deliveries), key=STATE_RANK.__getitem__)
+    return cast(str, max((d["state"] for d in deliveries), key=STATE_RANK.__getitem__))
 
 
 def delivery_id(alert_id: str, channel_id: str) -> str:
@@ -60,9 +64,7 @@ def digest_id(subscription_id: str, channel_id: str, period_start: datetime) -> 
     )
 
 
-def digest_period(
-    subscription: Subscription, settings: Settings, now: datetime
-) -> tuple[datetime, datetime] | None:
+def digest_period(subscription: Subscription, settings: Settings, now: datetime) -> Period | None:
     """The digest period containing ``now`` (None for as-it-happens): fixed-length periods of
     ``NEWS_DIGEST_HOURLY_S`` / ``NEWS_DIGEST_DAILY_S`` seconds aligned to midnight of the
     subscription's time zone (UTC by default)."""
@@ -87,7 +89,7 @@ def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = N
     base = min(
         settings.webhook_backoff_max_s, settings.webhook_backoff_s * 2 ** max(attempts - 1, 0)
     )
-    return base * (rng or random).uniform(0.5, 1.0)
+    return cast(float, base * (rng or random).uniform(0.5, 1.0))
 
 
 @dataclass
@@ -95,15 +97,15 @@ class Entry:
     """A leased outbox entry."""
 
     id: str
-    source: dict
+    source: dict[str, Any]
 
     @property
     def target(self) -> str:
-        return self.source["target"]
+        return cast(str, self.source["target"])
 
     @property
     def kind(self) -> str:
-        return self.source["kind"]
+        return cast(str, self.source["kind"])
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,15 @@ class Outbox:
         """Record the alerts' deliveries (idempotent) and mark the alerts published (the ledger
         republishes unpublished ones). Returns the ids of entries due now (as-it-happens)."""
         now = now or utcnow()
+        pending: dict[str, list[DeliveryStatus]]
+        digests: dict[tuple[str, str, Period], tuple[dict[str, Any], Subscription, list[str]]]
         due, pending, digests, published = [], {}, {}, []
-        operations: list[dict] = []
+        operations: list[dict[str, Any]] = []
         for alert in alerts:
             published.append(alert.id)
             subscription = lookup(alert.subscription_id)
             for channel in subscription.webhooks if subscription else []:
+                assert subscription is not None  # the loop runs over its channels only
                 if channel.disabled:  # shown as failed on the alert, nothing to send
                     pending.setdefault(alert.id, []).append(
                         DeliveryStatus(
@@ -199,7 +204,7 @@ class Outbox:
         return due
 
     def _add_to_digest(
-        self, base: dict, subscription: Subscription, ids: list[str], period
+        self, base: dict[str, Any], subscription: Subscription, ids: list[str], period: Period
     ) -> None:
         """Add alerts to the digest of ``period`` (created on first use); a digest already
         leased for sending is closed: the alerts join the next period's."""
@@ -223,7 +228,10 @@ class Outbox:
                     continue
             source = got["_source"]
             if source.get("closed"):
-                period = digest_period(subscription, self.settings, end + timedelta(milliseconds=1))
+                period = cast(  # not None: a digest subscription has periods
+                    Period,
+                    digest_period(subscription, self.settings, end + timedelta(milliseconds=1)),
+                )
                 continue
             joined = source["alert_ids"] + [i for i in ids if i not in source["alert_ids"]]
             try:
@@ -250,7 +258,7 @@ class Outbox:
         """Write per-channel states onto alert documents (and the ``published`` flag), by
         read-modify-write under optimistic concurrency (no server-side scripts needed)."""
 
-        def change(alert_id: str, source: dict) -> dict:
+        def change(alert_id: str, source: dict[str, Any]) -> dict[str, Any]:
             deliveries = list(source.get("deliveries") or [])
             for update in updates.get(alert_id, []):
                 new = update.model_dump(mode="json")
@@ -263,7 +271,10 @@ class Outbox:
                 elif not only_new:
                     deliveries[at] = new
             published = published_too or source.get("published", source.get("status") != "pending")
-            partial = {"deliveries": deliveries, "status": summary(deliveries, published)}
+            partial: dict[str, Any] = {
+                "deliveries": deliveries,
+                "status": summary(deliveries, published),
+            }
             if published_too:
                 partial["published"] = True
             return partial
@@ -271,7 +282,7 @@ class Outbox:
         self._read_modify_write(self.alerts_index, list(alert_ids), change)
 
     def _read_modify_write(
-        self, index: str, ids: list[str], change: Callable[[str, dict], dict]
+        self, index: str, ids: list[str], change: Callable[[str, dict[str, Any]], dict[str, Any]]
     ) -> None:
         pending = list(dict.fromkeys(ids))
         for _ in range(50):
@@ -306,7 +317,9 @@ class Outbox:
                 f"{len(pending)} alert state(s) not written: too many concurrent changes"
             )
 
-    def _bulk(self, operations: list[dict], *, ignore_conflicts: bool = False) -> list[dict]:
+    def _bulk(
+        self, operations: list[dict[str, Any]], *, ignore_conflicts: bool = False
+    ) -> list[dict[str, Any]]:
         answer = self.es.bulk(operations=operations)
         items = [next(iter(i.values())) for i in answer["items"]]
         errors = [
@@ -371,13 +384,16 @@ class Outbox:
             for d in docs
             if d.get("found")
             and d["_source"]["state"] in OPEN_STATES
-            and _parse(d["_source"]["due_at"]) <= now
-            and (not d["_source"].get("lease_until") or _parse(d["_source"]["lease_until"]) < now)
+            and cast(datetime, _parse(d["_source"]["due_at"])) <= now
+            and (
+                not d["_source"].get("lease_until")
+                or cast(datetime, _parse(d["_source"]["lease_until"])) < now
+            )
         ]
         return self._lease(hits, capacity, now)
 
     def _lease(
-        self, hits: list[dict], capacity: Callable[[str], int], now: datetime
+        self, hits: list[dict[str, Any]], capacity: Callable[[str], int], now: datetime
     ) -> list[Entry]:
         taken: dict[str, int] = {}
         chosen = []
@@ -421,7 +437,7 @@ class Outbox:
         attempts = entry.source["attempts"] + (1 if result.attempted else 0)
         created = _parse(entry.source["created_at"])
         oldest = _parse(entry.source.get("period_end")) or created  # a digest ages from its end
-        deadline = oldest + timedelta(seconds=self.settings.webhook_max_age_s)
+        deadline = cast(datetime, oldest) + timedelta(seconds=self.settings.webhook_max_age_s)
         at = result.next_attempt_at or now + timedelta(seconds=retry_delay(attempts, self.settings))
         if attempts >= self.settings.webhook_max_attempts:
             return Result(
@@ -486,7 +502,7 @@ class Outbox:
         self.mark(source["alert_ids"], {a: [status] for a in source["alert_ids"]}, only_new=False)
         return result
 
-    def _write_if_still_leased(self, entry: Entry, doc: dict) -> bool:
+    def _write_if_still_leased(self, entry: Entry, doc: dict[str, Any]) -> bool:
         """Write an attempt's outcome only while the entry still carries this attempt's lease
         (conditional update): a dispatcher whose lease expired and was taken over, or whose
         entry another dispatcher settled meanwhile, must not overwrite the newer outcome."""
@@ -520,7 +536,7 @@ class Outbox:
         return sorted(alerts, key=lambda a: a.created_at)
 
     # --- reading (CLI, API, tests) -----------------------------------------------------------
-    def entries(self, subscription_id: str | None = None, size: int = 100) -> list[dict]:
+    def entries(self, subscription_id: str | None = None, size: int = 100) -> list[dict[str, Any]]:
         query = (
             {"term": {"subscription_id": subscription_id}} if subscription_id else {"match_all": {}}
         )
@@ -541,17 +557,17 @@ class Outbox:
 LEDGER_FIELDS = ("@timestamp", "status", "published")
 
 
-def alert_from_document(doc: dict) -> Alert:
+def alert_from_document(doc: dict[str, Any]) -> Alert:
     return Alert.model_validate({k: v for k, v in doc.items() if k not in LEDGER_FIELDS})
 
 
-def payload(alert: Alert) -> dict:
+def payload(alert: Alert) -> dict[str, Any]:
     return alert.model_dump(mode="json", exclude={"deliveries"})
 
 
 def describe(status: DeliveryStatus) -> str:
     """One line for people (``newspipe alerts history``)."""
-    at = lambda t: t.strftime("%Y-%m-%d %H:%M:%SZ") if t else "?"  # noqa: E731
+    at: Callable[[datetime | None], str] = lambda t: t.strftime("%Y-%m-%d %H:%M:%SZ") if t else "?"  # noqa: E731
     if status.state == "delivered":
         text = f"delivered ({status.status_code} at {at(status.delivered_at)})"
     elif status.state == "retrying":
