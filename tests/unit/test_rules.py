@@ -22,6 +22,7 @@ from pipeline.stages.names import (
     leading_title_count,
     person_words,
 )
+from pipeline.stages.nlp import loadable_name
 
 # --- role words (no model) ---------------------------------------------------------------------
 
@@ -111,8 +112,8 @@ def test_broken_abbreviations_are_still_repaired():
 
 # --- with a model ------------------------------------------------------------------------------
 
-MODEL = os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll")
-_NAME = MODEL if not MODEL.endswith(".whl") else Path(MODEL).name.split("-", 1)[0]
+# what spacy.load takes: a wheel's distribution name, or en_core_web_sm's PyPI fallback module
+_NAME = loadable_name(os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll"))
 needs_model = pytest.mark.skipif(
     not Path(_NAME).is_dir() and importlib.util.find_spec(_NAME) is None,
     reason=f"spaCy model {_NAME!r} is not installed",
