@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -212,9 +213,11 @@ def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_ent
         assert (
             not by_b & by_c and (by_b | by_c) >= expected | more
         )  # recorded by one dispatcher each
-        assert all(
-            s["attempts"] == 1 for s in _states(outbox, expected | more).values()
-        )  # A's never counted
+        # no phantom attempt: each one counted is a POST the receiver saw (A's own too, when its
+        # request timed out and it recorded that before it was killed, as on a loaded machine)
+        on_wire = Counter(c["id"] for c in list(receiver.calls))
+        states = _states(outbox, expected | more)
+        assert all(1 <= s["attempts"] <= on_wire[i] for i, s in states.items())
 
         docs = es_client.mget(
             index=settings.index("alerts"), ids=[i for i in _alert_ids(outbox, expected | more)]
