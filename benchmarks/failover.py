@@ -150,6 +150,11 @@ def failover(
         "NEWS_DATA_DIR": str(workdir / run),
         "NEWS_WEBHOOK_ALLOW_PRIVATE": "true",
         "NEWS_WEBHOOK_RETRIES": "8",
+        # a delivery caught by the lost node (leased, its outcome not recorded) is taken over
+        # after the lease; retries back off: durations shrunk to fit the run's wait
+        "NEWS_OUTBOX_LEASE_S": "15",
+        "NEWS_WEBHOOK_BACKOFF_MAX_S": "5",
+        "NEWS_WEBHOOK_BREAKER_COOLDOWN_S": "5",
     }
     saved = {k: os.environ.get(k) for k in overrides}
     os.environ.update(overrides)
@@ -220,7 +225,7 @@ def failover(
             report.pause_s, report.median_gap_s = max(gaps), statistics.median(gaps)
         # alerts: wait until the ledger's alerts have all reached the receiver (or time out)
         alerts_index = settings.index("alerts")
-        quiet_until = time.monotonic() + 60
+        quiet_until = time.monotonic() + 120
         while time.monotonic() < quiet_until:
             es.indices.refresh(index=alerts_index)
             report.ledger_alerts = es.count(index=alerts_index)["count"]
