@@ -135,6 +135,20 @@ def set_environment(overrides: dict[str, str]):
     return restore
 
 
+def run_newspipe(env: dict[str, str], *args: str) -> str:
+    """Run the ``newspipe`` CLI with ``env`` (wide tables); its output, asserting exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        env={**env, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def pytest_collection_modifyitems(items):
     """Unit tests run first, in an environment no stack has touched; then the gold suite judges
     the seeds alone on the session's ``stack``, before other modules add articles,

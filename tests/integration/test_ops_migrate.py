@@ -91,27 +91,11 @@ def test_type_change_migrates_while_the_stream_writes(es_client, settings, caplo
 
 def run_cli(settings, *args) -> str:
     import os
-    import subprocess
-    import sys
 
-    from tests.integration.conftest import REPO
+    from tests.integration.conftest import run_newspipe
 
-    env = {
-        **os.environ,
-        "NEWS_ES_URL": settings.es_url,
-        "NEWS_INDEX_PREFIX": settings.index_prefix,
-        "COLUMNS": "250",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    env = {**os.environ, "NEWS_ES_URL": settings.es_url, "NEWS_INDEX_PREFIX": settings.index_prefix}
+    return run_newspipe(env, *args)
 
 
 def test_newspipe_migrate_applies_a_type_change(es_client, settings):

@@ -175,20 +175,9 @@ def worker_health(ops) -> httpx.Response | None:
 
 def newspipe(ops, *args) -> str:
     """Run the CLI against the module's topics and indices; its output."""
-    import subprocess
-    import sys
+    from tests.integration.conftest import run_newspipe
 
-    env = {**ops.worker.env, "COLUMNS": "250"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return run_newspipe(ops.worker.env, *args)
 
 
 def lag_zero(ops) -> bool:
