@@ -52,6 +52,15 @@ class Dispatcher:
             if " delivery " in line and line.rstrip().endswith(": delivered")
         ]
 
+    def results(self) -> list[tuple[str, str]]:
+        """(entry id, state) per outcome this process recorded (``delivery <id> (...): <state>``)."""
+        found = []
+        for line in self.log().splitlines():
+            if " delivery " in line and "): " in line:
+                entry = line.split("delivery ", 1)[1].split(" ", 1)[0]
+                found.append((entry, line.split("): ", 1)[1].split(" ", 1)[0]))
+        return found
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -213,11 +222,20 @@ def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_ent
         assert (
             not by_b & by_c and (by_b | by_c) >= expected | more
         )  # recorded by one dispatcher each
-        # no phantom attempt: each one counted is a POST the receiver saw (A's own too, when its
-        # request timed out and it recorded that before it was killed, as on a loaded machine)
+        # no phantom attempt: each one counted is a POST the receiver saw, or a send that failed
+        # on the way and was logged as such by the dispatcher that made it (on a loaded machine a
+        # connection can fail before the receiver's handler sees the request)
         on_wire = Counter(c["id"] for c in list(receiver.calls))
+        failed_sends = Counter(
+            i for d in [dying, *survivors] for i, state in d.results() if state == "retrying"
+        )
         states = _states(outbox, expected | more)
-        assert all(1 <= s["attempts"] <= on_wire[i] for i, s in states.items())
+        phantom = {
+            i: (s["attempts"], on_wire[i], failed_sends[i])
+            for i, s in states.items()
+            if not 1 <= s["attempts"] <= on_wire[i] + failed_sends[i]
+        }
+        assert not phantom, phantom  # id: (attempts, POSTs seen, failed sends logged)
 
         docs = es_client.mget(
             index=settings.index("alerts"), ids=[i for i in _alert_ids(outbox, expected | more)]
