@@ -9,6 +9,11 @@ installs what is configured; :func:`load_nlp` loads it (cached per model name) a
 - adds the place typer (named ``place_ruler``) after ``ner``: entity spans that are alias-table
   places ("Kyiv", "Türkiye", "US") become locations, with the canonical place as the span's
   ``ent_id_`` (it types what the NER found; it never matches raw text);
+- replaces a *rule* lemmatizer (it needs the coarse POS of a tagger and attribute ruler, which
+  need a tok2vec of their own: about half of en_core_web_sm's time) by a *lookup* lemmatizer when
+  a table for the language ships in ``pipeline/data`` (English: :data:`LEMMA_TABLES`), and drops
+  the components that only fed it; the stages read lemmas only in the event rules, whose
+  vocabulary is checked under both kinds of lemmas (``benchmarks/quality.py``);
 - for a *lookup* lemmatizer, adds ``lemma_case_fallback`` so a capitalised word absent from the
   table ("Talks" at a sentence start) gets the lemma of its lowercase form, which the event
   rules rely on.
@@ -16,7 +21,9 @@ installs what is configured; :func:`load_nlp` loads it (cached per model name) a
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -29,7 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import spacy
 from spacy.language import Language
-from spacy.lookups import Table
+from spacy.lookups import Lookups, Table
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 
@@ -61,6 +68,14 @@ UNUSED_PIPES = frozenset(
 
 PLACE_RULER = "place_ruler"
 LEMMA_FALLBACK = "lemma_case_fallback"
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+LEMMA_TABLES = {"en": DATA_DIR / "en_lemma_lookup.json.gz"}
+"""Language -> word-to-lemma lookup table (spacy-lookups-data 1.0.5, the file as shipped; the
+same table as en_news_ner_conll's lemmatizer; licences in ``en_lemma_lookup.LICENSE.txt``)."""
+
+POS_PIPES = ("tagger", "attribute_ruler", "morphologizer")
+"""Components that only give tags/POS: the stages read no POS; a rule lemmatizer needed them."""
 
 _SPACY_PIPELINE_NAME = re.compile(
     r"^(?:[a-z]{2}|xx)_(?:core|dep|ent|sent)_[a-z0-9_]+_(?:sm|md|lg|trf)$"
@@ -240,6 +255,7 @@ def prepare(nlp: Language) -> Language:
     """Make a loaded pipeline ready for the stages (idempotent): sentences, places, lemmas."""
     _ensure_sentences(nlp)
     _add_place_ruler(nlp)
+    _lookup_lemmas(nlp)
     _add_lemma_fallback(nlp)
     return nlp
 
@@ -546,6 +562,43 @@ class LemmaCaseFallback:
                 lower = text.lower()
                 token.lemma_ = self.table.get(lower, lower)
         return doc
+
+
+@lru_cache(maxsize=2)
+def lemma_table(language: str) -> dict[str, str] | None:
+    """The shipped word -> lemma table of a language, or None when none ships."""
+    path = LEMMA_TABLES.get(language)
+    if path is None:
+        return None
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return cast("dict[str, str]", json.load(handle))
+
+
+def _lookup_lemmas(nlp: Language) -> None:
+    """A rule lemmatizer becomes a lookup lemmatizer (when a table of the language ships), and
+    the tagger, attribute ruler and a shared tok2vec that only fed it leave the pipeline.
+
+    A shared embedder (tok2vec, transformer) stays while a remaining component listens to it
+    (none does in en_core_web_sm: its NER and senter have embedders of their own)."""
+    if "lemmatizer" not in nlp.pipe_names:
+        return
+    if getattr(nlp.get_pipe("lemmatizer"), "mode", None) != "rule":
+        return
+    table = lemma_table(nlp.lang)
+    if table is None:
+        return
+    nlp.remove_pipe("lemmatizer")
+    for name in POS_PIPES:
+        if name in nlp.component_names:
+            nlp.remove_pipe(name)
+    for name, component in list(nlp.components):  # shared embedders (tok2vec, transformer)
+        listeners = getattr(component, "listener_map", None)
+        if listeners is not None and not set(listeners) & set(nlp.component_names):
+            nlp.remove_pipe(name)
+    lookups = Lookups()
+    lookups.add_table("lemma_lookup", table)
+    lemmatizer = nlp.add_pipe("lemmatizer", config={"mode": "lookup", "overwrite": True})
+    cast("Lemmatizer", lemmatizer).initialize(lookups=lookups)
 
 
 def _add_lemma_fallback(nlp: Language) -> None:
