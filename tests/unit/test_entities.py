@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import spacy
 
 from pipeline.stages.entities import (
     InMemoryEntityRegistry,
@@ -21,7 +22,7 @@ from pipeline.stages.entities import (
     extract_entities,
     parse,
 )
-from pipeline.stages.nlp import PLACE_RULER, load_nlp, loadable_name
+from pipeline.stages.nlp import PLACE_RULER, POS_PIPES, load_nlp, loadable_name, prepare
 from schemas.models import CleanArticle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,6 +183,62 @@ def test_place_ruler_added_once(nlp):
     assert nlp.pipe_names.count(PLACE_RULER) == 1
     assert nlp.pipe_names.index(PLACE_RULER) > nlp.pipe_names.index("ner")  # types NER spans
     assert load_nlp(MODEL) is nlp
+
+
+def test_lemmas_come_from_a_lookup_table_without_tagger(nlp):
+    """English lemmas come from a lookup table (the model's own or the shipped one): no tagger
+    or attribute ruler runs for them, and sentences still split."""
+    assert nlp.get_pipe("lemmatizer").mode == "lookup"
+    assert not set(POS_PIPES) & set(nlp.pipe_names)
+    doc = nlp("Talks resumed on Monday. Troops were shelling the port and protesters rallied.")
+    lemmas = {t.text: t.lemma_ for t in doc}
+    assert [lemmas[w] for w in ("Talks", "resumed", "Troops", "were", "shelling", "rallied")] == [
+        "talk",
+        "resume",
+        "troop",
+        "be",
+        "shell",
+        "rally",
+    ]
+    assert len(list(doc.sents)) == 2
+
+
+def _rule_lemma_pipeline(language: str, senter_listens: bool) -> spacy.Language:
+    """A blank pipeline shaped like en_core_web_sm's: a shared tok2vec that the tagger (and, if
+    asked, the senter) listens to, an attribute ruler and a rule lemmatizer."""
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96}
+    model = {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}
+    nlp = spacy.blank(language)
+    nlp.add_pipe("tok2vec")
+    nlp.add_pipe("tagger", config={"model": model})
+    if senter_listens:
+        nlp.add_pipe("senter", config={"model": model})
+    nlp.add_pipe("attribute_ruler")
+    nlp.add_pipe("lemmatizer", config={"mode": "rule"})
+    return nlp
+
+
+def test_rule_lemmatizer_replaced_with_what_only_fed_it():
+    nlp = prepare(_rule_lemma_pipeline("en", senter_listens=False))
+    assert nlp.pipe_names == [
+        "sentencizer",
+        PLACE_RULER,
+        "lemmatizer",
+        "lemma_case_fallback",
+    ]
+    assert [t.lemma_ for t in nlp("Talks collapsed.")] == ["talk", "collapse", "."]
+
+
+def test_shared_tok2vec_stays_while_a_component_listens_to_it():
+    nlp = prepare(_rule_lemma_pipeline("en", senter_listens=True))
+    assert nlp.pipe_names[:2] == ["tok2vec", "senter"]
+    assert nlp.get_pipe("lemmatizer").mode == "lookup"
+
+
+def test_rule_lemmatizer_kept_for_a_language_without_a_shipped_table():
+    nlp = prepare(_rule_lemma_pipeline("fr", senter_listens=False))
+    assert nlp.get_pipe("lemmatizer").mode == "rule"
+    assert {"tok2vec", "tagger", "attribute_ruler"} <= set(nlp.pipe_names)
 
 
 def test_entity_ids_for_name():
