@@ -79,10 +79,46 @@ _DECORATION = " -–—|•·›»«‹<>←→↑↓▲▼△▽^[](){}*#:_~=/\
 
 _NAVIGATION = frozenset(_RULES["navigation"])
 _AD_MARKERS = frozenset(_RULES["ad_markers"])
-_LINE_PATTERN = re.compile(
-    "|".join(f"(?:{p})" for patterns in _RULES["line_patterns"].values() for p in patterns),
-    re.IGNORECASE,
-)
+
+
+def line_pattern(patterns: list[str]) -> re.Pattern[str]:
+    """One regex that finds a line any of ``patterns`` finds (case-insensitive).
+
+    The patterns that start with ``\\b`` (and have no ``|`` of their own at the top level)
+    share one ``\\b(?:...|...)``: the same lines match, but the regex tries those
+    alternatives only at word boundaries instead of at every character (2-3x faster on wire
+    lines; this search runs on every line of every article).
+    """
+    at_word = [p[2:] for p in patterns if p.startswith("\\b") and not _top_level_or(p)]
+    others = [f"(?:{p})" for p in patterns if not p.startswith("\\b") or _top_level_or(p)]
+    if at_word:
+        others.append("\\b(?:%s)" % "|".join(f"(?:{p})" for p in at_word))
+    return re.compile("|".join(others), re.IGNORECASE)
+
+
+def _top_level_or(pattern: str) -> bool:
+    """Whether ``pattern`` has a ``|`` outside groups and character classes (when unsure, as
+    after ``[^]``, it says yes: such a pattern is then left as it is)."""
+    depth, in_class, escaped = 0, False, False
+    for i, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]" or pattern[i - 1] == "["  # "[]x]": "]" first is a member
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+    return False
+
+
+_LINE_PATTERN = line_pattern([p for patterns in _RULES["line_patterns"].values() for p in patterns])
 _INLINE_AD = re.compile(
     r"(?:(?<=\s)|^)[-–—\[(]+\s*(?:%s)\s*[-–—\])]+(?=\s|$)"
     % "|".join(re.escape(m) for m in sorted(_AD_MARKERS, key=len, reverse=True) if len(m) > 3),

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,79 @@ def test_a_failing_batch_detection_is_isolated_per_article(monkeypatch):
     (letter,) = result.dead
     assert (letter.stage, letter.offset) == ("clean", 1) and "detector bug" in letter.error
     assert json.loads(letter.payload)["body"] == TEXTS["de"]
+
+
+# --- the boilerplate line regex ------------------------------------------------------------------
+
+RULES = json.loads((ROOT / "pipeline" / "data" / "boilerplate.json").read_text("utf-8"))
+PATTERNS = [p for patterns in RULES["line_patterns"].values() for p in patterns]
+REFERENCE = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.IGNORECASE)
+"""The patterns joined as they are, one alternative each: what the faster regex must equal."""
+
+LINES = [
+    "12°C",
+    "-3.5 °",
+    "+21 F",
+    "© 2025 Example Media",
+    "(c) 2024 Someone",
+    "Copyright © 2023 News Ltd",
+    "COPYRIGHT 2021",
+    "Example Media. All rights reserved.",
+    "All Rights Reserved",
+    "allrights reserved",
+    "nall rights reserved",
+    "all rights reservedx",
+    "Alle Rechte vorbehalten.",
+    "Tous droits réservés",
+    "Todos los derechos reservados",
+    "Tutti i diritti riservati",
+    "Wszelkie prawa zastrzeżone",
+    "© Все права защищены",
+    "Our standards: The Thomson Reuters Trust Principles.",
+    "We use cookies to improve your experience",
+    "This website uses cookies.",
+    "this site use cookies",
+    "Accept all cookies",
+    "Manage cookies",
+    "Reject cookies now",
+    "The company said it uses cookies in its factories.",
+    "Shr 25 cts vs 30 cts",
+    "",
+]
+
+
+def corpus_lines() -> list[str]:
+    lines = list(LINES)
+    for path in sorted(ROOT.glob("seeds/*.txt")):
+        lines += path.read_text("utf-8").splitlines()
+    reuters = Path("/work/shared/corpus/reuters21578.jsonl")
+    if reuters.exists():
+        with reuters.open(encoding="utf-8") as rows:
+            for row in islice(rows, 1000):
+                lines += json.loads(row)["body"].splitlines()
+    return [" ".join(line.split()) for line in lines]
+
+
+def test_boilerplate_line_regex_finds_exactly_what_the_patterns_find():
+    lines = corpus_lines()
+    found = [clean_module._LINE_PATTERN.search(line) is not None for line in lines]
+    assert found == [REFERENCE.search(line) is not None for line in lines]
+    assert sum(found) >= 20  # the crafted lines above do exercise the patterns
+
+
+@pytest.mark.parametrize(
+    ("patterns", "line", "hit"),
+    [
+        ([r"\bfoo|bar"], "xbar", True),  # a top-level "|": \b belongs to "foo" only
+        ([r"\bfoo|bar"], "xfoo", False),
+        ([r"\b(?:foo|bar)\b", r"^baz"], "a bar here", True),
+        ([r"\b(?:foo|bar)\b", r"^baz"], "abar", False),
+        ([r"\b[|]x", r"\bq"], "a |x", False),  # "|" in a class: \b still needs a word before
+        ([r"\b[^]|]x"], "-x", False),
+        ([r"\ba\|b"], "a|b", True),
+    ],
+)
+def test_line_pattern_keeps_each_pattern_meaning(patterns, line, hit):
+    reference = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    assert (reference.search(line) is not None) is hit
+    assert (clean_module.line_pattern(patterns).search(line) is not None) is hit
