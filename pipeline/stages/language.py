@@ -107,7 +107,7 @@ def detect_languages(texts: Sequence[str]) -> list[str]:
     """:func:`detect_language` of each text, in order: one call for a batch.
 
     A plain loop over ``detect_language_of``, not lingua's ``detect_languages_in_parallel_of``
-    (measured on the 2-core machine, docs/performance.md "Language detection per batch"): the
+    (measured on the 2-core machine: docs/performance.md, "What changed for speed"): the
     parallel call costs the same CPU per text, is no faster when the other core is busy (as it
     is in a worker, with the enrich agent's NER), and holds the GIL for the whole call, so the
     worker's other agents and its event loop stop for the whole batch; between two
