@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
     "alert_matching": (["--articles", "60"], [], 120),
     "dedupe": (["--limit", "1500", "--samples", "3"], [], 90),
     "stages": (["--limit", "120"], ["--limit", "2000"], 150),
+    "clean_step": (["--limit", "200", "--rounds", "1"], ["--es", "--ner"], 150),
     "ingest": (["--limit", "2000", "--kafka"], ["--kafka"], 90),
     "quality": (
         ["--models", "en_news_ner_conll"],
