@@ -27,6 +27,7 @@ from pipeline.alerts.digest import digest_data, story_groups, story_titles
 from pipeline.alerts.outbox import Entry, Outbox, Result, payload
 from pipeline.alerts.secrets import SecretsUnavailable, unseal
 from pipeline.alerts.webhook import Outcome, make_client, send
+from pipeline.infra.es import is_transient
 from pipeline.ops.metrics import record_webhook
 from pipeline.settings import Settings
 from schemas import Subscription
@@ -151,7 +152,7 @@ class Dispatcher:
             async with self.total, semaphore:
                 result, subscription = await self.attempt(entry)
             record_webhook(result.state)  # delivered / refused / retrying / failed (metrics)
-            final = await self._io(self.outbox.record, entry, result)
+            final = await self._record(entry, result)
             log.info(
                 "delivery %s (%s, %s): %s%s",
                 entry.id,
@@ -182,6 +183,32 @@ class Dispatcher:
             if not self.leased[entry.target]:
                 del self.leased[entry.target]
             self.wake.set()
+
+    async def _record(self, entry: Entry, result: Result) -> Result:
+        """Store an attempt's outcome. A server fault (Elasticsearch down or busy) is retried,
+        with a growing wait, while this attempt's lease lasts: the outcome is known and only
+        this dispatcher can record it under its lease, so giving up at once would leave the
+        entry to wait out the lease and be sent again. The same outcome (same ``now``) is
+        written each time, so a retry after a write whose answer was lost changes nothing."""
+        now = utcnow()
+        lease = entry.source.get("lease_until")
+        until = datetime.fromisoformat(lease) if lease else None
+        delay = 0.2
+        while True:
+            try:
+                return await self._io(self.outbox.record, entry, result, now)
+            except Exception as exc:
+                if not is_transient(exc) or until is None or utcnow() >= until:
+                    raise
+                log.warning(
+                    "delivery %s: outcome %s not recorded yet (%s); retrying in %.1fs",
+                    entry.id,
+                    result.state,
+                    " ".join(str(exc).split())[:200],
+                    delay,
+                )
+                await asyncio.sleep(min(delay, max((until - utcnow()).total_seconds(), 0.0)))
+                delay = min(delay * 2, 5.0)
 
     # --- one attempt -------------------------------------------------------------------
     async def attempt(self, entry: Entry) -> tuple[Result, Subscription | None]:

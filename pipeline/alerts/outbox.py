@@ -509,6 +509,8 @@ class Outbox:
         for _ in range(20):
             got = self.es.get(index=self.index, id=entry.id)
             current = got["_source"]
+            if all(current.get(k) == v for k, v in doc.items()):
+                return True  # this very outcome is stored (a retry after a lost answer)
             if (
                 current.get("lease_until") != entry.source.get("lease_until")
                 or current["state"] not in OPEN_STATES

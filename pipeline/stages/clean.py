@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 
@@ -30,7 +31,7 @@ import ftfy
 from pipeline.ids import article_id
 from pipeline.settings import get_settings
 from pipeline.sources.attribution import attribute, take_outlet_credit
-from pipeline.stages.language import detect_language, normalise_language_code
+from pipeline.stages.language import detect_language, detect_languages, normalise_language_code
 from schemas.models import CleanArticle, Dateline, RawArticle
 
 
@@ -78,10 +79,46 @@ _DECORATION = " -–—|•·›»«‹<>←→↑↓▲▼△▽^[](){}*#:_~=/\
 
 _NAVIGATION = frozenset(_RULES["navigation"])
 _AD_MARKERS = frozenset(_RULES["ad_markers"])
-_LINE_PATTERN = re.compile(
-    "|".join(f"(?:{p})" for patterns in _RULES["line_patterns"].values() for p in patterns),
-    re.IGNORECASE,
-)
+
+
+def line_pattern(patterns: list[str]) -> re.Pattern[str]:
+    """One regex that finds a line any of ``patterns`` finds (case-insensitive).
+
+    The patterns that start with ``\\b`` (and have no ``|`` of their own at the top level)
+    share one ``\\b(?:...|...)``: the same lines match, but the regex tries those
+    alternatives only at word boundaries instead of at every character (2-3x faster on wire
+    lines; this search runs on every line of every article).
+    """
+    at_word = [p[2:] for p in patterns if p.startswith("\\b") and not _top_level_or(p)]
+    others = [f"(?:{p})" for p in patterns if not p.startswith("\\b") or _top_level_or(p)]
+    if at_word:
+        others.append("\\b(?:%s)" % "|".join(f"(?:{p})" for p in at_word))
+    return re.compile("|".join(others), re.IGNORECASE)
+
+
+def _top_level_or(pattern: str) -> bool:
+    """Whether ``pattern`` has a ``|`` outside groups and character classes (when unsure, as
+    after ``[^]``, it says yes: such a pattern is then left as it is)."""
+    depth, in_class, escaped = 0, False, False
+    for i, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]" or pattern[i - 1] == "["  # "[]x]": "]" first is a member
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+    return False
+
+
+_LINE_PATTERN = line_pattern([p for patterns in _RULES["line_patterns"].values() for p in patterns])
 _INLINE_AD = re.compile(
     r"(?:(?<=\s)|^)[-–—\[(]+\s*(?:%s)\s*[-–—\])]+(?=\s|$)"
     % "|".join(re.escape(m) for m in sorted(_AD_MARKERS, key=len, reverse=True) if len(m) > 3),
@@ -236,7 +273,64 @@ _ABBREVIATIONS = frozenset(
 
 def clean(raw: RawArticle, *, max_body_chars: int | None = None) -> CleanArticle:
     """Clean one raw article. Raises :class:`CleanError` when it cannot become an article."""
-    limit = get_settings().max_body_chars if max_body_chars is None else max_body_chars
+    prepared = _prepare(raw, _body_limit(max_body_chars))
+    return _assemble(prepared, prepared.language or detect_language(prepared.language_text))
+
+
+def clean_many(
+    raws: Sequence[RawArticle], *, max_body_chars: int | None = None
+) -> list[CleanArticle | Exception]:
+    """:func:`clean` of each article, in order, with one language detection call for the batch.
+
+    An article that cannot be cleaned has its exception (a :class:`CleanError`, or a bug) in
+    its place, so one bad article never fails the others. Each result equals what
+    :func:`clean` gives for that article alone.
+    """
+    limit = _body_limit(max_body_chars)
+    prepared: list[_Prepared | Exception] = []
+    for raw in raws:
+        try:
+            prepared.append(_prepare(raw, limit))
+        except Exception as exc:  # CleanError, or a bug: this article's result
+            prepared.append(exc)
+    undetected = [p for p in prepared if isinstance(p, _Prepared) and p.language is None]
+    detected = iter(detect_languages([p.language_text for p in undetected]))
+    results: list[CleanArticle | Exception] = []
+    for item in prepared:
+        if isinstance(item, Exception):
+            results.append(item)
+            continue
+        language = item.language or next(detected)
+        try:
+            results.append(_assemble(item, language))
+        except Exception as exc:  # a bug, or a model that does not validate
+            results.append(exc)
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Everything :func:`clean` makes of a raw article but the detected language."""
+
+    raw: RawArticle
+    title: str
+    title_origin: str
+    body: str
+    parts: ArticleParts
+    language: str | None
+    """The producer's language, normalised; None when it must be detected."""
+
+    @property
+    def language_text(self) -> str:
+        """What the language is detected on."""
+        return f"{self.title}\n{self.body}"
+
+
+def _body_limit(max_body_chars: int | None) -> int:
+    return get_settings().max_body_chars if max_body_chars is None else max_body_chars
+
+
+def _prepare(raw: RawArticle, limit: int) -> _Prepared:
     _check_size(raw.body, limit)
     _check_not_binary(raw.body)
 
@@ -250,14 +344,19 @@ def clean(raw: RawArticle, *, max_body_chars: int | None = None) -> CleanArticle
         raise CleanError("body is empty after cleaning")
 
     title, title_origin = _choose_title(given_title, parts.headline, body)
-    language = normalise_language_code(raw.language) or detect_language(f"{title}\n{body}")
+    language = normalise_language_code(raw.language)
+    return _Prepared(raw, title, title_origin, body, parts, language)
+
+
+def _assemble(prepared: _Prepared, language: str) -> CleanArticle:
+    raw, parts = prepared.raw, prepared.parts
     return CleanArticle(
         id=article_id(raw),
         **attribute(raw, parts.dateline),  # source, published_at and where they came from
         url=raw.url,
-        title=title,
-        title_origin=title_origin,
-        body=body,
+        title=prepared.title,
+        title_origin=prepared.title_origin,
+        body=prepared.body,
         language=language,
         ingested_at=raw.ingested_at,
         dateline=parts.dateline,

@@ -287,17 +287,23 @@ class Pipeline:
         ``reprocess``: an article already fully processed under the same id is processed again
         (re-enrichment after a model or rule change) instead of being reported a duplicate.
         """
-        from pipeline.stages.clean import clean
+        from pipeline.stages.clean import clean_many
 
         taken = utcnow()
         result = StepResult()
         raws, result.dead = decode(messages, RawArticle)
         cleaned: list[tuple[InMessage, CleanArticle]] = []
-        for message, raw in raws:
-            try:
-                cleaned.append((message, clean(raw, max_body_chars=self.settings.max_body_chars)))
-            except Exception as exc:  # CleanError and any bug: the message goes to the DLQ
-                result.dead.append(message.dead("clean", exc))
+        # one clean_many per batch (one language detection call); an article that cannot be
+        # cleaned (CleanError, or a bug) comes back as its exception and goes to the DLQ
+        limit = self.settings.max_body_chars
+        outcomes, failed_batch = isolate(
+            lambda pairs: clean_many([raw for _, raw in pairs], max_body_chars=limit), raws
+        )
+        for (message, _), outcome in [*outcomes, *failed_batch]:
+            if isinstance(outcome, CleanArticle):
+                cleaned.append((message, outcome))
+            else:
+                result.dead.append(message.dead("clean", outcome))
         ok, failed = retry_transient(
             lambda: isolate(lambda pairs: self.deduper.check([a for _, a in pairs]), cleaned),
             what="dedupe",

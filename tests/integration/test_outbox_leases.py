@@ -218,6 +218,13 @@ def test_a_dispatcher_dying_mid_lease_loses_nothing_and_two_others_send_each_ent
         calls = [c for c in list(receiver.calls) if c["id"] in more]
         assert sorted(c["id"] for c in calls) == sorted(more)  # once each on the wire
         assert all(c["status"] == 200 and c["verified"] for c in calls)
+        # each logs its outcome just after storing it: wait for the lines, then compare
+        wait_for(
+            lambda: set().union(*(d.delivered_ids() for d in survivors)) >= expected | more,
+            "B's and C's log lines of the deliveries they recorded",
+            survivors,
+            timeout_s=30,
+        )
         by_b, by_c = (set(d.delivered_ids()) for d in survivors)
         assert (
             not by_b & by_c and (by_b | by_c) >= expected | more
@@ -277,3 +284,52 @@ def test_a_late_outcome_of_an_expired_lease_does_not_overwrite_the_newer_one(out
     assert (entry["state"], entry["attempts"], entry["status_code"]) == ("delivered", 1, 200)
     (alert,) = es_client.mget(index=settings.index("alerts"), ids=entry["alert_ids"])["docs"]
     assert alert["_source"]["status"] == "delivered"
+
+
+def test_an_outcome_the_server_failed_to_take_is_recorded_once_it_answers(outbox_env, es_client):
+    """A dispatcher knows the outcome but Elasticsearch fails while it records it (here: the
+    first two calls fail as a lost connection would, and the second after its write reached the
+    node): it records it again while its lease lasts instead of leaving the entry to wait out
+    the lease and be sent again; a write that did land is recognised, not seen as a newer lease."""
+    import asyncio
+
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from pipeline.alerts.dispatcher import Dispatcher as InProcess
+    from pipeline.alerts.outbox import Result
+
+    settings, env, outbox, subscription, receiver, data_dir = outbox_env
+    (entry_id,) = _enqueue(settings, es_client, outbox, subscription, 1)
+    (entry,) = outbox.lease_ids([entry_id], capacity=lambda target: 10)
+
+    real_record, calls = outbox.record, []
+
+    def flaky_record(entry, result, now=None):
+        calls.append(now)
+        if len(calls) == 1:
+            raise ESConnectionError("connection refused")  # nothing written
+        if len(calls) == 2:
+            real_record(entry, result, now)
+            raise ESConnectionError("connection reset")  # written, answer lost
+        return real_record(entry, result, now)
+
+    dispatcher = InProcess(settings, outbox, lambda _: subscription)
+    dispatcher.outbox = type("Flaky", (), {"record": staticmethod(flaky_record)})()
+    final = asyncio.run(dispatcher._record(entry, Result("delivered", status_code=200)))
+    assert final.state == "delivered" and len(calls) == 3
+    assert len(set(calls)) == 1  # the same outcome each time
+    state = _states(outbox, {entry_id})[entry_id]
+    assert (state["state"], state["attempts"], state["lease_until"]) == ("delivered", 1, None)
+    (alert,) = es_client.mget(index=settings.index("alerts"), ids=state["alert_ids"])["docs"]
+    assert alert["_source"]["status"] == "delivered"
+
+    # once the lease is over, the outcome is not forced in: the entry's next lease decides
+    (other,) = _enqueue(settings, es_client, outbox, subscription, 1)
+    (expired,) = outbox.lease_ids([other], capacity=lambda target: 10)
+    expired = type(expired)(
+        expired.id, {**expired.source, "lease_until": "2000-01-01T00:00:00+00:00"}
+    )
+    calls.clear()
+    with pytest.raises(ESConnectionError):
+        asyncio.run(dispatcher._record(expired, Result("delivered", status_code=200)))
+    assert len(calls) == 1
