@@ -55,6 +55,7 @@ from pipeline.stages.names import (
     split_person,
     strip_possessive,
     surname_suffixes,
+    transliterated_first_names,
 )
 from schemas.models import CleanArticle, Entity, EntityType, Mention
 
@@ -161,8 +162,16 @@ class InMemoryEntityRegistry:
 
 
 _VOWELS = re.compile(r"[aeiouy]")
-_SPELLING = str.maketrans({"z": "s", "q": "k", "c": "k", "w": "v", "j": "i"})
-_DIGRAPHS = (("dh", "d"), ("th", "t"), ("ph", "f"), ("gh", "g"), ("ck", "k"), ("ou", "u"))
+_SPELLING = str.maketrans({"q": "k", "c": "k", "w": "v", "j": "i"})
+_DIGRAPHS = (
+    ("tch", "ch"),
+    ("dh", "d"),
+    ("th", "t"),
+    ("ph", "f"),
+    ("gh", "g"),
+    ("ck", "k"),
+    ("ou", "u"),
+)
 _ARTICLE_PREFIX = re.compile(r"^(?:al|el|ul|ad|ar|as|at|az|an)[-‐‑]", re.IGNORECASE)
 SPELLING_MIN_SURNAME = 6
 """Transliteration keys are made only for folded surnames of at least 6 letters."""
@@ -170,20 +179,24 @@ SPELLING_MIN_SURNAME = 6
 
 def surname_spelling(surname: str, written: str = "") -> str:
     """A folded surname with the usual transliteration alternations merged: an Arabic article
-    prefix written with a hyphen ("al-", "el-") off, dh/th/ph/gh/ck/ou as d/t/f/g/k/u, z/s,
-    q/c/k, w/v, j/i merged, an initial g as k (Gaddafi = Qaddafi = Kadhafi), doubled letters
-    collapsed, and the last three letters reduced to their consonants (Gorbachev = Gorbachov).
-    Stem vowels stay (Ryzhkov != Rozhkov). ``written`` is the surname as written, for the
-    prefix."""
+    prefix written with a hyphen ("al-", "el-") off; an initial "kh" (folded to "h") as k;
+    tch/dh/th/ph/gh/ck/ou as ch/d/t/f/g/k/u; q/c/k, w/v, j/i merged; an initial g as k (Gaddafi =
+    Qaddafi = Kadhafi); doubled letters collapsed; the last three letters reduced to their
+    consonants, z/s merged there only (Gorbachev = Gorbachov, Shevardnadze = Shevardnadse, but
+    Kazemi != Qasemi). Stem vowels stay (Ryzhkov != Rozhkov). ``written``: the surname as
+    written (for the prefix and "kh")."""
     if written and _ARTICLE_PREFIX.match(written) and len(surname) > 2:
         surname = surname[2:]
+    elif written[:2].lower() == "kh" and surname.startswith("h"):
+        surname = "k" + surname[1:]  # the fold made "kh" "h": Khadafy as Kadafi
     for source, target in _DIGRAPHS:
         surname = surname.replace(source, target)
     surname = surname.translate(_SPELLING)
     if surname.startswith("g"):
         surname = "k" + surname[1:]
     surname = re.sub(r"(.)\1+", r"\1", surname)
-    return re.sub(r"(.)\1+", r"\1", surname[:-3] + _VOWELS.sub("", surname[-3:]))
+    ending = _VOWELS.sub("", surname[-3:]).replace("z", "s")
+    return re.sub(r"(.)\1+", r"\1", surname[:-3] + ending)
 
 
 def spelling_key(person: PersonName) -> str | None:
@@ -191,8 +204,8 @@ def spelling_key(person: PersonName) -> str | None:
     skeleton (:func:`~pipeline.stages.names.first_name_skeleton`) and :func:`surname_spelling`:
     Gorbachev = Gorbachov, Ligachev = Ligachyov, Shevardnadze = Shevardnadse, Gaddafi = Qaddafi,
     while Ryzhkov != Rozhkov (the stem keeps its vowels). Only a candidate: the resolver also
-    requires the first names to be equal or spellings of one name
-    (:func:`~pipeline.stages.names.spellings_of_one_name`). None for short surnames."""
+    requires the first names to be equal or transliterations of one name
+    (:func:`~pipeline.stages.names.transliterated_first_names`). None for short surnames."""
     if not person.is_full or is_initial(person.first) or len(person.surname) < SPELLING_MIN_SURNAME:
         return None
     written = person.display.split()[-1] if person.display else ""
@@ -224,11 +237,6 @@ def role_key(surname: str, role: str) -> str:
     """Registry key of the first person with this surname seen with this role noun."""
     return f"person-role:{surname}:{role}"
 
-
-VARIANT_MIN_FIRST = 5
-"""Two different spellings of a first name link on spelling alone (no shared role) only when
-both have at least 5 letters: short names differ by one letter too often (Jon / John, Sara /
-Sarah are often different people)."""
 
 INITIAL_DOMINANCE = 3
 """An initial ("J. Smith") links to the full name of its article with the same initial only when
@@ -464,16 +472,33 @@ def _not_a_person(span: Span) -> EntityType | None:
     words = [t.text for t in span]
     if span.ent_id_ or not words:
         return None
-    gaz = gazetteer()
-    if len(words) >= 2:
-        head, rest = strip_possessive(words[-1]), " ".join(words[:-1])
-        if head in gaz.team_heads and _is_place_name(rest):
-            return "organization"
-        if words[0] in gaz.team_prefixes and _is_place_name(" ".join(words[1:])):
-            return "organization"
+    if _is_club(words, place_heads=True):
+        return "organization"
     if _plural_group_word(words[-1]) and all(w[:1].isupper() for w in words):
         return "group"
     return None
+
+
+PLACE_HEADS = frozenset({"City", "Town", "County"})
+"""Team words that also end names of places ("Mexico City"): a span the NER labelled a place
+that ends in one stays a place (only persons and organisations are retyped by them)."""
+
+
+def _is_club(words: list[str], *, place_heads: bool) -> bool:
+    """Words of a sports club's name: a place of the place table or gazetteer followed by a
+    team word ("Leeds United") or preceded by one ("Dynamo Kyiv"), the whole not itself a place
+    ("Mexico City")."""
+    if len(words) < 2:
+        return False
+    gaz = gazetteer()
+    text = " ".join(words)
+    head = strip_possessive(words[-1])
+    club = (
+        head in gaz.team_heads
+        and (place_heads or head not in PLACE_HEADS)
+        and _is_place_name(" ".join(words[:-1]))
+    ) or (words[0] in gaz.team_prefixes and _is_place_name(strip_possessive(" ".join(words[1:]))))
+    return club and canonical_place(text) is None and gazetteer_place(text) is None
 
 
 def _is_place_name(text: str) -> bool:
@@ -495,6 +520,10 @@ def _mention(span: Span) -> _Mention | None:
         return None
     if etype in ("organization", "misc", "location") and _role_then_name(span):
         etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
+    elif etype in ("misc", "location") and not span.ent_id_:
+        words = [t.text for t in span if t.lower_ not in _DETERMINERS]
+        if _is_club(words, place_heads=etype != "location"):
+            etype = "organization"  # "Dynamo Kyiv" labelled LOC: a club named after its city
     if etype == "person":
         span = _without_score(span)
         if span is None:
@@ -644,10 +673,10 @@ def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
     _extend_group_names(doc, mentions)
     _settle_plural_places(mentions)
+    _short_forms_of_organisations(mentions)
     _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
     _link_acronyms(doc.text, mentions)
-    _short_forms_of_organisations(mentions)
     return mentions
 
 
@@ -710,10 +739,8 @@ def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
         owners = {normalise_surface(o.text) for o in orgs[word]}
         if len(owners) != 1:
             continue
-        org = orgs[word][0]
         m.type, m.person = "organization", None
-        m.name = org.name or normalise_surface(org.text)
-        m.id = org.id
+        m.name = normalise_surface(orgs[word][0].text)
 
 
 def _name_word(text: str) -> bool:
@@ -1046,16 +1073,14 @@ class _Resolver:
         self, person: PersonName, entry: RegistryEntry, roles: frozenset[str]
     ) -> bool:
         """Whether ``person``'s first name is the registered ``entry``'s first name or another
-        transliteration of it: equal folds, or both at least :data:`VARIANT_MIN_FIRST` letters
-        and :func:`~pipeline.stages.names.spellings_of_one_name` (Hosni / Husni, Aleksandr /
-        Alexander; never Jon / John or Sara / Sarah on spelling alone, nor Mario / Maria). No
-        role next to the mention may have been registered for another person of the surname."""
+        transliteration of it (:func:`~pipeline.stages.names.transliterated_first_names`:
+        Hosni / Husni, Ahmed / Ahmad; never Jon / John, Hamid / Hamad or Mario / Maria on
+        spelling alone). No role next to the mention may have been registered for another
+        person of the surname."""
         first = _first_of(entry.name)
         if first == person.first:
             return True
-        if min(len(first), len(person.first)) < VARIANT_MIN_FIRST:
-            return False
-        if not spellings_of_one_name(first, person.first):
+        if not first or not transliterated_first_names(first, person.first):
             return False
         return not any(
             (held := self.known.get(role_key(person.surname, r))) is not None
