@@ -721,8 +721,10 @@ def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
     mention that is the last word of exactly one multi-word organisation of the article
     ("United" after "Leeds United") is that organisation; a person mention only when the word
     is a common word rather than a name (casing statistics) and no full person name of the
-    article has it as surname."""
+    article has it as surname; never an institution head ("Bank", "Council": many institutions
+    end in it)."""
     surnames = {m.person.surname for m in mentions if m.person and m.person.is_full}
+    heads = gazetteer().institution_heads
     orgs: dict[str, list[_Mention]] = {}
     for m in mentions:
         if m.type == "organization" and " " in m.text.strip():
@@ -734,8 +736,8 @@ def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
             continue
         if m.id or (m.type == "person" and (m.given or fold_word(word) in surnames)):
             continue
-        if m.type == "person" and _name_word(word):
-            continue
+        if (m.type == "person" and _name_word(word)) or word.lower() in heads:
+            continue  # a name; or "Bank", "Council": institutions of many names
         owners = {normalise_surface(o.text) for o in orgs[word]}
         if len(owners) != 1:
             continue
