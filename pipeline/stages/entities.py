@@ -433,13 +433,16 @@ def _role_then_name(span: Span) -> bool:
 
 def _without_score(span: Span) -> Span | None:
     """A person span with digits, without its trailing tokens that have no letters ("Leeds
-    United 2-0"): a score or a number is never part of a name."""
+    United 2-0"): a score or a number is never part of a name. Only when no digit is left."""
     end = span.end
     if not any(c.isdigit() for t in span.doc[span.start : end] for c in t.text):
         return span
     while end > span.start and not any(c.isalpha() for c in span.doc[end - 1].text):
         end -= 1
-    return span.doc[span.start : end] if end > span.start else None
+    rest = span.doc[span.start : end]
+    if any(c.isdigit() for c in rest.text):
+        return span  # digits inside ("Revs 636,000 vs 1.2 mln"): a table line, left as it was
+    return rest if end > span.start else None
 
 
 PLURAL_GROUP_SUFFIXES = ("crat", "ist", "ian", "ite")
@@ -717,12 +720,13 @@ def _extend_group_names(doc: Doc, mentions: list[_Mention]) -> None:
 
 
 def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
-    """Types agreed across the mentions of an article: a one-word person or organisation
-    mention that is the last word of exactly one multi-word organisation of the article
-    ("United" after "Leeds United") is that organisation; a person mention only when the word
-    is a common word rather than a name (casing statistics) and no full person name of the
-    article has it as surname; never an institution head ("Bank", "Council": many institutions
-    end in it)."""
+    """Types agreed across the mentions of an article: a one-word person mention that is the
+    last word of exactly one multi-word organisation of the article ("United" after "Leeds
+    United") is that organisation when the word is a common word rather than a name (casing
+    statistics) and no full person name of the article has it as surname; a one-word
+    organisation mention only when that organisation is a club (:func:`_is_club`: "House"
+    after "White House" is often another house). Never an institution head ("Bank",
+    "Council": many institutions end in it)."""
     surnames = {m.person.surname for m in mentions if m.person and m.person.is_full}
     heads = gazetteer().institution_heads
     orgs: dict[str, list[_Mention]] = {}
@@ -741,6 +745,8 @@ def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
         owners = {normalise_surface(o.text) for o in orgs[word]}
         if len(owners) != 1:
             continue
+        if m.type == "organization" and not _is_club(owners.pop().split(), place_heads=True):
+            continue  # "House" after "White House" is often another house
         m.type, m.person = "organization", None
         m.name = normalise_surface(orgs[word][0].text)
 
