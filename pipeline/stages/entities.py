@@ -238,6 +238,11 @@ def role_key(surname: str, role: str) -> str:
     return f"person-role:{surname}:{role}"
 
 
+def first_role_key(person_id: str) -> str:
+    """Registry key holding (as its name) the first role noun seen next to this person."""
+    return f"person-first-role:{person_id}"
+
+
 INITIAL_DOMINANCE = 3
 """An initial ("J. Smith") links to the full name of its article with the same initial only when
 that name has at least 3x the mentions of every other candidate (or is the only one)."""
@@ -1030,9 +1035,20 @@ class _Resolver:
         )
         self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
         self._fetch(role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs)
+        self._fetch(  # the first roles of the people a transliteration could be
+            first_role_key(held.id)
+            for p in persons
+            for k in (primary_key(p.surname), spelling_key(p))
+            if k is not None and (held := self.known.get(k)) is not None
+        )
         resolved = []
         for person, person_roles in zip(persons, roles):
             entry = self._resolve_full(person, person_roles)
+            if person_roles and first_role_key(entry.id) not in self.known:
+                first_role = sorted(person_roles)[0]
+                self._remember(
+                    RegistryEntry(first_role_key(entry.id), entry.id, first_role, "person")
+                )
             for role in sorted(person_roles):
                 if role_key(person.surname, role) not in self.known:
                     self._remember(
@@ -1083,18 +1099,24 @@ class _Resolver:
         """Whether ``person``'s first name is the registered ``entry``'s first name or another
         transliteration of it (:func:`~pipeline.stages.names.transliterated_first_names`:
         Hosni / Husni, Ahmed / Ahmad; never Jon / John, Hamid / Hamad or Mario / Maria on
-        spelling alone). No role next to the mention may have been registered for another
-        person of the surname."""
+        spelling alone), and the roles do not disagree: no role next to the mention was
+        registered for another person of the surname, and when both the mention and the entry
+        have roles, they share one ("the coach, Ahmad Schulz" and "Ahmed Schulz, the
+        ambassador" stay two people)."""
         first = _first_of(entry.name)
         if first == person.first:
             return True
         if not first or not transliterated_first_names(first, person.first):
             return False
-        return not any(
-            (held := self.known.get(role_key(person.surname, r))) is not None
-            and held.id != entry.id
-            for r in roles
-        )
+        if not roles:
+            return True
+        holders = {
+            r: held.id for r in roles if (held := self.known.get(role_key(person.surname, r)))
+        }
+        if any(pid != entry.id for pid in holders.values()):
+            return False  # a role of this mention belongs to another person of the surname
+        first_role = self.known.get(first_role_key(entry.id))
+        return first_role is None or bool(holders) or first_role.name in roles
 
     def _resolve_full(
         self, person: PersonName, roles: frozenset[str] = frozenset()

@@ -257,3 +257,12 @@ def test_first_name_variant_needs_no_rival_and_no_other_role():
         [frozenset(), frozenset({"coach"})],
     )
     assert first.id != second.id
+
+
+def test_first_name_variant_with_a_different_role_is_another_person():
+    ids = _resolve(
+        "Ahmad Schulz", "Ahmed Schulz", roles=[frozenset({"coach"}), frozenset({"ambassador"})]
+    )
+    assert ids[0] != ids[1]
+    ids = _resolve("Ahmad Schulz", "Ahmed Schulz", roles=[frozenset({"coach"}), frozenset()])
+    assert ids[0] == ids[1]  # no role against it: one person
