@@ -438,7 +438,8 @@ def _role_then_name(span: Span) -> bool:
 
 def _without_score(span: Span) -> Span | None:
     """A person span with digits, without its trailing tokens that have no letters ("Leeds
-    United 2-0"): a score or a number is never part of a name. Only when no digit is left."""
+    United 2-0"), when no digit is left. Used only to see whether the rest is a club: other
+    such spans are table lines ("Revs 636,000") and stay as they were (dropped)."""
     end = span.end
     if not any(c.isdigit() for t in span.doc[span.start : end] for c in t.text):
         return span
@@ -533,10 +534,10 @@ def _mention(span: Span) -> _Mention | None:
         if _is_club(words, place_heads=etype != "location"):
             etype = "organization"  # "Dynamo Kyiv" labelled LOC: a club named after its city
     if etype == "person":
-        span = _without_score(span)
-        if span is None:
-            return None
-        etype = _not_a_person(span) or etype
+        candidate = _without_score(span) or span
+        not_person = _not_a_person(candidate)
+        if not_person is not None:  # a club's score comes off ("Leeds United 2-0")
+            span, etype = candidate, not_person
     if etype == "person":
         span = span.doc[_extend_first_name(span) : span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
