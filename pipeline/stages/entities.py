@@ -606,11 +606,18 @@ def _role_noun(token: Token) -> str:
     return "" if word in gazetteer().institution_heads else word
 
 
+def _plural_role(token: Token) -> bool:
+    """A role noun in the plural ("Diplomats", "officials"): its singular is the role word."""
+    word = token.lower_
+    return word.endswith("s") and not word.endswith("ss") and not is_role_word(word.title())
+
+
 def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
     """Role nouns of the person named by tokens start..end: the nearest role noun of a title
     before the name within :data:`ROLE_WINDOW` words of its sentence ("Trump envoy Keith ...",
     "envoy for Ukraine talks, Kit ..."), and the first role noun of an appositive after it
-    ("Jane Smith, a lawyer for the company,"). Another person's name in between ends the search.
+    ("Jane Smith, a lawyer for the company,"). Another person's name in between ends the search,
+    and so does a plural role noun before the name ("Diplomats said ..." names other people).
     Evidence for linking two spellings of a first name (see :class:`_Resolver`)."""
     roles = set()
     sent_start = doc[start].sent.start if doc.has_annotation("SENT_START") else 0
@@ -621,6 +628,8 @@ def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
         ):
             break
         role = _role_noun(token)
+        if role and _plural_role(token):
+            break  # "Diplomats said Husni Mubarak": other people, not this one's title
         if role:
             roles.add(role)
             break
