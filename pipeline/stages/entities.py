@@ -609,7 +609,7 @@ def _role_noun(token: Token) -> str:
 def _plural_role(token: Token) -> bool:
     """A role noun in the plural ("Diplomats", "officials"): its singular is the role word."""
     word = token.lower_
-    return word.endswith("s") and not word.endswith("ss") and not is_role_word(word.title())
+    return word.endswith("s") and not word.endswith("ss") and is_role_word(word[:-1].title())
 
 
 def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
