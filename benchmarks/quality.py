@@ -11,7 +11,9 @@ Labelled sets (tests/fixtures/, labelled by hand, see docs/events.md and docs/en
 - ``entity_pairs.jsonl``: pairs of mentions in two short texts, labelled same / different entity,
   with a pair kind (shared surname, transliteration, acronym, determiner/possessive, ...). A pair is
   predicted "same" when both mentions resolve to one entity id. Prints precision and recall of
-  "same" (merges) per kind and overall.
+  "same" (merges) per kind and overall; pairs that also label the mentions' types (``type_a``,
+  ``type_b``: a type, or "!person" for any type but person) print the share of mentions typed
+  right per kind (clubs and parties vs persons).
 
 Nothing here is timed.
 """
@@ -100,6 +102,42 @@ def pair_predictions(nlp, pairs: list[dict]) -> list[bool | None]:
     return out
 
 
+def type_predictions(nlp, pairs: list[dict]) -> list[tuple[str | None, str | None]]:
+    """The entity type each pair's two mentions got (None: not found), as in
+    :func:`pair_predictions`."""
+    out: list[tuple[str | None, str | None]] = []
+    for pair in pairs:
+        texts = [pair["a"]] + ([pair["b"]] if pair.get("b") else [])
+        articles = [_article(f"p{i}", t) for i, t in enumerate(texts)]
+        docs = parse(nlp, texts, batch_size=2)
+        registry = InMemoryEntityRegistry()
+        entities = [extract_entities([a], [d], registry)[0] for a, d in zip(articles, docs)]
+        first = _entity_of(entities[0], pair["mention_a"])
+        second = _entity_of(entities[-1], pair["mention_b"])
+        out.append((first.type if first else None, second.type if second else None))
+    return out
+
+
+def _type_matches(want: str, got: str | None) -> bool:
+    """``want`` is a type ("organization") or "!type" for any other type but that one (a party
+    is a group under one label set and an organisation under the other, never a person)."""
+    if want.startswith("!"):
+        return got is not None and got != want[1:]
+    return want == got
+
+
+def score_types(pairs: list[dict], predicted: list[tuple[str | None, str | None]]) -> Counter:
+    """Pairs that also label their mentions' types (``type_a``/``type_b``): per kind, how many
+    labelled mentions got that type."""
+    counts: Counter = Counter()
+    for pair, (got_a, got_b) in zip(pairs, predicted):
+        for want, got in ((pair.get("type_a"), got_a), (pair.get("type_b"), got_b)):
+            if want:
+                counts[(pair["kind"], "total")] += 1
+                counts[(pair["kind"], "right")] += int(_type_matches(want, got))
+    return counts
+
+
 def score_pairs(pairs: list[dict], predicted: list[bool | None]) -> dict[str, Counter]:
     counts: dict[str, Counter] = {}
     for pair, same in zip(pairs, predicted):
@@ -166,6 +204,23 @@ def main(argv: list[str] | None = None) -> int:
                             f"    {pair['kind']}: want same={pair['same']} got {got}: "
                             f"{pair['mention_a']!r} / {pair['mention_b']!r}"
                         )
+            typed = [p for p in pairs if p.get("type_a") or p.get("type_b")]
+            if typed:
+                types = type_predictions(nlp, typed)
+                counts = score_types(typed, types)
+                print(" entity types (pairs that label them: mentions with the right type):")
+                for kind in dict.fromkeys(p["kind"] for p in typed):
+                    right, total = counts[(kind, "right")], counts[(kind, "total")]
+                    print(f"  {kind:<22} {right / total:6.3f}  {right:3d}/{total}")
+                if args.show_errors:
+                    for pair, (got_a, got_b) in zip(typed, types):
+                        for key, got in (("a", got_a), ("b", got_b)):
+                            want = pair.get(f"type_{key}")
+                            if want and not _type_matches(want, got):
+                                print(
+                                    f"    {pair['kind']}: {pair[f'mention_{key}']!r} "
+                                    f"want {want} got {got}"
+                                )
     return 0
 
 

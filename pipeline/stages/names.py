@@ -220,6 +220,34 @@ def spellings_of_one_name(a: str, b: str) -> bool:
     return ending_a[-1] == ending_b[-1]
 
 
+_VOWEL_CLASSES = str.maketrans({"o": "u", "e": "i", "y": "i"})
+VARIANT_MIN_FIRST = 5
+"""Two spellings of a first name count as one transliteration only with 5+ letters each: short
+names differ by one letter too often (Jon / John, Sara / Sarah are often different people)."""
+
+
+def transliterated_first_names(a: str, b: str) -> bool:
+    """Whether two folded first names of 5+ letters are transliterations of one name: equal once
+    o/u and e/i/y are merged and doubled letters collapsed (Hosni / Husni, Yasser / Yasir,
+    Moammar / Muammar), or different only by one e/a (Ahmed / Ahmad, Mohammed / Mohammad).
+    Stricter than :func:`spellings_of_one_name`: names that differ by another vowel are other
+    names (Hamid / Hamad, Karim / Karam, Hassan / Husain), and so are names of other lengths
+    (Mohamed / Mahmud, Dan / Dana)."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < VARIANT_MIN_FIRST or a[0] != b[0]:
+        return False
+    key_a = _DOUBLED.sub(r"\1", a.translate(_VOWEL_CLASSES))
+    key_b = _DOUBLED.sub(r"\1", b.translate(_VOWEL_CLASSES))
+    if key_a == key_b:
+        return True
+    a, b = _DOUBLED.sub(r"\1", a), _DOUBLED.sub(r"\1", b)
+    if len(a) != len(b):
+        return False
+    diffs = [(x, y) for x, y in zip(a, b) if x != y]
+    return len(diffs) == 1 and set(diffs[0]) == {"e", "a"}
+
+
 RUN_TOGETHER_MIN_SURNAME = 5
 RUN_TOGETHER_MIN_PREFIX = 3
 RUN_TOGETHER_MIN_SIMILARITY = 50.0
