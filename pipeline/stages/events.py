@@ -358,7 +358,7 @@ def _sentence_place(sent: Span, locations: list[tuple[int, int, str]]) -> str | 
         loc for loc in locations if sent.start_char <= loc[0] and loc[1] <= sent.end_char
     )
     for start, _, name in inside:
-        previous = sent.doc.text[sent.start_char : start].split()
+        previous = sent.text[: start - sent.start_char].split()
         if previous and previous[-1].lower() in _LOCATIVE:
             return name
     return inside[0][2] if inside else None

@@ -164,6 +164,9 @@ class Pipeline:
         self._subscriptions = None
         self._ledger = None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
+        # other languages' pipelines load under a lock of their own: a load (seconds) must not
+        # hold the clean agent's access to the stores
+        self._nlps_lock = threading.Lock()
 
     # --- resources -----------------------------------------------------------------------
     @property
@@ -194,7 +197,7 @@ class Pipeline:
             return None, None
         if model == self.settings.spacy_model:
             return model, self.nlp
-        with self._init_lock:
+        with self._nlps_lock:
             if model not in self._nlps:
                 try:
                     self._nlps[model] = load_nlp(model)
@@ -277,6 +280,17 @@ class Pipeline:
         _ = self.deduper, self.registry, self.subscriptions, self.ledger, self.stories
         get_detector()
         list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
+        # the other languages' pipelines (NEWS_SPACY_MODELS) load in the background: the first
+        # article in such a language would otherwise stop its enrich step for the load (about
+        # 6 s for fr_core_news_sm on an idle core); one arriving earlier waits for the load
+        threading.Thread(target=self._load_languages, name="load-pipelines", daemon=True).start()
+
+    def _load_languages(self) -> None:
+        for language in self.settings.spacy_models:
+            try:
+                self.nlp_for(language)
+            except Exception as exc:  # pragma: no cover - nlp_for logs what it cannot load
+                log.warning("pipeline for language %r not loaded: %s", language, exc)
 
     # --- steps -------------------------------------------------------------------------------
     def clean_and_dedupe(

@@ -116,3 +116,32 @@ def test_cyrillic_and_latin_spellings_share_an_entity_id():
     assert entity_ids_for_name("Владимир Путин", registry) & entity_ids_for_name(
         "Vladimir Putin", registry
     )
+
+
+def test_other_languages_load_in_the_background_without_holding_the_stores(monkeypatch):
+    """Loading another language's pipeline (seconds) happens off the steps' path: under a lock
+    of its own, so the clean step can reach the stores meanwhile, and only once per model."""
+    import threading
+
+    import pipeline.stages.nlp as nlp_module
+
+    release, started, loads = threading.Event(), threading.Event(), []
+
+    def slow_load(model):
+        loads.append(model)
+        started.set()
+        release.wait(10)
+        return f"pipeline of {model}"
+
+    monkeypatch.setattr(nlp_module, "load_nlp", slow_load)
+    pipeline = Pipeline(_settings(spacy_models={"fr": "fr_xx", "de": "de_xx"}))
+    loader = threading.Thread(target=pipeline._load_languages)
+    loader.start()
+    assert started.wait(10)
+    assert pipeline._init_lock.acquire(timeout=1)  # the stores' lock is free during the load
+    pipeline._init_lock.release()
+    release.set()
+    loader.join(10)
+    assert sorted(loads) == ["de_xx", "fr_xx"]
+    assert pipeline.nlp_for("fr") == ("fr_xx", "pipeline of fr_xx")  # loaded, not loaded again
+    assert sorted(loads) == ["de_xx", "fr_xx"]
