@@ -686,8 +686,50 @@ def _untagged_speakers(doc: Doc) -> list[_Mention]:
     return found
 
 
+_POSSESSIVE_MARKS = frozenset({"'s", "\u2019s", "'", "\u2019"})
+_LEGAL_FORMS = frozenset(
+    "inc corp co ltd llc plc ag sa nv bv gmbh spa holdings bhd pty kk ab asa oyj".split()
+)
+"""Company legal forms: a word no person's name contains ("Heinl's Nursery Inc")."""
+
+
+def _rarely_lowercase(word: str) -> bool:
+    """A word written lowercase in under a tenth of its corpus uses (names, not common nouns
+    such as "Finance" or "Holdings"); an unseen word counts as rare."""
+    casing = word_casing(word)
+    return casing.lower < 3 or casing.lower * 10 < casing.capitalised
+
+
+def _split_possessive(span: Span) -> list[Span]:
+    """A span the NER glued across a possessive, "[Arsenal's Mikel Arteta]" (ORG), is two
+    mentions when what follows the possessive is a person's name (optional titles, then two or
+    three name words): the owner keeps the span's label, the name is a person. Company names
+    with a possessive inside ("McDonald's Corp", "Moody's Investors Service") are left whole:
+    what follows their possessive is not a name."""
+    if LABEL_TYPES.get(span.label_) in (None, "person") or span.ent_id_:
+        return [span]
+    marks = [t.i for t in span[1:-1] if t.text in _POSSESSIVE_MARKS]
+    if len(marks) != 1:
+        return [span]
+    mark = marks[0]
+    words = [t.text for t in span.doc[mark + 1 : span.end]]
+    name = words[leading_title_count(words) :]
+    if not (
+        2 <= len(name) <= 3
+        and all(_name_word(w) and _rarely_lowercase(w) for w in name)
+        and not any(w.rstrip(".").lower() in _LEGAL_FORMS for w in name)
+        and name[-1].lower() not in gazetteer().institution_heads
+        and canonical_place(" ".join(name)) is None
+        and not _is_club(name, place_heads=True)
+    ):
+        return [span]
+    owner = Span(span.doc, span.start, mark, label=span.label_)
+    return [owner, Span(span.doc, mark + 1, span.end, label="PERSON")]
+
+
 def _article_mentions(doc: Doc) -> list[_Mention]:
-    mentions = [m for m in (_mention(span) for span in doc.ents) if m is not None]
+    spans = [part for span in doc.ents for part in _split_possessive(span)]
+    mentions = [m for m in (_mention(span) for span in spans) if m is not None]
     mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
     _extend_group_names(doc, mentions)
     _settle_plural_places(mentions)

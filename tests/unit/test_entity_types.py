@@ -266,3 +266,59 @@ def test_first_name_variant_with_a_different_role_is_another_person():
     assert ids[0] != ids[1]
     ids = _resolve("Ahmad Schulz", "Ahmed Schulz", roles=[frozenset({"coach"}), frozenset()])
     assert ids[0] == ids[1]  # no role against it: one person
+
+
+@pytest.mark.parametrize(
+    "text, span, label",
+    [
+        ("Arsenal 's Mikel Arteta blamed the referee .", "Arsenal 's Mikel Arteta", "ORG"),
+        ("Reuters ' John Smith reported it .", "Reuters ' John Smith", "ORG"),
+        (
+            "Britain 's Prime Minister Keir Starmer spoke .",
+            "Britain 's Prime Minister Keir Starmer",
+            "GPE",
+        ),
+    ],
+)
+def test_a_span_glued_across_a_possessive_before_a_name_is_its_owner_and_a_person(
+    text, span, label
+):
+    doc = _doc(text, [(span, label)])
+    (entities,) = _extract(doc)
+    owner = span.split(" ")[0]
+    name = " ".join(span.split(" ")[-2:])
+    assert _by_form(entities, name).type == "person"
+    assert _by_form(entities, owner) is not None and _by_form(entities, owner).type != "person"
+    assert not any("'" in form or "\u2019" in form for e in entities for form in e.forms)
+
+
+@pytest.mark.parametrize(
+    "text, span",
+    [
+        ("McDonald 's Corp said sales rose .", "McDonald 's Corp"),
+        ("Moody 's Investors Service cut the rating .", "Moody 's Investors Service"),
+        ("Lloyd 's of London said claims rose .", "Lloyd 's of London"),
+    ],
+)
+def test_a_company_name_with_a_possessive_inside_stays_whole(text, span):
+    doc = _doc(text, [(span, "ORG")])
+    (entities,) = _extract(doc)
+    assert len(entities) == 1 and entities[0].type == "organization"
+    assert not any(e.type == "person" for e in entities)
+
+
+@pytest.mark.parametrize(
+    "text, span",
+    [
+        ("Heinl 's Nursery Inc said it agreed .", "Heinl 's Nursery Inc"),
+        ("People 's Finance Corp raised rates .", "People 's Finance Corp"),
+        (
+            "National Amusements ' Arsenal Holdings Inc bid .",
+            "National Amusements ' Arsenal Holdings Inc",
+        ),
+    ],
+)
+def test_a_company_whose_possessive_is_followed_by_trade_words_stays_whole(text, span):
+    doc = _doc(text, [(span, "ORG")])
+    (entities,) = _extract(doc)
+    assert not any(e.type == "person" for e in entities)
