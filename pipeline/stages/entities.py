@@ -688,7 +688,27 @@ def _untagged_speakers(doc: Doc) -> list[_Mention]:
 
 _POSSESSIVE_MARKS = frozenset({"'s", "\u2019s", "'", "\u2019"})
 _LEGAL_FORMS = frozenset(
-    "inc corp co ltd llc plc ag sa nv bv gmbh spa holdings bhd pty kk ab asa oyj".split()
+    [
+        "inc",
+        "corp",
+        "co",
+        "ltd",
+        "llc",
+        "plc",
+        "ag",
+        "sa",
+        "nv",
+        "bv",
+        "gmbh",
+        "spa",
+        "holdings",
+        "bhd",
+        "pty",
+        "kk",
+        "ab",
+        "asa",
+        "oyj",
+    ]
 )
 """Company legal forms: a word no person's name contains ("Heinl's Nursery Inc")."""
 
