@@ -84,36 +84,32 @@ def _entity_of(entities, mention: str):
     return None
 
 
-def pair_predictions(nlp, pairs: list[dict]) -> list[bool | None]:
-    """Whether each pair's two mentions resolve to one id (None: a mention was not found).
+def _resolve_pair(nlp, pair: dict):
+    """The entities of a pair's two mentions (None: not found), each pair in its own registry:
+    article ``a`` then article ``b`` (cross-article resolution), or a single article when ``b``
+    is absent (within-article resolution)."""
+    texts = [pair["a"]] + ([pair["b"]] if pair.get("b") else [])
+    articles = [_article(f"p{i}", t) for i, t in enumerate(texts)]
+    docs = parse(nlp, texts, batch_size=2)
+    registry = InMemoryEntityRegistry()
+    entities = [extract_entities([a], [d], registry)[0] for a, d in zip(articles, docs)]
+    return _entity_of(entities[0], pair["mention_a"]), _entity_of(entities[-1], pair["mention_b"])
 
-    Each pair is resolved in its own registry: article ``a`` then article ``b`` (cross-article
-    resolution), or a single article when ``b`` is absent (within-article resolution)."""
+
+def pair_predictions(nlp, pairs: list[dict]) -> list[bool | None]:
+    """Whether each pair's two mentions resolve to one id (None: a mention was not found)."""
     out: list[bool | None] = []
     for pair in pairs:
-        texts = [pair["a"]] + ([pair["b"]] if pair.get("b") else [])
-        articles = [_article(f"p{i}", t) for i, t in enumerate(texts)]
-        docs = parse(nlp, texts, batch_size=2)
-        registry = InMemoryEntityRegistry()
-        entities = [extract_entities([a], [d], registry)[0] for a, d in zip(articles, docs)]
-        first = _entity_of(entities[0], pair["mention_a"])
-        second = _entity_of(entities[-1], pair["mention_b"])
+        first, second = _resolve_pair(nlp, pair)
         out.append(None if first is None or second is None else first.id == second.id)
     return out
 
 
 def type_predictions(nlp, pairs: list[dict]) -> list[tuple[str | None, str | None]]:
-    """The entity type each pair's two mentions got (None: not found), as in
-    :func:`pair_predictions`."""
+    """The entity type each pair's two mentions got (None: not found)."""
     out: list[tuple[str | None, str | None]] = []
     for pair in pairs:
-        texts = [pair["a"]] + ([pair["b"]] if pair.get("b") else [])
-        articles = [_article(f"p{i}", t) for i, t in enumerate(texts)]
-        docs = parse(nlp, texts, batch_size=2)
-        registry = InMemoryEntityRegistry()
-        entities = [extract_entities([a], [d], registry)[0] for a, d in zip(articles, docs)]
-        first = _entity_of(entities[0], pair["mention_a"])
-        second = _entity_of(entities[-1], pair["mention_b"])
+        first, second = _resolve_pair(nlp, pair)
         out.append((first.type if first else None, second.type if second else None))
     return out
 
