@@ -238,7 +238,16 @@ class Dispatcher:
             secret = unseal(self.settings, channel.sealed)
         except SecretsUnavailable as exc:
             return Result("failed", attempted=False, error=str(exc)), subscription
-        body = await self._io(self.body, entry, subscription)
+        try:
+            body = await self._io(self.body, entry, subscription)
+        except Exception as exc:  # the alerts index not answering (yet): not the entry's fault
+            if not is_transient(exc):
+                raise
+            return Result(
+                "retrying",
+                attempted=False,
+                error="waiting for Elasticsearch: " + " ".join(str(exc).split())[:200],
+            ), subscription
         if body is None:
             return Result(
                 "failed", attempted=False, error="its alerts are gone from the alerts index"

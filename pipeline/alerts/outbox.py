@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from elasticsearch import ConflictError, Elasticsearch
 
 from pipeline.ids import stable_hash
+from pipeline.infra.es import ServerBusy
 from pipeline.settings import Settings
 from schemas import Alert, DeliveryStatus, Subscription
 from schemas.models import utcnow
@@ -534,6 +535,9 @@ class Outbox:
     def alerts(self, ids: list[str]) -> list[Alert]:
         """The alerts of an entry, as sent (without ledger fields), oldest first."""
         docs = self.es.mget(index=self.alerts_index, ids=ids)["docs"]
+        unanswered = [d["error"] for d in docs if "error" in d and not _index_missing(d["error"])]
+        if unanswered:  # e.g. no shard available while the node recovers: not "gone"
+            raise ServerBusy(f"alerts index: {unanswered[0].get('type', unanswered[0])}")
         alerts = [alert_from_document(d["_source"]) for d in docs if d.get("found")]
         return sorted(alerts, key=lambda a: a.created_at)
 
@@ -557,6 +561,11 @@ class Outbox:
 
 
 LEDGER_FIELDS = ("@timestamp", "status", "published")
+
+
+def _index_missing(error: Any) -> bool:
+    """An mget item's error saying the index does not exist (its alerts are gone for good)."""
+    return isinstance(error, dict) and error.get("type") == "index_not_found_exception"
 
 
 def alert_from_document(doc: dict[str, Any]) -> Alert:

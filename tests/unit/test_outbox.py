@@ -128,3 +128,37 @@ def test_an_alerts_status_is_its_least_settled_delivery():
     assert summary(states, True) == "refused"
     assert summary(states + [{"state": "failed"}], True) == "failed"
     assert summary(states + [{"state": "retrying"}, {"state": "pending"}], True) == "retrying"
+
+
+class _Mget:
+    """An mget answer as Elasticsearch gives it (only what ``Outbox.alerts`` reads)."""
+
+    def __init__(self, docs):
+        self.docs = docs
+
+    def mget(self, index, ids):
+        return {"docs": self.docs}
+
+
+def test_alerts_a_recovering_node_cannot_serve_are_a_server_fault_not_gone():
+    """Right after Elasticsearch restarts, mget answers per-document errors (no shard available
+    yet): that is a server fault to retry, never "its alerts are gone" (which fails the entry);
+    a missing index does mean gone."""
+    import pytest
+
+    from pipeline.infra.es import ServerBusy, is_transient
+
+    settings = Settings()
+    recovering = _Mget(
+        [{"_index": "a", "_id": "x", "error": {"type": "no_shard_available_action_exception"}}]
+    )
+    with pytest.raises(ServerBusy) as raised:
+        Outbox(recovering, settings).alerts(["x"])
+    assert is_transient(raised.value)
+    missing_index = _Mget(
+        [{"_index": "a", "_id": "x", "error": {"type": "index_not_found_exception"}}]
+    )
+    assert Outbox(missing_index, settings).alerts(["x"]) == []
+    assert (
+        Outbox(_Mget([{"_index": "a", "_id": "x", "found": False}]), settings).alerts(["x"]) == []
+    )
