@@ -316,6 +316,8 @@ class Pipeline:
         for (message, _), outcome in [*outcomes, *failed_batch]:
             if isinstance(outcome, CleanArticle):
                 cleaned.append((message, outcome))
+            elif is_transient(outcome):
+                raise outcome  # a server fault is never the article's: the step retries
             else:
                 result.dead.append(message.dead("clean", outcome))
         ok, failed = retry_transient(
