@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         "articles use spacy_model; an article in a language with no pipeline gets no entities",
     )
     nlp_batch_size: int = Field(64, description="articles per nlp.pipe batch")
+    nlp_process: bool = Field(
+        True,
+        description="the worker runs nlp.pipe in a process of its own (its other steps keep "
+        "the GIL; the next batch is parsed while the last one is finished)",
+    )
 
     # --- topics ------------------------------------------------------------------------------
     topic_prefix: str = Field("news", description="prefix of every topic name")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 
@@ -102,3 +102,70 @@ async def take_batches(stream, max_: int, linger_s: float) -> AsyncIterator[Sequ
         yield events
         for event in events:
             await stream.ack(event)
+
+
+async def take_batches_unacked(
+    stream, max_: int, linger_s: float
+) -> AsyncIterator[tuple[Sequence[Any], Callable[[], Awaitable[None]]]]:
+    """Like :func:`take_batches`, but each batch comes with its ``ack``: the consumer acks a
+    batch itself when it is done with it, so it can take the next batch before (a batch never
+    acked is redelivered)."""
+    stream.enable_acks = False
+
+    def acker(events: Sequence[Any]) -> Callable[[], Awaitable[None]]:
+        async def ack() -> None:
+            for event in events:
+                await stream.ack(event)
+
+        return ack
+
+    async for events in batches_of(stream.events(), max_, linger_s):
+        yield events, acker(events)
+
+
+async def pipelined(
+    batches: AsyncIterator[tuple[Sequence[Any], Callable[[], Awaitable[None]]]],
+    start: Callable[[Sequence[Any]], Awaitable[Any]],
+    finish: Callable[[Sequence[Any], Any], Awaitable[None]],
+    depth: int = 2,
+) -> None:
+    """Two-step processing of ``batches`` with up to ``depth`` batches in flight: ``start``
+    (quick: it hands work elsewhere, such as a parse in another process) runs as soon as a
+    batch is taken, ``finish`` runs in batch order, each after the previous one's, and the
+    batch is acked after its ``finish``. So the next batch's parse runs while the last one is
+    finished. Neither may raise (the agents' steps retry or dead-letter); if the consumer is
+    cancelled, batches in flight are cancelled unacked (redelivered)."""
+    slots = asyncio.Semaphore(depth)
+    previous: asyncio.Task | None = None
+    in_flight: set[asyncio.Task] = set()
+
+    async def run(events, ack, started, before: asyncio.Task | None) -> None:
+        try:
+            if before is not None:  # order: finish and ack after the one before
+                with contextlib.suppress(Exception):  # its own failure is not this batch's
+                    await asyncio.shield(before)
+            await finish(events, started)
+            await ack()
+        finally:
+            slots.release()
+
+    try:
+        async for events, ack in batches:
+            await slots.acquire()
+            try:
+                started = await start(events)
+            except BaseException:
+                slots.release()
+                raise
+            task = asyncio.ensure_future(run(events, ack, started, previous))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            previous = task
+        if previous is not None:
+            await previous
+    finally:
+        for task in list(in_flight):
+            task.cancel()
+        for task in list(in_flight):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

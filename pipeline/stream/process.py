@@ -75,6 +75,10 @@ class InMessage:
         )
 
 
+Prefetched = dict[tuple[str, tuple[str, ...]], Any]
+"""(model, the texts of one nlp.pipe) -> its parse started in the parse process."""
+
+
 @dataclass
 class StepResult:
     passed: list = field(default_factory=list)
@@ -151,9 +155,14 @@ class Pipeline:
         deduper: Any = None,
         registry: Any = None,
         stories: Any = None,
+        parse_process: bool = False,
     ):
         """Resources not given are made on first use from the settings (Elasticsearch-backed
-        dedupe state and entity registry); benchmarks pass in-memory ones."""
+        dedupe state and entity registry); benchmarks pass in-memory ones.
+
+        ``parse_process``: run ``nlp.pipe`` in a child process
+        (:class:`pipeline.stages.nlp_process.ParseProcess`), so that a worker's other steps
+        keep the GIL while a batch is parsed (the Faust worker, with ``NEWS_NLP_PROCESS``)."""
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
@@ -163,6 +172,8 @@ class Pipeline:
         self._stories = stories
         self._subscriptions = None
         self._ledger = None
+        self._parser: Any = None
+        self.parse_process = parse_process and nlp is None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
         # other languages' pipelines load under a lock of their own: a load (seconds) must not
         # hold the clean agent's access to the stores
@@ -186,6 +197,34 @@ class Pipeline:
 
                 self._nlp = load_nlp(self.settings.spacy_model)
         return self._nlp
+
+    @property
+    def parser(self):
+        """The parse process (None when the pipelines run in this process)."""
+        if not self.parse_process:
+            return None
+        with self._init_lock:
+            if self._parser is None:
+                from pipeline.stages.nlp_process import ParseProcess
+
+                self._parser = ParseProcess(
+                    self.settings.spacy_model,
+                    list(self.settings.spacy_models.values()),
+                    batch_size=self.settings.nlp_batch_size,
+                    vocab_of=self._vocab_of,
+                )
+        return self._parser
+
+    def _vocab_of(self, model: str) -> Any:
+        """The vocabulary of ``model``'s pipeline in this process: the parse process's
+        documents are rebuilt over it."""
+        if model == self.settings.spacy_model:
+            return self.nlp.vocab
+        with self._nlps_lock:
+            nlp = self._nlps.get(model)
+        if nlp is None:
+            raise RuntimeError(f"spaCy pipeline {model!r} is not loaded")
+        return nlp.vocab
 
     def nlp_for(self, language: str | None) -> tuple[str | None, Any]:
         """(model setting, pipeline) for articles in ``language``; (None, None) when the
@@ -280,6 +319,8 @@ class Pipeline:
         _ = self.deduper, self.registry, self.subscriptions, self.ledger, self.stories
         get_detector()
         list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
+        if self.parser is not None:
+            self.parser.start()  # the child loads the main pipeline (the others after it)
         # the other languages' pipelines (NEWS_SPACY_MODELS) load in the background: the first
         # article in such a language would otherwise stop its enrich step for the load (about
         # 6 s for fr_core_news_sm on an idle core); one arriving earlier waits for the load
@@ -342,13 +383,33 @@ class Pipeline:
             stamp(article, clean_taken=taken, deduped=done)
         return result
 
-    def enrich(self, messages: Sequence[InMessage]) -> StepResult:
-        """CleanArticle -> EnrichedArticle: entities and events, one nlp.pipe over the batch."""
+    def prefetch(self, messages: Sequence[InMessage]) -> Prefetched | None:
+        """Start parsing the batch's articles in the parse process and return at once; pass
+        the result to :meth:`enrich` of the same messages, which then waits only for what is
+        not parsed yet. None without a parse process (or when nothing can be started)."""
+        if self.parser is None:
+            return None
+        articles, _ = decode(messages, CleanArticle)
+        groups = self._parse_groups([a for _, a in articles])
+        started: Prefetched = {}
+        for model, indices in groups.items():
+            texts = tuple(articles[i][1].body for i in indices)
+            started[(model, texts)] = self.parser.submit(model, texts)
+        return started
+
+    def enrich(
+        self, messages: Sequence[InMessage], *, prefetched: Prefetched | None = None
+    ) -> StepResult:
+        """CleanArticle -> EnrichedArticle: entities and events, one nlp.pipe over the batch
+        (``prefetched``: its parses started by :meth:`prefetch`)."""
         taken = utcnow()
         result = StepResult()
         articles, result.dead = decode(messages, CleanArticle)
         ok, failed = retry_transient(
-            lambda: isolate(lambda pairs: self.enrich_articles([a for _, a in pairs]), articles),
+            lambda: isolate(
+                lambda pairs: self.enrich_articles([a for _, a in pairs], prefetched=prefetched),
+                articles,
+            ),
             what="enrich",
         )
         result.dead += [message.dead("enrich", exc) for (message, _), exc in failed]
@@ -356,30 +417,47 @@ class Pipeline:
         result.passed = [stamp(enriched, enrich_taken=taken, enriched=done) for _, enriched in ok]
         return result
 
-    def enrich_articles(self, articles: list[CleanArticle]) -> list[EnrichedArticle]:
-        from pipeline.stages.entities import extract_entities, parse
+    def _parse_groups(self, articles: Sequence[CleanArticle]) -> dict[str, list[int]]:
+        """Model -> indices of the articles it parses (one nlp.pipe per language pipeline;
+        articles in a language without one are left out)."""
+        groups: dict[str, list[int]] = {}
+        for i, article in enumerate(articles):
+            model, nlp = self.nlp_for(article.language)
+            if model is not None and nlp is not None:
+                groups.setdefault(model, []).append(i)
+        return groups
+
+    def _parse(
+        self, model: str, texts: list[str], prefetched: Prefetched | None = None
+    ) -> list[Any]:
+        from pipeline.stages.entities import parse
+
+        started = (prefetched or {}).get((model, tuple(texts)))
+        if started is not None:
+            return self.parser.docs(started)
+        if self.parser is not None:
+            return self.parser.parse(model, texts)
+        nlp = self.nlp if model == self.settings.spacy_model else self._nlps[model]
+        return parse(nlp, texts, batch_size=self.settings.nlp_batch_size)
+
+    def enrich_articles(
+        self, articles: list[CleanArticle], *, prefetched: Prefetched | None = None
+    ) -> list[EnrichedArticle]:
+        from pipeline.stages.entities import extract_entities
         from pipeline.stages.events import tag_events
 
         started = time.perf_counter()
-        # one nlp.pipe per language pipeline; articles in a language without one are skipped
-        groups: dict[str, list[int]] = {}
-        models: list[str | None] = []
-        notes: list[str | None] = []
-        for i, article in enumerate(articles):
-            model, nlp = self.nlp_for(article.language)
-            models.append(model if nlp is not None else None)
-            notes.append(None if nlp is not None else _no_pipeline_note(article.language, model))
-            if nlp is not None:
-                groups.setdefault(model, []).append(i)
+        groups = self._parse_groups(articles)
+        models: list[str | None] = [None] * len(articles)
+        notes: list[str | None] = [None] * len(articles)
         docs: list[Any] = [None] * len(articles)
-        for indices in groups.values():
-            parsed_docs = parse(
-                self.nlp_for(articles[indices[0]].language)[1],
-                [articles[i].body for i in indices],
-                batch_size=self.settings.nlp_batch_size,
-            )
-            for i, doc in zip(indices, parsed_docs):
-                docs[i] = doc
+        for model, indices in groups.items():
+            parsed_docs = self._parse(model, [articles[i].body for i in indices], prefetched)
+            for i, doc in zip(indices, parsed_docs, strict=True):
+                docs[i], models[i] = doc, model
+        for i, article in enumerate(articles):
+            if docs[i] is None:
+                notes[i] = _no_pipeline_note(article.language, self.nlp_for(article.language)[0])
         parsed = time.perf_counter()
         with_doc = [i for i, doc in enumerate(docs) if doc is not None]
         entities: list[list] = [[] for _ in articles]

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faust
@@ -33,12 +34,15 @@ from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
-from pipeline.stream.batching import take_batches
+from pipeline.stream.batching import pipelined, take_batches, take_batches_unacked
 from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
 
+
+STEP_THREADS = 16
+"""Threads of the worker's default executor (``asyncio.to_thread``)."""
 
 PRODUCER_COMPRESSION = "lz4"
 """The worker producer's codec (aiokafka compresses lz4/zstd with ``cramjam``)."""
@@ -153,12 +157,33 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     @app.agent(topics["clean"], name="enrich")
     async def enrich(stream):
-        async def step(messages):
-            result = await asyncio.to_thread(pipeline.enrich, messages)
+        async def step(messages, prefetched=None):
+            result = await asyncio.to_thread(pipeline.enrich, messages, prefetched=prefetched)
             await send_all("enriched", result.passed)
             await send_all("deadletter", result.dead)
 
-        await batches(stream, step, "enrich")
+        if pipeline.parser is None:  # NEWS_NLP_PROCESS=false: parse in this process
+            await batches(stream, step, "enrich")
+            return
+
+        # the parse process parses the next batch while this process finishes the last one
+        async def start(events):
+            messages = [in_message(e) for e in events]
+            metrics.STAGE_MESSAGES.labels("enrich").inc(len(messages))
+            try:
+                return messages, await asyncio.to_thread(pipeline.prefetch, messages)
+            except Exception as exc:  # the batch is parsed when its turn comes instead
+                log.warning("enrich: could not start parsing a batch ahead: %s", exc)
+                return messages, None
+
+        async def finish(events, started):
+            messages, prefetched = started
+            await run_step(lambda m: step(m, prefetched), messages, "enrich")
+
+        batches_acked_by_us = take_batches_unacked(
+            stream, settings.batch_max, settings.batch_wait_s
+        )
+        await pipelined(batches_acked_by_us, start, finish)
 
     @app.agent(topics["enriched"], name="index")
     async def index(stream):
@@ -210,6 +235,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async def health(web, request):
             status = worker_status()
             return web.json(status, status=503 if status["waiting_for"] else 200)
+
+    @app.task
+    async def threads_for_the_steps():
+        """Steps, the dispatcher's lookups and the timers run in threads: more of them than
+        asyncio's default (cores + 4), so that no step waits for a thread."""
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="newspipe-step")
+        )
 
     @app.task
     async def deliver_webhooks():
@@ -320,7 +353,7 @@ def run_worker(loglevel: str = "info") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     setup(settings)
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings, parse_process=settings.nlp_process)
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
     log.info("newspipe worker ready: model %s", settings.spacy_model)
     app = create_app(settings, pipeline)

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from pipeline.stream.batching import batches_of, next_batch, take_batches
+from pipeline.stream.batching import (
+    batches_of,
+    next_batch,
+    pipelined,
+    take_batches,
+    take_batches_unacked,
+)
 
 
 def run(coro):
@@ -124,3 +130,122 @@ def test_events_are_acked_only_after_the_body_finished_the_batch() -> None:
         assert not set(batch) & set(acked)  # nothing of a batch is acked while it is processed
     assert 4 not in stream.acked
     assert stream.acked == [x for batch, _ in seen[:-1] for x in batch]
+
+
+# --- pipelined: the next batch starts while the last one is finished -------------------------
+def test_pipelined_starts_the_next_batch_before_the_last_is_finished_and_acks_in_order() -> None:
+    stream = FakeStream(list(range(6)))
+    log: list[tuple[str, list[int]]] = []
+
+    async def go():
+        release: dict[int, asyncio.Event] = {}
+
+        async def start(batch):
+            log.append(("start", list(batch)))
+            release[batch[0]] = asyncio.Event()
+            return batch[0]
+
+        async def finish(batch, started):
+            if started == 0:  # the first batch's finish waits until the second was started
+                while 2 not in release:
+                    await asyncio.sleep(0)
+            log.append(("finish", list(batch)))
+            assert not set(batch) & set(stream.acked)  # acked after finish, not before
+
+        await pipelined(take_batches_unacked(stream, 2, 0.0), start, finish)
+
+    run(go())
+    starts = [b for what, b in log if what == "start"]
+    finishes = [b for what, b in log if what == "finish"]
+    assert starts == finishes == [[0, 1], [2, 3], [4, 5]]
+    assert log.index(("start", [2, 3])) < log.index(("finish", [0, 1]))
+    assert stream.acked == list(range(6))
+
+
+def test_pipelined_keeps_at_most_depth_batches_in_flight() -> None:
+    stream = FakeStream(list(range(10)))
+    in_flight, most = set(), [0]
+
+    async def go():
+        async def start(batch):
+            in_flight.add(batch[0])
+            most[0] = max(most[0], len(in_flight))
+            return None
+
+        async def finish(batch, _):
+            await asyncio.sleep(0.001)
+            in_flight.discard(batch[0])
+
+        await pipelined(take_batches_unacked(stream, 1, 0.0), start, finish, depth=2)
+
+    run(go())
+    assert most[0] == 2
+    assert stream.acked == list(range(10))
+
+
+def test_pipelined_finishes_in_order_even_when_a_later_batch_is_quicker() -> None:
+    stream = FakeStream(list(range(4)))
+    finished: list[int] = []
+
+    async def go():
+        async def start(batch):
+            return batch[0]
+
+        async def finish(batch, first):
+            await asyncio.sleep(0.02 if first == 0 else 0)  # the first is the slow one
+            finished.append(first)
+
+        await pipelined(take_batches_unacked(stream, 1, 0.0), start, finish, depth=3)
+
+    run(go())
+    assert finished == [0, 1, 2, 3]
+    assert stream.acked == [0, 1, 2, 3]
+
+
+def test_pipelined_cancelled_leaves_the_batches_in_flight_unacked() -> None:
+    stream = FakeStream(list(range(4)))
+    finished: list[int] = []
+
+    async def go():
+        async def start(batch):
+            return batch[0]
+
+        async def finish(batch, first):
+            if first == 1:
+                await asyncio.Event().wait()  # never finishes: the agent is stopped meanwhile
+            finished.append(first)
+
+        task = asyncio.ensure_future(
+            pipelined(take_batches_unacked(stream, 1, 0.0), start, finish, depth=2)
+        )
+        while stream.acked != [0]:
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(go())
+    assert finished == [0]
+    assert stream.acked == [0]  # batch 1 (stuck) and batch 2 (waiting behind it) are redelivered
+
+
+def test_a_failed_finish_does_not_stop_the_batches_after_it() -> None:
+    stream = FakeStream(list(range(3)))
+    finished: list[int] = []
+
+    async def go():
+        async def start(batch):
+            return batch[0]
+
+        async def finish(batch, first):
+            if first == 0:
+                raise RuntimeError("a bug in the step")
+            finished.append(first)
+
+        await pipelined(take_batches_unacked(stream, 1, 0.0), start, finish)
+
+    run(go())
+    assert finished == [1, 2]
+    assert stream.acked == [1, 2]  # the failed batch is not acked: redelivered

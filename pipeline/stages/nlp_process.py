@@ -1,0 +1,196 @@
+"""``nlp.pipe`` in a process of its own.
+
+A worker runs its agents' steps in threads of one process, and they share one GIL: while the
+enrich step's ``nlp.pipe`` runs, the clean, index and alert steps wait for the interpreter, and
+the other core of the machine idles. :class:`ParseProcess` runs the spaCy pipelines in a child
+process (one, started with ``spawn``: forking a process with an event loop and threads is
+unsafe) and hands back the parsed documents, so the parse of one batch overlaps the rest of
+the worker's work.
+
+The child loads the same pipelines as the parent (:func:`pipeline.stages.nlp.load_nlp`: the
+same components, place typer and lemmas) and returns each batch as a :class:`DocBin` of the
+token attributes the stages read (:data:`ATTRS`: text, lemmas, entities with their ids,
+sentence starts); the parent rebuilds the ``Doc`` objects over its own copy of the pipeline's
+vocabulary, so everything downstream sees the same documents as an in-process parse
+(``tests/unit/test_nlp_process.py`` checks entities and events are identical).
+
+A child that dies (killed, out of memory, a crash in a native library) is replaced on the
+next call; the call that met the death raises :class:`ParseProcessDied`, which fails its batch
+like any other error (the step then parses its articles one by one, so only an article that
+kills the parser by itself is dead-lettered). The child exits when its parent does.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ATTRS = [
+    "ORTH",
+    "SPACY",
+    "NORM",
+    "LEMMA",
+    "ENT_IOB",
+    "ENT_TYPE",
+    "ENT_KB_ID",
+    "ENT_ID",
+    "SENT_START",
+]
+"""Token attributes carried back from the child: what the entity and event stages read (no
+stage reads POS, tags, morphology or dependencies; see docs/performance.md)."""
+
+
+class ParseProcessDied(RuntimeError):
+    """The parse process ended while parsing a batch (it is restarted for the next one)."""
+
+
+# --- the child -------------------------------------------------------------------------------
+_CHILD: dict[str, Any] = {}
+_CHILD_LOCK = threading.Lock()
+
+
+def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in the child
+    """End the child when its parent is gone (a worker killed with SIGKILL leaves no one to
+    shut the pool down)."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _start_child(
+    parent: int, models: Sequence[str], background: Sequence[str]
+) -> None:  # pragma: no cover - runs in the child
+    threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    for model in models:
+        _child_nlp(model)
+    if background:  # other languages' pipelines: loaded while the main one already parses
+        threading.Thread(
+            target=lambda: [_child_nlp(m) for m in background], name="load-pipelines", daemon=True
+        ).start()
+
+
+def _child_nlp(model: str) -> Any:
+    with _CHILD_LOCK:
+        if model not in _CHILD:
+            from pipeline.stages.nlp import load_nlp
+
+            _CHILD[model] = load_nlp(model)
+        return _CHILD[model]
+
+
+def _parse_in_child(model: str, texts: list[str], batch_size: int) -> bytes:
+    from spacy.tokens import DocBin
+
+    nlp = _child_nlp(model)
+    return DocBin(
+        attrs=ATTRS, store_user_data=True, docs=nlp.pipe(texts, batch_size=batch_size)
+    ).to_bytes()
+
+
+# --- the parent ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parsing:
+    """A batch being parsed in the child (:meth:`ParseProcess.submit`)."""
+
+    model: str
+    future: Future[bytes]
+    pool: ProcessPoolExecutor
+
+
+class ParseProcess:
+    """A child process that parses for this one. ``vocab_of(model)`` gives the parent's
+    vocabulary of a pipeline (the documents are rebuilt over it)."""
+
+    def __init__(
+        self,
+        main_model: str,
+        other_models: Sequence[str] = (),
+        *,
+        batch_size: int = 64,
+        vocab_of: Any,
+    ) -> None:
+        self.main_model = main_model
+        self.other_models = [m for m in dict.fromkeys(other_models) if m != main_model]
+        self.batch_size = batch_size
+        self.vocab_of = vocab_of
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self.restarts = 0
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_child,
+                    initargs=(os.getpid(), [self.main_model], self.other_models),
+                )
+            return self._pool
+
+    def start(self) -> None:
+        """Start the child and wait until its main pipeline is loaded."""
+        self.parse(self.main_model, ["Warm-up: the first batch should not wait for the load."])
+
+    def submit(self, model: str, texts: Sequence[str]) -> Parsing:
+        """Start parsing ``texts`` with ``model`` in the child; :meth:`docs` waits for the
+        documents."""
+        pool = self._executor()
+        try:
+            future = pool.submit(_parse_in_child, model, list(texts), self.batch_size)
+        except BrokenProcessPool:  # died since the last call: a new child for this batch
+            self._replace(pool)
+            pool = self._executor()
+            future = pool.submit(_parse_in_child, model, list(texts), self.batch_size)
+        return Parsing(model, future, pool)
+
+    def docs(self, parsing: Parsing) -> list[Any]:
+        """The documents of a :meth:`submit`, in order (raises what the parse raised)."""
+        from spacy.tokens import DocBin
+
+        try:
+            data = parsing.future.result()
+        except BrokenProcessPool as exc:
+            self._replace(parsing.pool)
+            raise ParseProcessDied(
+                f"the parse process ended while parsing ({exc}); a new one is started"
+            ) from None
+        return list(DocBin().from_bytes(data).get_docs(self.vocab_of(parsing.model)))
+
+    def parse(self, model: str, texts: Sequence[str]) -> list[Any]:
+        """Parse ``texts`` with ``model`` in the child; the documents in order."""
+        if not texts:
+            return []
+        return self.docs(self.submit(model, texts))
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            pool = self._pool
+            if pool is not None and pool is broken:
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+                self.restarts += 1
+                log.warning("parse process ended; starting a new one")
+
+    def pid(self) -> int | None:
+        """The child's pid (None before it started)."""
+        pool = self._pool
+        processes = getattr(pool, "_processes", None) or {}
+        return next(iter(processes), None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None

@@ -1,0 +1,187 @@
+"""nlp.pipe in a process of its own (pipeline.stages.nlp_process): the documents it hands back
+are the ones an in-process parse makes, a dead parse process is replaced, and it ends with
+its parent. The model is ``NEWS_SPACY_MODEL`` (default en_news_ner_conll)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings
+from pipeline.sources.ingest import Rejected, iter_inputs
+from pipeline.stages.clean import clean
+from pipeline.stages.dedupe import Deduper
+from pipeline.stages.dedupe_store import InMemoryFingerprintStore
+from pipeline.stages.entities import InMemoryEntityRegistry
+from pipeline.stages.nlp import load_nlp, loadable_name
+from pipeline.stages.nlp_process import ParseProcess, ParseProcessDied
+from pipeline.stages.stories import StoryAssigner
+from pipeline.stream.process import InMessage, Pipeline
+from schemas import RawArticle
+
+MODEL = os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll")
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
+TEXTS = [
+    "Chancellor Olaf Scholz met President Emmanuel Macron in Paris on Tuesday, and protesters "
+    "marched outside the Elysee Palace. Kyiv said the talks were useful.",
+    "Apple Inc. shares rose 3 percent after the company said it would buy back stock. "
+    "Tim Cook told analysts in Cupertino, California, that demand was strong.",
+    "An earthquake of magnitude 6.1 struck off the coast of Japan, the Japan Meteorological "
+    "Agency said. No tsunami warning was issued.",
+    "Police arrested two men in Manchester on Friday. Manchester United said the match "
+    "would go ahead.",
+    "",
+]
+
+
+def _seed_texts() -> list[str]:
+    """The seed articles' cleaned bodies."""
+    return [clean(item).body for item in iter_inputs([SEEDS]) if not isinstance(item, Rejected)]
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return load_nlp(MODEL)
+
+
+@pytest.fixture(scope="module")
+def parser(nlp):
+    process = ParseProcess(MODEL, batch_size=4, vocab_of=lambda model: nlp.vocab)
+    process.start()
+    yield process
+    process.close()
+
+
+def _signature(doc) -> tuple:
+    return (
+        doc.text,
+        [(e.start_char, e.end_char, e.label_, e.ent_id_, e.kb_id_) for e in doc.ents],
+        [(s.start_char, s.end_char) for s in doc.sents],
+        [(t.lemma_, t.norm_, t.is_sent_start, t.ent_iob_, t.whitespace_) for t in doc],
+    )
+
+
+def test_the_parse_process_hands_back_the_documents_an_in_process_parse_makes(nlp, parser) -> None:
+    texts = TEXTS + _seed_texts()
+    ours = parser.parse(MODEL, texts)
+    theirs = list(nlp.pipe(texts))
+    assert len(ours) == len(texts)
+    assert [_signature(d) for d in ours] == [_signature(d) for d in theirs]
+    assert all(d.vocab is nlp.vocab for d in ours)  # rebuilt over this process's vocabulary
+    assert any(d.ents for d in ours)
+
+
+def test_a_dead_parse_process_fails_its_batch_and_is_replaced(parser) -> None:
+    pid = parser.pid()
+    assert pid is not None and pid != os.getpid()
+    parsing = parser.submit(
+        MODEL, ["A batch that is being parsed when its process is killed."] * 200
+    )
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ParseProcessDied, match="parse process ended"):
+        parser.docs(parsing)
+    restarts = parser.restarts
+    docs = parser.parse(MODEL, ["The next batch goes to a new parse process in Berlin."])
+    assert [t.text for t in docs[0]][:3] == ["The", "next", "batch"]
+    assert parser.pid() not in (None, pid)
+    assert parser.restarts == restarts == 1
+
+
+def _articles(texts: list[str]) -> list[InMessage]:
+    messages = []
+    for i, body in enumerate(texts):
+        raw = RawArticle(id=f"article-{i}", title=f"Report {i}", body=body, source="test")
+        messages.append(InMessage(value=raw.model_dump_json().encode(), key=raw.id.encode()))
+    return messages
+
+
+def _pipeline(parse_process: bool) -> Pipeline:
+    settings = Settings(spacy_model=MODEL, spacy_models={})
+    return Pipeline(
+        settings,
+        deduper=Deduper(InMemoryFingerprintStore()),
+        registry=InMemoryEntityRegistry(),
+        stories=StoryAssigner(),
+        parse_process=parse_process,
+    )
+
+
+def _enriched(pipeline: Pipeline, messages: list[InMessage], prefetch: bool) -> list[tuple]:
+    cleaned = pipeline.clean_and_dedupe(messages)
+    clean = [InMessage(value=a.model_dump_json().encode()) for a in cleaned.passed]
+    prefetched = pipeline.prefetch(clean) if prefetch else None
+    result = pipeline.enrich(clean, prefetched=prefetched)
+    assert not result.dead
+    return [
+        (
+            a.id,
+            [e.model_dump() for e in a.entities],
+            [e.model_dump() for e in a.events],
+            a.nlp_model,
+        )
+        for a in result.passed
+    ]
+
+
+def test_the_enrich_step_makes_the_same_articles_with_a_parse_process() -> None:
+    messages = _articles([t for t in TEXTS if t] + _seed_texts())
+    here = _enriched(_pipeline(False), messages, prefetch=False)
+    elsewhere = _pipeline(True)
+    try:
+        assert elsewhere.parser is not None
+        started_ahead = _enriched(elsewhere, messages, prefetch=True)
+        assert elsewhere.parser.restarts == 0
+    finally:
+        elsewhere.parser.close()
+    assert started_ahead == here
+    assert any(entities for _, entities, _, _ in here)
+
+
+def test_a_pipeline_given_its_model_parses_in_process() -> None:
+    pipeline = Pipeline(Settings(spacy_model=MODEL), nlp=object(), parse_process=True)
+    assert pipeline.parser is None and pipeline.prefetch([]) is None
+
+
+CHILD_OF_A_DYING_PARENT = """
+import os, sys
+from pipeline.stages.nlp import load_nlp
+from pipeline.stages.nlp_process import ParseProcess
+if __name__ == "__main__":
+    nlp = load_nlp(sys.argv[1])
+    process = ParseProcess(sys.argv[1], vocab_of=lambda model: nlp.vocab)
+    process.start()
+    print(process.pid(), flush=True)
+    os._exit(0)  # no shutdown of the pool: as if the worker had been killed
+"""
+
+
+def test_the_parse_process_ends_when_its_parent_is_gone(tmp_path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(CHILD_OF_A_DYING_PARENT)
+    done = subprocess.run(
+        [sys.executable, str(script), loadable_name(MODEL)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    child = int(done.stdout.split()[-1])
+    deadline = time.monotonic() + 30  # it checks for its parent every second
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
