@@ -68,16 +68,23 @@ def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in the child
     os._exit(0)
 
 
-def _start_child(
-    parent: int, models: Sequence[str], background: Sequence[str]
-) -> None:  # pragma: no cover - runs in the child
+def _start_child(parent: int, model: str) -> None:  # pragma: no cover - runs in the child
     threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    _child_nlp(model)
+
+
+def _load_in_child(models: list[str]) -> dict[str, str | None]:
+    """Load ``models`` now; model -> None when loaded, else why not."""
+    from pipeline.stages.nlp import ModelNotInstalledError
+
+    loaded: dict[str, str | None] = {}
     for model in models:
-        _child_nlp(model)
-    if background:  # other languages' pipelines: loaded while the main one already parses
-        threading.Thread(
-            target=lambda: [_child_nlp(m) for m in background], name="load-pipelines", daemon=True
-        ).start()
+        try:
+            _child_nlp(model)
+            loaded[model] = None
+        except (ModelNotInstalledError, OSError) as exc:
+            loaded[model] = str(exc)
+    return loaded
 
 
 def _child_nlp(model: str) -> Any:
@@ -124,8 +131,10 @@ class ParseProcess:
         self.other_models = [m for m in dict.fromkeys(other_models) if m != main_model]
         self.batch_size = batch_size
         self.vocab_of = vocab_of
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pool: ProcessPoolExecutor | None = None
+        self._loading: Future[dict[str, str | None]] | None = None
+        self._reported: set[str] = set()
         self.restarts = 0
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -135,13 +144,41 @@ class ParseProcess:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_child,
-                    initargs=(os.getpid(), [self.main_model], self.other_models),
+                    initargs=(os.getpid(), self.main_model),
                 )
             return self._pool
 
-    def start(self) -> None:
-        """Start the child and wait until its main pipeline is loaded."""
-        self.parse(self.main_model, ["Warm-up: the first batch should not wait for the load."])
+    def start(self) -> Future[dict[str, str | None]]:
+        """Start the child; it loads every pipeline (the main one first). The future tells
+        which could not be loaded, and why (:meth:`available` waits for it)."""
+        with self._lock:
+            if self._loading is None:
+                self._loading = self._executor().submit(
+                    _load_in_child, [self.main_model, *self.other_models]
+                )
+            return self._loading
+
+    def available(self, model: str) -> bool:
+        """Whether the child parses with ``model`` (waits for :meth:`start`'s loads)."""
+        if model == self.main_model:
+            return True
+        loading = self.start()
+        try:
+            failures = loading.result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._loading is loading:
+                    self._loading = None
+            raise ParseProcessDied("the parse process ended while loading its pipelines") from None
+        if model not in failures:
+            return False
+        if failures[model] is not None:
+            with self._lock:
+                if model not in self._reported:
+                    self._reported.add(model)
+                    log.warning("no entities with spaCy pipeline %r: %s", model, failures[model])
+            return False
+        return True
 
     def submit(self, model: str, texts: Sequence[str]) -> Parsing:
         """Start parsing ``texts`` with ``model`` in the child; :meth:`docs` waits for the

@@ -641,39 +641,58 @@ class StoryAssigner:
             after = hits[-1]["sort"]
 
     def _store(self, changed: dict[str, list[ArticleFeatures]]) -> None:
-        """Write changed stories; on a version conflict, reload the story, re-apply this
-        batch's articles to it and try again."""
-        from elasticsearch import ConflictError
+        """Write changed stories, in one bulk request per round; a story another worker
+        changed meanwhile (version conflict) is reloaded (one mget for all of them), this
+        batch's articles are applied to it again, and it is written in the next round."""
+        from pipeline.infra.es import ServerBusy, is_transient_item
 
-        for sid, added in changed.items():
-            for attempt in range(self.retries + 1):
+        pending = dict(changed)
+        for attempt in range(self.retries + 1):
+            now = datetime.now(UTC)
+            operations: list[dict[str, Any]] = []
+            for sid in pending:
                 story = self.memory.stories[sid]
-                now = datetime.now(UTC)
-                try:
-                    if story.version is None:
-                        result = self.es.create(
-                            index=self.index_name, id=sid, document=story.document(now)
-                        )
-                    else:
-                        result = self.es.index(
-                            index=self.index_name,
-                            id=sid,
-                            document=story.document(now),
-                            if_seq_no=story.version[0],
-                            if_primary_term=story.version[1],
-                        )
-                    story.version = (result["_seq_no"], result["_primary_term"])
-                    break
-                except ConflictError:
-                    if attempt == self.retries:
-                        raise
-                    stored = self.es.get(index=self.index_name, id=sid)
+                action: dict[str, Any] = {"_index": self.index_name, "_id": sid}
+                if story.version is None:
+                    operations += [{"create": action}, story.document(now)]
+                else:
+                    action.update(if_seq_no=story.version[0], if_primary_term=story.version[1])
+                    operations += [{"index": action}, story.document(now)]
+            items = self.es.bulk(operations=operations)["items"]
+            conflicts: dict[str, list[ArticleFeatures]] = {}
+            for sid, item in zip(pending, items, strict=True):
+                result = next(iter(item.values()))
+                if result["status"] in (200, 201):
+                    self.memory.stories[sid].version = (result["_seq_no"], result["_primary_term"])
+                elif result["status"] == 409:
+                    conflicts[sid] = pending[sid]
+                elif is_transient_item(result):
+                    raise ServerBusy(f"story {sid}: {result.get('error')}")
+                else:
+                    raise StoryStoreError(f"story {sid}: {result.get('error')}")
+            if not conflicts:
+                return
+            if attempt == self.retries:
+                raise StoryStoreError(
+                    f"stories {sorted(conflicts)} still changed by other workers after "
+                    f"{self.retries + 1} attempts"
+                )
+            docs = self.es.mget(index=self.index_name, ids=list(conflicts))["docs"]
+            for (sid, added), doc in zip(conflicts.items(), docs, strict=True):
+                if doc.get("found"):
                     fresh = Story.from_document(
-                        stored["_source"], (stored["_seq_no"], stored["_primary_term"])
+                        doc["_source"], (doc["_seq_no"], doc["_primary_term"])
                     )
                     for feature in added:
                         fresh.add(feature)
                     self.memory.put(fresh)
+                else:  # deleted meanwhile (retention): written anew
+                    self.memory.stories[sid].version = None
+            pending = conflicts
+
+
+class StoryStoreError(RuntimeError):
+    """A story Elasticsearch refused to store (not a server fault)."""
 
 
 def story_assigner(settings: Any, es: Any = None) -> StoryAssigner:

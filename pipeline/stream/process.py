@@ -216,15 +216,22 @@ class Pipeline:
         return self._parser
 
     def _vocab_of(self, model: str) -> Any:
-        """The vocabulary of ``model``'s pipeline in this process: the parse process's
-        documents are rebuilt over it."""
-        if model == self.settings.spacy_model:
-            return self.nlp.vocab
-        with self._nlps_lock:
-            nlp = self._nlps.get(model)
-        if nlp is None:
-            raise RuntimeError(f"spaCy pipeline {model!r} is not loaded")
-        return nlp.vocab
+        """The vocabulary the parse process's documents are rebuilt over: the main pipeline's
+        for every language. This process then never loads the other languages' pipelines
+        (seconds each); what a vocabulary adds per language (stop words, number words) is
+        read by no stage."""
+        return self.nlp.vocab
+
+    def pipeline_for(self, language: str | None) -> tuple[str | None, bool]:
+        """(model setting, whether articles in ``language`` are parsed): (None, False) when
+        the language has no pipeline configured, (model, False) when it cannot be loaded."""
+        if self.parser is None:
+            model, nlp = self.nlp_for(language)
+            return model, nlp is not None
+        from pipeline.stages.nlp import model_for_language
+
+        model = model_for_language(language, self.settings)
+        return model, model is not None and self.parser.available(model)
 
     def nlp_for(self, language: str | None) -> tuple[str | None, Any]:
         """(model setting, pipeline) for articles in ``language``; (None, None) when the
@@ -316,11 +323,15 @@ class Pipeline:
         """Load the model and connect the stores now rather than on the first message."""
         from pipeline.stages.language import get_detector
 
+        loading = self.parser.start() if self.parser is not None else None  # loads meanwhile
         _ = self.deduper, self.registry, self.subscriptions, self.ledger, self.stories
         get_detector()
         list(self.nlp.pipe(["Warm-up: the first batch should not pay for lazy initialisation."]))
-        if self.parser is not None:
-            self.parser.start()  # the child loads the main pipeline (the others after it)
+        if loading is not None:
+            # ready means every pipeline is loaded: a load (about 6 s for fr_core_news_sm)
+            # would otherwise hold up the parse process's first batches
+            loading.result()
+            return
         # the other languages' pipelines (NEWS_SPACY_MODELS) load in the background: the first
         # article in such a language would otherwise stop its enrich step for the load (about
         # 6 s for fr_core_news_sm on an idle core); one arriving earlier waits for the load
@@ -422,8 +433,8 @@ class Pipeline:
         articles in a language without one are left out)."""
         groups: dict[str, list[int]] = {}
         for i, article in enumerate(articles):
-            model, nlp = self.nlp_for(article.language)
-            if model is not None and nlp is not None:
+            model, parsed = self.pipeline_for(article.language)
+            if model is not None and parsed:
                 groups.setdefault(model, []).append(i)
         return groups
 
@@ -457,7 +468,9 @@ class Pipeline:
                 docs[i], models[i] = doc, model
         for i, article in enumerate(articles):
             if docs[i] is None:
-                notes[i] = _no_pipeline_note(article.language, self.nlp_for(article.language)[0])
+                notes[i] = _no_pipeline_note(
+                    article.language, self.pipeline_for(article.language)[0]
+                )
         parsed = time.perf_counter()
         with_doc = [i for i, doc in enumerate(docs) if doc is not None]
         entities: list[list] = [[] for _ in articles]

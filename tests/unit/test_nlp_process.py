@@ -26,6 +26,7 @@ from pipeline.stream.process import InMessage, Pipeline
 from schemas import RawArticle
 
 MODEL = os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll")
+MISSING = "xx_not_installed_sm"
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 TEXTS = [
     "Chancellor Olaf Scholz met President Emmanuel Macron in Paris on Tuesday, and protesters "
@@ -52,7 +53,7 @@ def nlp():
 
 @pytest.fixture(scope="module")
 def parser(nlp):
-    process = ParseProcess(MODEL, batch_size=4, vocab_of=lambda model: nlp.vocab)
+    process = ParseProcess(MODEL, [MISSING, MODEL], batch_size=4, vocab_of=lambda model: nlp.vocab)
     process.start()
     yield process
     process.close()
@@ -75,6 +76,12 @@ def test_the_parse_process_hands_back_the_documents_an_in_process_parse_makes(nl
     assert [_signature(d) for d in ours] == [_signature(d) for d in theirs]
     assert all(d.vocab is nlp.vocab for d in ours)  # rebuilt over this process's vocabulary
     assert any(d.ents for d in ours)
+
+
+def test_a_pipeline_the_parse_process_cannot_load_is_not_available(parser) -> None:
+    assert parser.start().result() == {MODEL: None, MISSING: parser.start().result()[MISSING]}
+    assert "not installed" in parser.start().result()[MISSING]
+    assert parser.available(MODEL) and not parser.available(MISSING)
 
 
 def test_a_dead_parse_process_fails_its_batch_and_is_replaced(parser) -> None:
@@ -185,3 +192,31 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+FRENCH = (
+    "Le gouvernement a annoncé mardi une nouvelle réforme des retraites, qui sera présentée "
+    "au Parlement le mois prochain. Les syndicats ont appelé à une grève nationale jeudi."
+)
+
+
+def test_an_article_whose_pipeline_is_not_installed_gets_a_note_not_a_dead_letter() -> None:
+    settings = Settings(spacy_model=MODEL, spacy_models={"fr": MISSING})
+    pipeline = Pipeline(
+        settings,
+        deduper=Deduper(InMemoryFingerprintStore()),
+        registry=InMemoryEntityRegistry(),
+        stories=StoryAssigner(),
+        parse_process=True,
+    )
+    try:
+        cleaned = pipeline.clean_and_dedupe(_articles([FRENCH, TEXTS[0]]))
+        clean_messages = [InMessage(value=a.model_dump_json().encode()) for a in cleaned.passed]
+        result = pipeline.enrich(clean_messages, prefetched=pipeline.prefetch(clean_messages))
+    finally:
+        pipeline.parser.close()
+    assert not result.dead
+    french, english = sorted(result.passed, key=lambda a: a.id)
+    assert french.language == "fr" and french.nlp_model is None and not french.entities
+    assert "not installed" in (french.nlp_note or "")
+    assert english.nlp_model == MODEL and english.entities
