@@ -176,13 +176,16 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
     alerts.join(5)
     searchable.join(5)
     to_alert, steps, publish = [], {name: [] for name in ALERT_PATH}, []
+    timeline: list[tuple[float, float, dict[str, float]]] = []  # (ingested, ms, steps)
     for received, alert in alerts.received.values():
         if alert.get("ingested_at") is None:
             continue
         produced = _ts(alert["ingested_at"])
         to_alert.append((received - produced) * 1000)
-        for name, ms in step_durations(alert["ingested_at"], alert.get("stage_times")).items():
+        durations = step_durations(alert["ingested_at"], alert.get("stage_times"))
+        for name, ms in durations.items():
             steps[name].append(ms)
+        timeline.append((produced, to_alert[-1], durations))
         matched = (alert.get("stage_times") or {}).get("matched")
         if matched is not None:
             publish.append((received - _ts(matched)) * 1000)
@@ -198,6 +201,7 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         "to_search": to_search,
         "steps": steps,
         "publish": publish,
+        "timeline": sorted(timeline, key=lambda t: t[0]),
     }
 
 
@@ -237,6 +241,13 @@ def print_latency(result: dict, label: str) -> None:
             f"    {'publish (ledger done -> alert received)':40s} {statistics.fmean(result['publish']):7.0f} "
             f"/ {percentile(result['publish'], 0.99):6.0f}"
         )
+    timeline = result.get("timeline") or []
+    if timeline:  # when the slow ones came: a start-up effect, a stall, or a growing queue
+        start = timeline[0][0]
+        print("  slowest alerts (s after the first article: ms, then ms per step):")
+        for produced, ms, durations in sorted(timeline, key=lambda t: -t[1])[:3]:
+            steps = " ".join(f"{name}={value:.0f}" for name, value in durations.items())
+            print(f"    +{produced - start:5.1f} s: {ms:6.0f}  ({steps})")
 
 
 def main() -> None:
