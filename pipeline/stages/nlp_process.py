@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -183,14 +183,15 @@ class ParseProcess:
     def submit(self, model: str, texts: Sequence[str]) -> Parsing:
         """Start parsing ``texts`` with ``model`` in the child; :meth:`docs` waits for the
         documents."""
-        pool = self._executor()
-        try:
-            future = pool.submit(_parse_in_child, model, list(texts), self.batch_size)
-        except BrokenProcessPool:  # died since the last call: a new child for this batch
-            self._replace(pool)
+        for _ in range(3):
             pool = self._executor()
-            future = pool.submit(_parse_in_child, model, list(texts), self.batch_size)
-        return Parsing(model, future, pool)
+            try:
+                future = pool.submit(_parse_in_child, model, list(texts), self.batch_size)
+            except (BrokenProcessPool, RuntimeError):  # died, or replaced by another thread
+                self._replace(pool)
+                continue
+            return Parsing(model, future, pool)
+        raise ParseProcessDied("the parse process could not be started")
 
     def docs(self, parsing: Parsing) -> list[Any]:
         """The documents of a :meth:`submit`, in order (raises what the parse raised)."""
@@ -198,10 +199,10 @@ class ParseProcess:
 
         try:
             data = parsing.future.result()
-        except BrokenProcessPool as exc:
+        except (BrokenProcessPool, CancelledError) as exc:  # cancelled: its pool was replaced
             self._replace(parsing.pool)
             raise ParseProcessDied(
-                f"the parse process ended while parsing ({exc}); a new one is started"
+                f"the parse process ended while parsing ({exc or 'cancelled'}); a new one is started"
             ) from None
         return list(DocBin().from_bytes(data).get_docs(self.vocab_of(parsing.model)))
 

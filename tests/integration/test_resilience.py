@@ -165,9 +165,13 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
         return {d["_id"] for d in docs if d.get("found")}
 
     _wait(lambda: len(indexed()) >= 20 or None, timeout_s=120, what="some articles indexed")
+    parser = _parse_process(stack.worker.process.pid)
     stack.worker.kill()
     killed_at = len(indexed())
     stack.worker.start()
+    # the killed worker's parse process ends by itself (nobody shut its pool down)
+    if parser is not None:
+        _wait(lambda: not _alive(parser), timeout_s=30, what=f"parse process {parser} to end")
 
     def settled():
         done = indexed() | {d.article_id for d in _duplicates(stack) if d.article_id in sent}
@@ -201,3 +205,70 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
     assert len(pairs) == len(set(pairs))
     published = {json.loads(v)["id"] for v in stack.topic_values("alerts")}
     assert {h["_id"] for h in hits["hits"]["hits"]} <= published
+
+
+def _parse_process(worker_pid: int) -> int | None:
+    """The worker's parse process (pipeline.stages.nlp_process): its multiprocessing child."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        if parent == worker_pid and b"spawn_main" in cmdline:
+            return int(stat.parent.name)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_parse_process_killed_mid_stream_is_replaced_and_nothing_is_lost(stack, tmp_path):
+    """The worker's NER runs in a child process; killing it fails the batch being parsed, whose
+    articles are parsed again by a new child: every article indexed, none dead-lettered."""
+    corpus = Path(
+        __import__("os").environ.get(
+            "NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"
+        )
+    )
+    if not corpus.exists():
+        pytest.skip(f"no corpus at {corpus}")
+    sample = tmp_path / "sample.jsonl"
+    with corpus.open(encoding="utf-8") as source:
+        lines = [next(source) for _ in range(600)][400:]  # not the articles of the test above
+    sample.write_text("".join(lines), encoding="utf-8")
+    parser = _parse_process(stack.worker.process.pid)
+    assert parser is not None, "the worker has no parse process (NEWS_NLP_PROCESS off?)"
+    report = stack.publish([sample])
+    sent = set(report.ids)
+    index = stack.settings.index("articles")
+
+    def indexed() -> set[str]:
+        docs = stack.es.mget(index=index, ids=sorted(sent), source=False)["docs"]
+        return {d["_id"] for d in docs if d.get("found")}
+
+    _wait(lambda: len(indexed()) >= 10 or None, timeout_s=120, what="some articles indexed")
+    __import__("os").kill(parser, 9)
+    killed_at = len(indexed())
+
+    def settled():
+        done = indexed() | {d.article_id for d in _duplicates(stack) if d.article_id in sent}
+        return done >= sent or None
+
+    def progress() -> str:
+        dead = [l for l in _dead_letters(stack) if l.key in sent]
+        return (
+            f"{len(indexed())} indexed, {len(dead)} dead of {len(sent)}\n" + stack.worker.log_tail()
+        )
+
+    _wait(settled, timeout_s=300, what="every sent article indexed", describe=progress)
+    assert killed_at < len(sent), "the worker finished before its parser was killed"
+    assert not [l for l in _dead_letters(stack) if l.key in sent]
+    assert "parse process ended; starting a new one" in stack.worker.log_tail(400)
+    replacement = _parse_process(stack.worker.process.pid)
+    assert replacement is not None and replacement != parser
