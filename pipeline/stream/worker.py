@@ -7,6 +7,10 @@
 
     outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
+The enrich agent's ``nlp.pipe`` runs in a child process (pipeline.stages.nlp_process,
+``NEWS_NLP_PROCESS``): it parses the next batch while the agent finishes the last one, and the
+other agents keep this process's GIL meanwhile.
+
 Delivery is at-least-once: ``take_batches`` (adaptive batches, pipeline.stream.batching) acks a batch only after the agent body finished
 with it, and the body finishes only when the broker acknowledged every message it produced
 (:func:`send_acknowledged`; the producer is idempotent and lz4-compressed, see
