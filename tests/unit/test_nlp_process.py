@@ -220,3 +220,36 @@ def test_an_article_whose_pipeline_is_not_installed_gets_a_note_not_a_dead_lette
     assert french.language == "fr" and french.nlp_model is None and not french.entities
     assert "not installed" in (french.nlp_note or "")
     assert english.nlp_model == MODEL and english.entities
+
+
+FRENCH_NEWS = [
+    "Le président Emmanuel Macron a rencontré mardi à Paris le chancelier allemand Olaf Scholz. "
+    "Les deux dirigeants ont discuté de la guerre en Ukraine et des sanctions contre la Russie.",
+    "La police a arrêté trois hommes à Marseille jeudi après une manifestation contre la réforme "
+    "des retraites. Le ministre de l'Intérieur a salué le travail des forces de l'ordre.",
+]
+
+
+def test_another_languages_documents_rebuilt_over_the_main_vocabulary_give_the_same_entities():
+    """The worker rebuilds every language's documents over its main pipeline's vocabulary
+    (it never loads the other pipelines itself): same entities and events as in process."""
+    pytest.importorskip("fr_core_news_sm")
+    settings = Settings(spacy_model=MODEL, spacy_models={"fr": "fr_core_news_sm"})
+
+    def enriched(parse_process: bool) -> list[tuple]:
+        pipeline = Pipeline(
+            settings,
+            deduper=Deduper(InMemoryFingerprintStore()),
+            registry=InMemoryEntityRegistry(),
+            stories=StoryAssigner(),
+            parse_process=parse_process,
+        )
+        try:
+            return _enriched(pipeline, _articles(FRENCH_NEWS), prefetch=parse_process)
+        finally:
+            if pipeline.parser is not None:
+                pipeline.parser.close()
+
+    here = enriched(False)
+    assert {model for *_, model in here} == {"fr_core_news_sm"}
+    assert enriched(True) == here
