@@ -31,7 +31,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, cast
 
+import numpy as np
+from spacy.attrs import IS_TITLE, LOWER, ORTH
 from spacy.language import Language
+from spacy.strings import get_string_id
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.ids import slug
@@ -662,16 +665,41 @@ def _given_name_before(doc: Doc, index: int) -> str:
     return before.text
 
 
+def _ids(words: Iterable[str]) -> np.ndarray:
+    """The sorted string ids of ``words``, for :func:`_positions`."""
+    return np.array(sorted({get_string_id(w) for w in words if w}), dtype=np.uint64)
+
+
+def _positions(column: np.ndarray, ids: np.ndarray) -> list[int]:
+    """Indices of the tokens whose attribute value (``column``, from ``Doc.to_array``) is one of
+    ``ids`` (sorted): the few tokens worth a Token object."""
+    if not len(ids) or not len(column):
+        return []
+    found = np.minimum(np.searchsorted(ids, column), len(ids) - 1)
+    return cast(list[int], np.flatnonzero(ids[found] == column).tolist())
+
+
+@lru_cache(maxsize=1)
+def _speech_verb_ids() -> np.ndarray:
+    return _ids(SPEECH_VERBS)
+
+
+def _before_speech_verbs(doc: Doc) -> list[int]:
+    """Indices of the tokens followed by a speech verb (lowercased), in order."""
+    return [i - 1 for i in _positions(doc.to_array(LOWER), _speech_verb_ids()) if i > 0]
+
+
 def _untagged_speakers(doc: Doc) -> list[_Mention]:
     """Capitalised words the NER left untagged in a speaker slot ("Nakasone told a news
     conference ..."): candidates only. Such a word becomes a person mention when it is the
     surname of a person the registry (or the article) knows; otherwise it is dropped
     (see :func:`_resolve_persons`). Common words ("Officials said") and roles never qualify."""
     found = []
-    for i, token in enumerate(doc[:-1]):
+    for i in _before_speech_verbs(doc):
+        token = doc[i]
         if token.ent_type_ or not (token.is_title and token.is_alpha and len(token) >= 3):
             continue
-        if doc[i + 1].lower_ not in SPEECH_VERBS or is_role_word(token.text):
+        if is_role_word(token.text):
             continue
         casing = word_casing(token.text)
         if casing.lower >= 3 and casing.lower >= casing.capitalised:
@@ -747,20 +775,23 @@ def _split_possessive(span: Span) -> list[Span]:
     return [owner, Span(span.doc, mark + 1, span.end, label="PERSON")]
 
 
-def _article_mentions(doc: Doc) -> list[_Mention]:
+def _article_mentions(doc: Doc, text: str | None = None) -> list[_Mention]:
+    """The mentions of one parsed body; ``text`` is ``doc.text`` when the caller has it (building
+    ``doc.text`` joins every token)."""
+    text = doc.text if text is None else text
     spans = [part for span in doc.ents for part in _split_possessive(span)]
     mentions = [m for m in (_mention(span) for span in spans) if m is not None]
     mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
-    _extend_group_names(doc, mentions)
+    _extend_group_names(doc, mentions, text)
     _settle_plural_places(mentions)
     _short_forms_of_organisations(mentions)
     _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
-    _link_acronyms(doc.text, mentions)
+    _link_acronyms(text, mentions)
     return mentions
 
 
-def _extend_group_names(doc: Doc, mentions: list[_Mention]) -> None:
+def _extend_group_names(doc: Doc, mentions: list[_Mention], text: str) -> None:
     """A group mention that is a plural member noun ("Democrats", "Socialists") takes the
     capitalised word right before it when that word is part of the name: mid-sentence (or, at a
     sentence start, a word news writes capitalised), untagged or a one-word group/misc mention
@@ -793,7 +824,7 @@ def _extend_group_names(doc: Doc, mentions: list[_Mention]) -> None:
         if own is not None and own.start == prev.idx:
             mentions.remove(own)
         m.start = prev.idx
-        m.text = doc.text[m.start : m.end]
+        m.text = text[m.start : m.end]
 
 
 def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
@@ -864,7 +895,8 @@ def _people_of_the_same_family(doc: Doc, mentions: list[_Mention]) -> None:
     if not short:
         return
     given: dict[str, set[str]] = {}
-    for token in doc:
+    for i in _positions(doc.to_array(ORTH), _ids(short)):
+        token = doc[i]
         if token.text in short:
             before = _given_name_before(doc, token.i)
             if before:
@@ -1462,7 +1494,8 @@ def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
         return mentions
     taken = [(m.start, m.end) for m in mentions]
     recalled = []
-    for i, token in enumerate(doc):
+    for i in np.flatnonzero(doc.to_array(IS_TITLE)).tolist():
+        token = doc[i]
         if not token.is_title or fold_word(token.text) not in persons:
             continue
         if any(start < token.idx + len(token) and token.idx < end for start, end in taken):
@@ -1522,6 +1555,12 @@ def _entities(body: str, mentions: list[_Mention]) -> list[Entity]:
     ]
 
 
+def _body_text(article: CleanArticle, doc: Doc) -> str:
+    """``doc.text`` without joining the tokens: the body it was parsed from (checked by length)."""
+    length = doc[-1].idx + len(doc[-1].text_with_ws) if len(doc) else 0
+    return article.body if len(article.body) == length else doc.text
+
+
 def extract_entities(
     articles: Sequence[CleanArticle], docs: Sequence[Doc], registry: EntityRegistry
 ) -> list[list[Entity]]:
@@ -1532,7 +1571,7 @@ def extract_entities(
     """
     if len(articles) != len(docs):
         raise ValueError(f"{len(articles)} articles but {len(docs)} docs")
-    per_article = [_article_mentions(doc) for doc in docs]
+    per_article = [_article_mentions(doc, _body_text(a, doc)) for a, doc in zip(articles, docs)]
     _resolve_persons(per_article, registry)
     per_article = [_recall_surnames(doc, ms) for doc, ms in zip(docs, per_article)]
     for mentions in per_article:

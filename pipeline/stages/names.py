@@ -47,8 +47,10 @@ def strip_possessive(text: str) -> str:
     return _POSSESSIVE.sub("", text.strip())
 
 
+@lru_cache(maxsize=1 << 16)
 def fold_word(word: str) -> str:
-    """Folding key of one name word: accents off, lowercase, transliteration variants merged."""
+    """Folding key of one name word: accents off, lowercase, transliteration variants merged.
+    Memoised: the entity stage folds the same words over and over."""
     folded = keep_name_chars(ascii_fold(strip_possessive(word)).lower()).replace(" ", "")
     for source, target in _TRANSLIT:
         folded = folded.replace(source, target)

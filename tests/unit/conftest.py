@@ -35,6 +35,7 @@ def _fresh_memo_caches_under_mutation():
             analysis._fold_char,
             analysis._normalize_word,
             names.place_table,
+            names.fold_word,
         ):
             cached.cache_clear()
         dedupe._STRIP.clear()
