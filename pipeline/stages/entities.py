@@ -676,7 +676,8 @@ def _positions(column: np.ndarray, ids: np.ndarray) -> list[int]:
     if not len(ids) or not len(column):
         return []
     found = np.minimum(np.searchsorted(ids, column), len(ids) - 1)
-    return cast(list[int], np.flatnonzero(ids[found] == column).tolist())
+    result: list[int] = np.flatnonzero(ids[found] == column).tolist()
+    return result
 
 
 @lru_cache(maxsize=1)
