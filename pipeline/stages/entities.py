@@ -349,9 +349,11 @@ def gazetteer() -> Gazetteer:
     )
 
 
+@lru_cache(maxsize=1 << 14)
 def normalise_surface(text: str) -> str:
     """A mention's surface without a leading determiner or glued function word and without a
-    possessive: "the European Union's" -> "European Union", "ofNew Labour" -> "New Labour"."""
+    possessive: "the European Union's" -> "European Union", "ofNew Labour" -> "New Labour".
+    Memoised: each mention's surface is normalised several times."""
     text = " ".join(text.split())
     words = text.split(" ")
     while len(words) > 1 and words[0].lower() in _DETERMINERS:
@@ -425,9 +427,9 @@ def _role_then_name(span: Span) -> bool:
     """A non-person span made of role words and then exactly two name words ("Broadcaster
     Adrian Chiles", "Chairman Tom Brennan"): small models label such spans ORG; an
     organisation's name neither opens with a role noun nor ends with a first name + surname."""
-    words = [t.text for t in span]
-    if len(words) < 3 or span.ent_id_:
+    if len(span) < 3 or span.ent_id_:
         return False
+    words = [t.text for t in span]
     roles = leading_title_count(words)
     if roles == 0 or len(words) - roles != 2 or words[0].islower():
         return False
@@ -521,6 +523,17 @@ def _is_place_name(text: str) -> bool:
     return canonical_place(text) is not None or gazetteer_place(text) is not None
 
 
+def _two_letters(text: str) -> bool:
+    """``sum(c.isalpha() for c in text) >= 2``, stopping at the second letter."""
+    letters = 0
+    for char in text:
+        if char.isalpha():
+            letters += 1
+            if letters == 2:
+                return True
+    return False
+
+
 def _mention(span: Span) -> _Mention | None:
     """A trimmed mention of a known type, or None for dropped labels and junk spans."""
     etype = LABEL_TYPES.get(span.label_)
@@ -532,7 +545,7 @@ def _mention(span: Span) -> _Mention | None:
         return None
     if etype in ("organization", "misc", "location") and _role_then_name(span):
         etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
-    elif etype in ("misc", "location") and not span.ent_id_:
+    elif etype in ("misc", "location") and not span.ent_id_ and len(span) >= 2:
         words = [t.text for t in span if t.lower_ not in _DETERMINERS]
         if _is_club(words, place_heads=etype != "location"):
             etype = "organization"  # "Dynamo Kyiv" labelled LOC: a club named after its city
@@ -544,13 +557,16 @@ def _mention(span: Span) -> _Mention | None:
     if etype == "person":
         span = span.doc[_extend_first_name(span) : span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
-    if trimmed is None or sum(c.isalpha() for c in trimmed.text) < 2:
+    if trimmed is None:
         return None
-    start_char = trimmed.start_char
-    glued = _GLUE.match(trimmed.text)
+    trimmed_text = trimmed.text  # (a Span's text joins its tokens anew on each use)
+    if not _two_letters(trimmed_text):
+        return None
+    start_char = trimmed_start = trimmed.start_char
+    glued = _GLUE.match(trimmed_text)
     if glued:
         start_char += len(glued.group(0))
-    text = trimmed.text[start_char - trimmed.start_char :]  # (Doc.text joins every token: slow)
+    text = trimmed_text[start_char - trimmed_start :]  # (Doc.text joins every token: slow)
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
     if (
@@ -573,16 +589,16 @@ def _mention(span: Span) -> _Mention | None:
     if span.ent_id_:
         mention.place = span.ent_id_
     elif etype == "location":
-        mention.place = canonical_place(trimmed.text)
+        mention.place = canonical_place(trimmed_text)
         if mention.place is None:
-            mention.city = gazetteer_place(trimmed.text)
+            mention.city = gazetteer_place(trimmed_text)
     elif etype == "person":
         mention.person = split_person(text)
         if mention.person is None:
             return None
         mention.roles = roles_of(span.doc, trimmed.start, trimmed.end)
     if mention.place is None and len(trimmed) == 1:
-        mention.plural_of = place_plural(trimmed.text)
+        mention.plural_of = place_plural(trimmed_text)
         given = _given_name_before(span.doc, trimmed.start)
         mention.given = fold_word(given) if given else ""
         person = mention.person
@@ -742,6 +758,11 @@ _LEGAL_FORMS = frozenset(
 """Company legal forms: a word no person's name contains ("Heinl's Nursery Inc")."""
 
 
+@lru_cache(maxsize=1)
+def _possessive_ids() -> np.ndarray:
+    return _ids(_POSSESSIVE_MARKS)
+
+
 def _rarely_lowercase(word: str) -> bool:
     """A word written lowercase in under a tenth of its corpus uses (names, not common nouns
     such as "Finance" or "Holdings"); an unseen word counts as rare."""
@@ -780,7 +801,15 @@ def _article_mentions(doc: Doc, text: str | None = None) -> list[_Mention]:
     """The mentions of one parsed body; ``text`` is ``doc.text`` when the caller has it (building
     ``doc.text`` joins every token)."""
     text = doc.text if text is None else text
-    spans = [part for span in doc.ents for part in _split_possessive(span)]
+    marks = _positions(doc.to_array(ORTH), _possessive_ids())
+    spans = [
+        part
+        for span in doc.ents
+        # a span can be split only at a possessive mark inside it
+        for part in (
+            _split_possessive(span) if any(span.start < i < span.end - 1 for i in marks) else [span]
+        )
+    ]
     mentions = [m for m in (_mention(span) for span in spans) if m is not None]
     mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
     _extend_group_names(doc, mentions, text)

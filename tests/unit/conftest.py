@@ -28,7 +28,7 @@ def _fresh_memo_caches_under_mutation():
     caches: a value the clean run cached would hide the mutant of the function that computed it."""
     if os.environ.get("MUTANT_UNDER_TEST"):
         from pipeline.query import analysis
-        from pipeline.stages import dedupe, names
+        from pipeline.stages import dedupe, entities, names
 
         for cached in (
             analysis.stem,
@@ -36,6 +36,7 @@ def _fresh_memo_caches_under_mutation():
             analysis._normalize_word,
             names.place_table,
             names.fold_word,
+            entities.normalise_surface,
         ):
             cached.cache_clear()
         dedupe._STRIP.clear()
