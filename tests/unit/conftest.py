@@ -36,6 +36,11 @@ def _fresh_memo_caches_under_mutation():
             analysis._normalize_word,
             names.place_table,
             names.fold_word,
+            names.is_role_word,
+            names.split_person,
+            names.place_plural,
+            names.gazetteer_place,
+            names.canonical_place,
             entities.normalise_surface,
         ):
             cached.cache_clear()
