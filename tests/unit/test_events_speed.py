@@ -108,3 +108,37 @@ def test_matcher_positions_for_a_span_are_relative_to_the_span(nlp):
     span = doc[3:]
     keys = [(s, e) for _, s, e in _matcher(doc.vocab)(span)]
     assert (quake - 3, quake - 2) in keys
+
+
+@pytest.mark.parametrize(
+    "op, expected",
+    [
+        (None, (1, 1)),
+        ("1", (1, 1)),
+        ("?", (0, 1)),
+        ("{0,3}", (0, 3)),
+        ("{2}", (2, 2)),
+        ("{,2}", (0, 2)),
+        ("{1,}", (1, float("inf"))),
+        ("+", (1, float("inf"))),
+        ("*", (0, float("inf"))),
+    ],
+)
+def test_pattern_token_repeats(op, expected):
+    from pipeline.stages.events import _repeats
+
+    assert _repeats({"LOWER": "x"} if op is None else {"LOWER": "x", "OP": op}) == expected
+
+
+def test_body_text_is_the_doc_text(nlp):
+    """The entity stage reads the parsed body instead of rebuilding doc.text; a doc of another
+    length than the body falls back to doc.text."""
+    from pipeline.stages.entities import _body_text
+    from schemas.models import CleanArticle
+
+    body = "Officials in Paris said  the talks would resume.\n"
+    doc = parse(nlp, [body], 1)[0]
+    article = CleanArticle.model_construct(body=body)
+    assert _body_text(article, doc) == doc.text == body
+    other = parse(nlp, ["Something else."], 1)[0]
+    assert _body_text(article, other) == other.text
