@@ -28,7 +28,7 @@ def _fresh_memo_caches_under_mutation():
     caches: a value the clean run cached would hide the mutant of the function that computed it."""
     if os.environ.get("MUTANT_UNDER_TEST"):
         from pipeline.query import analysis
-        from pipeline.stages import dedupe, entities, names
+        from pipeline.stages import dedupe, entities, events, names
 
         for cached in (
             analysis.stem,
@@ -42,6 +42,7 @@ def _fresh_memo_caches_under_mutation():
             names.gazetteer_place,
             names.canonical_place,
             entities.normalise_surface,
+            events._anchor_plan,
         ):
             cached.cache_clear()
         dedupe._STRIP.clear()
