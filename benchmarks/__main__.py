@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
     "dedupe": (["--limit", "1500", "--samples", "3"], [], 90),
     "stages": (["--limit", "120"], ["--limit", "2000"], 150),
     "components": (["--articles", "60", "--rounds", "1"], ["--model", "en_core_web_sm"], 150),
+    "enrich_cpu": (["--limit", "120", "--rounds", "1"], [], 150),
     "clean_step": (["--limit", "200", "--rounds", "1"], ["--es", "--ner"], 150),
     "ingest": (["--limit", "2000", "--kafka"], ["--kafka"], 90),
     "quality": (

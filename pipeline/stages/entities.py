@@ -31,7 +31,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, cast
 
+import numpy as np
+from spacy.attrs import IS_TITLE, LOWER, ORTH
 from spacy.language import Language
+from spacy.strings import get_string_id
 from spacy.tokens import Doc, Span, Token
 
 from pipeline.ids import slug
@@ -346,9 +349,11 @@ def gazetteer() -> Gazetteer:
     )
 
 
+@lru_cache(maxsize=1 << 14)
 def normalise_surface(text: str) -> str:
     """A mention's surface without a leading determiner or glued function word and without a
-    possessive: "the European Union's" -> "European Union", "ofNew Labour" -> "New Labour"."""
+    possessive: "the European Union's" -> "European Union", "ofNew Labour" -> "New Labour".
+    Memoised: each mention's surface is normalised several times."""
     text = " ".join(text.split())
     words = text.split(" ")
     while len(words) > 1 and words[0].lower() in _DETERMINERS:
@@ -422,9 +427,9 @@ def _role_then_name(span: Span) -> bool:
     """A non-person span made of role words and then exactly two name words ("Broadcaster
     Adrian Chiles", "Chairman Tom Brennan"): small models label such spans ORG; an
     organisation's name neither opens with a role noun nor ends with a first name + surname."""
-    words = [t.text for t in span]
-    if len(words) < 3 or span.ent_id_:
+    if len(span) < 3 or span.ent_id_:
         return False
+    words = [t.text for t in span]
     roles = leading_title_count(words)
     if roles == 0 or len(words) - roles != 2 or words[0].islower():
         return False
@@ -518,6 +523,17 @@ def _is_place_name(text: str) -> bool:
     return canonical_place(text) is not None or gazetteer_place(text) is not None
 
 
+def _two_letters(text: str) -> bool:
+    """``sum(c.isalpha() for c in text) >= 2``, stopping at the second letter."""
+    letters = 0
+    for char in text:
+        if char.isalpha():
+            letters += 1
+            if letters == 2:
+                return True
+    return False
+
+
 def _mention(span: Span) -> _Mention | None:
     """A trimmed mention of a known type, or None for dropped labels and junk spans."""
     etype = LABEL_TYPES.get(span.label_)
@@ -529,7 +545,7 @@ def _mention(span: Span) -> _Mention | None:
         return None
     if etype in ("organization", "misc", "location") and _role_then_name(span):
         etype = "person"  # "Broadcaster Adrian Chiles" labelled ORG: a titled person
-    elif etype in ("misc", "location") and not span.ent_id_:
+    elif etype in ("misc", "location") and not span.ent_id_ and len(span) >= 2:
         words = [t.text for t in span if t.lower_ not in _DETERMINERS]
         if _is_club(words, place_heads=etype != "location"):
             etype = "organization"  # "Dynamo Kyiv" labelled LOC: a club named after its city
@@ -541,13 +557,16 @@ def _mention(span: Span) -> _Mention | None:
     if etype == "person":
         span = span.doc[_extend_first_name(span) : span.end]
     trimmed = _trim(span, strip_titles=etype == "person")
-    if trimmed is None or sum(c.isalpha() for c in trimmed.text) < 2:
+    if trimmed is None:
         return None
-    start_char = trimmed.start_char
-    glued = _GLUE.match(trimmed.text)
+    trimmed_text = trimmed.text  # (a Span's text joins its tokens anew on each use)
+    if not _two_letters(trimmed_text):
+        return None
+    start_char = trimmed_start = trimmed.start_char
+    glued = _GLUE.match(trimmed_text)
     if glued:
         start_char += len(glued.group(0))
-    text = trimmed.text[start_char - trimmed.start_char :]  # (Doc.text joins every token: slow)
+    text = trimmed_text[start_char - trimmed_start :]  # (Doc.text joins every token: slow)
     if not span.ent_id_:
         etype = gazetteer().types.get(normalise_surface(text).casefold(), etype)
     if (
@@ -570,16 +589,16 @@ def _mention(span: Span) -> _Mention | None:
     if span.ent_id_:
         mention.place = span.ent_id_
     elif etype == "location":
-        mention.place = canonical_place(trimmed.text)
+        mention.place = canonical_place(trimmed_text)
         if mention.place is None:
-            mention.city = gazetteer_place(trimmed.text)
+            mention.city = gazetteer_place(trimmed_text)
     elif etype == "person":
         mention.person = split_person(text)
         if mention.person is None:
             return None
         mention.roles = roles_of(span.doc, trimmed.start, trimmed.end)
     if mention.place is None and len(trimmed) == 1:
-        mention.plural_of = place_plural(trimmed.text)
+        mention.plural_of = place_plural(trimmed_text)
         given = _given_name_before(span.doc, trimmed.start)
         mention.given = fold_word(given) if given else ""
         person = mention.person
@@ -662,16 +681,42 @@ def _given_name_before(doc: Doc, index: int) -> str:
     return before.text
 
 
+def _ids(words: Iterable[str]) -> np.ndarray:
+    """The sorted string ids of ``words``, for :func:`_positions`."""
+    return np.array(sorted({get_string_id(w) for w in words if w}), dtype=np.uint64)
+
+
+def _positions(column: np.ndarray, ids: np.ndarray) -> list[int]:
+    """Indices of the tokens whose attribute value (``column``, from ``Doc.to_array``) is one of
+    ``ids`` (sorted): the few tokens worth a Token object."""
+    if not len(ids) or not len(column):
+        return []
+    found = np.minimum(np.searchsorted(ids, column), len(ids) - 1)
+    result: list[int] = np.flatnonzero(ids[found] == column).tolist()
+    return result
+
+
+@lru_cache(maxsize=1)
+def _speech_verb_ids() -> np.ndarray:
+    return _ids(SPEECH_VERBS)
+
+
+def _before_speech_verbs(doc: Doc) -> list[int]:
+    """Indices of the tokens followed by a speech verb (lowercased), in order."""
+    return [i - 1 for i in _positions(doc.to_array(LOWER), _speech_verb_ids()) if i > 0]
+
+
 def _untagged_speakers(doc: Doc) -> list[_Mention]:
     """Capitalised words the NER left untagged in a speaker slot ("Nakasone told a news
     conference ..."): candidates only. Such a word becomes a person mention when it is the
     surname of a person the registry (or the article) knows; otherwise it is dropped
     (see :func:`_resolve_persons`). Common words ("Officials said") and roles never qualify."""
     found = []
-    for i, token in enumerate(doc[:-1]):
+    for i in _before_speech_verbs(doc):
+        token = doc[i]
         if token.ent_type_ or not (token.is_title and token.is_alpha and len(token) >= 3):
             continue
-        if doc[i + 1].lower_ not in SPEECH_VERBS or is_role_word(token.text):
+        if is_role_word(token.text):
             continue
         casing = word_casing(token.text)
         if casing.lower >= 3 and casing.lower >= casing.capitalised:
@@ -713,6 +758,11 @@ _LEGAL_FORMS = frozenset(
 """Company legal forms: a word no person's name contains ("Heinl's Nursery Inc")."""
 
 
+@lru_cache(maxsize=1)
+def _possessive_ids() -> np.ndarray:
+    return _ids(_POSSESSIVE_MARKS)
+
+
 def _rarely_lowercase(word: str) -> bool:
     """A word written lowercase in under a tenth of its corpus uses (names, not common nouns
     such as "Finance" or "Holdings"); an unseen word counts as rare."""
@@ -747,20 +797,31 @@ def _split_possessive(span: Span) -> list[Span]:
     return [owner, Span(span.doc, mark + 1, span.end, label="PERSON")]
 
 
-def _article_mentions(doc: Doc) -> list[_Mention]:
-    spans = [part for span in doc.ents for part in _split_possessive(span)]
+def _article_mentions(doc: Doc, text: str | None = None) -> list[_Mention]:
+    """The mentions of one parsed body; ``text`` is ``doc.text`` when the caller has it (building
+    ``doc.text`` joins every token)."""
+    text = doc.text if text is None else text
+    marks = _positions(doc.to_array(ORTH), _possessive_ids())
+    spans = [
+        part
+        for span in doc.ents
+        # a span can be split only at a possessive mark inside it
+        for part in (
+            _split_possessive(span) if any(span.start < i < span.end - 1 for i in marks) else [span]
+        )
+    ]
     mentions = [m for m in (_mention(span) for span in spans) if m is not None]
     mentions = sorted(mentions + _untagged_speakers(doc), key=lambda m: m.start)
-    _extend_group_names(doc, mentions)
+    _extend_group_names(doc, mentions, text)
     _settle_plural_places(mentions)
     _short_forms_of_organisations(mentions)
     _people_of_the_same_family(doc, mentions)
     _agree_types(mentions)
-    _link_acronyms(doc.text, mentions)
+    _link_acronyms(text, mentions)
     return mentions
 
 
-def _extend_group_names(doc: Doc, mentions: list[_Mention]) -> None:
+def _extend_group_names(doc: Doc, mentions: list[_Mention], text: str) -> None:
     """A group mention that is a plural member noun ("Democrats", "Socialists") takes the
     capitalised word right before it when that word is part of the name: mid-sentence (or, at a
     sentence start, a word news writes capitalised), untagged or a one-word group/misc mention
@@ -793,7 +854,7 @@ def _extend_group_names(doc: Doc, mentions: list[_Mention]) -> None:
         if own is not None and own.start == prev.idx:
             mentions.remove(own)
         m.start = prev.idx
-        m.text = doc.text[m.start : m.end]
+        m.text = text[m.start : m.end]
 
 
 def _short_forms_of_organisations(mentions: list[_Mention]) -> None:
@@ -864,7 +925,8 @@ def _people_of_the_same_family(doc: Doc, mentions: list[_Mention]) -> None:
     if not short:
         return
     given: dict[str, set[str]] = {}
-    for token in doc:
+    for i in _positions(doc.to_array(ORTH), _ids(short)):
+        token = doc[i]
         if token.text in short:
             before = _given_name_before(doc, token.i)
             if before:
@@ -1462,7 +1524,8 @@ def _recall_surnames(doc: Doc, mentions: list[_Mention]) -> list[_Mention]:
         return mentions
     taken = [(m.start, m.end) for m in mentions]
     recalled = []
-    for i, token in enumerate(doc):
+    for i in np.flatnonzero(doc.to_array(IS_TITLE)).tolist():
+        token = doc[i]
         if not token.is_title or fold_word(token.text) not in persons:
             continue
         if any(start < token.idx + len(token) and token.idx < end for start, end in taken):
@@ -1522,6 +1585,12 @@ def _entities(body: str, mentions: list[_Mention]) -> list[Entity]:
     ]
 
 
+def _body_text(article: CleanArticle, doc: Doc) -> str:
+    """``doc.text`` without joining the tokens: the body it was parsed from (checked by length)."""
+    length = doc[-1].idx + len(doc[-1].text_with_ws) if len(doc) else 0
+    return article.body if len(article.body) == length else doc.text
+
+
 def extract_entities(
     articles: Sequence[CleanArticle], docs: Sequence[Doc], registry: EntityRegistry
 ) -> list[list[Entity]]:
@@ -1532,7 +1601,7 @@ def extract_entities(
     """
     if len(articles) != len(docs):
         raise ValueError(f"{len(articles)} articles but {len(docs)} docs")
-    per_article = [_article_mentions(doc) for doc in docs]
+    per_article = [_article_mentions(doc, _body_text(a, doc)) for a, doc in zip(articles, docs)]
     _resolve_persons(per_article, registry)
     per_article = [_recall_surnames(doc, ms) for doc, ms in zip(docs, per_article)]
     for mentions in per_article:

@@ -18,7 +18,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+from spacy.attrs import IDS
 from spacy.matcher import Matcher
+from spacy.strings import get_string_id
 from spacy.tokens import Doc, Span, Token
 from spacy.vocab import Vocab
 
@@ -136,6 +139,141 @@ def _matcher(vocab: Vocab) -> Matcher:
                 matcher.add(event.name + WEAK, event.weak_patterns)
         _MATCHERS[id(vocab)] = matcher
     return matcher
+
+
+_ANCHOR_ATTRS = ("ORTH", "TEXT", "LOWER", "LEMMA", "NORM")
+"""Token attributes whose required values can anchor a pattern (read with ``Doc.to_array``)."""
+
+
+@dataclass(frozen=True)
+class _AnchorPlan:
+    """Where the Matcher can match at all. Every match of a pattern contains the pattern's anchor:
+    a token it requires whose attribute ``attrs[j]`` has one of a few values. ``values[j]`` are
+    those values' ids (sorted uint64), and ``before[j]``/``after[j]`` the most tokens any pattern
+    anchored on that value can match before/after its anchor token."""
+
+    attrs: tuple[int, ...]
+    values: tuple[Any, ...]
+    before: tuple[Any, ...]
+    after: tuple[Any, ...]
+
+
+def _op(spec: dict[str, Any]) -> str | None:
+    return next((v for k, v in spec.items() if k.upper() == "OP"), None)
+
+
+def _repeats(spec: dict[str, Any]) -> tuple[int, float]:
+    """(min, max) tokens one pattern token takes, from its OP ('!' counted as one token)."""
+    op = _op(spec)
+    if op is None or op in ("1", "!"):
+        return 1, 1
+    if op in ("?", "*", "+"):
+        return (0 if op != "+" else 1), (1 if op == "?" else float("inf"))
+    low, _, high = op[1:-1].partition(",") if "," in op else (op[1:-1], "", op[1:-1])
+    return int(low or 0), (int(high) if high else float("inf"))
+
+
+def _required_values(spec: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """(attribute, values) pairs one of which a token matching ``spec`` must have."""
+    out = []
+    for key, value in spec.items():
+        attr = key.upper()
+        if attr not in _ANCHOR_ATTRS:
+            continue
+        if isinstance(value, dict) and isinstance(value.get("IN"), list):
+            value = value["IN"]
+        values = [value] if isinstance(value, str) else value
+        if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+            out.append(("ORTH" if attr == "TEXT" else attr, tuple(values)))
+    return out
+
+
+def _anchor_score(values: tuple[str, ...]) -> tuple[int, int]:
+    """Lower is likely a rarer anchor: few values, short ones (function words) counting ten,
+    then long values."""
+    return sum(10 if len(v) <= 3 else 1 for v in values), -min(len(v) for v in values)
+
+
+@lru_cache(maxsize=1)
+def _anchor_plan() -> _AnchorPlan | None:
+    """The anchors of the taxonomy's patterns, or None when some pattern has no anchor or no
+    bounded length (then only a whole-doc match is sure to find everything)."""
+    extents: dict[str, dict[str, tuple[int, int]]] = {}  # attr -> value -> (before, after)
+    for event in taxonomy().types.values():
+        for pattern in event.patterns + event.weak_patterns:
+            reps = [_repeats(spec) for spec in pattern]
+            choices = [
+                (_anchor_score(values), k, attr, values)
+                for k, spec in enumerate(pattern)
+                if reps[k][0] >= 1 and _op(spec) != "!"
+                for attr, values in _required_values(spec)
+            ]
+            if not choices or any(high == float("inf") for _, high in reps):
+                return None
+            _, k, attr, values = min(choices, key=lambda c: c[0])
+            before = int(sum(high for _, high in reps[:k]))
+            after = int(sum(high for _, high in reps[k + 1 :]))
+            for value in values:
+                old = extents.setdefault(attr, {}).get(value, (0, 0))
+                extents[attr][value] = (max(old[0], before), max(old[1], after))
+    attrs = sorted(extents)
+    by_id = [sorted((get_string_id(v), ext) for v, ext in extents[a].items()) for a in attrs]
+    return _AnchorPlan(
+        attrs=tuple(IDS[a] for a in attrs),
+        values=tuple(np.array([i for i, _ in ids], dtype=np.uint64) for ids in by_id),
+        before=tuple(np.array([e[0] for _, e in ids], dtype=np.int64) for ids in by_id),
+        after=tuple(np.array([e[1] for _, e in ids], dtype=np.int64) for ids in by_id),
+    )
+
+
+def _whole_doc_matches(doc: Doc) -> list[tuple[int, int, int]]:
+    """The taxonomy Matcher's matches over the whole doc: (match_id, start, end)."""
+    return _matcher(doc.vocab)(doc)
+
+
+def _matches(doc: Doc) -> list[tuple[int, int, int]]:
+    """Exactly :func:`_whole_doc_matches` (same matches, same order), from the Matcher run only on
+    the stretches of the doc around anchor tokens (see :class:`_AnchorPlan`).
+
+    Every match lies in the window [anchor - before, anchor + after] of its pattern's anchor, so
+    the merged (disjoint) windows hold all matches, each in one window. Positions the Matcher gives for a
+    Span are relative to the Span. It reports matches in the order its states complete them,
+    and a state's fate depends only on the tokens it has read, so a window's matches come in
+    the whole-doc order, and windows in document order keep it across windows. Each window ends
+    one token past its last possible match, so a match that ends a window is reported as it is
+    in the whole doc (when the next token is read, not by the end-of-doc pass)."""
+    plan = _anchor_plan()
+    matcher = _matcher(doc.vocab)
+    n = len(doc)
+    if plan is None:
+        return _whole_doc_matches(doc)
+    columns = doc.to_array(list(plan.attrs)).reshape(n, len(plan.attrs))
+    lo = np.full(n, n, dtype=np.int64)  # window of each token: [lo, hi), empty if not an anchor
+    hi = np.zeros(n, dtype=np.int64)
+    positions = np.arange(n, dtype=np.int64)
+    for j, values in enumerate(plan.values):
+        column = columns[:, j]
+        found = np.minimum(np.searchsorted(values, column), len(values) - 1)
+        hit = values[found] == column
+        lo = np.where(hit, np.minimum(lo, positions - plan.before[j][found]), lo)
+        hi = np.where(hit, np.maximum(hi, positions + plan.after[j][found] + 2), hi)
+    anchors = np.flatnonzero(hi)
+    windows: list[list[int]] = []
+    for start, end in sorted(zip(lo[anchors].tolist(), hi[anchors].tolist())):
+        start, end = max(0, start), min(n, end)
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    if not windows:
+        # nothing to match; the Matcher still checks the annotation it needs (an empty Span)
+        return matcher(doc[0:0])
+    if windows == [[0, n]]:
+        return _whole_doc_matches(doc)
+    out: list[tuple[int, int, int]] = []
+    for start, end in windows:
+        out.extend((key, start + s, start + e) for key, s, e in matcher(doc[start:end]))
+    return out
 
 
 def _negated(span: Span, window: int, negators: frozenset[str]) -> bool:
@@ -269,7 +407,7 @@ def _trigger_sentences(doc: Doc) -> dict[str, list[Span]]:
     found: dict[str, dict[int, Span]] = {}
     pending: dict[str, dict[int, Span]] = {}
     strong: set[str] = set()
-    for match_id, start, end in _matcher(doc.vocab)(doc):
+    for match_id, start, end in _matches(doc):
         key = doc.vocab.strings[match_id]
         weak = key.endswith(WEAK)
         name = key[: -len(WEAK)] if weak else key

