@@ -78,9 +78,44 @@ MIN_LETTERS = 40
 A Chinese, Japanese or Korean character counts as four: each carries about a word."""
 
 ENGLISH_MARKERS = frozenset(
-    "the and that with from which would could should their there they them than what when "
-    "where who this these those been were has its into about after said says not but while "
-    "because other such".split()
+    [
+        "the",
+        "and",
+        "that",
+        "with",
+        "from",
+        "which",
+        "would",
+        "could",
+        "should",
+        "their",
+        "there",
+        "they",
+        "them",
+        "than",
+        "what",
+        "when",
+        "where",
+        "who",
+        "this",
+        "these",
+        "those",
+        "been",
+        "were",
+        "has",
+        "its",
+        "into",
+        "about",
+        "after",
+        "said",
+        "says",
+        "not",
+        "but",
+        "while",
+        "because",
+        "other",
+        "such",
+    ]
 )
 """English function words that are not (common) words of the other :data:`NEWS_LANGUAGES`
 (so not "to", "in", "a", "on", "is", "was", "for", "at", "by", "will", "of", "also"...)."""
