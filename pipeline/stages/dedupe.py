@@ -58,7 +58,8 @@ Across workers (concurrent claims)
     :meth:`FingerprintStore.claim_bands`), and learns which texts stood before it. Two near
     copies X and Y share a set S of band keys (at Jaccard 0.8, 0.9: about 13, 21 of 32;
     none with probability below 1e-6); each key of S orders them, so each sees the other in
-    the keys where the other came first, and knows S from the other's signature. Then:
+    the keys where the other came first, and knows S from the other's signature (read from
+    the other's record, claimed before its band lists). Then:
 
     - the other came first in every key of S: I came second everywhere and yield (I am its
       near duplicate); the other does not see me at all and stays new;
@@ -404,10 +405,11 @@ class Deduper:
         ]
         if not new:
             return
-        before = self._without_forgotten(self.store.claim_bands([v.item.entry() for v in new]))
+        before, listed = self._listed(self.store.claim_bands([v.item.entry() for v in new]))
         owners: dict[str, str] = {}
         for verdict in new:
-            winner = self._yields_to(verdict.item, before.get(verdict.item.sig.fingerprint, {}))
+            fp = verdict.item.sig.fingerprint
+            winner = self._yields_to(verdict.item, before.get(fp, {}), listed)
             if winner is not None:
                 entry, score = winner
                 verdict.kind, verdict.similarity, verdict.of_article = (
@@ -415,35 +417,38 @@ class Deduper:
                     score,
                     entry.article_id,
                 )
-                fp = verdict.item.sig.fingerprint
                 claimed[fp] = replace(claimed[fp], article_id=entry.article_id)
                 owners[fp] = entry.article_id
         self.store.reassign(owners)
 
-    def _without_forgotten(self, before: BandsBefore) -> BandsBefore:
-        """``before`` without the texts whose record is gone: band lists outlive the records
-        the dedupe window forgets, and a forgotten text is nobody's original. One lookup,
-        only when some text stood before another in a list (near copies; rare)."""
+    def _listed(self, before: BandsBefore) -> tuple[BandsBefore, dict[str, bytes]]:
+        """``before`` without the texts whose record is gone, and the signatures of the texts
+        it names (read from their records: band lists name texts, not signatures). Band lists
+        outlive the records the dedupe window forgets, and a forgotten text is nobody's
+        original. One lookup, only when some text stood before another in a list (near copies;
+        rare)."""
         listed = {
             e.fingerprint for keys in before.values() for entries in keys.values() for e in entries
         }
         if not listed:
-            return before
-        alive = self.store.known(sorted(listed))
-        if alive >= listed:
-            return before
-        return {
+            return before, {}
+        signatures = self.store.signatures(sorted(listed))
+        if signatures.keys() >= listed:
+            return before, signatures
+        alive = {
             fp: {
-                key: tuple(e for e in entries if e.fingerprint in alive)
+                key: tuple(e for e in entries if e.fingerprint in signatures)
                 for key, entries in keys.items()
             }
             for fp, keys in before.items()
         }
+        return alive, signatures
 
     def _yields_to(
-        self, item: _Item, before: dict[str, tuple[BandEntry, ...]]
+        self, item: _Item, before: dict[str, tuple[BandEntry, ...]], signatures: dict[str, bytes]
     ) -> tuple[BandEntry, float] | None:
-        """The most similar near copy this text yields to, with the similarity, or None."""
+        """The most similar near copy this text yields to, with the similarity, or None
+        (``signatures``: of the texts the band lists name)."""
         own_id, own_fp = item.article.id, item.sig.fingerprint
         seen: dict[str, tuple[BandEntry, set[str]]] = {}  # fingerprint -> (entry, keys it led)
         for key, entries in before.items():
@@ -452,7 +457,9 @@ class Deduper:
                     seen.setdefault(entry.fingerprint, (entry, set()))[1].add(key)
         best: tuple[BandEntry, float] | None = None
         for fp, (entry, led) in seen.items():
-            other = np.frombuffer(entry.minhash, _HASH_DTYPE)
+            other = np.frombuffer(signatures[fp], _HASH_DTYPE)
+            if len(other) != NUM_PERM:  # not a signature: not a near copy
+                continue
             score = similarity(item.sig.minhash, other)
             if score < self.threshold:
                 continue

@@ -18,7 +18,13 @@ of its band keys, atomically per key (Elasticsearch: one document ``_id = "band:
 written with ``if_seq_no``/``if_primary_term`` and retried on a conflict), and returns what
 stood before it in each list. Appending twice is a no-op that returns the same answer, so a
 redelivery decides as the first delivery did. A list keeps its ``BAND_LIST_MAX`` latest
-entries (older texts are found by :meth:`FingerprintStore.candidates`).
+entries (older texts are found by :meth:`FingerprintStore.candidates`). An entry names a text
+(fingerprint) and the article that claimed it, not its signature: a text is listed only after
+its record was claimed, and in the rare case a list names an earlier text, the dedupe stage
+reads that text's signature from its record (:meth:`FingerprintStore.signatures`, one lookup
+for the batch, which also tells which listed texts were forgotten). Lists written before this
+format carry each entry's signature too (``minhash``); they are read as they are, and the
+signature is dropped when such a list is next written.
 
 The dedupe window (``forget``, run by ``pipeline.ops.retention``) deletes the records first
 seen before it and the band lists not written since; a list written since may still name a
@@ -76,11 +82,11 @@ class FingerprintEntry:
 
 @dataclass(frozen=True)
 class BandEntry:
-    """One text in a band list: enough to compare signatures and name its article."""
+    """One text in a band list: its fingerprint (its signature is in its record) and the
+    article that claimed it."""
 
     fingerprint: str
     article_id: str
-    minhash: bytes
 
 
 BandsBefore = dict[str, dict[str, tuple[BandEntry, ...]]]
@@ -88,7 +94,7 @@ BandsBefore = dict[str, dict[str, tuple[BandEntry, ...]]]
 
 
 def _entry_of(entry: FingerprintEntry) -> BandEntry:
-    return BandEntry(entry.fingerprint, entry.article_id, entry.minhash)
+    return BandEntry(entry.fingerprint, entry.article_id)
 
 
 def _append(listing: list[BandEntry], entry: BandEntry) -> tuple[tuple[BandEntry, ...], bool]:
@@ -135,6 +141,12 @@ class FingerprintStore(Protocol):
     def known(self, fingerprints: list[str]) -> set[str]:
         """The fingerprints of these that have a record. A band list may still name a text
         whose record the dedupe window forgot (``forget``): such a text is no original."""
+        ...
+
+    def signatures(self, fingerprints: list[str]) -> dict[str, bytes]:
+        """The MinHash signature of each of these fingerprints that has a record (real-time:
+        a record claimed a moment ago by another worker is there); a forgotten text is
+        missing, as in :meth:`known`."""
         ...
 
 
@@ -186,6 +198,10 @@ class InMemoryFingerprintStore:
         with self._lock:
             return {fp for fp in fingerprints if fp in self._entries}
 
+    def signatures(self, fingerprints: list[str]) -> dict[str, bytes]:
+        with self._lock:
+            return {fp: self._entries[fp].minhash for fp in fingerprints if fp in self._entries}
+
     def mark_indexed(self, fingerprints: list[str]) -> None:
         with self._lock:
             for fp in fingerprints:
@@ -223,11 +239,14 @@ class ElasticsearchFingerprintStore:
       is the number of shared bands and the best candidates come first;
       ``candidates_many``: the searches of a whole batch in one ``msearch``.
     - ``mark_indexed``: bulk partial update of ``status``.
-    - ``claim_bands``: one ``mget`` (real-time) of the band-list documents the batch touches,
-      one bulk writing each list back with ``if_seq_no``/``if_primary_term`` (``create`` when
-      it is new); the keys that met a conflict (another worker wrote in between) are read and
-      written again until none is left. Every text of the batch under one key goes in one
-      write, in batch order.
+    - ``claim_bands``: one bulk that creates the list of every band key the batch touches
+      (most band keys are new: no read first), then, for the keys whose list exists (a
+      ``create`` conflict), one ``mget`` (real-time) of those lists and one bulk writing each
+      changed list back with ``if_seq_no``/``if_primary_term``; keys that meet a conflict again
+      (another worker wrote in between) are read and written again until none is left. A list
+      the batch does not change (a redelivery: its texts are listed already) is not written.
+      Every text of the batch under one key goes in one write, in batch order.
+    - ``signatures``: one ``mget`` (real-time) of the records' ``minhash`` fields.
     - ``reassign``: bulk partial update of ``article_id``.
     """
 
@@ -321,13 +340,13 @@ class ElasticsearchFingerprintStore:
                 pending.setdefault(key, []).append(_entry_of(entry))
         before: BandsBefore = {entry.fingerprint: {} for entry in entries}
         written_at = datetime.now(UTC).isoformat()
+        docs: dict[str, dict[str, Any]] = {}  # key -> its list as read; unread: try to create
         while pending:
-            ids = [BAND_DOC_PREFIX + key for key in pending]
-            docs = self.es.mget(index=self.index, ids=ids)["docs"]
             operations: list[dict[str, Any]] = []
             written: list[str] = []
-            for (key, new), doc in zip(pending.items(), docs, strict=True):
-                found = bool(doc.get("found"))
+            for key, new in pending.items():
+                doc = docs.get(key)
+                found = doc is not None and bool(doc.get("found"))
                 listing = [_band_from_doc(e) for e in doc["_source"]["entries"]] if found else []
                 changed = False
                 for band in new:
@@ -337,6 +356,7 @@ class ElasticsearchFingerprintStore:
                     continue
                 action: dict[str, Any] = {"_index": self.index, "_id": BAND_DOC_PREFIX + key}
                 if found:
+                    assert doc is not None
                     action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
                 body = {
                     "band": key,
@@ -351,11 +371,17 @@ class ElasticsearchFingerprintStore:
             conflicts: dict[str, list[BandEntry]] = {}
             for key, item in zip(written, response["items"], strict=True):
                 result = next(iter(item.values()))
-                if result["status"] == 409:  # another worker wrote this list first: read again
+                if result["status"] == 409:  # the list exists, or another worker wrote it first
                     conflicts[key] = pending[key]
+                elif is_transient_item(result):
+                    raise ServerBusy(f"claim band {key}: {result.get('error')}")
                 elif result["status"] not in (200, 201):
                     raise FingerprintStoreError(f"claim band {key}: {result.get('error')}")
             pending = conflicts
+            if pending:
+                ids = [BAND_DOC_PREFIX + key for key in pending]
+                read = self.es.mget(index=self.index, ids=ids)["docs"]
+                docs = dict(zip(pending, read, strict=True))
         return before
 
     def reassign(self, owners: dict[str, str]) -> None:
@@ -391,6 +417,18 @@ class ElasticsearchFingerprintStore:
         ]
         return {doc["_id"] for doc in docs if doc.get("found")}
 
+    def signatures(self, fingerprints: list[str]) -> dict[str, bytes]:
+        if not fingerprints:
+            return {}
+        docs = self.es.mget(
+            index=self.index, ids=list(dict.fromkeys(fingerprints)), source_includes=["minhash"]
+        )["docs"]
+        return {
+            doc["_id"]: base64.b64decode(doc["_source"]["minhash"])
+            for doc in docs
+            if doc.get("found")
+        }
+
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
         """The stored records of these fingerprints (all must exist)."""
         if not fingerprints:
@@ -417,15 +455,13 @@ def _to_doc(entry: FingerprintEntry) -> dict[str, Any]:
 
 
 def _band_to_doc(entry: BandEntry) -> dict[str, str]:
-    return {
-        "fingerprint": entry.fingerprint,
-        "article_id": entry.article_id,
-        "minhash": base64.b64encode(entry.minhash).decode("ascii"),
-    }
+    return {"fingerprint": entry.fingerprint, "article_id": entry.article_id}
 
 
 def _band_from_doc(doc: dict[str, str]) -> BandEntry:
-    return BandEntry(doc["fingerprint"], doc["article_id"], base64.b64decode(doc["minhash"]))
+    """An entry of a band list; one written before signatures left the lists also has a
+    ``minhash``, which is not needed (the record has it)."""
+    return BandEntry(doc["fingerprint"], doc["article_id"])
 
 
 def _from_doc(doc: dict[str, Any]) -> FingerprintEntry:
