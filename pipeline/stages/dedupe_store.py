@@ -35,11 +35,12 @@ copy of an article older than the window is new again, like its exact copy.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from elasticsearch import Elasticsearch
 
@@ -60,6 +61,10 @@ BAND_DOC_PREFIX = "band:"
 BAND_UPDATED_FIELD = "updated_at"
 """When a band-list document was last written: retention deletes a list not written for the
 dedupe window (every text it names was forgotten with its record)."""
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for the band-list lines (``json.dumps`` with options builds one per call)."""
 
 
 class FingerprintStoreError(RuntimeError):
@@ -336,46 +341,63 @@ class ElasticsearchFingerprintStore:
     def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
         pending: dict[str, list[BandEntry]] = {}
         for entry in entries:
+            band = _entry_of(entry)
             for key in entry.bands:
-                pending.setdefault(key, []).append(_entry_of(entry))
+                pending.setdefault(key, []).append(band)
         before: BandsBefore = {entry.fingerprint: {} for entry in entries}
-        written_at = datetime.now(UTC).isoformat()
+        # the bulk body is written here as NDJSON lines, each entry encoded once (not once per
+        # key of its text, ~2,000 list writes a batch); band keys need no escaping
+        encoded: dict[BandEntry, str] = {}
+        written_at = _JSON.encode(datetime.now(UTC).isoformat())
+        index = _JSON.encode(self.index)
         docs: dict[str, dict[str, Any]] = {}  # key -> its list as read; unread: try to create
         while pending:
-            operations: list[dict[str, Any]] = []
+            lines: list[str] = []
             written: list[str] = []
             for key, new in pending.items():
                 doc = docs.get(key)
-                found = doc is not None and bool(doc.get("found"))
-                listing = [_band_from_doc(e) for e in doc["_source"]["entries"]] if found else []
-                changed = False
-                for band in new:
-                    before[band.fingerprint][key], appended = _append(listing, band)
-                    changed |= appended
-                if not changed:
-                    continue
-                action: dict[str, Any] = {"_index": self.index, "_id": BAND_DOC_PREFIX + key}
-                if found:
-                    assert doc is not None
-                    action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
-                body = {
-                    "band": key,
-                    "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]],
-                    BAND_UPDATED_FIELD: written_at,
-                }
-                operations += [{"index" if found else "create": action}, body]
+                if doc is not None and doc.get("found"):
+                    listing = [_band_from_doc(e) for e in doc["_source"]["entries"]]
+                    changed = False
+                    for band in new:
+                        before[band.fingerprint][key], appended = _append(listing, band)
+                        changed |= appended
+                    if not changed:
+                        continue
+                    lines.append(
+                        f'{{"index":{{"_index":{index},"_id":"{BAND_DOC_PREFIX}{key}",'
+                        f'"if_seq_no":{int(doc["_seq_no"])},'
+                        f'"if_primary_term":{int(doc["_primary_term"])}}}}}'
+                    )
+                else:  # a new list (the common case): the batch's texts in batch order
+                    listing = []
+                    for band in new:
+                        before[band.fingerprint][key], _ = _append(listing, band)
+                    lines.append(
+                        f'{{"create":{{"_index":{index},"_id":"{BAND_DOC_PREFIX}{key}"}}}}'
+                    )
+                for band in listing[-BAND_LIST_MAX:]:
+                    if band not in encoded:
+                        encoded[band] = _JSON.encode(_band_to_doc(band))
+                listed = ",".join(encoded[band] for band in listing[-BAND_LIST_MAX:])
+                lines.append(
+                    f'{{"band":"{key}","entries":[{listed}],"{BAND_UPDATED_FIELD}":{written_at}}}'
+                )
                 written.append(key)
-            if not operations:
+            if not lines:
                 break
-            response = self.es.bulk(operations=operations)
+            response = self.es.bulk(operations=cast(Any, lines))
             conflicts: dict[str, list[BandEntry]] = {}
             for key, item in zip(written, response["items"], strict=True):
                 result = next(iter(item.values()))
-                if result["status"] == 409:  # the list exists, or another worker wrote it first
+                status = result["status"]
+                if status in (200, 201):
+                    continue
+                if status == 409:  # the list exists, or another worker wrote it first
                     conflicts[key] = pending[key]
                 elif is_transient_item(result):
                     raise ServerBusy(f"claim band {key}: {result.get('error')}")
-                elif result["status"] not in (200, 201):
+                else:
                     raise FingerprintStoreError(f"claim band {key}: {result.get('error')}")
             pending = conflicts
             if pending:
