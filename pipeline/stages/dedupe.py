@@ -275,6 +275,16 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
+def min_shared_bands(threshold: float) -> int:
+    """The fewest band keys a text shares with any text similar to it at ``threshold`` or
+    more (as :func:`similarity` estimates it): it has at most ``NUM_PERM - k`` unequal values,
+    ``k`` the fewest equal values reaching the threshold, and each spoils at most one band.
+    So a stored text sharing fewer bands can never be a near duplicate, and the candidate
+    search leaves it out (at 0.8: 103 equal values, at most 25 unequal, at least 7 bands)."""
+    equal = next(k for k in range(NUM_PERM + 1) if k / NUM_PERM >= threshold)
+    return max(1, BANDS - (NUM_PERM - equal))
+
+
 @dataclass(frozen=True)
 class Signature:
     """What dedupe computes for one text."""
@@ -380,6 +390,7 @@ class Deduper:
             raise ValueError(f"threshold must be in (0, 1], not {threshold}")
         self.store = store
         self.threshold = threshold
+        self.min_shared = min_shared_bands(threshold)
 
     def check(self, articles: list[CleanArticle]) -> list[DedupeResult]:
         """One result per article, in order. New articles are claimed in the store."""
@@ -470,7 +481,7 @@ class Deduper:
 
     def _candidates(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
         """The stored candidates of every text of the batch, in one round trip."""
-        return self.store.candidates_many(band_key_lists)
+        return self.store.candidates_many(band_key_lists, self.min_shared)
 
     def _judge(self, item: _Item, batch: _Batch, stored: list[FingerprintEntry]) -> _Verdict:
         """Provisional verdict on one article against the store (its candidates ``stored``)

@@ -120,12 +120,14 @@ class FingerprintStore(Protocol):
         fingerprint, the record now stored (an earlier one when another article was first)."""
         ...
 
-    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
-        """Records sharing at least one band key, most shared bands first, at most
-        ``MAX_CANDIDATES``."""
+    def candidates(self, band_keys: list[str], min_shared: int = 1) -> list[FingerprintEntry]:
+        """Records sharing at least ``min_shared`` of these band keys, most shared bands first,
+        at most ``MAX_CANDIDATES``."""
         ...
 
-    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+    def candidates_many(
+        self, band_key_lists: list[list[str]], min_shared: int = 1
+    ) -> list[list[FingerprintEntry]]:
         """:meth:`candidates` for several texts at once (one round trip for a batch)."""
         ...
 
@@ -182,13 +184,19 @@ class InMemoryFingerprintStore:
                 stored[entry.fingerprint] = self._entries[entry.fingerprint]
         return stored
 
-    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+    def candidates(self, band_keys: list[str], min_shared: int = 1) -> list[FingerprintEntry]:
         with self._lock:
             shared = Counter(fp for key in set(band_keys) for fp in self._by_band.get(key, ()))
-            return [self._entries[fp] for fp, _ in shared.most_common(MAX_CANDIDATES)]
+            return [
+                self._entries[fp]
+                for fp, count in shared.most_common(MAX_CANDIDATES)
+                if count >= min_shared
+            ]
 
-    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
-        return [self.candidates(keys) for keys in band_key_lists]
+    def candidates_many(
+        self, band_key_lists: list[list[str]], min_shared: int = 1
+    ) -> list[list[FingerprintEntry]]:
+        return [self.candidates(keys, min_shared) for keys in band_key_lists]
 
     def forget(self, before: datetime) -> int:
         """Drop the records first seen before ``before`` (the dedupe window); returns how many."""
@@ -241,7 +249,8 @@ class ElasticsearchFingerprintStore:
       copy arriving before that is caught by the band lists (``claim_bands``, real-time reads),
       as concurrent claims of two workers are; exact copies are caught by the create conflict.
     - ``candidates``: one search, a ``constant_score`` term clause per band key, so the score
-      is the number of shared bands and the best candidates come first;
+      is the number of shared bands and the best candidates come first
+      (``minimum_should_match``: ``min_shared``);
       ``candidates_many``: the searches of a whole batch in one ``msearch``.
     - ``mark_indexed``: bulk partial update of ``status``.
     - ``claim_bands``: one bulk that creates the list of every band key the batch touches
@@ -282,7 +291,7 @@ class ElasticsearchFingerprintStore:
         stored.update(self._get(conflicts))
         return stored
 
-    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+    def candidates(self, band_keys: list[str], min_shared: int = 1) -> list[FingerprintEntry]:
         if not band_keys:
             return []
         should = [
@@ -290,12 +299,14 @@ class ElasticsearchFingerprintStore:
         ]
         response = self.es.search(
             index=self.index,
-            query={"bool": {"should": should, "minimum_should_match": 1}},
+            query={"bool": {"should": should, "minimum_should_match": min_shared}},
             size=MAX_CANDIDATES,
         )
         return [_from_doc(hit["_source"]) for hit in response["hits"]["hits"]]
 
-    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+    def candidates_many(
+        self, band_key_lists: list[list[str]], min_shared: int = 1
+    ) -> list[list[FingerprintEntry]]:
         wanted = [i for i, keys in enumerate(band_key_lists) if keys]
         out: list[list[FingerprintEntry]] = [[] for _ in band_key_lists]
         if not wanted:
@@ -309,7 +320,7 @@ class ElasticsearchFingerprintStore:
             searches += [
                 {"index": self.index},
                 {
-                    "query": {"bool": {"should": should, "minimum_should_match": 1}},
+                    "query": {"bool": {"should": should, "minimum_should_match": min_shared}},
                     "size": MAX_CANDIDATES,
                 },
             ]

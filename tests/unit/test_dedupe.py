@@ -422,3 +422,35 @@ def test_minhash_is_bit_identical_to_datasketch() -> None:
         assert band_keys(got) == band_keys(want) == reference_band_keys(want)
     for text, want in zip(texts[:50], expected[:50], strict=True):
         assert minhash(text).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.85, 0.9, 1.0])
+def test_min_shared_bands_is_the_tight_bound(threshold: float) -> None:
+    """A signature with m values changed, each in another band, shares BANDS - m band keys:
+    the most changes that still reach the threshold leave exactly ``min_shared_bands`` (7 at
+    0.8); a text sharing fewer can never be a near duplicate."""
+    import numpy as np
+
+    from pipeline.stages.dedupe import ROWS, band_keys, min_shared_bands, similarity
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**32, NUM_PERM, dtype=np.uint32)
+    reaching = []
+    for changed in range(BANDS + 1):
+        other = base.copy()
+        other[[band * ROWS for band in range(changed)]] ^= np.uint32(1)  # one value per band
+        shared = len(set(band_keys(base)) & set(band_keys(other)))
+        assert shared == BANDS - changed
+        if similarity(base, other) >= threshold:
+            reaching.append(shared)
+    assert max(1, min(reaching)) == min_shared_bands(threshold)  # at least 1 band: a candidate
+
+
+def test_candidates_leave_out_texts_sharing_too_few_bands(store: InMemoryFingerprintStore) -> None:
+    deduper = Deduper(store)
+    deduper.check(seeds())
+    keys = list(signature(seed_text(0)).bands)
+    few = keys[:3] + [f"b{band:02d}:{'0' * 16}" for band in range(3, BANDS)]
+    assert [e.article_id for e in store.candidates(few)] == [SEEDS[0].name[:3]]
+    assert store.candidates(few, min_shared=4) == []
+    assert store.candidates(keys, min_shared=BANDS)[0].article_id == SEEDS[0].name[:3]
