@@ -397,8 +397,15 @@ class ElasticsearchFingerprintStore:
                 written.append(key)
             if not lines:
                 break
-            response = self.es.bulk(operations=cast(Any, lines))
+            # only what is read back: a created list's full result is ~200 bytes to write
+            # out and parse, ~2,000 times a batch
+            response = self.es.bulk(
+                operations=cast(Any, lines),
+                filter_path=["errors", "items.*.status", "items.*.error"],
+            )
             conflicts: dict[str, list[BandEntry]] = {}
+            if not response.get("errors"):
+                break
             for key, item in zip(written, response["items"], strict=True):
                 result = next(iter(item.values()))
                 status = result["status"]
