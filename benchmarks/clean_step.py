@@ -14,6 +14,14 @@ the same load) of:
   with ``--es`` over a throw-away fingerprints index on NEWS_ES_URL, counting the
   Elasticsearch requests per batch (they must not grow with the batch).
 
+Then where the step's time goes, in ms per article (median of the rounds): language detection
+with lingua on every text (before) and now (obviously English text skips lingua), with the
+share of texts that disagree (must be 0); MinHash with datasketch (before) and now (with the
+share of signatures that differ: must be 0). With ``--es`` also each store call of the dedupe
+(wall and the calling thread's CPU) and what the throw-away index cost Elasticsearch
+(indexing, get and search time from the index stats, which other users of the node do not
+touch).
+
 Then the GIL probe: how much a plain Python thread gets done while the language detection of
 the articles runs as a loop and in lingua's parallel mode; with ``--ner`` also a thread running
 ``nlp.pipe`` (as the enrich agent's thread beside the clean agent's in a worker). A figure, not a
@@ -171,6 +179,89 @@ def gil_probe(texts: list[str], ner_bodies: list[str] | None = None) -> None:
     )
 
 
+def time_parts(texts: list[str], bodies: list[str], rounds: int) -> None:
+    """ms per article of language detection and MinHash, before and now, same texts."""
+    from datasketch import MinHash
+
+    from pipeline.stages import dedupe
+
+    detector = language.get_detector()
+
+    def lingua_always() -> list[str]:
+        codes = []
+        for text in texts:
+            sample = text[: language.MAX_CHARS]
+            found = (
+                detector.detect_language_of(sample) if language._enough_letters(sample) else None
+            )
+            codes.append(language._iso_639_1(found) if found is not None else language.UNDETERMINED)
+        return codes
+
+    normalised = [dedupe.normalise(b) for b in bodies]
+    normalised = [n for n in normalised if len(n.split()) >= dedupe.MIN_NEAR_WORDS]
+
+    def datasketch_minhash() -> list[bytes]:
+        out = []
+        for text in normalised:
+            sketch = MinHash(
+                num_perm=dedupe.NUM_PERM,
+                seed=dedupe.MINHASH_SEED,
+                scheme=dedupe.MINHASH_SCHEME,
+                permutations=dedupe._permutations(),
+            )
+            sketch.update_batch(dedupe.shingles(text))
+            out.append(sketch.hashvalues.astype("<u4").tobytes())
+        return out
+
+    def minhash_now() -> list[bytes]:
+        return [
+            v.tobytes()
+            for i in range(0, len(normalised), 64)
+            for v in dedupe.minhashes(normalised[i : i + 64])
+        ]
+
+    parts: dict[str, tuple[Callable[[], list[Any]], int]] = {
+        "language, lingua on every text (before)": (lingua_always, len(texts)),
+        "language, now": (lambda: language.detect_languages(texts), len(texts)),
+        "MinHash, datasketch (before)": (datasketch_minhash, len(normalised)),
+        "MinHash, now (batches of 64)": (minhash_now, len(normalised)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    answers: dict[str, list[Any]] = {}
+    for _ in range(rounds):
+        for name, (fn, _n) in parts.items():
+            started = time.perf_counter()
+            answers[name] = fn()
+            times[name].append(time.perf_counter() - started)
+    shortcut = sum(
+        1
+        for t in texts
+        if language._enough_letters(t[: language.MAX_CHARS])
+        and language._obviously_english(t[: language.MAX_CHARS])
+    )
+    print(f"Where the time goes (ms per article, median of {rounds} rounds, same texts):")
+    for name, (_fn, n) in parts.items():
+        print(f"  {name:40s} {1e3 * statistics.median(times[name]) / n:7.3f} ms")
+    lang_before, lang_now = (
+        answers["language, lingua on every text (before)"],
+        answers["language, now"],
+    )
+    differ = sum(a != b for a, b in zip(lang_before, lang_now, strict=True))
+    print(
+        f"  language: {differ} of {len(texts)} texts detected differently; "
+        f"{shortcut} ({shortcut / max(1, len(texts)):.0%}) obviously English (no lingua)"
+    )
+    mh_differ = sum(
+        a != b
+        for a, b in zip(
+            answers["MinHash, datasketch (before)"],
+            answers["MinHash, now (batches of 64)"],
+            strict=True,
+        )
+    )
+    print(f"  MinHash: {mh_differ} of {len(normalised)} signatures differ")
+
+
 def es_step(messages: list[InMessage], batch: int) -> None:
     from pipeline.infra.es import make_client
 
@@ -187,16 +278,53 @@ def es_step(messages: list[InMessage], batch: int) -> None:
         return send(method, path, **kwargs)
 
     es.perform_request = counting
+    store = ElasticsearchFingerprintStore(es, index)
+    calls: dict[str, list[float]] = {}
+    for name in ("candidates_many", "claim", "claim_bands", "signatures", "reassign"):
+        method = getattr(store, name)
+
+        def timed(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                spent = calls.setdefault(_name, [0.0, 0.0])
+                spent[0] += time.perf_counter() - wall
+                spent[1] += time.thread_time() - cpu
+
+        setattr(store, name, timed)
+
+    def server() -> tuple[int, int, int]:
+        stats = es.indices.stats(index=index)["indices"][index]["primaries"]
+        search = stats["search"]
+        return (
+            stats["indexing"]["index_time_in_millis"],
+            stats["get"]["time_in_millis"],
+            search["query_time_in_millis"] + search["fetch_time_in_millis"],
+        )
+
     try:
-        pipeline = Pipeline(settings, deduper=Deduper(ElasticsearchFingerprintStore(es, index)))
+        pipeline = Pipeline(settings, deduper=Deduper(store))
         per_batch_counts = []
+        server_before = server()
         started = time.perf_counter()
         for i in range(0, len(messages), batch):
             before = len(requests)
             pipeline.clean_and_dedupe(messages[i : i + batch])
             per_batch_counts.append(len(requests) - before)
         elapsed = time.perf_counter() - started
-        kinds = sorted(set(requests))
+        n = len(messages)
+        for name, (wall, cpu) in calls.items():
+            print(
+                f"  store.{name:16s} {1e3 * wall / n:6.2f} ms/article wall, "
+                f"{1e3 * cpu / n:6.2f} ms/article CPU of the calling thread"
+            )
+        spent = [b - a for a, b in zip(server_before, server(), strict=True)]
+        print(
+            "  Elasticsearch, this index: indexing {:.2f}, get {:.2f}, search {:.2f} "
+            "ms/article".format(*(x / n for x in spent))
+        )
+        kinds = sorted(set(requests) - {"GET _stats"})
         print(
             f"  clean+dedupe step, Elasticsearch store {len(messages) / elapsed:8.1f} articles/s; "
             f"ES requests per batch of {batch}: {min(per_batch_counts)}-{max(per_batch_counts)} "
@@ -253,9 +381,10 @@ def main() -> None:
     for name in ("clean, per batch (now)", "clean, per batch, lingua parallel"):
         ratios = [a / b for a, b in zip(rates[name], rates["clean, per article (before)"])]
         print(f"  {name} / per article (before): {statistics.median(ratios):.2f} (median ratio)")
+    cleaned = [a for a in clean_many(raws) if not isinstance(a, Exception)]
+    time_parts([f"{a.title}\n{a.body}" for a in cleaned], [a.body for a in cleaned], args.rounds)
     if args.es:
         es_step(messages, args.batch)
-    cleaned = [a for a in clean_many(raws) if not isinstance(a, Exception)]
     gil_probe([f"{a.title}\n{a.body}" for a in cleaned])
     if args.ner:
         gil_probe([f"{a.title}\n{a.body}" for a in cleaned], [a.body for a in cleaned[:40]])

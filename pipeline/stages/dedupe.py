@@ -58,7 +58,8 @@ Across workers (concurrent claims)
     :meth:`FingerprintStore.claim_bands`), and learns which texts stood before it. Two near
     copies X and Y share a set S of band keys (at Jaccard 0.8, 0.9: about 13, 21 of 32;
     none with probability below 1e-6); each key of S orders them, so each sees the other in
-    the keys where the other came first, and knows S from the other's signature. Then:
+    the keys where the other came first, and knows S from the other's signature (read from
+    the other's record, claimed before its band lists). Then:
 
     - the other came first in every key of S: I came second everywhere and yield (I am its
       near duplicate); the other does not see me at all and stays new;
@@ -84,8 +85,10 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
+from itertools import accumulate
 from typing import Literal
 
 import numpy as np
@@ -176,19 +179,93 @@ def _permutations() -> np.ndarray:
 
 def minhash(normalised: str) -> np.ndarray:
     """The MinHash signature (``NUM_PERM`` uint32 values) of a normalised text's shingles."""
-    sketch = MinHash(
-        num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME, permutations=_permutations()
+    return minhashes([normalised])[0]
+
+
+def minhashes(normalised: Sequence[str]) -> list[np.ndarray]:
+    """:func:`minhash` of each normalised text: bit for bit what datasketch's
+    ``MinHash(scheme="affine32").update_batch(shingles(text))`` gives (tests/unit/test_dedupe.py
+    compares them on many texts), in a fraction of its time.
+
+    The same computation as datasketch's: each shingle's hash is the first 4 bytes of its SHA-1
+    (little-endian, ``datasketch.hashfunc.sha1_hash32``), pre-mixed with the MurmurHash3 32-bit
+    finalizer, then ``a * h + b`` in uint32 for each permutation ``(a, b)``; a value of the
+    signature is the smallest over the shingles. What is saved: the set of shingles (a repeated
+    shingle does not change a minimum), ``struct.unpack`` and a Python int per shingle (the
+    digests are joined and read as one array), and a ``MinHash`` object and the numpy calls per
+    text (the texts of a batch go through the numpy steps together, in chunks of at most
+    :data:`_MAX_ROWS` shingles).
+    """
+    out: list[np.ndarray] = []
+    chunk: list[bytes] = []
+    rows = 0
+    for text in normalised:
+        hashes = _shingle_hashes(text)
+        if chunk and rows + len(hashes) // 4 > _MAX_ROWS:
+            out += _min_hashes(chunk)
+            chunk, rows = [], 0
+        chunk.append(hashes)
+        rows += len(hashes) // 4
+    if chunk:
+        out += _min_hashes(chunk)
+    return out
+
+
+_MAX_ROWS = 8192
+"""Most shingles one numpy step of :func:`minhashes` takes (8192 x 128 x 4 bytes = 4 MiB)."""
+
+_EMPTY = np.uint32(0xFFFFFFFF)
+"""datasketch's value of a signature position no shingle reached."""
+
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
+
+
+def _shingle_hashes(normalised: str) -> bytes:
+    """The 32-bit SHA-1 hashes of the text's shingles (:func:`shingles`, repeats included),
+    joined: 4 little-endian bytes each. A shingle is a slice of the UTF-8 text (the words
+    joined by one space are the text between the first word's start and the last one's end)."""
+    words = " ".join(normalised.split()).encode("utf-8").split(b" ")
+    if words == [b""]:
+        return b""
+    data = b" ".join(words)
+    size = min(SHINGLE_WORDS, len(words))
+    starts = list(accumulate([len(word) + 1 for word in words], initial=0))
+    sha1 = hashlib.sha1
+    return b"".join(
+        [sha1(data[start : end - 1]).digest()[:4] for start, end in zip(starts, starts[size:])]
     )
-    sketch.update_batch(shingles(normalised))
-    values: np.ndarray = sketch.hashvalues.astype(_HASH_DTYPE)
-    return values
+
+
+def _min_hashes(texts: list[bytes]) -> list[np.ndarray]:
+    """The signatures of texts given by their joined shingle hashes (one numpy pass)."""
+    hv = np.frombuffer(b"".join(texts), dtype=_HASH_DTYPE).astype(np.uint32)
+    s1, m1, s2, m2 = _FMIX32
+    hv ^= hv >> s1
+    hv *= m1
+    hv ^= hv >> s2
+    hv *= m2
+    hv ^= hv >> s1
+    a, b = _permutations()
+    values = np.multiply.outer(a, hv)  # (NUM_PERM, shingles), wrapping in uint32 as datasketch
+    values += b[:, None]
+    out, start = [], 0
+    for hashes in texts:
+        end = start + len(hashes) // 4
+        if end > start:
+            out.append(values[:, start:end].min(axis=1).astype(_HASH_DTYPE))
+        else:
+            out.append(np.full(NUM_PERM, _EMPTY, dtype=_HASH_DTYPE))
+        start = end
+    return out
 
 
 def band_keys(signature: np.ndarray) -> tuple[str, ...]:
     """LSH band keys ``"b07:<16 hex>"``: the band number and a hash of the band's rows."""
-    rows = signature.astype(_HASH_DTYPE).reshape(BANDS, ROWS)
+    data = signature.astype(_HASH_DTYPE).tobytes()
+    step = ROWS * _HASH_DTYPE.itemsize
+    blake2b = hashlib.blake2b
     return tuple(
-        f"b{band:02d}:{hashlib.blake2b(rows[band].tobytes(), digest_size=8).hexdigest()}"
+        f"b{band:02d}:{blake2b(data[band * step : (band + 1) * step], digest_size=8).hexdigest()}"
         for band in range(BANDS)
     )
 
@@ -196,6 +273,16 @@ def band_keys(signature: np.ndarray) -> tuple[str, ...]:
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Estimated Jaccard similarity of two signatures: the share of equal values."""
     return float(np.count_nonzero(a == b)) / len(a)
+
+
+def min_shared_bands(threshold: float) -> int:
+    """The fewest band keys a text shares with any text similar to it at ``threshold`` or
+    more (as :func:`similarity` estimates it): it has at most ``NUM_PERM - k`` unequal values,
+    ``k`` the fewest equal values reaching the threshold, and each spoils at most one band.
+    So a stored text sharing fewer bands can never be a near duplicate, and the candidate
+    search leaves it out (at 0.8: 103 equal values, at most 25 unequal, at least 7 bands)."""
+    equal = next(k for k in range(NUM_PERM + 1) if k / NUM_PERM >= threshold)
+    return max(1, BANDS - (NUM_PERM - equal))
 
 
 @dataclass(frozen=True)
@@ -211,11 +298,22 @@ class Signature:
 
 def signature(text: str) -> Signature:
     """Fingerprint, MinHash and band keys of an article body."""
-    normalised = normalise(text)
-    if len(normalised.split()) < MIN_NEAR_WORDS:
-        return Signature(_sha1(normalised), np.empty(0, _HASH_DTYPE), ())
-    values = minhash(normalised)
-    return Signature(_sha1(normalised), values, band_keys(values))
+    return signatures([text])[0]
+
+
+def signatures(texts: Sequence[str]) -> list[Signature]:
+    """:func:`signature` of each article body, the MinHash of the batch in one
+    :func:`minhashes` call."""
+    normalised = [normalise(text) for text in texts]
+    near = [i for i, n in enumerate(normalised) if len(n.split()) >= MIN_NEAR_WORDS]
+    values = dict(zip(near, minhashes([normalised[i] for i in near]), strict=True))
+    out = []
+    for i, text in enumerate(normalised):
+        if i in values:
+            out.append(Signature(_sha1(text), values[i], band_keys(values[i])))
+        else:
+            out.append(Signature(_sha1(text), np.empty(0, _HASH_DTYPE), ()))
+    return out
 
 
 # --- the stage --------------------------------------------------------------------------------
@@ -292,11 +390,15 @@ class Deduper:
             raise ValueError(f"threshold must be in (0, 1], not {threshold}")
         self.store = store
         self.threshold = threshold
+        self.min_shared = min_shared_bands(threshold)
 
     def check(self, articles: list[CleanArticle]) -> list[DedupeResult]:
         """One result per article, in order. New articles are claimed in the store."""
         batch = _Batch()
-        items = [self._item(article) for article in articles]
+        items = [
+            _Item(article.model_copy(update={"fingerprint": sig.fingerprint}), sig)
+            for article, sig in zip(articles, signatures([a.body for a in articles]), strict=True)
+        ]
         found = self._candidates([list(item.sig.bands) for item in items])
         verdicts = [self._judge(item, batch, stored) for item, stored in zip(items, found)]
         claimed = self.store.claim([v.item.entry() for v in verdicts if v.kind == "claim"])
@@ -314,10 +416,11 @@ class Deduper:
         ]
         if not new:
             return
-        before = self._without_forgotten(self.store.claim_bands([v.item.entry() for v in new]))
+        before, listed = self._listed(self.store.claim_bands([v.item.entry() for v in new]))
         owners: dict[str, str] = {}
         for verdict in new:
-            winner = self._yields_to(verdict.item, before.get(verdict.item.sig.fingerprint, {}))
+            fp = verdict.item.sig.fingerprint
+            winner = self._yields_to(verdict.item, before.get(fp, {}), listed)
             if winner is not None:
                 entry, score = winner
                 verdict.kind, verdict.similarity, verdict.of_article = (
@@ -325,35 +428,38 @@ class Deduper:
                     score,
                     entry.article_id,
                 )
-                fp = verdict.item.sig.fingerprint
                 claimed[fp] = replace(claimed[fp], article_id=entry.article_id)
                 owners[fp] = entry.article_id
         self.store.reassign(owners)
 
-    def _without_forgotten(self, before: BandsBefore) -> BandsBefore:
-        """``before`` without the texts whose record is gone: band lists outlive the records
-        the dedupe window forgets, and a forgotten text is nobody's original. One lookup,
-        only when some text stood before another in a list (near copies; rare)."""
+    def _listed(self, before: BandsBefore) -> tuple[BandsBefore, dict[str, bytes]]:
+        """``before`` without the texts whose record is gone, and the signatures of the texts
+        it names (read from their records: band lists name texts, not signatures). Band lists
+        outlive the records the dedupe window forgets, and a forgotten text is nobody's
+        original. One lookup, only when some text stood before another in a list (near copies;
+        rare)."""
         listed = {
             e.fingerprint for keys in before.values() for entries in keys.values() for e in entries
         }
         if not listed:
-            return before
-        alive = self.store.known(sorted(listed))
-        if alive >= listed:
-            return before
-        return {
+            return before, {}
+        signatures = self.store.signatures(sorted(listed))
+        if signatures.keys() >= listed:
+            return before, signatures
+        alive = {
             fp: {
-                key: tuple(e for e in entries if e.fingerprint in alive)
+                key: tuple(e for e in entries if e.fingerprint in signatures)
                 for key, entries in keys.items()
             }
             for fp, keys in before.items()
         }
+        return alive, signatures
 
     def _yields_to(
-        self, item: _Item, before: dict[str, tuple[BandEntry, ...]]
+        self, item: _Item, before: dict[str, tuple[BandEntry, ...]], signatures: dict[str, bytes]
     ) -> tuple[BandEntry, float] | None:
-        """The most similar near copy this text yields to, with the similarity, or None."""
+        """The most similar near copy this text yields to, with the similarity, or None
+        (``signatures``: of the texts the band lists name)."""
         own_id, own_fp = item.article.id, item.sig.fingerprint
         seen: dict[str, tuple[BandEntry, set[str]]] = {}  # fingerprint -> (entry, keys it led)
         for key, entries in before.items():
@@ -362,7 +468,9 @@ class Deduper:
                     seen.setdefault(entry.fingerprint, (entry, set()))[1].add(key)
         best: tuple[BandEntry, float] | None = None
         for fp, (entry, led) in seen.items():
-            other = np.frombuffer(entry.minhash, _HASH_DTYPE)
+            other = np.frombuffer(signatures[fp], _HASH_DTYPE)
+            if len(other) != NUM_PERM:  # not a signature: not a near copy
+                continue
             score = similarity(item.sig.minhash, other)
             if score < self.threshold:
                 continue
@@ -371,14 +479,9 @@ class Deduper:
                 best = (entry, score)
         return best
 
-    @staticmethod
-    def _item(article: CleanArticle) -> _Item:
-        sig = signature(article.body)
-        return _Item(article.model_copy(update={"fingerprint": sig.fingerprint}), sig)
-
     def _candidates(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
         """The stored candidates of every text of the batch, in one round trip."""
-        return self.store.candidates_many(band_key_lists)
+        return self.store.candidates_many(band_key_lists, self.min_shared)
 
     def _judge(self, item: _Item, batch: _Batch, stored: list[FingerprintEntry]) -> _Verdict:
         """Provisional verdict on one article against the store (its candidates ``stored``)

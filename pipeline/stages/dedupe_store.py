@@ -18,7 +18,13 @@ of its band keys, atomically per key (Elasticsearch: one document ``_id = "band:
 written with ``if_seq_no``/``if_primary_term`` and retried on a conflict), and returns what
 stood before it in each list. Appending twice is a no-op that returns the same answer, so a
 redelivery decides as the first delivery did. A list keeps its ``BAND_LIST_MAX`` latest
-entries (older texts are found by :meth:`FingerprintStore.candidates`).
+entries (older texts are found by :meth:`FingerprintStore.candidates`). An entry names a text
+(fingerprint) and the article that claimed it, not its signature: a text is listed only after
+its record was claimed, and in the rare case a list names an earlier text, the dedupe stage
+reads that text's signature from its record (:meth:`FingerprintStore.signatures`, one lookup
+for the batch, which also tells which listed texts were forgotten). Lists written before this
+format carry each entry's signature too (``minhash``); they are read as they are, and the
+signature is dropped when such a list is next written.
 
 The dedupe window (``forget``, run by ``pipeline.ops.retention``) deletes the records first
 seen before it and the band lists not written since; a list written since may still name a
@@ -29,11 +35,12 @@ copy of an article older than the window is new again, like its exact copy.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from elasticsearch import Elasticsearch
 
@@ -56,6 +63,14 @@ BAND_UPDATED_FIELD = "updated_at"
 dedupe window (every text it names was forgotten with its record)."""
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for the band-list lines (``json.dumps`` with options builds one per call)."""
+
+
+_TERM_CLAUSE = '{"constant_score":{"filter":{"term":{"bands":%s}}}}'
+"""One band key's clause of a candidate search (its score counts the shared band keys)."""
+
+
 class FingerprintStoreError(RuntimeError):
     """The store rejected an operation (other than a first-writer-wins conflict)."""
 
@@ -76,11 +91,11 @@ class FingerprintEntry:
 
 @dataclass(frozen=True)
 class BandEntry:
-    """One text in a band list: enough to compare signatures and name its article."""
+    """One text in a band list: its fingerprint (its signature is in its record) and the
+    article that claimed it."""
 
     fingerprint: str
     article_id: str
-    minhash: bytes
 
 
 BandsBefore = dict[str, dict[str, tuple[BandEntry, ...]]]
@@ -88,7 +103,7 @@ BandsBefore = dict[str, dict[str, tuple[BandEntry, ...]]]
 
 
 def _entry_of(entry: FingerprintEntry) -> BandEntry:
-    return BandEntry(entry.fingerprint, entry.article_id, entry.minhash)
+    return BandEntry(entry.fingerprint, entry.article_id)
 
 
 def _append(listing: list[BandEntry], entry: BandEntry) -> tuple[tuple[BandEntry, ...], bool]:
@@ -109,12 +124,14 @@ class FingerprintStore(Protocol):
         fingerprint, the record now stored (an earlier one when another article was first)."""
         ...
 
-    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
-        """Records sharing at least one band key, most shared bands first, at most
-        ``MAX_CANDIDATES``."""
+    def candidates(self, band_keys: list[str], min_shared: int = 1) -> list[FingerprintEntry]:
+        """Records sharing at least ``min_shared`` of these band keys, most shared bands first,
+        at most ``MAX_CANDIDATES``."""
         ...
 
-    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+    def candidates_many(
+        self, band_key_lists: list[list[str]], min_shared: int = 1
+    ) -> list[list[FingerprintEntry]]:
         """:meth:`candidates` for several texts at once (one round trip for a batch)."""
         ...
 
@@ -135,6 +152,12 @@ class FingerprintStore(Protocol):
     def known(self, fingerprints: list[str]) -> set[str]:
         """The fingerprints of these that have a record. A band list may still name a text
         whose record the dedupe window forgot (``forget``): such a text is no original."""
+        ...
+
+    def signatures(self, fingerprints: list[str]) -> dict[str, bytes]:
+        """The MinHash signature of each of these fingerprints that has a record (real-time:
+        a record claimed a moment ago by another worker is there); a forgotten text is
+        missing, as in :meth:`known`."""
         ...
 
 
@@ -165,13 +188,19 @@ class InMemoryFingerprintStore:
                 stored[entry.fingerprint] = self._entries[entry.fingerprint]
         return stored
 
-    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+    def candidates(self, band_keys: list[str], min_shared: int = 1) -> list[FingerprintEntry]:
         with self._lock:
             shared = Counter(fp for key in set(band_keys) for fp in self._by_band.get(key, ()))
-            return [self._entries[fp] for fp, _ in shared.most_common(MAX_CANDIDATES)]
+            return [
+                self._entries[fp]
+                for fp, count in shared.most_common(MAX_CANDIDATES)
+                if count >= min_shared
+            ]
 
-    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
-        return [self.candidates(keys) for keys in band_key_lists]
+    def candidates_many(
+        self, band_key_lists: list[list[str]], min_shared: int = 1
+    ) -> list[list[FingerprintEntry]]:
+        return [self.candidates(keys, min_shared) for keys in band_key_lists]
 
     def forget(self, before: datetime) -> int:
         """Drop the records first seen before ``before`` (the dedupe window); returns how many."""
@@ -185,6 +214,10 @@ class InMemoryFingerprintStore:
     def known(self, fingerprints: list[str]) -> set[str]:
         with self._lock:
             return {fp for fp in fingerprints if fp in self._entries}
+
+    def signatures(self, fingerprints: list[str]) -> dict[str, bytes]:
+        with self._lock:
+            return {fp: self._entries[fp].minhash for fp in fingerprints if fp in self._entries}
 
     def mark_indexed(self, fingerprints: list[str]) -> None:
         with self._lock:
@@ -220,14 +253,18 @@ class ElasticsearchFingerprintStore:
       copy arriving before that is caught by the band lists (``claim_bands``, real-time reads),
       as concurrent claims of two workers are; exact copies are caught by the create conflict.
     - ``candidates``: one search, a ``constant_score`` term clause per band key, so the score
-      is the number of shared bands and the best candidates come first;
+      is the number of shared bands and the best candidates come first
+      (``minimum_should_match``: ``min_shared``);
       ``candidates_many``: the searches of a whole batch in one ``msearch``.
     - ``mark_indexed``: bulk partial update of ``status``.
-    - ``claim_bands``: one ``mget`` (real-time) of the band-list documents the batch touches,
-      one bulk writing each list back with ``if_seq_no``/``if_primary_term`` (``create`` when
-      it is new); the keys that met a conflict (another worker wrote in between) are read and
-      written again until none is left. Every text of the batch under one key goes in one
-      write, in batch order.
+    - ``claim_bands``: one bulk that creates the list of every band key the batch touches
+      (most band keys are new: no read first), then, for the keys whose list exists (a
+      ``create`` conflict), one ``mget`` (real-time) of those lists and one bulk writing each
+      changed list back with ``if_seq_no``/``if_primary_term``; keys that meet a conflict again
+      (another worker wrote in between) are read and written again until none is left. A list
+      the batch does not change (a redelivery: its texts are listed already) is not written.
+      Every text of the batch under one key goes in one write, in batch order.
+    - ``signatures``: one ``mget`` (real-time) of the records' ``minhash`` fields.
     - ``reassign``: bulk partial update of ``article_id``.
     """
 
@@ -258,7 +295,7 @@ class ElasticsearchFingerprintStore:
         stored.update(self._get(conflicts))
         return stored
 
-    def candidates(self, band_keys: list[str]) -> list[FingerprintEntry]:
+    def candidates(self, band_keys: list[str], min_shared: int = 1) -> list[FingerprintEntry]:
         if not band_keys:
             return []
         should = [
@@ -266,30 +303,30 @@ class ElasticsearchFingerprintStore:
         ]
         response = self.es.search(
             index=self.index,
-            query={"bool": {"should": should, "minimum_should_match": 1}},
+            query={"bool": {"should": should, "minimum_should_match": min_shared}},
             size=MAX_CANDIDATES,
         )
         return [_from_doc(hit["_source"]) for hit in response["hits"]["hits"]]
 
-    def candidates_many(self, band_key_lists: list[list[str]]) -> list[list[FingerprintEntry]]:
+    def candidates_many(
+        self, band_key_lists: list[list[str]], min_shared: int = 1
+    ) -> list[list[FingerprintEntry]]:
         wanted = [i for i, keys in enumerate(band_key_lists) if keys]
         out: list[list[FingerprintEntry]] = [[] for _ in band_key_lists]
         if not wanted:
             return out
-        searches: list[dict[str, Any]] = []
+        # written here as NDJSON lines: 32 term clauses an article, ~2,000 a batch, cost more
+        # as dicts for the client to build and encode than the search costs the node
+        header = _JSON.encode({"index": self.index})
+        searches: list[str] = []
         for i in wanted:
-            should = [
-                {"constant_score": {"filter": {"term": {"bands": key}}}}
-                for key in set(band_key_lists[i])
-            ]
+            should = ",".join(_TERM_CLAUSE % _JSON.encode(key) for key in set(band_key_lists[i]))
             searches += [
-                {"index": self.index},
-                {
-                    "query": {"bool": {"should": should, "minimum_should_match": 1}},
-                    "size": MAX_CANDIDATES,
-                },
+                header,
+                f'{{"query":{{"bool":{{"should":[{should}],"minimum_should_match":{int(min_shared)}}}}},'
+                f'"size":{MAX_CANDIDATES}}}',
             ]
-        responses = self.es.msearch(searches=searches)["responses"]
+        responses = self.es.msearch(searches=cast(Any, searches))["responses"]
         for i, response in zip(wanted, responses, strict=True):
             if "error" in response:
                 error = response["error"]
@@ -317,45 +354,76 @@ class ElasticsearchFingerprintStore:
     def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
         pending: dict[str, list[BandEntry]] = {}
         for entry in entries:
+            band = _entry_of(entry)
             for key in entry.bands:
-                pending.setdefault(key, []).append(_entry_of(entry))
+                pending.setdefault(key, []).append(band)
         before: BandsBefore = {entry.fingerprint: {} for entry in entries}
-        written_at = datetime.now(UTC).isoformat()
+        # the bulk body is written here as NDJSON lines, each entry encoded once (not once per
+        # key of its text, ~2,000 list writes a batch); band keys need no escaping
+        encoded: dict[BandEntry, str] = {}
+        written_at = _JSON.encode(datetime.now(UTC).isoformat())
+        index = _JSON.encode(self.index)
+        docs: dict[str, dict[str, Any]] = {}  # key -> its list as read; unread: try to create
         while pending:
-            ids = [BAND_DOC_PREFIX + key for key in pending]
-            docs = self.es.mget(index=self.index, ids=ids)["docs"]
-            operations: list[dict[str, Any]] = []
+            lines: list[str] = []
             written: list[str] = []
-            for (key, new), doc in zip(pending.items(), docs, strict=True):
-                found = bool(doc.get("found"))
-                listing = [_band_from_doc(e) for e in doc["_source"]["entries"]] if found else []
-                changed = False
-                for band in new:
-                    before[band.fingerprint][key], appended = _append(listing, band)
-                    changed |= appended
-                if not changed:
-                    continue
-                action: dict[str, Any] = {"_index": self.index, "_id": BAND_DOC_PREFIX + key}
-                if found:
-                    action.update(if_seq_no=doc["_seq_no"], if_primary_term=doc["_primary_term"])
-                body = {
-                    "band": key,
-                    "entries": [_band_to_doc(e) for e in listing[-BAND_LIST_MAX:]],
-                    BAND_UPDATED_FIELD: written_at,
-                }
-                operations += [{"index" if found else "create": action}, body]
+            for key, new in pending.items():
+                doc = docs.get(key)
+                if doc is not None and doc.get("found"):
+                    listing = [_band_from_doc(e) for e in doc["_source"]["entries"]]
+                    changed = False
+                    for band in new:
+                        before[band.fingerprint][key], appended = _append(listing, band)
+                        changed |= appended
+                    if not changed:
+                        continue
+                    lines.append(
+                        f'{{"index":{{"_index":{index},"_id":"{BAND_DOC_PREFIX}{key}",'
+                        f'"if_seq_no":{int(doc["_seq_no"])},'
+                        f'"if_primary_term":{int(doc["_primary_term"])}}}}}'
+                    )
+                else:  # a new list (the common case): the batch's texts in batch order
+                    listing = []
+                    for band in new:
+                        before[band.fingerprint][key], _ = _append(listing, band)
+                    lines.append(
+                        f'{{"create":{{"_index":{index},"_id":"{BAND_DOC_PREFIX}{key}"}}}}'
+                    )
+                for band in listing[-BAND_LIST_MAX:]:
+                    if band not in encoded:
+                        encoded[band] = _JSON.encode(_band_to_doc(band))
+                listed = ",".join(encoded[band] for band in listing[-BAND_LIST_MAX:])
+                lines.append(
+                    f'{{"band":"{key}","entries":[{listed}],"{BAND_UPDATED_FIELD}":{written_at}}}'
+                )
                 written.append(key)
-            if not operations:
+            if not lines:
                 break
-            response = self.es.bulk(operations=operations)
+            # only what is read back: a created list's full result is ~200 bytes to write
+            # out and parse, ~2,000 times a batch
+            response = self.es.bulk(
+                operations=cast(Any, lines),
+                filter_path=["errors", "items.*.status", "items.*.error"],
+            )
             conflicts: dict[str, list[BandEntry]] = {}
+            if not response.get("errors"):
+                break
             for key, item in zip(written, response["items"], strict=True):
                 result = next(iter(item.values()))
-                if result["status"] == 409:  # another worker wrote this list first: read again
+                status = result["status"]
+                if status in (200, 201):
+                    continue
+                if status == 409:  # the list exists, or another worker wrote it first
                     conflicts[key] = pending[key]
-                elif result["status"] not in (200, 201):
+                elif is_transient_item(result):
+                    raise ServerBusy(f"claim band {key}: {result.get('error')}")
+                else:
                     raise FingerprintStoreError(f"claim band {key}: {result.get('error')}")
             pending = conflicts
+            if pending:
+                ids = [BAND_DOC_PREFIX + key for key in pending]
+                read = self.es.mget(index=self.index, ids=ids)["docs"]
+                docs = dict(zip(pending, read, strict=True))
         return before
 
     def reassign(self, owners: dict[str, str]) -> None:
@@ -391,6 +459,18 @@ class ElasticsearchFingerprintStore:
         ]
         return {doc["_id"] for doc in docs if doc.get("found")}
 
+    def signatures(self, fingerprints: list[str]) -> dict[str, bytes]:
+        if not fingerprints:
+            return {}
+        docs = self.es.mget(
+            index=self.index, ids=list(dict.fromkeys(fingerprints)), source_includes=["minhash"]
+        )["docs"]
+        return {
+            doc["_id"]: base64.b64decode(doc["_source"]["minhash"])
+            for doc in docs
+            if doc.get("found")
+        }
+
     def _get(self, fingerprints: list[str]) -> dict[str, FingerprintEntry]:
         """The stored records of these fingerprints (all must exist)."""
         if not fingerprints:
@@ -417,15 +497,13 @@ def _to_doc(entry: FingerprintEntry) -> dict[str, Any]:
 
 
 def _band_to_doc(entry: BandEntry) -> dict[str, str]:
-    return {
-        "fingerprint": entry.fingerprint,
-        "article_id": entry.article_id,
-        "minhash": base64.b64encode(entry.minhash).decode("ascii"),
-    }
+    return {"fingerprint": entry.fingerprint, "article_id": entry.article_id}
 
 
 def _band_from_doc(doc: dict[str, str]) -> BandEntry:
-    return BandEntry(doc["fingerprint"], doc["article_id"], base64.b64decode(doc["minhash"]))
+    """An entry of a band list; one written before signatures left the lists also has a
+    ``minhash``, which is not needed (the record has it)."""
+    return BandEntry(doc["fingerprint"], doc["article_id"])
 
 
 def _from_doc(doc: dict[str, Any]) -> FingerprintEntry:

@@ -249,3 +249,61 @@ def test_concurrent_near_copies_are_caught_across_workers(es_client, at: str) ->
             assert again.record.duplicate_of == winners[0].article.id
         finally:
             es_client.indices.delete(index=index, ignore_unavailable=True)
+
+
+def _entry(text: str, article_id: str) -> FingerprintEntry:
+    sig = signature(text)
+    return FingerprintEntry(
+        fingerprint=sig.fingerprint,
+        article_id=article_id,
+        status=PENDING,
+        bands=sig.bands,
+        minhash=sig.minhash.tobytes(),
+        source="test",
+        title=None,
+        first_seen=datetime.now(UTC),
+    )
+
+
+def test_band_lists_name_texts_and_read_the_format_with_signatures(
+    es_client, index, store: ElasticsearchFingerprintStore
+) -> None:
+    """A band list names texts, not signatures; a list written by the previous version (each
+    entry with its base64 signature) is read as it is, and loses the signatures when it is next
+    written. A near copy still yields to the text such a list names."""
+    original, copy = seed_text(3), near_copy(seed_text(3), seed=5)
+    old = _entry(original, "old-1")
+    store.claim([old])
+    for key in old.bands:  # the previous format, as the previous version wrote it
+        es_client.index(
+            index=index,
+            id=f"band:{key}",
+            document={
+                "band": key,
+                "entries": [
+                    {
+                        "fingerprint": old.fingerprint,
+                        "article_id": "old-1",
+                        "minhash": base64.b64encode(old.minhash).decode("ascii"),
+                    }
+                ],
+                "updated_at": datetime.now(UTC).isoformat(),
+            },
+        )
+    new = _entry(copy, "new-1")
+    before = store.claim_bands([new])[new.fingerprint]
+    shared = set(old.bands) & set(new.bands)
+    assert shared, "a near copy shares band keys"
+    assert {key for key, entries in before.items() if entries} == shared
+    assert all(entries[0].fingerprint == old.fingerprint for entries in before.values() if entries)
+    for key in shared:  # rewritten: both texts, no signature
+        entries = es_client.get(index=index, id=f"band:{key}")["_source"]["entries"]
+        assert entries == [
+            {"fingerprint": old.fingerprint, "article_id": "old-1"},
+            {"fingerprint": new.fingerprint, "article_id": "new-1"},
+        ]
+    assert store.claim_bands([new])[new.fingerprint] == before  # appending again: same answer
+    assert store.signatures([old.fingerprint, "0" * 40]) == {old.fingerprint: old.minhash}
+    # through the stage: another near copy, against old-format lists of a fresh text
+    result = only(Deduper(store), article("new-2", near_copy(original, seed=6)))
+    assert (result.record.duplicate_of, result.record.kind) == ("old-1", "near")

@@ -329,3 +329,128 @@ def test_candidates_many_answers_as_one_search_per_text(
     deduper.check(seeds())
     keys = [list(signature(seed_text(i)).bands) for i in range(3)] + [[]]
     assert store.candidates_many(keys) == [store.candidates(k) for k in keys[:3]] + [[]]
+
+
+# --- the MinHash against datasketch -------------------------------------------------------------
+def datasketch_minhash(normalised: str):
+    """The signature as datasketch computes it (how dedupe computed it before its own code)."""
+    from datasketch import MinHash
+
+    from pipeline.stages.dedupe import MINHASH_SCHEME, MINHASH_SEED, shingles
+
+    sketch = MinHash(num_perm=NUM_PERM, seed=MINHASH_SEED, scheme=MINHASH_SCHEME)
+    sketch.update_batch(shingles(normalised))
+    return sketch.hashvalues.astype("<u4")
+
+
+def reference_band_keys(values) -> tuple[str, ...]:
+    """The band keys as dedupe computed them before (one ``tobytes`` per band)."""
+    import hashlib
+
+    from pipeline.stages.dedupe import ROWS
+
+    rows = values.astype("<u4").reshape(BANDS, ROWS)
+    return tuple(
+        f"b{band:02d}:{hashlib.blake2b(rows[band].tobytes(), digest_size=8).hexdigest()}"
+        for band in range(BANDS)
+    )
+
+
+def random_texts(count: int, seed: int) -> list[str]:
+    """Texts of 0 to 600 words drawn from a small vocabulary (so shingles repeat), with
+    accents, CJK, digits and punctuation; some near copies of each other."""
+    rng = random.Random(seed)
+    vocabulary = [
+        "the",
+        "a",
+        "of",
+        "bank",
+        "said",
+        "rates",
+        "rose",
+        "fell",
+        "1,000",
+        "1000",
+        "Zürich",
+        "café",
+        "Ελλάδα",
+        "東京",
+        "—",
+        "«quoted»",
+        "don't",
+        "U.S.",
+        "e-mail",
+        "12.5%",
+        "profit",
+        "loss",
+        "shr",
+        "cts",
+        "vs",
+        "net",
+        "revs",
+        "year",
+        "quarter",
+    ]
+    texts = []
+    for i in range(count):
+        if texts and i % 5 == 0:
+            words = rng.choice(texts).split()
+            for _ in range(rng.randint(1, 4)):
+                if words:
+                    words[rng.randrange(len(words))] = rng.choice(vocabulary)
+        else:
+            words = [
+                rng.choice(vocabulary) for _ in range(rng.choice([0, 1, 3, 5, 6, 25, 140, 600]))
+            ]
+        texts.append(" ".join(words))
+    return texts
+
+
+def test_minhash_is_bit_identical_to_datasketch() -> None:
+    """dedupe's own MinHash gives datasketch's values bit for bit (stored band keys and
+    signatures depend on them), text by text and for a whole batch at once."""
+    from pipeline.stages.dedupe import band_keys, minhash, minhashes
+
+    texts = [normalise(t) for t in random_texts(400, seed=8)]
+    texts += [normalise(path.read_text(encoding="utf-8")) for path in SEEDS]
+    texts += ["", "one", "two words", " ".join(f"w{i}" for i in range(20_000))]  # > one chunk
+    expected = [datasketch_minhash(t) for t in texts]
+    batch = minhashes(texts)
+    assert len(batch) == len(texts)
+    for text, want, got in zip(texts, expected, batch, strict=True):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), text[:80]
+        assert band_keys(got) == band_keys(want) == reference_band_keys(want)
+    for text, want in zip(texts[:50], expected[:50], strict=True):
+        assert minhash(text).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.85, 0.9, 1.0])
+def test_min_shared_bands_is_the_tight_bound(threshold: float) -> None:
+    """A signature with m values changed, each in another band, shares BANDS - m band keys:
+    the most changes that still reach the threshold leave exactly ``min_shared_bands`` (7 at
+    0.8); a text sharing fewer can never be a near duplicate."""
+    import numpy as np
+
+    from pipeline.stages.dedupe import ROWS, band_keys, min_shared_bands, similarity
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**32, NUM_PERM, dtype=np.uint32)
+    reaching = []
+    for changed in range(BANDS + 1):
+        other = base.copy()
+        other[[band * ROWS for band in range(changed)]] ^= np.uint32(1)  # one value per band
+        shared = len(set(band_keys(base)) & set(band_keys(other)))
+        assert shared == BANDS - changed
+        if similarity(base, other) >= threshold:
+            reaching.append(shared)
+    assert max(1, min(reaching)) == min_shared_bands(threshold)  # at least 1 band: a candidate
+
+
+def test_candidates_leave_out_texts_sharing_too_few_bands(store: InMemoryFingerprintStore) -> None:
+    deduper = Deduper(store)
+    deduper.check(seeds())
+    keys = list(signature(seed_text(0)).bands)
+    few = keys[:3] + [f"b{band:02d}:{'0' * 16}" for band in range(3, BANDS)]
+    assert [e.article_id for e in store.candidates(few)] == [SEEDS[0].name[:3]]
+    assert store.candidates(few, min_shared=4) == []
+    assert store.candidates(keys, min_shared=BANDS)[0].article_id == SEEDS[0].name[:3]

@@ -79,3 +79,35 @@ def test_detector_is_built_once():
 )
 def test_normalise_language_code(given, code):
     assert normalise_language_code(given) == code
+
+
+ENGLISH_STORY = (
+    "The central bank said on Tuesday that it would keep interest rates unchanged, after "
+    "inflation slowed for a third month, and that its board was not yet ready to cut them "
+    "while wages were still rising faster than prices in most of the country."
+)
+
+
+def test_obviously_english_text_skips_lingua_with_lingua_answer():
+    sample = ENGLISH_STORY[: language.MAX_CHARS]
+    assert language._obviously_english(sample)
+    assert language._iso_639_1(language.get_detector().detect_language_of(sample)) == "en"
+    assert detect_language(ENGLISH_STORY) == "en"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a table of figures: no function words, lingua decides (whatever it says)
+        "ACME CORP 4TH QTR NET\nShr 45 cts vs 58 cts\n\nNet 1.1 mln vs 829,000\n\nSales 7.9 mln",
+        # English function words, but an accented letter: lingua decides
+        "The café said that it would open again after the summer, and that their staff were "
+        "not told about the plan, which they said was the worst they had seen.",
+        # a French text
+        "La Russie a proposé un nouveau cycle de pourparlers de paix avec l'Ukraine à Istanbul.",
+        # German without umlauts: none of the markers
+        "Die Regierung hat am Dienstag gesagt, dass sie die Steuern im kommenden Jahr senken will.",
+    ],
+)
+def test_other_texts_go_to_lingua(text):
+    assert not language._obviously_english(text[: language.MAX_CHARS])
