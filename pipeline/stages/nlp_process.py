@@ -22,6 +22,7 @@ kills the parser by itself is dead-lettered). The child exits when its parent do
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -84,6 +85,8 @@ def _load_in_child(models: list[str]) -> dict[str, str | None]:
             loaded[model] = None
         except (ModelNotInstalledError, OSError) as exc:
             loaded[model] = str(exc)
+    gc.collect()  # the pipelines live as long as the process: out of the collector's scans
+    gc.freeze()
     return loaded
 
 

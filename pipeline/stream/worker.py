@@ -23,6 +23,7 @@ dead-letters the batch rather than acking it unprocessed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -359,6 +360,10 @@ def run_worker(loglevel: str = "info") -> None:
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
     pipeline = Pipeline(settings, parse_process=settings.nlp_process)
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
+    # what is loaded by now (models, tables, clients) lives as long as the worker: keep it out
+    # of the garbage collector's scans, which otherwise walk it again and again
+    gc.collect()
+    gc.freeze()
     log.info("newspipe worker ready: model %s", settings.spacy_model)
     app = create_app(settings, pipeline)
     worker = Worker(app, ready_path(settings, os.getpid()), loglevel=loglevel)
