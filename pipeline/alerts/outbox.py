@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from elasticsearch import ConflictError, Elasticsearch
 
 from pipeline.ids import stable_hash
-from pipeline.infra.es import ServerBusy
+from pipeline.infra.es import ServerBusy, is_transient_item
 from pipeline.settings import Settings
 from schemas import Alert, DeliveryStatus, Subscription
 from schemas.models import utcnow
@@ -289,7 +289,14 @@ class Outbox:
         for _ in range(50):
             if not pending:
                 return
-            docs = [d for d in self.es.mget(index=index, ids=pending)["docs"] if d.get("found")]
+            answered = self.es.mget(index=index, ids=pending)["docs"]
+            unanswered = [
+                d["error"] for d in answered if "error" in d and not _index_missing(d["error"])
+            ]
+            if unanswered:  # e.g. no shard available while the node recovers: not "gone",
+                # and skipping them would leave a delivered alert marked as still pending
+                raise ServerBusy(f"{index}: {unanswered[0].get('type', unanswered[0])}")
+            docs = [d for d in answered if d.get("found")]
             if not docs:
                 return
             operations = []
@@ -311,6 +318,10 @@ class Outbox:
                 result = item["update"]
                 if result.get("status") == 409:
                     pending.append(doc["_id"])
+                elif is_transient_item(result):
+                    raise ServerBusy(
+                        f"alert {doc['_id']}: state not written: {result.get('error')}"
+                    )
                 elif result.get("error"):
                     raise RuntimeError(f"alert {doc['_id']}: state not written: {result['error']}")
         if pending:

@@ -162,3 +162,27 @@ def test_alerts_a_recovering_node_cannot_serve_are_a_server_fault_not_gone():
     assert (
         Outbox(_Mget([{"_index": "a", "_id": "x", "found": False}]), settings).alerts(["x"]) == []
     )
+
+
+def test_alert_states_a_recovering_node_cannot_serve_are_a_server_fault_not_skipped():
+    """Writing delivery states onto alert documents reads them first; a document the node
+    cannot serve yet (no shard available) must make the write fail as a server fault (the
+    dispatcher retries the recording), not be skipped: a skipped one stays "pending" although
+    its webhook was delivered (CI fault suite, Elasticsearch down 30 s)."""
+    import pytest
+
+    from pipeline.infra.es import ServerBusy, is_transient
+
+    settings = Settings()
+    recovering = _Mget(
+        [{"_index": "a", "_id": "x", "error": {"type": "no_shard_available_action_exception"}}]
+    )
+    with pytest.raises(ServerBusy) as raised:
+        Outbox(recovering, settings).mark(["x"], {"x": []})
+    assert is_transient(raised.value)
+    # a missing index or document: nothing to mark, no error
+    Outbox(_Mget([{"_index": "a", "_id": "x", "found": False}]), settings).mark(["x"], {"x": []})
+    missing_index = _Mget(
+        [{"_index": "a", "_id": "x", "error": {"type": "index_not_found_exception"}}]
+    )
+    Outbox(missing_index, settings).mark(["x"], {"x": []})
