@@ -22,7 +22,7 @@ from elasticsearch import Elasticsearch
 
 from pipeline.alerts.per_story import attach_updates, story_alert_id
 from pipeline.ids import stable_hash
-from pipeline.infra.es import bulk
+from pipeline.infra.es import ServerBusy, bulk
 from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
 from schemas.models import utcnow
 
@@ -143,6 +143,9 @@ class AlertLedger:
         found = self.es.mget(
             index=self.index, ids=sorted(ids), source_includes=["status", "published"]
         )
+        unanswered = [d["error"] for d in found["docs"] if "error" in d]
+        if unanswered:  # a node still recovering: asking again is right, guessing is not
+            raise ServerBusy(f"alerts index: {unanswered[0].get('type', unanswered[0])}")
         return {
             d["_id"]
             for d in found["docs"]

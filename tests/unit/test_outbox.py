@@ -186,3 +186,27 @@ def test_alert_states_a_recovering_node_cannot_serve_are_a_server_fault_not_skip
         [{"_index": "a", "_id": "x", "error": {"type": "index_not_found_exception"}}]
     )
     Outbox(missing_index, settings).mark(["x"], {"x": []})
+
+
+def test_the_ledger_asks_again_when_the_node_cannot_say_whether_an_alert_was_published():
+    """An alert claimed before (a redelivery) is published again only if its document says it
+    was not; a document the recovering node cannot serve is a server fault (retried), not a
+    guess that would drop the alert."""
+    import pytest
+
+    from pipeline.alerts.delivery import AlertLedger
+    from pipeline.infra.es import ServerBusy
+
+    class _MgetWithSource(_Mget):
+        def mget(self, index, ids, source_includes=None):
+            return {"docs": self.docs}
+
+    recovering = _MgetWithSource(
+        [{"_index": "a", "_id": "x", "error": {"type": "no_shard_available_action_exception"}}]
+    )
+    with pytest.raises(ServerBusy):
+        AlertLedger(recovering, "a")._unpublished({"x"})
+    unpublished = _MgetWithSource(
+        [{"_index": "a", "_id": "x", "found": True, "_source": {"published": False}}]
+    )
+    assert AlertLedger(unpublished, "a")._unpublished({"x"}) == {"x"}
