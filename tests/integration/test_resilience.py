@@ -144,7 +144,9 @@ def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(st
     assert len(good) >= 1
 
 
-def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack, tmp_path):
+def _corpus_sample(tmp_path: Path, start: int, stop: int) -> Path:
+    """Lines ``start``..``stop`` of the corpus (``NEWS_CORPUS``) as a JSON-lines file; skips
+    the test when there is no corpus."""
     corpus = Path(
         __import__("os").environ.get(
             "NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"
@@ -154,7 +156,13 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
         pytest.skip(f"no corpus at {corpus}")
     sample = tmp_path / "sample.jsonl"
     with corpus.open(encoding="utf-8") as source:
-        sample.write_text("".join(next(source) for _ in range(300)), encoding="utf-8")
+        lines = [next(source) for _ in range(stop)][start:]
+    sample.write_text("".join(lines), encoding="utf-8")
+    return sample
+
+
+def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack, tmp_path):
+    sample = _corpus_sample(tmp_path, 0, 300)
     before = stack.count("articles")
     report = stack.publish([sample])
     sent = set(report.ids)
@@ -231,17 +239,7 @@ def _alive(pid: int) -> bool:
 def test_a_parse_process_killed_mid_stream_is_replaced_and_nothing_is_lost(stack, tmp_path):
     """The worker's NER runs in a child process; killing it fails the batch being parsed, whose
     articles are parsed again by a new child: every article indexed, none dead-lettered."""
-    corpus = Path(
-        __import__("os").environ.get(
-            "NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"
-        )
-    )
-    if not corpus.exists():
-        pytest.skip(f"no corpus at {corpus}")
-    sample = tmp_path / "sample.jsonl"
-    with corpus.open(encoding="utf-8") as source:
-        lines = [next(source) for _ in range(600)][400:]  # not the articles of the test above
-    sample.write_text("".join(lines), encoding="utf-8")
+    sample = _corpus_sample(tmp_path, 400, 600)  # not the articles of the test above
     parser = _parse_process(stack.worker.process.pid)
     assert parser is not None, "the worker has no parse process (NEWS_NLP_PROCESS off?)"
     report = stack.publish([sample])
