@@ -490,13 +490,6 @@ class Outbox:
             doc["status_code"] = result.status_code
         if delivered_at:
             doc["delivered_at"] = _iso(delivered_at)
-        if not self._write_if_still_leased(entry, doc):
-            return Result(
-                SUPERSEDED,
-                result.attempted,
-                result.status_code,
-                "leased again meanwhile: the newer lease records the outcome",
-            )
         status = DeliveryStatus(
             channel=source["channel"],
             target=source["target"],
@@ -511,13 +504,34 @@ class Outbox:
             digest_period=_parse(source.get("period_start")),
             updated_at=now,
         )
-        self.mark(source["alert_ids"], {a: [status] for a in source["alert_ids"]}, only_new=False)
+
+        def on_the_alerts() -> None:
+            self.mark(
+                source["alert_ids"], {a: [status] for a in source["alert_ids"]}, only_new=False
+            )
+
+        if not self._write_if_still_leased(entry, doc, first=on_the_alerts):
+            return Result(
+                SUPERSEDED,
+                result.attempted,
+                result.status_code,
+                "leased again meanwhile: the newer lease records the outcome",
+            )
         return result
 
-    def _write_if_still_leased(self, entry: Entry, doc: dict[str, Any]) -> bool:
+    def _write_if_still_leased(
+        self, entry: Entry, doc: dict[str, Any], *, first: Callable[[], None]
+    ) -> bool:
         """Write an attempt's outcome only while the entry still carries this attempt's lease
         (conditional update): a dispatcher whose lease expired and was taken over, or whose
-        entry another dispatcher settled meanwhile, must not overwrite the newer outcome."""
+        entry another dispatcher settled meanwhile, must not overwrite the newer outcome.
+
+        ``first`` (the states on the alert documents) runs after the lease is confirmed and
+        before the entry is written: the entry written last is what makes an outcome final. A
+        dispatcher that dies between the two leaves the entry leased, so it is sent again once
+        the lease expires and recorded then (a repeat with the same id, at-least-once); the
+        other order left the alert showing ``pending`` for good behind a settled entry."""
+        done_first = False
         for _ in range(20):
             got = self.es.get(index=self.index, id=entry.id)
             current = got["_source"]
@@ -528,6 +542,9 @@ class Outbox:
                 or current["state"] not in OPEN_STATES
             ):
                 return False
+            if not done_first:
+                first()
+                done_first = True
             try:
                 self.es.update(
                     index=self.index,

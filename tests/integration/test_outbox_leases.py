@@ -333,3 +333,62 @@ def test_an_outcome_the_server_failed_to_take_is_recorded_once_it_answers(outbox
     with pytest.raises(ESConnectionError):
         asyncio.run(dispatcher._record(expired, Result("delivered", status_code=200)))
     assert len(calls) == 1
+
+
+class _Killed(BaseException):
+    """The process dying at this point (not an exception any code would handle)."""
+
+
+class _DiesAtWrite:
+    """The client of a dispatcher that dies at its ``n``-th write to Elasticsearch."""
+
+    def __init__(self, es, n: int):
+        self._es, self._left = es, n
+
+    def __getattr__(self, name):
+        method = getattr(self._es, name)
+        if name not in ("update", "bulk", "index", "create"):
+            return method
+
+        def write(*args, **kwargs):
+            self._left -= 1
+            if self._left == 0:
+                raise _Killed(name)
+            return method(*args, **kwargs)
+
+        return write
+
+
+def test_a_dispatcher_dying_while_recording_leaves_no_alert_pending_behind_a_settled_entry(
+    outbox_env, es_client
+):
+    """A dispatcher delivered an entry and dies at each point of recording it in turn (before
+    its first write, between the writes, after the last). Once the lease expires, whatever the
+    entry still needs is done by another dispatcher, and the entry and its alert agree:
+    delivered. (The alert's state written after the entry's once left it ``pending`` for good
+    when the worker was killed in between.)"""
+    from pipeline.alerts.outbox import Outbox, Result
+    from schemas.models import utcnow
+
+    settings, env, outbox, subscription, receiver, data_dir = outbox_env
+
+    def room(target: str) -> int:
+        return 10
+
+    for n in range(1, 5):  # the recording makes 2 writes: the alert's states, then the entry
+        (entry_id,) = _enqueue(settings, es_client, outbox, subscription, 1)
+        t0 = utcnow()
+        (leased,) = outbox.lease_ids([entry_id], capacity=room, now=t0)
+        dying = Outbox(_DiesAtWrite(es_client, n), settings)
+        try:
+            dying.record(leased, Result("delivered", status_code=200), now=t0)
+        except _Killed:
+            pass
+        later = t0 + timedelta(seconds=settings.outbox_lease_s + 1)
+        for again in outbox.lease_ids([entry_id], capacity=room, now=later):  # sent again
+            assert outbox.record(again, Result("delivered", status_code=200), now=later).state == (
+                "delivered"
+            )
+        entry = _states(outbox, {entry_id})[entry_id]
+        (alert,) = es_client.mget(index=settings.index("alerts"), ids=entry["alert_ids"])["docs"]
+        assert (entry["state"], alert["_source"]["status"]) == ("delivered", "delivered"), n
