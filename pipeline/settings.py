@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     es_replicas: int | None = Field(
         None, description="replicas per shard of new indices (default: the templates' value, 0)"
     )
+    state_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        description="refresh interval of the pipeline's own state indices (dedupe fingerprints, "
+        "alert ledger, stories, entity registry): how soon a write there is searchable "
+        "(Kibana, alert history). The stages read them by id, in real time; the articles and "
+        "the outbox keep 1 s",
+    )
 
     # --- worker ------------------------------------------------------------------------------
     app_id: str = Field("newspipe", description="Faust application id (consumer group)")

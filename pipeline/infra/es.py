@@ -86,6 +86,8 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
             )
             created.append(alias)
         else:
+            if dynamic := dynamic_settings(settings, family):
+                es.indices.put_settings(index=alias, settings={"index": dynamic})
             # existing indices get new fields of the template (additive mapping changes);
             # a change they cannot take (a field's type) waits for `newspipe migrate`
             properties = body["mappings"]["properties"]
@@ -106,6 +108,21 @@ def ensure_indices(es: Elasticsearch, settings: Settings | None = None) -> list[
     return created
 
 
+STATE_FAMILIES = ("fingerprints", "alerts", "stories", "entities")
+"""Index families the stages read by id (real time) and search only to catch up with other
+workers or for people: refreshed every ``NEWS_STATE_REFRESH_S``, not every second. A refresh
+writes a segment, and segments cost merges and per-segment lookups: at 1 s these four cost
+Elasticsearch about as much CPU per article as indexing everything (docs/performance.md)."""
+
+
+def dynamic_settings(settings: Settings, family: str) -> dict[str, Any]:
+    """The index settings of a family that follow the project's settings (applied to new
+    indices through the template and to existing ones by :func:`ensure_indices`)."""
+    if family in STATE_FAMILIES:
+        return {"refresh_interval": f"{round(settings.state_refresh_s * 1000)}ms"}
+    return {}
+
+
 def install_template(es: Elasticsearch, settings: Settings, family: str) -> dict:
     """Install (or update) one family's index template; returns its body."""
     alias = settings.index(family)
@@ -113,6 +130,7 @@ def install_template(es: Elasticsearch, settings: Settings, family: str) -> dict
     index_settings = dict(body["settings"])
     if settings.es_replicas is not None:
         index_settings["number_of_replicas"] = settings.es_replicas
+    index_settings.update(dynamic_settings(settings, family))
     es.indices.put_index_template(
         name=alias,
         index_patterns=[f"{alias}-*"],

@@ -572,8 +572,12 @@ class StoryAssigner:
         threshold: float = 0.35,
         window: timedelta = timedelta(hours=120),
         retries: int = 5,
+        sync_overlap: timedelta = timedelta(seconds=5),
     ):
         self.es = es
+        self.sync_overlap = sync_overlap
+        """How far back each sync looks again: more than the stories index takes to make a
+        write searchable (its refresh interval), so no other worker's change is missed."""
         self.index_name = index
         self.memory = StoryIndex(threshold=threshold, window=window)
         self.retries = retries
@@ -611,7 +615,7 @@ class StoryAssigner:
             clauses.append(
                 {
                     "range": {
-                        "updated_at": {"gte": (self._synced_at - timedelta(seconds=5)).isoformat()}
+                        "updated_at": {"gte": (self._synced_at - self.sync_overlap).isoformat()}
                     }
                 }
             )
@@ -702,6 +706,7 @@ def story_assigner(settings: Any, es: Any = None) -> StoryAssigner:
         settings.index("stories"),
         threshold=settings.story_threshold,
         window=timedelta(hours=settings.story_window_hours),
+        sync_overlap=timedelta(seconds=max(5.0, 2 * settings.state_refresh_s)),
     )
 
 

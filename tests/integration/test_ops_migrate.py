@@ -130,3 +130,26 @@ def test_newspipe_migrate_applies_a_type_change(es_client, settings):
     es_client.indices.refresh(index=alias)
     assert es_client.count(index=alias, query={"term": {"source": "Reuters"}})["count"] == 20
     assert "mappings up to date: nothing to migrate" in run_cli(settings, "migrate")
+
+
+def test_state_indices_refresh_at_the_configured_interval_new_and_existing(es_client, settings):
+    """The state families (fingerprints, alerts, stories, entities) take
+    ``NEWS_STATE_REFRESH_S`` when created and when setup runs again with another value; the
+    articles keep 1 s (what users search)."""
+    from pipeline.infra.es import STATE_FAMILIES
+
+    def intervals() -> dict[str, str]:
+        found = {}
+        for family in (*STATE_FAMILIES, "articles"):
+            alias = settings.index(family)
+            got = es_client.indices.get_settings(index=alias, name="index.refresh_interval")
+            (values,) = got.values()
+            found[family] = values["settings"]["index"]["refresh_interval"]
+        return found
+
+    ensure_indices(es_client, settings)
+    first = intervals()
+    assert {first[f] for f in STATE_FAMILIES} == {"5000ms"} and first["articles"] == "1s"
+    ensure_indices(es_client, settings.model_copy(update={"state_refresh_s": 2.5}))
+    again = intervals()
+    assert {again[f] for f in STATE_FAMILIES} == {"2500ms"} and again["articles"] == "1s"
