@@ -149,9 +149,20 @@ async def pipelined(
         finally:
             slots.release()
 
+    taking = batches.__aiter__()
     try:
-        async for events, ack in batches:
+        while True:
+            # a slot first, then the batch: the batch then holds everything that arrived while
+            # the pipeline was full, instead of waiting one more turn behind a batch taken early
             await slots.acquire()
+            try:
+                events, ack = await taking.__anext__()
+            except StopAsyncIteration:
+                slots.release()
+                break
+            except BaseException:
+                slots.release()
+                raise
             try:
                 started = await start(events)
             except BaseException:

@@ -183,6 +183,58 @@ def test_pipelined_keeps_at_most_depth_batches_in_flight() -> None:
     assert stream.acked == list(range(10))
 
 
+class ArrivingStream(FakeStream):
+    """Events that arrive when the test puts them in ``arrivals`` (None ends the stream)."""
+
+    def __init__(self):
+        super().__init__([])
+        self.arrivals: asyncio.Queue = asyncio.Queue()
+
+    async def events(self):
+        while (event := await self.arrivals.get()) is not None:
+            yield event
+
+
+def test_pipelined_takes_a_batch_only_when_a_slot_is_free_so_it_holds_all_that_arrived() -> None:
+    """While both slots are busy, arriving events wait in the read-ahead; the batch taken when
+    a slot frees holds all of them, not just the first one (taken early, it would have made
+    the rest wait one more turn)."""
+    starts: list[list[int]] = []
+
+    async def go():
+        stream = ArrivingStream()
+        go_on, first_done = asyncio.Event(), asyncio.Event()
+
+        async def start(batch):
+            starts.append(list(batch))
+
+        async def finish(batch, _):
+            if batch[0] == 0:
+                await go_on.wait()
+                for event in (2, 3, 4, 5):  # arrive while batches [0] and [1] are in flight
+                    stream.arrivals.put_nowait(event)
+                    await asyncio.sleep(0.01)
+                first_done.set()
+
+        stream.arrivals.put_nowait(0)
+        task = asyncio.ensure_future(
+            pipelined(take_batches_unacked(stream, 64, 0.0), start, finish, depth=2)
+        )
+        await asyncio.sleep(0.01)
+        stream.arrivals.put_nowait(1)
+        await asyncio.sleep(0.01)
+        go_on.set()
+        await first_done.wait()
+        await asyncio.sleep(0.05)
+        stream.arrivals.put_nowait(None)
+        await task
+        return stream.acked
+
+    acked = run(go())
+    assert starts[:2] == [[0], [1]] and starts[2] == [2, 3, 4, 5]
+    assert acked == [0, 1, 2, 3, 4, 5]
+
+
 def test_pipelined_finishes_in_order_even_when_a_later_batch_is_quicker() -> None:
     stream = FakeStream(list(range(4)))
     finished: list[int] = []
