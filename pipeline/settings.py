@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="the worker runs nlp.pipe in a process of its own (its other steps keep "
         "the GIL; the next batch is parsed while the last one is finished)",
     )
+    nlp_processes: int = Field(
+        1,
+        ge=1,
+        description="parse processes per worker when NEWS_NLP_PROCESS is on: a batch is split "
+        "among them (more cores for the NER, one model's memory each)",
+    )
 
     # --- topics ------------------------------------------------------------------------------
     topic_prefix: str = Field("news", description="prefix of every topic name")

@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -235,3 +235,119 @@ class ParseProcess:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+
+
+@dataclass(frozen=True)
+class SplitParsing:
+    """A batch being parsed in several processes (:meth:`ParseProcesses.submit`): its texts in
+    consecutive parts, one per process."""
+
+    parts: tuple[tuple[ParseProcess, Parsing], ...]
+
+
+class ParseProcesses:
+    """``count`` :class:`ParseProcess` children with the interface of one: a batch is cut into
+    consecutive parts of about equal length (characters), one per child, and its documents come
+    back in order. A batch of one text goes to the children in turn. A child that dies fails
+    only the batch it was parsing and is replaced, as with one child."""
+
+    def __init__(
+        self,
+        count: int,
+        main_model: str,
+        other_models: Sequence[str] = (),
+        *,
+        batch_size: int = 64,
+        vocab_of: Any,
+    ) -> None:
+        self.lanes = [
+            ParseProcess(main_model, other_models, batch_size=batch_size, vocab_of=vocab_of)
+            for _ in range(max(1, count))
+        ]
+        self.main_model = main_model
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @property
+    def restarts(self) -> int:
+        return sum(lane.restarts for lane in self.lanes)
+
+    def start(self) -> Future[dict[str, str | None]]:
+        """Start every child (each loads every pipeline); the future is done when all are, with
+        the first child's answer (the children load the same pipelines)."""
+        loads = [lane.start() for lane in self.lanes]
+        if len(loads) == 1:
+            return loads[0]
+        done: Future[dict[str, str | None]] = Future()
+
+        def settle() -> None:
+            wait(loads)
+            try:
+                for load in loads[1:]:
+                    load.result()
+                done.set_result(loads[0].result())
+            except Exception as exc:  # handed to whoever waits (a child that died loading)
+                done.set_exception(exc)
+
+        threading.Thread(target=settle, name="parse-processes-loaded", daemon=True).start()
+        return done
+
+    def available(self, model: str) -> bool:
+        return all(lane.available(model) for lane in self.lanes)
+
+    def submit(self, model: str, texts: Sequence[str]) -> SplitParsing:
+        texts = list(texts)
+        count = min(len(self.lanes), len(texts)) or 1
+        with self._lock:
+            first = self._next
+            self._next = (self._next + count) % len(self.lanes)
+        lanes = [self.lanes[(first + k) % len(self.lanes)] for k in range(count)]
+        return SplitParsing(
+            tuple(
+                (lane, lane.submit(model, part))
+                for lane, part in zip(lanes, _cut(texts, count), strict=True)
+            )
+        )
+
+    def docs(self, parsing: SplitParsing) -> list[Any]:
+        out: list[Any] = []
+        for lane, part in parsing.parts:
+            out += lane.docs(part)
+        return out
+
+    def parse(self, model: str, texts: Sequence[str]) -> list[Any]:
+        if not texts:
+            return []
+        return self.docs(self.submit(model, texts))
+
+    def pid(self) -> int | None:
+        """The first child's pid (None before it started)."""
+        return self.lanes[0].pid()
+
+    def pids(self) -> list[int]:
+        return [pid for lane in self.lanes if (pid := lane.pid()) is not None]
+
+    def close(self) -> None:
+        for lane in self.lanes:
+            lane.close()
+
+
+def _cut(texts: list[str], parts: int) -> list[list[str]]:
+    """``texts`` in ``parts`` consecutive non-empty runs of about equal total length."""
+    if parts <= 1:
+        return [texts]
+    total = sum(len(t) for t in texts) or 1
+    runs: list[list[str]] = [[]]
+    done = 0
+    for i, text in enumerate(texts):
+        left_texts, left_runs = len(texts) - i, parts - len(runs)
+        # a new run when the texts left are just enough for the runs left, or when this text
+        # lies mostly past the current run's share
+        if runs[-1] and (
+            left_texts == left_runs
+            or (left_runs > 0 and done + len(text) / 2 > total * len(runs) / parts)
+        ):
+            runs.append([])
+        runs[-1].append(text)
+        done += len(text)
+    return runs

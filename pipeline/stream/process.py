@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -205,9 +206,10 @@ class Pipeline:
             return None
         with self._init_lock:
             if self._parser is None:
-                from pipeline.stages.nlp_process import ParseProcess
+                from pipeline.stages.nlp_process import ParseProcesses
 
-                self._parser = ParseProcess(
+                self._parser = ParseProcesses(
+                    self.settings.nlp_processes,
                     self.settings.spacy_model,
                     list(self.settings.spacy_models.values()),
                     batch_size=self.settings.nlp_batch_size,
@@ -409,11 +411,16 @@ class Pipeline:
         return started
 
     def enrich(
-        self, messages: Sequence[InMessage], *, prefetched: Prefetched | None = None
+        self,
+        messages: Sequence[InMessage],
+        *,
+        prefetched: Prefetched | None = None,
+        taken: datetime | None = None,
     ) -> StepResult:
         """CleanArticle -> EnrichedArticle: entities and events, one nlp.pipe over the batch
-        (``prefetched``: its parses started by :meth:`prefetch`)."""
-        taken = utcnow()
+        (``prefetched``: its parses started by :meth:`prefetch`; ``taken``: when the batch was
+        taken, stamped as ``enrich_taken``, by default now)."""
+        taken = taken or utcnow()
         result = StepResult()
         articles, result.dead = decode(messages, CleanArticle)
         ok, failed = retry_transient(

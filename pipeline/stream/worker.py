@@ -42,6 +42,7 @@ from pipeline.settings import Settings, get_settings
 from pipeline.stream.batching import pipelined, take_batches, take_batches_unacked
 from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from schemas import DeadLetter
+from schemas.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     @app.agent(topics["clean"], name="enrich")
     async def enrich(stream):
-        async def step(messages, prefetched=None):
-            result = await asyncio.to_thread(pipeline.enrich, messages, prefetched=prefetched)
+        async def step(messages, prefetched=None, taken=None):
+            result = await asyncio.to_thread(
+                pipeline.enrich, messages, prefetched=prefetched, taken=taken
+            )
             await send_all("enriched", result.passed)
             await send_all("deadletter", result.dead)
 
@@ -173,17 +176,18 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         # the parse process parses the next batch while this process finishes the last one
         async def start(events):
+            taken = utcnow()  # the batch's time in the stage includes its parse
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels("enrich").inc(len(messages))
             try:
-                return messages, await asyncio.to_thread(pipeline.prefetch, messages)
+                return messages, await asyncio.to_thread(pipeline.prefetch, messages), taken
             except Exception as exc:  # the batch is parsed when its turn comes instead
                 log.warning("enrich: could not start parsing a batch ahead: %s", exc)
-                return messages, None
+                return messages, None, taken
 
         async def finish(events, started):
-            messages, prefetched = started
-            await run_step(lambda m: step(m, prefetched), messages, "enrich")
+            messages, prefetched, taken = started
+            await run_step(lambda m: step(m, prefetched, taken), messages, "enrich")
 
         batches_acked_by_us = take_batches_unacked(
             stream, settings.batch_max, settings.batch_wait_s

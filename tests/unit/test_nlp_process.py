@@ -20,7 +20,7 @@ from pipeline.stages.dedupe import Deduper
 from pipeline.stages.dedupe_store import InMemoryFingerprintStore
 from pipeline.stages.entities import InMemoryEntityRegistry
 from pipeline.stages.nlp import load_nlp, loadable_name
-from pipeline.stages.nlp_process import ParseProcess, ParseProcessDied
+from pipeline.stages.nlp_process import ParseProcess, ParseProcessDied, ParseProcesses, _cut
 from pipeline.stages.stories import StoryAssigner
 from pipeline.stream.process import InMessage, Pipeline
 from schemas import RawArticle
@@ -108,8 +108,8 @@ def _articles(texts: list[str]) -> list[InMessage]:
     return messages
 
 
-def _pipeline(parse_process: bool) -> Pipeline:
-    settings = Settings(spacy_model=MODEL, spacy_models={})
+def _pipeline(parse_process: bool, processes: int = 1) -> Pipeline:
+    settings = Settings(spacy_model=MODEL, spacy_models={}, nlp_processes=processes)
     return Pipeline(
         settings,
         deduper=Deduper(InMemoryFingerprintStore()),
@@ -136,18 +136,49 @@ def _enriched(pipeline: Pipeline, messages: list[InMessage], prefetch: bool) -> 
     ]
 
 
-def test_the_enrich_step_makes_the_same_articles_with_a_parse_process() -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_enrich_step_makes_the_same_articles_with_parse_processes(processes: int) -> None:
     messages = _articles([t for t in TEXTS if t] + _seed_texts())
     here = _enriched(_pipeline(False), messages, prefetch=False)
-    elsewhere = _pipeline(True)
+    elsewhere = _pipeline(True, processes)
     try:
         assert elsewhere.parser is not None
         started_ahead = _enriched(elsewhere, messages, prefetch=True)
         assert elsewhere.parser.restarts == 0
+        assert len(elsewhere.parser.pids()) == processes  # the batch was split among them
     finally:
         elsewhere.parser.close()
     assert started_ahead == here
     assert any(entities for _, entities, _, _ in here)
+
+
+def test_a_batch_is_cut_into_consecutive_parts_of_about_equal_length() -> None:
+    texts = ["a" * n for n in (10, 10, 10, 10, 40, 5, 5, 5, 5)]
+    for parts in (1, 2, 3, 4, 9):
+        runs = _cut(texts, parts)
+        assert [t for run in runs for t in run] == texts and all(runs) and len(runs) == parts
+    first, second = _cut(texts, 2)
+    assert abs(sum(map(len, first)) - sum(map(len, second))) <= 40
+    assert _cut(["x"], 1) == [["x"]]
+
+
+def test_a_dead_child_of_several_fails_its_batch_only_and_is_replaced(nlp) -> None:
+    processes = ParseProcesses(2, MODEL, batch_size=4, vocab_of=lambda model: nlp.vocab)
+    try:
+        assert processes.start().result() == {MODEL: None}
+        assert len(processes.pids()) == 2
+        expected = [_signature(d) for d in nlp.pipe(TEXTS)]
+        assert [_signature(d) for d in processes.parse(MODEL, TEXTS)] == expected
+        victim = processes.pids()[1]
+        parsing = processes.submit(MODEL, ["A batch parsed when one process is killed."] * 400)
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(ParseProcessDied, match="parse process ended"):
+            processes.docs(parsing)
+        assert [_signature(d) for d in processes.parse(MODEL, TEXTS)] == expected
+        assert processes.restarts == 1 and victim not in processes.pids()
+        assert len(processes.pids()) == 2
+    finally:
+        processes.close()
 
 
 def test_a_pipeline_given_its_model_parses_in_process() -> None:
