@@ -78,7 +78,7 @@ Across workers (concurrent claims)
     moment are decided pair by pair, so a copy may name as its original a copy that itself
     yielded (and in theory all of a three-way tie could yield); copies a few milliseconds
     apart are found by the band lists as concurrent claims are (the store search sees records
-    once the index refreshed, within a second; claims do not wait for it).
+    once the index refreshed, within ``NEWS_STATE_REFRESH_S``; claims do not wait for it).
 """
 
 from __future__ import annotations

@@ -249,9 +249,10 @@ class ElasticsearchFingerprintStore:
     - ``claim``: bulk ``create`` with ``_id`` = fingerprint, so Elasticsearch arbitrates between
       workers; a 409 conflict means the text is known, and the stored records are read back
       with ``mget`` (real-time). The bulk does not refresh the index (no waiting on the hot
-      path): a record becomes searchable within the index's refresh interval (1 s), and a near
-      copy arriving before that is caught by the band lists (``claim_bands``, real-time reads),
-      as concurrent claims of two workers are; exact copies are caught by the create conflict.
+      path): a record becomes searchable within the index's refresh interval
+      (``NEWS_STATE_REFRESH_S``), and a near copy arriving before that is caught by the band
+      lists (``claim_bands``, real-time reads), as concurrent claims of two workers are; exact
+      copies are caught by the create conflict.
     - ``candidates``: one search, a ``constant_score`` term clause per band key, so the score
       is the number of shared bands and the best candidates come first
       (``minimum_should_match``: ``min_shared``);
