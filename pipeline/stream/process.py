@@ -450,11 +450,21 @@ class Pipeline:
     ) -> list[Any]:
         from pipeline.stages.entities import parse
 
-        started = (prefetched or {}).get((model, tuple(texts)))
-        if started is not None:
-            return self.parser.docs(started)
+        # a started parse is used once: a retry of the same texts must parse them anew
+        started = (prefetched or {}).pop((model, tuple(texts)), None)
         if self.parser is not None:
-            return self.parser.parse(model, texts)
+            from pipeline.stages.nlp_process import ParseProcessDied
+
+            try:
+                if started is not None:
+                    return self.parser.docs(started)
+                return self.parser.parse(model, texts)
+            except ParseProcessDied:
+                # killed from outside, or by one of these texts: once more in a new process.
+                # Texts that kill it again fail their batch, which isolate then splits; a
+                # batch of one article would otherwise be dead-lettered at the first death
+                log.warning("enrich: the parse process died; parsing %d text(s) again", len(texts))
+                return self.parser.parse(model, texts)
         nlp = self.nlp if model == self.settings.spacy_model else self._nlps[model]
         return parse(nlp, texts, batch_size=self.settings.nlp_batch_size)
 

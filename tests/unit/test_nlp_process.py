@@ -284,3 +284,25 @@ def test_another_languages_documents_rebuilt_over_the_main_vocabulary_give_the_s
     here = enriched(False)
     assert {model for *_, model in here} == {"fr_core_news_sm"}
     assert enriched(True) == here
+
+
+def test_a_one_article_batch_whose_parse_died_is_parsed_anew_not_dead_lettered() -> None:
+    """The parse started ahead for a batch of one article dies: the step's retry of that same
+    article must parse it in a new process, not meet the dead parse again (it was looked up by
+    its texts, the same for the batch and for the article alone, and dead-lettered)."""
+    long_body = " ".join(
+        f"Officials in Paris said on day {n} that talks with Berlin would go on." for n in range(300)
+    )
+    messages = _articles([long_body])
+    pipeline = _pipeline(True)
+    try:
+        cleaned = pipeline.clean_and_dedupe(messages)
+        clean = [InMessage(value=a.model_dump_json().encode()) for a in cleaned.passed]
+        assert pipeline.parser.start().result() is not None
+        prefetched = pipeline.prefetch(clean)
+        os.kill(pipeline.parser.pid(), signal.SIGKILL)  # while it parses the batch
+        result = pipeline.enrich(clean, prefetched=prefetched)
+        assert not result.dead and len(result.passed) == 1
+        assert pipeline.parser.restarts == 1
+    finally:
+        pipeline.parser.close()
