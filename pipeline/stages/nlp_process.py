@@ -264,7 +264,6 @@ class ParseProcesses:
             ParseProcess(main_model, other_models, batch_size=batch_size, vocab_of=vocab_of)
             for _ in range(max(1, count))
         ]
-        self.main_model = main_model
         self._next = 0
         self._lock = threading.Lock()
 
