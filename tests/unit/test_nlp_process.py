@@ -291,7 +291,8 @@ def test_a_one_article_batch_whose_parse_died_is_parsed_anew_not_dead_lettered()
     article must parse it in a new process, not meet the dead parse again (it was looked up by
     its texts, the same for the batch and for the article alone, and dead-lettered)."""
     long_body = " ".join(
-        f"Officials in Paris said on day {n} that talks with Berlin would go on." for n in range(300)
+        f"Officials in Paris said on day {n} that talks with Berlin would go on."
+        for n in range(300)
     )
     messages = _articles([long_body])
     pipeline = _pipeline(True)
