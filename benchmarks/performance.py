@@ -39,6 +39,12 @@ sys.path.insert(0, str(REPO))
 from benchmarks.scaling import distinct_articles, fresh_run, one_run
 from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
+MATCHED_ON = {
+    "clean": "keyword subscriptions (matched on the clean article)",
+    "enriched": "entity/event subscriptions (matched on the enriched article)",
+}
+"""How the alerts are grouped: where their subscription is matched (alerts.matcher.match_stage)."""
+
 DEFAULT_CORPUS = os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl"
 
 
@@ -175,20 +181,27 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         es.close()
     alerts.join(5)
     searchable.join(5)
-    to_alert, steps, publish = [], {name: [] for name in ALERT_PATH}, []
+    to_alert: list[float] = []
+    kinds: dict[str, dict] = {}  # where the alert was matched -> its figures
     timeline: list[tuple[float, float, dict[str, float]]] = []  # (ingested, ms, steps)
     for received, alert in alerts.received.values():
         if alert.get("ingested_at") is None:
             continue
         produced = _ts(alert["ingested_at"])
         to_alert.append((received - produced) * 1000)
-        durations = step_durations(alert["ingested_at"], alert.get("stage_times"))
+        stage_times = alert.get("stage_times") or {}
+        kind = kinds.setdefault(
+            MATCHED_ON["enriched" if "enriched" in stage_times else "clean"],
+            {"to_alert": [], "steps": {name: [] for name in ALERT_PATH}, "publish": []},
+        )
+        kind["to_alert"].append(to_alert[-1])
+        durations = step_durations(alert["ingested_at"], stage_times)
         for name, ms in durations.items():
-            steps[name].append(ms)
+            kind["steps"][name].append(ms)
         timeline.append((produced, to_alert[-1], durations))
-        matched = (alert.get("stage_times") or {}).get("matched")
+        matched = stage_times.get("matched")
         if matched is not None:
-            publish.append((received - _ts(matched)) * 1000)
+            kind["publish"].append((received - _ts(matched)) * 1000)
     to_search = [(seen - sent_at[i]) * 1000 for i, seen in searchable.seen.items() if i in sent_at]
     return {
         "rate": rate,
@@ -199,8 +212,7 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         "alerts": len(to_alert),
         "to_alert": to_alert,
         "to_search": to_search,
-        "steps": steps,
-        "publish": publish,
+        "kinds": dict(sorted(kinds.items())),
         "timeline": sorted(timeline, key=lambda t: t[0]),
     }
 
@@ -229,18 +241,20 @@ def print_latency(result: dict, label: str) -> None:
     print(
         f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}"
     )
-    print("  where the time goes (per alert, ms: mean / p99):")
-    for name in ALERT_PATH:
-        values = result["steps"][name]
-        if values:
+    for kind, figures in result["kinds"].items():
+        print(f"  {kind}: ingest -> alert {summary(figures['to_alert'])}")
+        print("    where the time goes (per alert, ms: mean / p99):")
+        for name in ALERT_PATH:
+            values = figures["steps"][name]
+            if values:
+                print(
+                    f"      {STEP_NAMES[name]:40s} {statistics.fmean(values):7.0f} / {percentile(values, 0.99):6.0f}"
+                )
+        if figures["publish"]:
             print(
-                f"    {STEP_NAMES[name]:40s} {statistics.fmean(values):7.0f} / {percentile(values, 0.99):6.0f}"
+                f"      {'publish (ledger done -> alert received)':40s} {statistics.fmean(figures['publish']):7.0f} "
+                f"/ {percentile(figures['publish'], 0.99):6.0f}"
             )
-    if result["publish"]:
-        print(
-            f"    {'publish (ledger done -> alert received)':40s} {statistics.fmean(result['publish']):7.0f} "
-            f"/ {percentile(result['publish'], 0.99):6.0f}"
-        )
     timeline = result.get("timeline") or []
     if timeline:  # when the slow ones came: a start-up effect, a stall, or a growing queue
         start = timeline[0][0]

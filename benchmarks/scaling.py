@@ -23,7 +23,16 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-QUERIES = ["oil", "dividend", "trade OR tariff", '"interest rates"', "bank AND loss", "said"]
+QUERIES = [
+    "oil",
+    "dividend",
+    "trade OR tariff",
+    '"interest rates"',
+    "bank AND loss",
+    "said",
+    'entity:"United States"',
+]
+"""Keyword subscriptions (matched before the NER) and one entity subscription (after it)."""
 
 
 def distinct_articles(

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     es_replicas: int | None = Field(
         None, description="replicas per shard of new indices (default: the templates' value, 0)"
     )
+    alerts_on_clean: bool = Field(
+        True,
+        description="match keyword subscriptions (no entity:/event: field, not per story, no "
+        "digest) on the clean article, before the NER, so their alerts never wait for it; "
+        "false: every subscription waits for the enriched article",
+    )
     state_refresh_s: float = Field(
         5.0,
         gt=0,

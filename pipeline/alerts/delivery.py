@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch
 from pipeline.alerts.per_story import attach_updates, story_alert_id
 from pipeline.ids import stable_hash
 from pipeline.infra.es import ServerBusy, bulk
-from schemas import Alert, AlertMatch, EnrichedArticle, Subscription
+from schemas import Alert, AlertMatch, CleanArticle, Subscription
 from schemas.models import utcnow
 
 
@@ -33,22 +33,25 @@ def alert_id(subscription_id: str, article_id: str) -> str:
 
 def make_alert(
     subscription: Subscription,
-    article: EnrichedArticle,
+    article: CleanArticle,
     match: AlertMatch,
     snippet: str,
     *,
     backfill: bool = False,
     now: datetime | None = None,
 ) -> Alert:
+    """The alert of ``subscription`` for ``article``: an enriched article, or a clean one for
+    the subscriptions matched before the NER (pipeline.alerts.matcher.match_stage; no story)."""
     now = now or utcnow()
+    article_story = getattr(article, "story_id", None)
     story_id = (
-        article.story_id if subscription.per_story else None
+        article_story if subscription.per_story else None
     )  # one alert per story, see per_story.py
     return Alert(
         id=story_alert_id(subscription.id, story_id)
         if story_id
         else alert_id(subscription.id, article.id),
-        story_id=article.story_id,
+        story_id=article_story,
         subscription_id=subscription.id,
         query=subscription.query,
         owner=subscription.owner,

@@ -13,6 +13,12 @@ them (scopes: ``text``, ``title``, ``entity``, ``event``, ``source``, ``lang``):
   all-negative alternative); a compiled query without anchors would still be evaluated on
   every article.
 
+Each subscription is matched at one of two points of the stream (:func:`match_stage`): on the
+**clean** article (deduplicated, before the NER) when nothing it reads comes from the NER or
+the story stage (its query has no ``entity:``/``event:`` field, it is neither per story nor
+a digest, which groups by story), else on the **enriched** article. A keyword alert so never
+waits for the NER.
+
 The index maps key -> subscription ids; :meth:`SubscriptionIndex.match` looks up the article's
 keys, evaluates only those candidates, and so costs in proportion to the subscriptions that
 share a key with the article, not to all of them.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
 from pipeline.query.language import (
@@ -41,19 +48,23 @@ from pipeline.query.language import (
     parse_query,
     text_terms,
 )
-from schemas import AlertMatch, EnrichedArticle, Subscription
+from schemas import AlertMatch, CleanArticle, Subscription
 
 __all__ = [
     "ArticleView",
     "CompiledQuery",
     "EntityResolver",
+    "Stage",
     "SubscriptionIndex",
     "compile_query",
     "literal_entity_resolver",
+    "match_stage",
     "snippet",
 ]
 
 EntityResolver = Callable[[str], set[str]]
+Stage = Literal["clean", "enriched"]
+"""Where in the stream a subscription is matched (:func:`match_stage`)."""
 Key = tuple[str, str]
 Anchors = frozenset[Key] | None  # None: cannot anchor
 
@@ -97,7 +108,10 @@ class ArticleView:
     language: str | None
 
     @classmethod
-    def from_article(cls, article: EnrichedArticle) -> ArticleView:
+    def from_article(cls, article: CleanArticle) -> ArticleView:
+        """The view of an enriched article, or of a clean one (no entities, no events)."""
+        entities = getattr(article, "entities", ())
+        events = getattr(article, "events", ())
         spans = token_spans(article.title + "\n" + article.body)
         title_spans = token_spans(article.title)
         return cls(
@@ -106,10 +120,8 @@ class ArticleView:
             title_positions=_positions(title_spans),
             title_keys=frozenset(s.token for s in title_spans)
             | frozenset(compounds_from_spans(title_spans)),
-            entity_ids=frozenset(e.id for e in article.entities),
-            event_types=frozenset(
-                normalize_event_type(e.type) for e in article.events if e.alertable
-            ),
+            entity_ids=frozenset(e.id for e in entities),
+            event_types=frozenset(normalize_event_type(e.type) for e in events if e.alertable),
             source=article.source.casefold() if article.source else None,
             language=article.language.casefold() if article.language else None,
         )
@@ -328,6 +340,17 @@ def _compile(node: Node, resolver: EntityResolver) -> _Matcher:
     return _And(children) if isinstance(node, And) else _Or(children)
 
 
+def _reads_enrichment(matcher: _Matcher) -> bool:
+    """Whether evaluating ``matcher`` reads entities or events (what the NER stage adds)."""
+    if isinstance(matcher, (_Entity, _Event)):
+        return True
+    if isinstance(matcher, _Not):
+        return _reads_enrichment(matcher.child)
+    if isinstance(matcher, (_And, _Or)):
+        return any(_reads_enrichment(child) for child in matcher.children)
+    return False
+
+
 class CompiledQuery:
     """A parsed query ready to evaluate against :class:`ArticleView` objects."""
 
@@ -335,6 +358,8 @@ class CompiledQuery:
         self.node = node
         self._root = _compile(node, entity_resolver)
         self.anchors: Anchors = self._root.anchors()
+        self.reads_enrichment = _reads_enrichment(self._root)
+        """Whether the query has an ``entity:`` or ``event:`` field (anywhere, NOT included)."""
 
     def matches(self, view: ArticleView) -> bool:
         return self._root.matches(view)
@@ -356,6 +381,17 @@ def compile_query(
 # --- the index -----------------------------------------------------------------------------
 
 
+def match_stage(subscription: Subscription, compiled: CompiledQuery) -> Stage:
+    """``clean`` when the subscription can be matched before the NER: its query reads only
+    text, title, source and language, and its alerts need no story (it is not per story, and
+    not a digest, which groups its alerts by story); else ``enriched``."""
+    if compiled.reads_enrichment or subscription.per_story:
+        return "enriched"
+    if subscription.digest != "as_it_happens":
+        return "enriched"
+    return "clean"
+
+
 class SubscriptionIndex:
     """Active subscriptions, indexed by anchor keys, matched against one article at a time.
 
@@ -368,6 +404,7 @@ class SubscriptionIndex:
         self._subscriptions: dict[str, tuple[Subscription, CompiledQuery]] = {}
         self._postings: dict[str, dict[str, set[str]]] = {}
         self._unanchored: set[str] = set()
+        self._stages: dict[str, Stage] = {}
 
     def __len__(self) -> int:
         return len(self._subscriptions)
@@ -385,6 +422,7 @@ class SubscriptionIndex:
         if not subscription.active:
             return
         self._subscriptions[subscription.id] = (subscription, compiled)
+        self._stages[subscription.id] = match_stage(subscription, compiled)
         if compiled.anchors is None:
             self._unanchored.add(subscription.id)
             return
@@ -397,6 +435,7 @@ class SubscriptionIndex:
         if entry is None:
             return False
         self._unanchored.discard(subscription_id)
+        del self._stages[subscription_id]
         for scope, value in entry[1].anchors or ():
             ids = self._postings[scope][value]
             ids.discard(subscription_id)
@@ -407,6 +446,14 @@ class SubscriptionIndex:
     def get(self, subscription_id: str) -> Subscription | None:
         entry = self._subscriptions.get(subscription_id)
         return entry[0] if entry else None
+
+    def stage_of(self, subscription_id: str) -> Stage | None:
+        """Where the subscription is matched (:func:`match_stage`); None if it is not here."""
+        return self._stages.get(subscription_id)
+
+    def matched_at(self, stage: Stage) -> bool:
+        """Whether any subscription here is matched at ``stage``."""
+        return stage in self._stages.values()
 
     def refresh_entities(self) -> None:
         """Re-resolve entity names (after the entity registry changed)."""
@@ -425,10 +472,15 @@ class SubscriptionIndex:
             found.update(*hits)
         return found
 
-    def match(self, view: ArticleView) -> list[tuple[Subscription, AlertMatch]]:
-        """The subscriptions the article matches, by subscription id, with what matched."""
+    def match(
+        self, view: ArticleView, stage: Stage | None = None
+    ) -> list[tuple[Subscription, AlertMatch]]:
+        """The subscriptions the article matches, by subscription id, with what matched; only
+        those matched at ``stage`` when given (:func:`match_stage`)."""
         matched = []
         for subscription_id in sorted(self.candidates(view)):
+            if stage is not None and self._stages[subscription_id] != stage:
+                continue
             subscription, compiled = self._subscriptions[subscription_id]
             if compiled.matches(view):
                 matched.append((subscription, compiled.evidence(view)))
@@ -501,7 +553,7 @@ def _truncate(text: str, width: int) -> str:
     return text[: cut if cut > 0 else width] + "…"
 
 
-def snippet(article: EnrichedArticle, match: AlertMatch, width: int = SNIPPET_WIDTH) -> str:
+def snippet(article: CleanArticle, match: AlertMatch, width: int = SNIPPET_WIDTH) -> str:
     """A short excerpt showing why the article matched, matched words in «…».
 
     Around the first matched term in the body; else around the first mention of a matched
@@ -513,13 +565,13 @@ def snippet(article: EnrichedArticle, match: AlertMatch, width: int = SNIPPET_WI
         return _window(article.body, term_hits, width)
     mentions = [
         (m.start, m.end)
-        for entity in article.entities
+        for entity in getattr(article, "entities", ())
         if entity.id in match.entities
         for m in entity.offsets
     ]
     if mentions:
         return _window(article.body, mentions, width)
-    for event in article.events:
+    for event in getattr(article, "events", ()):
         if normalize_event_type(event.type) in match.events and event.evidence:
             return _truncate(event.evidence[0], width)
     return _truncate(article.body, width)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,6 +37,9 @@ from schemas import (
     RawArticle,
 )
 from schemas.models import utcnow
+
+if TYPE_CHECKING:
+    from pipeline.alerts.matcher import Stage
 
 log = logging.getLogger(__name__)
 
@@ -546,25 +549,19 @@ class Pipeline:
         retry_transient(lambda: self.deduper.store.mark_indexed(done), what="mark indexed")
         return [(a, failures[a.id]) for a in articles if a.id in failures]
 
-    def match(self, articles: list[EnrichedArticle]) -> list[Alert]:
-        """Match articles against every active subscription; returns the alerts to deliver now
-        (claimed in the ledger: never a second time for the same subscription and article)."""
-        from pipeline.alerts.delivery import make_alert
-        from pipeline.alerts.matcher import ArticleView, snippet
+    def decode_clean(self, messages: Sequence[InMessage]) -> StepResult:
+        decoded, dead = decode(messages, CleanArticle)
+        return StepResult(passed=[article for _, article in decoded], dead=dead)
 
-        if not articles:
-            return []
-        retry_transient(self.subscriptions.catch_up, what="subscriptions")
-        alerts = []
-        for article in articles:
-            view = ArticleView.from_article(article)
-            for subscription, found in self.subscriptions.index.match(view):
-                alerts.append(make_alert(subscription, article, found, snippet(article, found)))
-        return retry_transient(lambda: self.ledger.claim(alerts), what="alert ledger")
-
-    def match_alerts(self, articles: list[EnrichedArticle]) -> StepResult:
-        """Like :meth:`match`, but an alert the index rejects is a dead letter of its own
-        (stage ``alerts``): the other subscriptions' alerts go on."""
+    def match_alerts(
+        self, articles: Sequence[CleanArticle], stage: Stage | None = None
+    ) -> StepResult:
+        """Match articles against the active subscriptions and claim the alerts in the ledger
+        (never a second time for the same subscription and article); returns the alerts to
+        publish now. ``stage``: only the subscriptions matched there
+        (pipeline.alerts.matcher.match_stage): ``clean`` for clean articles, before the NER;
+        ``enriched`` for enriched ones; None: every subscription. An alert the index rejects
+        is a dead letter of its own (stage ``alerts``): the other subscriptions' alerts go on."""
         from pipeline.alerts.delivery import make_alert
         from pipeline.alerts.matcher import ArticleView, snippet
 
@@ -572,10 +569,13 @@ class Pipeline:
             return StepResult()
         taken = utcnow()
         retry_transient(self.subscriptions.catch_up, what="subscriptions")
+        index = self.subscriptions.index
+        if stage is not None and not index.matched_at(stage):
+            return StepResult()
         alerts = []
         for article in articles:
             view = ArticleView.from_article(article)
-            for subscription, found in self.subscriptions.index.match(view):
+            for subscription, found in index.match(view, stage):
                 alert = make_alert(subscription, article, found, snippet(article, found))
                 alerts.append(
                     stamp(alert, **{**(article.stage_times or {}), "alerts_taken": taken})

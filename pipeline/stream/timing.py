@@ -6,7 +6,8 @@ alert says where its ingest-to-alert time went; the indexed article document car
 agent's ``index_taken``. ``produced`` is the article's ``ingested_at`` (set by the producer).
 
     produced -> clean_taken -> deduped -> enrich_taken -> enriched -> alerts_taken -> matched
-                                                        \\-> index_taken (article document)
+                                  |                           \\-> index_taken (article document)
+                                  \\-> alerts_taken -> matched (keyword subscriptions, before the NER)
 
 Clocks: every stamp is wall-clock UTC of the process that made it; on one machine they compare
 directly, across machines they are as good as the hosts' clock sync.
@@ -28,7 +29,7 @@ STEP_NAMES = {
     "deduped": "clean + dedupe",
     "enrich_taken": "wait for enrich (clean topic)",
     "enriched": "enrich (NER, entities, events, stories)",
-    "alerts_taken": "wait for alerts (enriched topic)",
+    "alerts_taken": "wait for alerts (clean/enriched topic)",
     "matched": "match + alert ledger",
 }
 """What the time up to each stamp, from the one before, was spent on."""

@@ -2,8 +2,13 @@
 :class:`pipeline.stream.process.Pipeline`'s (the same code as backfill and the benchmarks).
 
     raw --[clean_and_dedupe]--> clean --[enrich]--> enriched --[index]--> Elasticsearch
-                 |                          |                 \\-[alerts]--> alerts (+ index, outbox)
-                 +--> duplicates            +--> deadletter (from every agent)
+                 |                |                          \\-[alerts]--> alerts (+ index, outbox)
+                 |                \\-[alerts_on_clean]--> alerts (keyword subscriptions)
+                 +--> duplicates          deadletter <-- (every agent)
+
+Keyword subscriptions are matched on the clean topic, before the NER, so that their alerts
+never wait for it; those that read entities, events or stories on the enriched topic
+(pipeline.alerts.matcher.match_stage, ``NEWS_ALERTS_ON_CLEAN``).
 
     outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
@@ -209,15 +214,36 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     dispatcher = make_dispatcher(settings, pipeline)
 
+    async def publish_alerts(result) -> None:
+        await send_all("alerts", result.passed)
+        await send_all("deadletter", result.dead)  # alerts the index rejected, one by one
+        due = await asyncio.to_thread(pipeline.enqueue_deliveries, result.passed)
+        dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
+
+    if settings.alerts_on_clean:
+
+        @app.agent(topics["clean"], name="alerts_on_clean")
+        async def alerts_on_clean(stream):
+            """Keyword subscriptions, before the NER (pipeline.alerts.matcher.match_stage)."""
+
+            async def step(messages):
+                decoded = pipeline.decode_clean(messages)
+                await publish_alerts(
+                    await asyncio.to_thread(pipeline.match_alerts, decoded.passed, "clean")
+                )
+                # decode errors are dead-lettered by the enrich agent, which reads the same topic
+
+            await batches(stream, step, "alerts")
+
     @app.agent(topics["enriched"], name="alerts")
     async def alerts(stream):
+        stage = "enriched" if settings.alerts_on_clean else None
+
         async def step(messages):
             decoded = pipeline.decode_enriched(messages)
-            result = await asyncio.to_thread(pipeline.match_alerts, decoded.passed)
-            await send_all("alerts", result.passed)
-            await send_all("deadletter", result.dead)  # alerts the index rejected, one by one
-            due = await asyncio.to_thread(pipeline.enqueue_deliveries, result.passed)
-            dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
+            await publish_alerts(
+                await asyncio.to_thread(pipeline.match_alerts, decoded.passed, stage)
+            )
             # decode errors are dead-lettered by the index agent, which reads the same topic
 
         await batches(stream, step, "alerts")

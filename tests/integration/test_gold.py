@@ -130,3 +130,26 @@ def test_live_alerts_record_their_latency(stack):
     print(
         f"alert latency ms: min {latencies[0]:.0f}, median {latencies[len(latencies) // 2]:.0f}, max {latencies[-1]:.0f}"
     )
+
+
+@pytest.mark.parametrize("item", GOLD["alerts"]["required"], ids=lambda i: i["query"])
+def test_keyword_alerts_are_matched_before_the_ner_and_the_rest_after_it(stack, item):
+    """A keyword subscription's alerts come from the clean article (no enrich stamps); an
+    entity or event subscription's from the enriched one, with its story."""
+    expected = {stack.seed_ids[k] for k in item["articles"]}
+    subscription_id = stack.subscriptions[item["query"]]
+    assert _wait_for_alerts(stack, subscription_id, expected) == expected
+    hits = stack.es.search(
+        index=stack.settings.index("alerts"),
+        query={"term": {"subscription_id": subscription_id}},
+        size=100,
+    )["hits"]["hits"]
+    reads_enrichment = "entity:" in item["query"] or "event:" in item["query"]
+    for hit in hits:
+        stages = set(hit["_source"]["stage_times"])
+        assert {"deduped", "alerts_taken"} <= stages  # "matched" is stamped after the claim
+        if reads_enrichment:
+            assert {"enrich_taken", "enriched"} <= stages
+            assert hit["_source"]["story_id"]
+        else:
+            assert not stages & {"enrich_taken", "enriched"}, item["query"]

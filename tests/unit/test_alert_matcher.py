@@ -8,11 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, compile_query, snippet
+from pipeline.alerts.matcher import (
+    ArticleView,
+    SubscriptionIndex,
+    compile_query,
+    match_stage,
+    snippet,
+)
 from pipeline.query.analysis import search_fields, tokens
 from pipeline.query.es_query import to_es_query
 from pipeline.query.language import QuerySyntaxError, parse_query
-from schemas import AlertMatch, EnrichedArticle, Entity, EventTag, Mention, Subscription
+from schemas import (
+    AlertMatch,
+    CleanArticle,
+    EnrichedArticle,
+    Entity,
+    EventTag,
+    Mention,
+    Subscription,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLD = json.loads((ROOT / "tests/fixtures/gold.json").read_text())["alerts"]
@@ -141,6 +155,54 @@ def test_add_replace_remove_and_inactive():
     assert index.remove("s") and not index.remove("s") and len(index) == 0
     index.add(Subscription(id="off", query="memorandum", active=False))
     assert "off" not in index
+
+
+@pytest.mark.parametrize(
+    ("query", "options", "stage"),
+    [
+        ("memorandum", {}, "clean"),
+        ('title:Kellogg OR "prisoner swap"', {}, "clean"),
+        ("source:reuters lang:en sanctions", {}, "clean"),
+        ('entity:"Vladimir Medinsky"', {}, "enriched"),
+        ("memorandum OR event:prisoner_exchange", {}, "enriched"),
+        ("memorandum -entity:person:zelenski", {}, "enriched"),  # an absence needs the NER too
+        ("memorandum", {"per_story": True}, "enriched"),  # its alert is the story's
+        ("memorandum", {"digest": "daily"}, "enriched"),  # a digest groups alerts by story
+    ],
+)
+def test_a_subscription_is_matched_where_what_it_reads_is_known(query, options, stage):
+    subscription = Subscription(id="s", query=query, **options)
+    assert match_stage(subscription, compile_query(query, resolver)) == stage
+    index = SubscriptionIndex(resolver)
+    index.add(subscription)
+    assert index.stage_of("s") == stage
+    assert index.matched_at(stage)
+    assert not index.matched_at("enriched" if stage == "clean" else "clean")
+
+
+def test_matching_at_a_stage_evaluates_only_that_stages_subscriptions():
+    index = SubscriptionIndex(resolver)
+    index.add(Subscription(id="words", query="memorandum"))
+    index.add(Subscription(id="person", query='entity:"Vladimir Medinsky"'))
+    index.add(Subscription(id="story", query="memorandum", per_story=True))
+    view = VIEWS["001"]
+    assert [s.id for s, _ in index.match(view)] == ["person", "story", "words"]
+    assert [s.id for s, _ in index.match(view, "clean")] == ["words"]
+    assert [s.id for s, _ in index.match(view, "enriched")] == ["person", "story"]
+    index.remove("words")
+    assert not index.matched_at("clean") and index.stage_of("words") is None
+
+
+def test_a_clean_article_is_matched_and_its_snippet_made_without_entities_or_events():
+    enriched = ARTICLES["001"]
+    clean = CleanArticle(**enriched.model_dump(include=set(CleanArticle.model_fields)))
+    view = ArticleView.from_article(clean)
+    assert not view.entity_ids and not view.event_types
+    assert view.text_keys == VIEWS["001"].text_keys
+    index = SubscriptionIndex(resolver)
+    index.add(Subscription(id="s", query="memorandum"))
+    [(_, match)] = index.match(view, "clean")
+    assert "«memorandum»" in snippet(clean, match).casefold()
 
 
 def test_invalid_query_leaves_the_index_unchanged():
