@@ -154,8 +154,19 @@ def _link(gap: str) -> str:
     return ""
 
 
+SPANS_CACHE = 512
+"""Texts whose spans are kept (:func:`token_spans`): an article's title and body are analysed
+by the alert matching before and after the NER, its snippets and the index stage, in one
+worker within seconds; 512 texts hold those of the articles in flight."""
+
+
 def token_spans(text: str) -> list[TokenSpan]:
     """The analysed tokens of ``text`` with offsets and links (see the module docstring)."""
+    return list(_token_spans(text))
+
+
+@lru_cache(maxsize=SPANS_CACHE)
+def _token_spans(text: str) -> tuple[TokenSpan, ...]:
     spans: list[TokenSpan] = []
     previous_end = None
     for match in _WORD_RE.finditer(text):
@@ -168,7 +179,7 @@ def token_spans(text: str) -> list[TokenSpan]:
             continue  # possessive 's
         for i, raw in enumerate(parts):
             spans.append(TokenSpan(stem(raw), raw, start, end, link if i == 0 else "word"))
-    return spans
+    return tuple(spans)
 
 
 def tokens(text: str) -> list[str]:
