@@ -214,39 +214,53 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     dispatcher = make_dispatcher(settings, pipeline)
 
-    async def publish_alerts(result) -> None:
-        await send_all("alerts", result.passed)
-        await send_all("deadletter", result.dead)  # alerts the index rejected, one by one
-        due = await asyncio.to_thread(pipeline.enqueue_deliveries, result.passed)
-        dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
+    async def alert_batches(stream, decode, stage) -> None:
+        """Match a batch's articles, claim and publish their alerts; then record the alerts'
+        deliveries in the outbox while the next batch is matched (``pipelined``): the outbox
+        writes are off the alerts' path. A batch is acked once its deliveries are recorded."""
+
+        async def start(events):
+            messages = [in_message(e) for e in events]
+            metrics.STAGE_MESSAGES.labels("alerts").inc(len(messages))
+            fired: list = []
+
+            async def step(batch):
+                articles = decode(batch).passed
+                result = await asyncio.to_thread(pipeline.match_alerts, articles, stage)
+                await send_all("alerts", result.passed)
+                await send_all("deadletter", result.dead)  # alerts the index rejected
+                fired[:] = result.passed
+
+            await run_step(step, messages, "alerts")
+            return messages, fired
+
+        async def finish(events, started):
+            messages, fired = started
+
+            async def step(_):
+                due = await asyncio.to_thread(pipeline.enqueue_deliveries, fired)
+                dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
+
+            if fired:
+                await run_step(step, messages, "alerts")
+
+        taken = take_batches_unacked(stream, settings.batch_max, settings.batch_wait_s)
+        await pipelined(taken, start, finish)
 
     if settings.alerts_on_clean:
 
         @app.agent(topics["clean"], name="alerts_on_clean")
         async def alerts_on_clean(stream):
-            """Keyword subscriptions, before the NER (pipeline.alerts.matcher.match_stage)."""
-
-            async def step(messages):
-                decoded = pipeline.decode_clean(messages)
-                await publish_alerts(
-                    await asyncio.to_thread(pipeline.match_alerts, decoded.passed, "clean")
-                )
-                # decode errors are dead-lettered by the enrich agent, which reads the same topic
-
-            await batches(stream, step, "alerts")
+            """Keyword subscriptions, before the NER (pipeline.alerts.matcher.match_stage);
+            decode errors are dead-lettered by the enrich agent, which reads the same topic."""
+            await alert_batches(stream, pipeline.decode_clean, "clean")
 
     @app.agent(topics["enriched"], name="alerts")
     async def alerts(stream):
+        """The other subscriptions (all of them with NEWS_ALERTS_ON_CLEAN=false); decode errors
+        are dead-lettered by the index agent, which reads the same topic."""
         stage = "enriched" if settings.alerts_on_clean else None
-
-        async def step(messages):
-            decoded = pipeline.decode_enriched(messages)
-            await publish_alerts(
-                await asyncio.to_thread(pipeline.match_alerts, decoded.passed, stage)
-            )
-            # decode errors are dead-lettered by the index agent, which reads the same topic
-
-        await batches(stream, step, "alerts")
+        await alert_batches(stream, pipeline.decode_enriched, stage)
 
     status_file = status_path(settings.data_dir, os.getpid())
 
