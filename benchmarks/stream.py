@@ -21,18 +21,10 @@ import uuid
 from pathlib import Path
 
 from benchmarks import DEFAULT_CORPUS
+from benchmarks.scaling import QUERIES
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-QUERIES = [
-    "oil",
-    "dividend",
-    "trade OR tariff",
-    '"interest rates"',
-    "bank AND loss",
-    "event:sanctions",
-]
 
 
 def main() -> None:
