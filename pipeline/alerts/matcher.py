@@ -387,9 +387,7 @@ def match_stage(subscription: Subscription, compiled: CompiledQuery) -> Stage:
     not a digest, which groups its alerts by story); else ``enriched``."""
     if compiled.reads_enrichment or subscription.per_story:
         return "enriched"
-    if subscription.digest != "as_it_happens":
-        return "enriched"
-    return "clean"
+    return "clean" if subscription.digest == "as_it_happens" else "enriched"
 
 
 class SubscriptionIndex:

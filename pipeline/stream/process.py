@@ -528,8 +528,7 @@ class Pipeline:
         return enriched
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
-        decoded, dead = decode(messages, EnrichedArticle)
-        return StepResult(passed=[article for _, article in decoded], dead=dead)
+        return _decoded(messages, EnrichedArticle)
 
     def index(self, articles: list[EnrichedArticle]) -> list[tuple[EnrichedArticle, str]]:
         """Bulk-index; then the dedupe state records the articles as indexed. Returns the
@@ -550,8 +549,7 @@ class Pipeline:
         return [(a, failures[a.id]) for a in articles if a.id in failures]
 
     def decode_clean(self, messages: Sequence[InMessage]) -> StepResult:
-        decoded, dead = decode(messages, CleanArticle)
-        return StepResult(passed=[article for _, article in decoded], dead=dead)
+        return _decoded(messages, CleanArticle)
 
     def match_alerts(
         self, articles: Sequence[CleanArticle], stage: Stage | None = None
@@ -627,6 +625,12 @@ def decode(
         except ValidationError as exc:
             dead.append(message.dead("decode", _validation_reason(exc)))
     return decoded, dead
+
+
+def _decoded(messages: Sequence[InMessage], model: type[BaseModel]) -> StepResult:
+    """:func:`decode` as a step result: the models, and dead letters for the rest."""
+    decoded, dead = decode(messages, model)
+    return StepResult(passed=[item for _, item in decoded], dead=dead)
 
 
 def _validation_reason(exc: ValidationError) -> str:
