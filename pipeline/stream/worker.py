@@ -156,15 +156,45 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         if waited:
             HEALTH.resumed(stage)
 
+    async def two_steps(stream, stage: str, first, then) -> None:
+        """Batches in two steps, each retried or dead-lettered like a step (:func:`run_step`):
+        ``first(messages)`` returns what ``then`` needs, and ``then(result)`` runs while the
+        next batch's ``first`` does (``pipelined``: in batch order, acked after ``then``). A
+        batch whose ``first`` was dead-lettered has no ``then``."""
+
+        async def start(events):
+            messages = [in_message(e) for e in events]
+            metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
+            results: list = []
+
+            async def step(batch):
+                results[:] = [await first(batch)]
+
+            await run_step(step, messages, stage)
+            return messages, results
+
+        async def finish(events, started):
+            messages, results = started
+            if results:
+                await run_step(lambda _: then(results[0]), messages, stage)
+
+        taken = take_batches_unacked(stream, settings.batch_max, settings.batch_wait_s)
+        await pipelined(taken, start, finish)
+
     @app.agent(topics["raw"], name="clean_and_dedupe")
     async def clean_and_dedupe(stream):
-        async def step(messages):
-            result = await asyncio.to_thread(pipeline.clean_and_dedupe, messages)
+        """Clean and deduplicate a batch; its results are sent while the next batch is
+        cleaned."""
+
+        async def first(messages):
+            return await asyncio.to_thread(pipeline.clean_and_dedupe, messages)
+
+        async def then(result):
             await send_all("clean", result.passed)
             await send_all("duplicates", result.duplicates)
             await send_all("deadletter", result.dead)
 
-        await batches(stream, step, "clean")
+        await two_steps(stream, "clean", first, then)
 
     @app.agent(topics["clean"], name="enrich")
     async def enrich(stream):
@@ -216,36 +246,22 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     async def alert_batches(stream, decode, stage) -> None:
         """Match a batch's articles, claim and publish their alerts; then record the alerts'
-        deliveries in the outbox while the next batch is matched (``pipelined``): the outbox
-        writes are off the alerts' path. A batch is acked once its deliveries are recorded."""
+        deliveries in the outbox while the next batch is matched: the outbox writes are off
+        the alerts' path. A batch is acked once its deliveries are recorded."""
 
-        async def start(events):
-            messages = [in_message(e) for e in events]
-            metrics.STAGE_MESSAGES.labels("alerts").inc(len(messages))
-            fired: list = []
+        async def first(messages):
+            articles = decode(messages).passed
+            result = await asyncio.to_thread(pipeline.match_alerts, articles, stage)
+            await send_all("alerts", result.passed)
+            await send_all("deadletter", result.dead)  # alerts the index rejected
+            return result.passed
 
-            async def step(batch):
-                articles = decode(batch).passed
-                result = await asyncio.to_thread(pipeline.match_alerts, articles, stage)
-                await send_all("alerts", result.passed)
-                await send_all("deadletter", result.dead)  # alerts the index rejected
-                fired[:] = result.passed
-
-            await run_step(step, messages, "alerts")
-            return messages, fired
-
-        async def finish(events, started):
-            messages, fired = started
-
-            async def step(_):
+        async def then(fired):
+            if fired:
                 due = await asyncio.to_thread(pipeline.enqueue_deliveries, fired)
                 dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
 
-            if fired:
-                await run_step(step, messages, "alerts")
-
-        taken = take_batches_unacked(stream, settings.batch_max, settings.batch_wait_s)
-        await pipelined(taken, start, finish)
+        await two_steps(stream, "alerts", first, then)
 
     if settings.alerts_on_clean:
 
