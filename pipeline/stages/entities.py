@@ -109,8 +109,10 @@ class EntityRegistry(Protocol):
     def register(self, entries: list[RegistryEntry]) -> None:
         """Store entries whose key is not stored yet; existing keys are kept."""
 
-    def attest(self, forms: list[tuple[str, str]]) -> None:
-        """Record one attestation of each (key, name) for a registered key."""
+    def attest(self, forms: list[tuple[str, str]]) -> dict[str, RegistryEntry]:
+        """Record one attestation of each (key, name) for a registered key; return the entries
+        of the registered keys among them, named from their attestations as written (so the
+        caller needs no second lookup); unregistered keys are absent."""
 
 
 def _name_words(name: str) -> list[str]:
@@ -155,10 +157,11 @@ class InMemoryEntityRegistry:
         for entry in entries:
             self._entries.setdefault(entry.key, entry)
 
-    def attest(self, forms: list[tuple[str, str]]) -> None:
+    def attest(self, forms: list[tuple[str, str]]) -> dict[str, RegistryEntry]:
         for key, name in forms:
             if key in self._entries:
                 self._attested.setdefault(key, Counter())[name] += 1
+        return self.lookup(sorted({key for key, _ in forms}))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -1156,20 +1159,22 @@ class _Resolver:
         """Pass 1: the entry of each full name, registering new primaries/secondaries (and the
         role nouns seen next to each name, with the person they were seen with first)."""
         roles = list(roles) if roles is not None else [frozenset()] * len(persons)
-        self._fetch(
-            k
-            for p in persons
-            for k in (
-                primary_key(p.surname),
-                secondary_key(p.surname, p.first),
-                initial_key(p.surname, p.first),
-                initial_key(p.surname, p.first, True),
-                rival_key(p.surname),
-            )
+        self._fetch(  # one lookup for every key that depends on the names alone
+            [
+                k
+                for p in persons
+                for k in (
+                    primary_key(p.surname),
+                    secondary_key(p.surname, p.first),
+                    initial_key(p.surname, p.first),
+                    initial_key(p.surname, p.first, True),
+                    rival_key(p.surname),
+                )
+            ]
+            + [k for p in persons if (k := spelling_key(p)) is not None]
+            + [role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs]
         )
-        self._fetch(k for p in persons if (k := spelling_key(p)) is not None)
-        self._fetch(role_key(p.surname, r) for p, rs in zip(persons, roles) for r in rs)
-        self._fetch(  # the first roles of the people a transliteration could be
+        self._fetch(  # then the first roles of the people a transliteration could be
             first_role_key(held.id)
             for p in persons
             for k in (primary_key(p.surname), spelling_key(p))
@@ -1201,8 +1206,7 @@ class _Resolver:
         attest = getattr(self.registry, "attest", None)
         if not forms or attest is None:
             return {}
-        attest(forms)
-        current = self.registry.lookup(sorted({key for key, _ in forms}))
+        current = attest(forms)
         self.known.update(current)
         return current
 

@@ -27,16 +27,7 @@ class ElasticsearchEntityRegistry:
         if not keys:
             return {}
         found = self.es.mget(index=self.index, ids=sorted(set(keys)))
-        return {
-            d["_id"]: RegistryEntry(
-                key=d["_id"],
-                id=d["_source"]["id"],
-                type=d["_source"]["type"],
-                name=canonical_name(d["_source"].get("attested") or {}, d["_source"]["name"]),
-            )
-            for d in found["docs"]
-            if d.get("found")
-        }
+        return {d["_id"]: _entry(d["_id"], d["_source"]) for d in found["docs"] if d.get("found")}
 
     def register(self, entries: list[RegistryEntry]) -> None:
         now = utcnow().isoformat()
@@ -61,17 +52,19 @@ class ElasticsearchEntityRegistry:
                 f"entity registry rejected {len(failures)} entr(ies): {failures[:3]}"
             )
 
-    def attest(self, forms: list[tuple[str, str]], attempts: int = 5) -> None:
+    def attest(self, forms: list[tuple[str, str]], attempts: int = 5) -> dict[str, RegistryEntry]:
         """Count one attestation of each (key, name) in the entry's ``attested`` map (stored, not
         indexed: the mapping is dynamic false). Read-modify-write with optimistic concurrency
         (``if_seq_no``/``if_primary_term``), retried on conflicts, so concurrent workers add up;
-        unknown keys are skipped. (No script: nodes without the painless module work too.)"""
+        unknown keys are skipped. (No script: nodes without the painless module work too.)
+        Returns the entries as written, named as :meth:`lookup` would name them then."""
         pending: dict[str, Counter[str]] = defaultdict(Counter)
         for key, name in forms:
             pending[key][name] += 1
+        written: dict[str, RegistryEntry] = {}
         for _ in range(attempts):
             if not pending:
-                return
+                return written
             actions = []
             for doc in self.es.mget(index=self.index, ids=sorted(pending))["docs"]:
                 if not doc.get("found"):
@@ -103,7 +96,19 @@ class ElasticsearchEntityRegistry:
             for action in actions:
                 if action["_id"] not in conflicts:
                     pending.pop(action["_id"], None)
+                    written[action["_id"]] = _entry(action["_id"], action["_source"])
         if pending:
             raise RuntimeError(
                 f"entity registry: attestations still conflicting after {attempts} attempts"
             )
+        return written
+
+
+def _entry(key: str, source: dict) -> RegistryEntry:
+    """The entry of a registry document, named from its attested forms."""
+    return RegistryEntry(
+        key=key,
+        id=source["id"],
+        type=source["type"],
+        name=canonical_name(source.get("attested") or {}, source["name"]),
+    )

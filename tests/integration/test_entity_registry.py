@@ -39,6 +39,7 @@ def test_register_is_first_writer_wins(registry):
 )
 def test_attested_forms_decide_the_name(registry, forms):
     registry.register([RegistryEntry("person:baker", "person:baker", forms[0], "person")])
-    registry.attest([("person:baker", f) for f in forms] + [("person:unknown", "Nobody")])
+    written = registry.attest([("person:baker", f) for f in forms] + [("person:unknown", "Nobody")])
     entry = registry.lookup(["person:baker"])["person:baker"]
     assert entry.name == "James Baker" and entry.id == "person:baker"
+    assert written == {"person:baker": entry}  # as a lookup names it; unknown keys absent
