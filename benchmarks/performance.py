@@ -15,7 +15,8 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
 3. latency at ``--rate`` articles/s for ``--seconds`` with one worker, then at 80% of the
    measured one-worker capacity: ingest -> alert received on the alerts topic, ingest ->
    searchable (a search finds it; polled every 100 ms) as p50/p90/p99/max, and where the time
-   goes (the alerts' ``stage_times``, see pipeline.stream.timing).
+   goes (the alerts' ``stage_times``, see pipeline.stream.timing), and the CPU the worker,
+   its parse processes, the servers (when on this machine) and the machine used meanwhile.
 
 Figures only, no asserts; the machine may be shared, so compare the ratios of one run.
 ``--quick`` (development): 300 articles, 15 s at each rate.
@@ -36,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cpu_split import children_of, cpu_seconds, pids_of
 from benchmarks.scaling import distinct_articles, fresh_run, one_run
 from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
@@ -141,6 +143,38 @@ class SearchableWatcher(threading.Thread):
             self.stop.wait(0.1)
 
 
+CPU_PARTS = ("worker", "parse processes", "Elasticsearch", "Kafka", "this benchmark")
+
+
+def cpu_snapshot(worker_pid: int) -> dict[str, float] | None:
+    """CPU seconds used so far by the worker, its parse processes, the Elasticsearch and Kafka
+    processes on this machine (none when the servers are elsewhere), this benchmark and the
+    machine as a whole (``/proc``; None where there is none)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {
+        "worker": cpu_seconds(worker_pid),
+        "parse processes": sum(cpu_seconds(p) for p in children_of(worker_pid)),
+        "Elasticsearch": sum(cpu_seconds(p) for p in pids_of("org.elasticsearch.bootstrap")),
+        "Kafka": sum(cpu_seconds(p) for p in pids_of("kafka.Kafka")),
+        "this benchmark": cpu_seconds(os.getpid()),
+        "machine": (sum(fields) - fields[3] - fields[4]) / ticks,  # all but idle and iowait
+        "at": time.monotonic(),
+    }
+
+
+def cpu_use(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
+    """Cores used by each part between two snapshots (a parse process that died in between
+    is missed)."""
+    if not before or not after:
+        return {}
+    seconds = max(after["at"] - before["at"], 1e-9)
+    return {k: max(0.0, after[k] - before[k]) / seconds for k in before if k != "at"}
+
+
 def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=print) -> dict:
     """One worker on fresh topics/indices; ``rate`` articles/s for ``seconds``; latencies."""
 
@@ -160,6 +194,7 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         producer = make_producer(settings)
         count = min(len(articles), max(1, int(rate * seconds)))
         sent_at: dict[str, float] = {}
+        cpu_before = cpu_snapshot(worker.pid)
         started = time.monotonic()
         for n, article in enumerate(articles[:count]):
             stamped = article.model_copy(update={"ingested_at": utcnow()})
@@ -173,6 +208,7 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(searchable.seen) < count:
             time.sleep(0.2)
+        cores = cpu_use(cpu_before, cpu_snapshot(worker.pid))  # sending until all searchable
         time.sleep(2.0)  # the alerts agent runs beside the index agent
     finally:
         alerts.stop.set()
@@ -214,6 +250,7 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         "to_search": to_search,
         "kinds": dict(sorted(kinds.items())),
         "timeline": sorted(timeline, key=lambda t: t[0]),
+        "cores": cores,
     }
 
 
@@ -241,6 +278,13 @@ def print_latency(result: dict, label: str) -> None:
     print(
         f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}"
     )
+    cores = result.get("cores")
+    if cores:  # a latency that grows with a saturated machine is a capacity limit, not a wait
+        parts = ", ".join(f"{name} {cores[name]:.2f}" for name in CPU_PARTS)
+        print(
+            f"  CPU while sending until all were searchable (cores): {parts}; "
+            f"machine {cores['machine']:.2f} of {os.cpu_count() or 1}"
+        )
     for kind, figures in result["kinds"].items():
         print(f"  {kind}: ingest -> alert {summary(figures['to_alert'])}")
         print("    where the time goes (per alert, ms: mean / p99):")
