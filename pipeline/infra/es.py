@@ -120,6 +120,8 @@ def dynamic_settings(settings: Settings, family: str) -> dict[str, Any]:
     indices through the template and to existing ones by :func:`ensure_indices`)."""
     if family in STATE_FAMILIES:
         return {"refresh_interval": f"{round(settings.state_refresh_s * 1000)}ms"}
+    if family == "articles":
+        return {"refresh_interval": f"{round(settings.articles_refresh_s * 1000)}ms"}
     return {}
 
 
