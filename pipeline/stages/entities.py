@@ -1206,7 +1206,7 @@ class _Resolver:
         attest = getattr(self.registry, "attest", None)
         if not forms or attest is None:
             return {}
-        current = attest(forms)
+        current: dict[str, RegistryEntry] = attest(forms)
         self.known.update(current)
         return current
 

@@ -10,6 +10,7 @@ update counting the forms seen for the key; the looked-up name is ``canonical_na
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 from elasticsearch import Elasticsearch
 
@@ -104,7 +105,7 @@ class ElasticsearchEntityRegistry:
         return written
 
 
-def _entry(key: str, source: dict) -> RegistryEntry:
+def _entry(key: str, source: dict[str, Any]) -> RegistryEntry:
     """The entry of a registry document, named from its attested forms."""
     return RegistryEntry(
         key=key,
