@@ -39,6 +39,15 @@ def _wait_progress(stream: Stream, share: float) -> None:
         time.sleep(0.1)
 
 
+def _eventually(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def test_elasticsearch_down_30s(scenario, local_runtime):
     web_port = free_port()
     scenario.start_worker(NEWS_WORKER_WEB_PORT=str(web_port))
@@ -52,7 +61,8 @@ def test_elasticsearch_down_30s(scenario, local_runtime):
         web_port, lambda code, body: code == 503 and "Elasticsearch" in body["waiting_for"]
     )
     assert health["last_error"] and isinstance(health["lag"], dict)
-    assert "waiting for Elasticsearch" in status_lines(scenario)
+    # the status file follows within its 1 s period (the health page is live)
+    assert _eventually(lambda: "waiting for Elasticsearch" in status_lines(scenario), 15)
     time.sleep(max(0.0, 30 - (time.monotonic() - down_at) - 20))  # + ~20 s to start again
     took = restore_servers(local_runtime)
     answered = time.time()
