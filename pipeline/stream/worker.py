@@ -289,8 +289,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     @app.timer(interval=1.0)
     async def write_worker_status() -> None:
-        # in the event loop, not in a step thread: a small local file, and the threads may all
-        # be busy retrying steps while a server is away, which is when the status matters most
+        # in the event loop, not in a step thread: a small local file, never queued behind
+        # steps that retry while a server is away (when the status matters most)
         try:
             write_status(status_file, worker_status())
         except Exception as exc:

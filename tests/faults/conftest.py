@@ -100,21 +100,29 @@ def wait_health(port: int, predicate, timeout_s: float = 120.0) -> dict:
     pytest.fail(f"worker health never matched; last answer: {last}")
 
 
-def status_lines(scenario) -> str:
-    """``newspipe status`` for the first worker's data dir (its worker lines)."""
+def wait_status(scenario, text: str, timeout_s: float = 15.0) -> str:
+    """``newspipe status`` for the first worker's data dir once it shows ``text`` (bounded):
+    the worker writes its status file once a second, so it may lag the live health page."""
     import subprocess
     import sys
 
     env = dict(scenario.env, NEWS_DATA_DIR=str(scenario.workdir / "worker-0"))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "status"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.stdout + done.stderr
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "status"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        shown = done.stdout + done.stderr
+        if text in shown:
+            return shown
+        if time.monotonic() > deadline:
+            pytest.fail(f"newspipe status never showed {text!r}; last output:\n{shown}")
+        time.sleep(0.5)
 
 
 def restore_servers(runtime) -> float:

@@ -24,8 +24,8 @@ from tests.faults.conftest import (
     restore_servers,
     resumed_after,
     settle_and_check,
-    status_lines,
     wait_health,
+    wait_status,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -37,15 +37,6 @@ RATE = 8.0  # articles per second: a 20 s stream
 def _wait_progress(stream: Stream, share: float) -> None:
     while stream.is_alive() and stream.progress < len(stream.articles) * share:
         time.sleep(0.1)
-
-
-def _eventually(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def test_elasticsearch_down_30s(scenario, local_runtime):
@@ -61,8 +52,7 @@ def test_elasticsearch_down_30s(scenario, local_runtime):
         web_port, lambda code, body: code == 503 and "Elasticsearch" in body["waiting_for"]
     )
     assert health["last_error"] and isinstance(health["lag"], dict)
-    # the status file follows within its 1 s period (the health page is live)
-    assert _eventually(lambda: "waiting for Elasticsearch" in status_lines(scenario), 15)
+    assert "waiting for Elasticsearch" in wait_status(scenario, "waiting for Elasticsearch")
     time.sleep(max(0.0, 30 - (time.monotonic() - down_at) - 20))  # + ~20 s to start again
     took = restore_servers(local_runtime)
     answered = time.time()
