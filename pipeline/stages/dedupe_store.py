@@ -12,19 +12,21 @@ First writer wins: :meth:`FingerprintStore.claim` creates a record only when its
 unknown, atomically, and otherwise returns the record already stored.
 
 Band lists (near duplicates across workers, see :mod:`pipeline.stages.dedupe`): beside the
-records, the store keeps one list per LSH band key of the texts claimed under it, in the order
-their claims were made. :meth:`FingerprintStore.claim_bands` appends a text to the list of each
-of its band keys, atomically per key (Elasticsearch: one document ``_id = "band:<key>"``,
-written with ``if_seq_no``/``if_primary_term`` and retried on a conflict), and returns what
-stood before it in each list. Appending twice is a no-op that returns the same answer, so a
-redelivery decides as the first delivery did. A list keeps its ``BAND_LIST_MAX`` latest
-entries (older texts are found by :meth:`FingerprintStore.candidates`). An entry names a text
-(fingerprint) and the article that claimed it, not its signature: a text is listed only after
-its record was claimed, and in the rare case a list names an earlier text, the dedupe stage
-reads that text's signature from its record (:meth:`FingerprintStore.signatures`, one lookup
-for the batch, which also tells which listed texts were forgotten). Lists written before this
-format carry each entry's signature too (``minhash``); they are read as they are, and the
-signature is dropped when such a list is next written.
+records, the store keeps one list per *list key* of the texts claimed under it, in the order
+their claims were made (a list key is one value of a text's signature, a band of one row: the
+dedupe stage chooses how many, :func:`pipeline.stages.dedupe.list_key_count`).
+:meth:`FingerprintStore.claim_bands` appends a text to the list of each of its keys, atomically
+per key (Elasticsearch: one document ``_id = "band:<key>"``, written with
+``if_seq_no``/``if_primary_term`` and retried on a conflict), and returns what stood before it
+in each list. Appending twice is a no-op that returns the same answer, so a redelivery decides
+as the first delivery did. A list keeps its ``BAND_LIST_MAX`` latest entries (older texts are
+found by :meth:`FingerprintStore.candidates`). An entry names a text (fingerprint) and the
+article that claimed it, not its signature: a text is listed only after its record was claimed,
+and in the rare case a list names an earlier text, the dedupe stage reads that text's signature
+from its record (:meth:`FingerprintStore.signatures`, one lookup for the batch, which also
+tells which listed texts were forgotten). Lists written by earlier versions were keyed by the
+four-row bands of the candidate search (32 lists a text); no key of this version names them,
+and the dedupe window deletes them.
 
 The dedupe window (``forget``, run by ``pipeline.ops.retention``) deletes the records first
 seen before it and the band lists not written since; a list written since may still name a
@@ -99,11 +101,15 @@ class BandEntry:
 
 
 BandsBefore = dict[str, dict[str, tuple[BandEntry, ...]]]
-"""fingerprint -> band key -> the entries that precede that text in the key's list."""
+"""fingerprint -> list key -> the entries that precede that text in the key's list."""
 
 
-def _entry_of(entry: FingerprintEntry) -> BandEntry:
-    return BandEntry(entry.fingerprint, entry.article_id)
+@dataclass(frozen=True)
+class BandClaim:
+    """A text to append to band lists: its entry and the keys of its lists."""
+
+    entry: BandEntry
+    keys: tuple[str, ...]
 
 
 def _append(listing: list[BandEntry], entry: BandEntry) -> tuple[tuple[BandEntry, ...], bool]:
@@ -139,8 +145,8 @@ class FingerprintStore(Protocol):
         """Set the status of these records to ``indexed`` (unknown fingerprints are skipped)."""
         ...
 
-    def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
-        """Append each entry (in order) to the list of each of its band keys, atomically per
+    def claim_bands(self, claims: list[BandClaim]) -> BandsBefore:
+        """Append each claim's entry (in order) to the list of each of its keys, atomically per
         key; return what preceded it in each list (an entry already listed keeps its place)."""
         ...
 
@@ -225,14 +231,14 @@ class InMemoryFingerprintStore:
                 if fp in self._entries:
                     self._entries[fp] = replace(self._entries[fp], status=INDEXED)
 
-    def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
+    def claim_bands(self, claims: list[BandClaim]) -> BandsBefore:
         before: BandsBefore = {}
         with self._lock:
-            for entry in entries:
-                mine = before.setdefault(entry.fingerprint, {})
-                for key in entry.bands:
+            for claim in claims:
+                mine = before.setdefault(claim.entry.fingerprint, {})
+                for key in claim.keys:
                     listing = self._band_lists.setdefault(key, [])
-                    mine[key], _ = _append(listing, _entry_of(entry))
+                    mine[key], _ = _append(listing, claim.entry)
                     del listing[:-BAND_LIST_MAX]
         return before
 
@@ -258,8 +264,8 @@ class ElasticsearchFingerprintStore:
       (``minimum_should_match``: ``min_shared``);
       ``candidates_many``: the searches of a whole batch in one ``msearch``.
     - ``mark_indexed``: bulk partial update of ``status``.
-    - ``claim_bands``: one bulk that creates the list of every band key the batch touches
-      (most band keys are new: no read first), then, for the keys whose list exists (a
+    - ``claim_bands``: one bulk that creates the list of every key the batch touches
+      (most keys are new: no read first), then, for the keys whose list exists (a
       ``create`` conflict), one ``mget`` (real-time) of those lists and one bulk writing each
       changed list back with ``if_seq_no``/``if_primary_term``; keys that meet a conflict again
       (another worker wrote in between) are read and written again until none is left. A list
@@ -352,15 +358,14 @@ class ElasticsearchFingerprintStore:
             if result["status"] not in (200, 201, 404):
                 raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
 
-    def claim_bands(self, entries: list[FingerprintEntry]) -> BandsBefore:
+    def claim_bands(self, claims: list[BandClaim]) -> BandsBefore:
         pending: dict[str, list[BandEntry]] = {}
-        for entry in entries:
-            band = _entry_of(entry)
-            for key in entry.bands:
-                pending.setdefault(key, []).append(band)
-        before: BandsBefore = {entry.fingerprint: {} for entry in entries}
+        for claim in claims:
+            for key in claim.keys:
+                pending.setdefault(key, []).append(claim.entry)
+        before: BandsBefore = {claim.entry.fingerprint: {} for claim in claims}
         # the bulk body is written here as NDJSON lines, each entry encoded once (not once per
-        # key of its text, ~2,000 list writes a batch); band keys need no escaping
+        # key of its text, ~500 list writes a batch); list keys need no escaping
         encoded: dict[BandEntry, str] = {}
         written_at = _JSON.encode(datetime.now(UTC).isoformat())
         index = _JSON.encode(self.index)
@@ -401,7 +406,7 @@ class ElasticsearchFingerprintStore:
             if not lines:
                 break
             # only what is read back: a created list's full result is ~200 bytes to write
-            # out and parse, ~2,000 times a batch
+            # out and parse, ~500 times a batch
             response = self.es.bulk(
                 operations=cast(Any, lines),
                 filter_path=["errors", "items.*.status", "items.*.error"],
@@ -502,8 +507,7 @@ def _band_to_doc(entry: BandEntry) -> dict[str, str]:
 
 
 def _band_from_doc(doc: dict[str, str]) -> BandEntry:
-    """An entry of a band list; one written before signatures left the lists also has a
-    ``minhash``, which is not needed (the record has it)."""
+    """An entry of a band list."""
     return BandEntry(doc["fingerprint"], doc["article_id"])
 
 

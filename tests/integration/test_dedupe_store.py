@@ -15,10 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stages.dedupe import Deduper, fingerprint, normalise, shingles, signature
+from pipeline.stages.dedupe import (
+    Deduper,
+    fingerprint,
+    list_key_count,
+    list_keys,
+    normalise,
+    shingles,
+    signature,
+)
 from pipeline.stages.dedupe_store import (
     INDEXED,
     PENDING,
+    BandClaim,
+    BandEntry,
     ElasticsearchFingerprintStore,
     FingerprintEntry,
 )
@@ -265,45 +275,47 @@ def _entry(text: str, article_id: str) -> FingerprintEntry:
     )
 
 
-def test_band_lists_name_texts_and_read_the_format_with_signatures(
+def test_band_lists_name_texts_under_their_list_keys(
     es_client, index, store: ElasticsearchFingerprintStore
 ) -> None:
-    """A band list names texts, not signatures; a list written by the previous version (each
-    entry with its base64 signature) is read as it is, and loses the signatures when it is next
-    written. A near copy still yields to the text such a list names."""
+    """A text is listed under its first ``list_key_count`` signature values (8 at 0.8); a
+    list names texts, not signatures. A near copy learns, in each key it shares with the
+    earlier text, that the earlier text stood before it; appending again gives the same
+    answer; and a later near copy yields to the listed text even before the records are
+    searchable (no refresh)."""
     original, copy = seed_text(3), near_copy(seed_text(3), seed=5)
-    old = _entry(original, "old-1")
+    count = list_key_count(0.8)
+    assert count == 8
+    old, new = _entry(original, "old-1"), _entry(copy, "new-1")
+    old_keys = list_keys(signature(original).minhash, count)
+    new_keys = list_keys(signature(copy).minhash, count)
     store.claim([old])
-    for key in old.bands:  # the previous format, as the previous version wrote it
-        es_client.index(
-            index=index,
-            id=f"band:{key}",
-            document={
-                "band": key,
-                "entries": [
-                    {
-                        "fingerprint": old.fingerprint,
-                        "article_id": "old-1",
-                        "minhash": base64.b64encode(old.minhash).decode("ascii"),
-                    }
-                ],
-                "updated_at": datetime.now(UTC).isoformat(),
-            },
-        )
-    new = _entry(copy, "new-1")
-    before = store.claim_bands([new])[new.fingerprint]
-    shared = set(old.bands) & set(new.bands)
-    assert shared, "a near copy shares band keys"
+    assert store.claim_bands([BandClaim(BandEntry(old.fingerprint, "old-1"), old_keys)]) == {
+        old.fingerprint: dict.fromkeys(old_keys, ())
+    }
+    claim = BandClaim(BandEntry(new.fingerprint, "new-1"), new_keys)
+    before = store.claim_bands([claim])[new.fingerprint]
+    shared = set(old_keys) & set(new_keys)
+    assert shared, "a near copy shares list keys"
     assert {key for key, entries in before.items() if entries} == shared
-    assert all(entries[0].fingerprint == old.fingerprint for entries in before.values() if entries)
-    for key in shared:  # rewritten: both texts, no signature
+    for key in shared:
+        assert before[key] == (BandEntry(old.fingerprint, "old-1"),)
         entries = es_client.get(index=index, id=f"band:{key}")["_source"]["entries"]
         assert entries == [
             {"fingerprint": old.fingerprint, "article_id": "old-1"},
             {"fingerprint": new.fingerprint, "article_id": "new-1"},
         ]
-    assert store.claim_bands([new])[new.fingerprint] == before  # appending again: same answer
+    assert store.claim_bands([claim])[new.fingerprint] == before  # appending again: same answer
     assert store.signatures([old.fingerprint, "0" * 40]) == {old.fingerprint: old.minhash}
-    # through the stage: another near copy, against old-format lists of a fresh text
-    result = only(Deduper(store), article("new-2", near_copy(original, seed=6)))
-    assert (result.record.duplicate_of, result.record.kind) == ("old-1", "near")
+    # through the stage, before any refresh: another near copy yields to the listed text
+    fresh = f"{index}-fresh"
+    body = json.loads(TEMPLATE.read_text(encoding="utf-8"))
+    settings = {**body["settings"], "refresh_interval": "-1"}
+    es_client.indices.create(index=fresh, settings=settings, mappings=body["mappings"])
+    try:
+        deduper = Deduper(ElasticsearchFingerprintStore(es_client, fresh))
+        assert only(deduper, article("old-2", original)).is_new
+        result = only(deduper, article("new-2", near_copy(original, seed=6)))
+        assert (result.record.duplicate_of, result.record.kind) == ("old-2", "near")
+    finally:
+        es_client.indices.delete(index=fresh, ignore_unavailable=True)

@@ -446,6 +446,35 @@ def test_min_shared_bands_is_the_tight_bound(threshold: float) -> None:
     assert max(1, min(reaching)) == min_shared_bands(threshold)  # at least 1 band: a candidate
 
 
+@pytest.mark.parametrize(("threshold", "count"), [(0.5, 18), (0.8, 8), (0.9, 6), (1.0, 1)])
+def test_list_keys_are_the_first_signature_values(threshold: float, count: int) -> None:
+    """A text is listed under its first ``list_key_count`` values; two signatures at the
+    threshold whose differing values avoid one of those positions share its key, and only
+    such positions give shared keys (a sampled check of the bound: over many random sets of
+    the most differing values the threshold allows, the share of pairs with no list key in
+    common stays far below 1 in 10,000)."""
+    import numpy as np
+
+    from pipeline.stages.dedupe import list_key_count, list_keys, similarity
+
+    assert list_key_count(threshold) == count
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 2**32, NUM_PERM, dtype=np.uint32)
+    keys = list_keys(base, count)
+    assert len(keys) == count and all(re.fullmatch(r"v\d{3}:[0-9a-f]{8}", k) for k in keys)
+    differ = NUM_PERM - next(k for k in range(NUM_PERM + 1) if k / NUM_PERM >= threshold)
+    none_shared = 0
+    for _ in range(10_000):
+        other = base.copy()
+        positions = rng.choice(NUM_PERM, differ, replace=False)
+        other[positions] ^= np.uint32(1)
+        assert similarity(base, other) >= threshold
+        shared = set(keys) & set(list_keys(other, count))
+        assert shared == {k for i, k in enumerate(keys) if i not in set(positions.tolist())}
+        none_shared += not shared
+    assert none_shared <= 1
+
+
 def test_candidates_leave_out_texts_sharing_too_few_bands(store: InMemoryFingerprintStore) -> None:
     deduper = Deduper(store)
     deduper.check(seeds())
