@@ -103,9 +103,12 @@ def _parse_in_child(model: str, texts: list[str], batch_size: int) -> bytes:
     from spacy.tokens import DocBin
 
     nlp = _child_nlp(model)
-    return DocBin(
-        attrs=ATTRS, store_user_data=True, docs=nlp.pipe(texts, batch_size=batch_size)
-    ).to_bytes()
+    docs = list(nlp.pipe(texts, batch_size=batch_size))
+    # user data (custom extension attributes) only when a component set some: each document's
+    # is otherwise an empty dict that costs a msgpack encode here and a decode in the parent,
+    # and srsly looks up its entry points on every one
+    keep = any(doc.user_data for doc in docs)
+    return DocBin(attrs=ATTRS, store_user_data=keep, docs=docs).to_bytes()
 
 
 # --- the parent ------------------------------------------------------------------------------

@@ -307,3 +307,33 @@ def test_a_one_article_batch_whose_parse_died_is_parsed_anew_not_dead_lettered()
         assert pipeline.parser.restarts == 1
     finally:
         pipeline.parser.close()
+
+
+def test_user_data_crosses_only_when_a_component_set_some(monkeypatch) -> None:
+    """The child ships documents' user data (custom extension attributes) when a component
+    set some, and leaves the empty dicts out otherwise."""
+    import spacy
+    from spacy.language import Language
+    from spacy.tokens import DocBin
+
+    from pipeline.stages import nlp_process
+
+    if not Language.has_factory("test_user_data_marker"):
+
+        @Language.component("test_user_data_marker")
+        def marker(doc):
+            if "mark" in doc.text:
+                doc.user_data["marked"] = len(doc)
+            return doc
+
+    plain, marking = spacy.blank("en"), spacy.blank("en")
+    marking.add_pipe("test_user_data_marker")
+    monkeypatch.setitem(nlp_process._CHILD, "plain", plain)
+    monkeypatch.setitem(nlp_process._CHILD, "marking", marking)
+    texts = ["no data here", "mark this one", "nor here"]
+    shipped = DocBin().from_bytes(nlp_process._parse_in_child("plain", texts, 8))
+    assert shipped.user_data == [None, None, None]  # none stored: nothing to decode
+    assert [d.user_data for d in shipped.get_docs(plain.vocab)] == [{}, {}, {}]
+    shipped = DocBin().from_bytes(nlp_process._parse_in_child("marking", texts, 8))
+    assert all(data is not None for data in shipped.user_data)
+    assert [d.user_data for d in shipped.get_docs(marking.vocab)] == [{}, {"marked": 3}, {}]
