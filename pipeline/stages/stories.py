@@ -620,13 +620,27 @@ class StoryAssigner:
                 }
             )
         self._synced_at = now
-        for hit in self._search({"bool": {"should": clauses, "minimum_should_match": 1}}):
-            current = self.memory.stories.get(hit["_id"])
-            version = (hit["_seq_no"], hit["_primary_term"])
-            if current is None or current.version is None or current.version[0] < version[0]:
-                self.memory.put(Story.from_document(hit["_source"], version))
+        # versions first: most stories changed within the overlap are this worker's own
+        # writes, already held at that version, and a story's document is large to read
+        stale = [
+            hit
+            for hit in self._search({"bool": {"should": clauses, "minimum_should_match": 1}})
+            if self._stale(hit["_id"], (hit["_seq_no"], hit["_primary_term"]))
+        ]
+        for start in range(0, len(stale), 1000):
+            wanted = [{"_index": h["_index"], "_id": h["_id"]} for h in stale[start : start + 1000]]
+            for doc in self.es.mget(docs=wanted)["docs"]:  # real time: no older than the hit
+                version = (doc.get("_seq_no", -1), doc.get("_primary_term", -1))
+                if doc.get("found") and self._stale(doc["_id"], version):
+                    self.memory.put(Story.from_document(doc["_source"], version))
+
+    def _stale(self, story_id: str, version: tuple[int, int]) -> bool:
+        """Whether the stored story at ``version`` is newer than the one in memory."""
+        current = self.memory.stories.get(story_id)
+        return current is None or current.version is None or current.version[0] < version[0]
 
     def _search(self, query: dict[str, Any], page: int = 1000) -> Iterable[dict[str, Any]]:
+        """The ids and versions of the stories ``query`` finds (no documents)."""
         after = None
         while True:
             extra: dict[str, Any] = {"search_after": after} if after else {}
@@ -636,6 +650,7 @@ class StoryAssigner:
                 size=page,
                 sort=[{"updated_at": "asc"}, {"id": "asc"}],
                 seq_no_primary_term=True,
+                source=False,
                 **extra,
             )
             hits = result["hits"]["hits"]
