@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cpu_split import children_of, cpu_seconds, pids_of
-from benchmarks.scaling import distinct_articles, fresh_run, one_run
+from benchmarks.scaling import distinct_articles, drop_run, fresh_run, one_run
 from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
 MATCHED_ON = {
@@ -214,6 +214,7 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         alerts.stop.set()
         searchable.stop.set()
         stop_worker(worker)
+        drop_run(settings, es)
         es.close()
     alerts.join(5)
     searchable.join(5)

@@ -144,6 +144,26 @@ def fresh_run(name: str, partitions: int):
     return run, settings, es
 
 
+def drop_run(settings, es) -> None:
+    """Delete a finished run's indices and topics (the worker's, Faust's own included): left
+    behind, every run's indices keep being refreshed on their schedule and the next runs
+    measure a busier Elasticsearch."""
+    from kafka import KafkaAdminClient
+
+    prefix = settings.index_prefix
+    names = list(es.indices.get(index=f"{prefix}-*", expand_wildcards="all"))
+    if names:  # by name: the node refuses wildcard deletes (action.destructive_requires_name)
+        es.indices.delete(index=",".join(names))
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    try:
+        mine = (f"{settings.topic_prefix}.", f"{settings.app_id}-")
+        topics = [t for t in admin.list_topics() if t.startswith(mine)]
+        if topics:
+            admin.delete_topics(topics)
+    finally:
+        admin.close()
+
+
 def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
     from pipeline.infra.kafka import make_producer
@@ -209,6 +229,7 @@ def one_run(n_workers: int, articles: list, partitions: int, log=print) -> dict:
     finally:
         for worker, _ in workers:
             stop_worker(worker)
+        drop_run(settings, es)
         es.close()
 
 
