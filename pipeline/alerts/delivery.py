@@ -15,6 +15,7 @@ returns it apart, and the worker dead-letters that alert while the others go on.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -22,9 +23,23 @@ from elasticsearch import Elasticsearch
 
 from pipeline.alerts.per_story import attach_updates, story_alert_id
 from pipeline.ids import stable_hash
-from pipeline.infra.es import ServerBusy, bulk
+from pipeline.infra.es import ServerBusy, is_transient_item
 from schemas import Alert, AlertMatch, CleanArticle, Subscription
 from schemas.models import utcnow
+
+KnownDocument = tuple[dict[str, Any], int, int]
+"""A document as this process wrote it, with its ``_seq_no`` and ``_primary_term``."""
+
+BULK_CHUNK = 500
+"""Most alerts one bulk request creates."""
+CREATE_RESULT = [
+    f"items.*.{field}" for field in ("_id", "status", "error", "_seq_no", "_primary_term")
+]
+"""What a create's answer is read for."""
+
+CREATED_KEPT = 10_000
+"""Most created alert documents a ledger remembers until they are marked published (an alert
+whose publication failed is marked later, after a read)."""
 
 
 def alert_id(subscription_id: str, article_id: str) -> str:
@@ -83,6 +98,15 @@ class AlertLedger:
     def __init__(self, es: Elasticsearch, index: str):
         self.es = es
         self.index = index
+        self._created: dict[str, KnownDocument] = {}
+        self._lock = threading.Lock()
+
+    def created(self, alert_ids: list[str]) -> dict[str, KnownDocument]:
+        """The documents this ledger created for these alerts, as written, with their versions
+        (and forgets them): marking them published needs no read first
+        (:meth:`pipeline.alerts.outbox.Outbox.mark`, ``known``)."""
+        with self._lock:
+            return {i: self._created.pop(i) for i in alert_ids if i in self._created}
 
     def claim(self, alerts: list[Alert]) -> list[Alert]:
         """Record ``alerts``; returns the ones to publish now (see :meth:`claim_isolated`).
@@ -98,27 +122,38 @@ class AlertLedger:
         rejected."""
         if not alerts:
             return [], []
-        actions = (
-            {
-                "_op_type": "create",
-                "_index": self.index,
-                "_id": a.id,
-                "_source": alert_document(a, "pending"),
-            }
-            for a in alerts
-        )
+        documents = {a.id: alert_document(a, "pending") for a in alerts}
+        items: list[dict[str, Any]] = []
+        ids = list(documents)
+        for start in range(0, len(ids), BULK_CHUNK):
+            operations: list[dict[str, Any]] = []
+            for one in ids[start : start + BULK_CHUNK]:
+                operations += [{"create": {"_index": self.index, "_id": one}}, documents[one]]
+            answer = self.es.bulk(operations=operations, filter_path=CREATE_RESULT)
+            items += [item["create"] for item in answer.get("items", [])]
+        busy = [item for item in items if is_transient_item(item)]
+        if busy:
+            raise ServerBusy(f"alerts index busy for {len(busy)} alert(s): {busy[0].get('error')}")
         conflicts, failures = set(), {}
-        for error in bulk(self.es, actions):
-            item = error.get("create", {})
-            if item.get("status") == 409:
-                conflicts.add(item["_id"])
-            else:
-                reason = item.get("error", {})
-                failures[item.get("_id")] = (
-                    f"{reason.get('type', 'error')}: {reason.get('reason', '')}"[:500]
-                    if isinstance(reason, dict)
-                    else str(reason)[:500]
-                )
+        with self._lock:
+            for item in items:
+                if item.get("status") in (200, 201):
+                    self._created[item["_id"]] = (
+                        documents[item["_id"]],
+                        item["_seq_no"],
+                        item["_primary_term"],
+                    )
+                elif item.get("status") == 409:
+                    conflicts.add(item["_id"])
+                else:
+                    reason = item.get("error", {})
+                    failures[item.get("_id")] = (
+                        f"{reason.get('type', 'error')}: {reason.get('reason', '')}"[:500]
+                        if isinstance(reason, dict)
+                        else str(reason)[:500]
+                    )
+            while len(self._created) > CREATED_KEPT:
+                del self._created[next(iter(self._created))]
         unfinished = self._unpublished(conflicts)
         # per-story subscriptions: a later article of the story is an update of its alert
         updated = {

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from elasticsearch import ConflictError, Elasticsearch
 
+from pipeline.alerts.delivery import KnownDocument
 from pipeline.ids import stable_hash
 from pipeline.infra.es import ServerBusy, is_transient_item
 from pipeline.settings import Settings
@@ -143,9 +144,11 @@ class Outbox:
         alerts: Iterable[Alert],
         lookup: Callable[[str], Subscription | None],
         now: datetime | None = None,
+        known: dict[str, KnownDocument] | None = None,
     ) -> list[str]:
         """Record the alerts' deliveries (idempotent) and mark the alerts published (the ledger
-        republishes unpublished ones). Returns the ids of entries due now (as-it-happens)."""
+        republishes unpublished ones). Returns the ids of entries due now (as-it-happens).
+        ``known``: alert documents as the ledger created them (see :meth:`mark`)."""
         now = now or utcnow()
         pending: dict[str, list[DeliveryStatus]]
         digests: dict[tuple[str, str, Period], tuple[dict[str, Any], Subscription, list[str]]]
@@ -201,7 +204,7 @@ class Outbox:
             self._bulk(operations, ignore_conflicts=True)
         for (_, _, period), (base, subscription, ids) in digests.items():
             self._add_to_digest(base, subscription, ids, period)
-        self.mark(published, pending, published_too=True)
+        self.mark(published, pending, published_too=True, known=known)
         return due
 
     def _add_to_digest(
@@ -255,9 +258,13 @@ class Outbox:
         *,
         published_too: bool = False,
         only_new: bool = True,
+        known: dict[str, KnownDocument] | None = None,
     ) -> None:
         """Write per-channel states onto alert documents (and the ``published`` flag), by
-        read-modify-write under optimistic concurrency (no server-side scripts needed)."""
+        read-modify-write under optimistic concurrency (no server-side scripts needed).
+        ``known``: documents as this process wrote them, with their versions; they are not
+        read first (one round trip less for the alerts just claimed), and one changed since
+        fails its version check and is read then."""
 
         def change(alert_id: str, source: dict[str, Any]) -> dict[str, Any]:
             deliveries = list(source.get("deliveries") or [])
@@ -280,23 +287,39 @@ class Outbox:
                 partial["published"] = True
             return partial
 
-        self._read_modify_write(self.alerts_index, list(alert_ids), change)
+        self._read_modify_write(self.alerts_index, list(alert_ids), change, known or {})
 
     def _read_modify_write(
-        self, index: str, ids: list[str], change: Callable[[str, dict[str, Any]], dict[str, Any]]
+        self,
+        index: str,
+        ids: list[str],
+        change: Callable[[str, dict[str, Any]], dict[str, Any]],
+        known: dict[str, KnownDocument],
     ) -> None:
         pending = list(dict.fromkeys(ids))
+        first = True
         for _ in range(50):
             if not pending:
                 return
-            answered = self.es.mget(index=index, ids=pending)["docs"]
-            unanswered = [
-                d["error"] for d in answered if "error" in d and not _index_missing(d["error"])
-            ]
-            if unanswered:  # e.g. no shard available while the node recovers: not "gone",
-                # and skipping them would leave a delivered alert marked as still pending
-                raise ServerBusy(f"{index}: {unanswered[0].get('type', unanswered[0])}")
-            docs = [d for d in answered if d.get("found")]
+            docs: list[dict[str, Any]] = []
+            if first:  # as written by this process: no read (a later change fails the check)
+                docs = [
+                    {"_id": i, "_source": source, "_seq_no": seq_no, "_primary_term": term}
+                    for i in pending
+                    if i in known
+                    for source, seq_no, term in [known[i]]
+                ]
+                pending = [i for i in pending if i not in known]
+                first = False
+            if pending:
+                answered = self.es.mget(index=index, ids=pending)["docs"]
+                unanswered = [
+                    d["error"] for d in answered if "error" in d and not _index_missing(d["error"])
+                ]
+                if unanswered:  # e.g. no shard available while the node recovers: not "gone",
+                    # and skipping them would leave a delivered alert marked as still pending
+                    raise ServerBusy(f"{index}: {unanswered[0].get('type', unanswered[0])}")
+                docs += [d for d in answered if d.get("found")]
             if not docs:
                 return
             operations = []
@@ -318,6 +341,8 @@ class Outbox:
                 result = item["update"]
                 if result.get("status") == 409:
                     pending.append(doc["_id"])
+                elif result.get("status") == 404:  # a known document deleted since: gone
+                    continue
                 elif is_transient_item(result):
                     raise ServerBusy(
                         f"alert {doc['_id']}: state not written: {result.get('error')}"

@@ -600,8 +600,10 @@ class Pipeline:
         the entries due now (the dispatcher's to send)."""
         if not alerts:
             return []
+        known = self.ledger.created([a.id for a in alerts])  # as claimed: no read to mark them
         return retry_transient(
-            lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get), what="webhook outbox"
+            lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get, known=known),
+            what="webhook outbox",
         )
 
 

@@ -1,0 +1,97 @@
+"""The alert ledger and the outbox on the real node: alerts the ledger just created are marked
+published from the documents as written (no read first), and a document changed in between
+fails its version check, is read, and keeps the other change."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.alerts.delivery import AlertLedger, make_alert
+from pipeline.alerts.outbox import Outbox
+from pipeline.infra.es import FAMILIES, ensure_indices
+from pipeline.ops import retention
+from pipeline.settings import Settings
+from schemas import AlertMatch, CleanArticle, Subscription
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(es_client, kafka_bootstrap, es_url):
+    run = f"ledger{uuid.uuid4().hex[:8]}"
+    s = Settings(
+        _env_file=None,
+        kafka_bootstrap=kafka_bootstrap,
+        es_url=es_url,
+        index_prefix=run,
+        topic_prefix=run,
+    )
+    ensure_indices(es_client, s)
+    yield s
+    for family in FAMILIES:
+        names = [i.name for i in retention.family_indices(es_client, s.index(family))]
+        if names:
+            es_client.indices.delete(index=",".join(names), ignore_unavailable=True)
+
+
+def alerts(n: int):
+    subscription = Subscription(id="sub-ledger", query="memorandum", owner="test")
+    now = datetime.now(UTC)
+    return [
+        make_alert(
+            subscription,
+            CleanArticle(
+                id=f"a{i}",
+                title=f"Memorandum {i}",
+                body="A memorandum was signed.",
+                source="test",
+                language="en",
+                ingested_at=now,
+            ),
+            AlertMatch(terms=["memorandum"]),
+            "A memorandum was signed.",
+        )
+        for i in range(n)
+    ]
+
+
+class CountingClient:
+    """The real client, counting the documents read back by ``mget``."""
+
+    def __init__(self, es):
+        self._es, self.read = es, 0
+
+    def mget(self, **kwargs):
+        answer = self._es.mget(**kwargs)
+        self.read += len(answer["docs"])
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self._es, name)
+
+
+def test_claimed_alerts_are_marked_published_without_reading_them(es_client, settings) -> None:
+    counting = CountingClient(es_client)
+    ledger = AlertLedger(counting, settings.index("alerts"))
+    outbox = Outbox(counting, settings)
+    claimed = alerts(3)
+    fired, rejected = ledger.claim_isolated(claimed)
+    assert [a.id for a in fired] == [a.id for a in claimed] and not rejected
+    # another process changes one alert between the claim and the mark
+    es_client.update(index=settings.index("alerts"), id=claimed[1].id, doc={"note": "changed"})
+    known = ledger.created([a.id for a in claimed])
+    assert set(known) == {a.id for a in claimed}
+    assert ledger.created([a.id for a in claimed]) == {}, "handed over once"
+    outbox.enqueue(fired, lambda _: None, known=known)
+    assert counting.read == 1, "only the alert changed in between was read"
+    for alert in claimed:
+        doc = es_client.get(index=settings.index("alerts"), id=alert.id)["_source"]
+        assert doc["published"] is True and doc["status"] == "delivered"
+    changed = es_client.get(index=settings.index("alerts"), id=claimed[1].id)["_source"]
+    assert changed["note"] == "changed"
+    # claimed again (a redelivery): nothing new to fire, nothing remembered
+    assert ledger.claim_isolated(claimed) == ([], [])
+    assert ledger.created([a.id for a in claimed]) == {}
