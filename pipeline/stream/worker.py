@@ -115,7 +115,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
     async def batches(stream, step: Callable[[list[InMessage]], Awaitable[None]], stage: str):
         """Feed batches to ``step``; if it fails as a whole, dead-letter the batch, go on."""
-        async for events in take_batches(stream, settings.batch_max, settings.batch_wait_s):
+        async for events in take_batches(
+            stream, settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
+        ):
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
             await run_step(step, messages, stage)
@@ -178,7 +180,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             if results:
                 await run_step(lambda _: then(results[0]), messages, stage)
 
-        taken = take_batches_unacked(stream, settings.batch_max, settings.batch_wait_s)
+        taken = take_batches_unacked(
+            stream, settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
+        )
         await pipelined(taken, start, finish)
 
     @app.agent(topics["raw"], name="clean_and_dedupe")
@@ -225,7 +229,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             await run_step(lambda m: step(m, prefetched, taken), messages, "enrich")
 
         batches_acked_by_us = take_batches_unacked(
-            stream, settings.batch_max, settings.batch_wait_s
+            stream, settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
         )
         await pipelined(batches_acked_by_us, start, finish)
 

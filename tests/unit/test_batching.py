@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from pipeline.stream.batching import (
+    Arrivals,
     batches_of,
     next_batch,
     pipelined,
@@ -62,6 +63,42 @@ def test_messages_arriving_within_the_linger_join_the_batch() -> None:
     # (1 s at most) - the test only checks what it contains
     batch, end = run(go())
     assert batch == ["a", "b"] and end is None
+
+
+def test_arrivals_linger_only_while_another_message_is_due() -> None:
+    """The mean gap follows the stream; a steady one (gaps within the busy wait) lingers for
+    more, a quiet one, a first message and the first one after a pause do not."""
+    arrivals = Arrivals(weight=0.5)
+    assert arrivals.linger(0.005, 0.05) == 0.005  # nothing seen: quiet
+    arrivals.seen(100.0)
+    assert arrivals.linger(0.005, 0.05) == 0.005  # one message: no gap yet
+    for t in (100.04, 100.08, 100.12):
+        arrivals.seen(t)
+    assert arrivals.gap == pytest.approx(0.04)
+    assert arrivals.linger(0.005, 0.05) == 0.05  # 25 messages/s: another due within 50 ms
+    arrivals.seen(110.0)  # a pause
+    assert arrivals.gap is not None and arrivals.gap > 1
+    assert arrivals.linger(0.005, 0.05) == 0.005
+    for t in (111.0, 112.0, 113.0):  # one a second: quiet
+        arrivals.seen(t)
+    assert arrivals.linger(0.005, 0.05) == 0.005
+
+
+def test_a_steady_stream_gathers_batches_a_quiet_wait_would_split() -> None:
+    """Messages every 10 ms: with a busy wait (here longer than the whole stream) the first
+    goes alone (no gap known yet) and the rest wait for each other; the order is kept."""
+
+    async def source():
+        for i in range(20):
+            yield i
+            await asyncio.sleep(0.01)
+
+    async def go():
+        return [batch async for batch in batches_of(source(), 64, 0.0, busy_linger_s=30.0)]
+
+    batches = run(go())
+    assert [i for batch in batches for i in batch] == list(range(20))
+    assert len(batches) <= 3, batches
 
 
 def test_batches_of_reads_ahead_and_ends_with_the_source() -> None:
