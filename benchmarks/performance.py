@@ -172,7 +172,8 @@ def cpu_use(before: dict[str, float] | None, after: dict[str, float] | None) -> 
     if not before or not after:
         return {}
     seconds = max(after["at"] - before["at"], 1e-9)
-    return {k: max(0.0, after[k] - before[k]) / seconds for k in before if k != "at"}
+    used = {k: max(0.0, after[k] - before[k]) / seconds for k in before if k != "at"}
+    return {**used, "seconds": seconds}
 
 
 def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=print) -> dict:
@@ -286,6 +287,10 @@ def print_latency(result: dict, label: str) -> None:
             f"  CPU while sending until all were searchable (cores): {parts}; "
             f"machine {cores['machine']:.2f} of {os.cpu_count() or 1}"
         )
+        # the same as work per article: comparable between runs however long the queues got
+        per_article = cores["seconds"] * 1000 / max(result["sent"], 1)
+        parts = ", ".join(f"{name} {cores[name] * per_article:.1f}" for name in CPU_PARTS)
+        print(f"  CPU per article (ms): {parts}; machine {cores['machine'] * per_article:.1f}")
     for kind, figures in result["kinds"].items():
         print(f"  {kind}: ingest -> alert {summary(figures['to_alert'])}")
         print("    where the time goes (per alert, ms: mean / p99):")
