@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
@@ -89,54 +89,81 @@ def _positions(spans: list[TokenSpan]) -> dict[str, set[int]]:
     return positions
 
 
-@dataclass(frozen=True, slots=True)
 class ArticleView:
-    """What matching needs from one article, computed once per article.
+    """What matching needs from one article, computed once per article, each part when first
+    asked for: an enriched article's view is often matched by entity and event subscriptions
+    only, which never read its words.
 
     ``text_*`` cover title + body analysed as one text (as ``search_text`` is), ``title_*`` the
     title alone; ``*_keys`` are tokens and compounds together; ``*_positions`` map a token to
     its positions (for phrases).
     """
 
-    text_positions: dict[str, set[int]]
-    text_keys: frozenset[str]
-    title_positions: dict[str, set[int]]
-    title_keys: frozenset[str]
-    entity_ids: frozenset[str]
-    event_types: frozenset[str]
-    source: str | None
-    language: str | None
+    def __init__(
+        self,
+        text: str,
+        title: str,
+        entity_ids: frozenset[str],
+        event_types: frozenset[str],
+        source: str | None,
+        language: str | None,
+    ) -> None:
+        self._text, self._title = text, title
+        self.entity_ids = entity_ids
+        self.event_types = event_types
+        self.source = source
+        self.language = language
 
     @classmethod
     def from_article(cls, article: CleanArticle) -> ArticleView:
         """The view of an enriched article, or of a clean one (no entities, no events)."""
         entities = getattr(article, "entities", ())
         events = getattr(article, "events", ())
-        spans = token_spans(article.title + "\n" + article.body)
-        title_spans = token_spans(article.title)
         return cls(
-            text_positions=_positions(spans),
-            text_keys=frozenset(s.token for s in spans) | frozenset(compounds_from_spans(spans)),
-            title_positions=_positions(title_spans),
-            title_keys=frozenset(s.token for s in title_spans)
-            | frozenset(compounds_from_spans(title_spans)),
+            text=article.title + "\n" + article.body,
+            title=article.title,
             entity_ids=frozenset(e.id for e in entities),
             event_types=frozenset(normalize_event_type(e.type) for e in events if e.alertable),
             source=article.source.casefold() if article.source else None,
             language=article.language.casefold() if article.language else None,
         )
 
+    @cached_property
+    def _text_spans(self) -> list[TokenSpan]:
+        return token_spans(self._text)
+
+    @cached_property
+    def _title_spans(self) -> list[TokenSpan]:
+        return token_spans(self._title)
+
+    @cached_property
+    def text_positions(self) -> dict[str, set[int]]:
+        return _positions(self._text_spans)
+
+    @cached_property
+    def text_keys(self) -> frozenset[str]:
+        spans = self._text_spans
+        return frozenset(s.token for s in spans) | frozenset(compounds_from_spans(spans))
+
+    @cached_property
+    def title_positions(self) -> dict[str, set[int]]:
+        return _positions(self._title_spans)
+
+    @cached_property
+    def title_keys(self) -> frozenset[str]:
+        spans = self._title_spans
+        return frozenset(s.token for s in spans) | frozenset(compounds_from_spans(spans))
+
     def keys(self, scope: str) -> Collection[str]:
         """The article's index keys of one scope."""
         if scope in ("source", "lang"):
             value = self.source if scope == "source" else self.language
             return (value,) if value else ()
-        return {
-            "text": self.text_keys,
-            "title": self.title_keys,
-            "entity": self.entity_ids,
-            "event": self.event_types,
-        }[scope]
+        if scope == "text":
+            return self.text_keys
+        if scope == "title":
+            return self.title_keys
+        return {"entity": self.entity_ids, "event": self.event_types}[scope]
 
 
 def _has_sequence(positions: dict[str, set[int]], words: tuple[str, ...]) -> bool:
@@ -400,7 +427,10 @@ class SubscriptionIndex:
     def __init__(self, entity_resolver: EntityResolver = literal_entity_resolver):
         self._resolver = entity_resolver
         self._subscriptions: dict[str, tuple[Subscription, CompiledQuery]] = {}
-        self._postings: dict[str, dict[str, set[str]]] = {}
+        self._postings: dict[tuple[Stage, str], dict[str, set[str]]] = {}
+        """(stage, scope) -> anchor key -> the ids of the subscriptions matched at that stage
+        that it anchors: a stage looks up only its own, so the enriched stage never analyses
+        an article's words when no subscription there reads them (:class:`ArticleView`)."""
         self._unanchored: set[str] = set()
         self._stages: dict[str, Stage] = {}
 
@@ -420,12 +450,13 @@ class SubscriptionIndex:
         if not subscription.active:
             return
         self._subscriptions[subscription.id] = (subscription, compiled)
-        self._stages[subscription.id] = match_stage(subscription, compiled)
+        stage = self._stages[subscription.id] = match_stage(subscription, compiled)
         if compiled.anchors is None:
             self._unanchored.add(subscription.id)
             return
         for scope, value in compiled.anchors:
-            self._postings.setdefault(scope, {}).setdefault(value, set()).add(subscription.id)
+            postings = self._postings.setdefault((stage, scope), {})
+            postings.setdefault(value, set()).add(subscription.id)
 
     def remove(self, subscription_id: str) -> bool:
         """Remove a subscription; returns whether it was there."""
@@ -433,12 +464,15 @@ class SubscriptionIndex:
         if entry is None:
             return False
         self._unanchored.discard(subscription_id)
-        del self._stages[subscription_id]
+        stage = self._stages.pop(subscription_id)
         for scope, value in entry[1].anchors or ():
-            ids = self._postings[scope][value]
+            postings = self._postings[(stage, scope)]
+            ids = postings[value]
             ids.discard(subscription_id)
             if not ids:
-                del self._postings[scope][value]
+                del postings[value]
+            if not postings:
+                del self._postings[(stage, scope)]
         return True
 
     def get(self, subscription_id: str) -> Subscription | None:
@@ -458,10 +492,13 @@ class SubscriptionIndex:
         for subscription, _ in list(self._subscriptions.values()):
             self.add(subscription)
 
-    def candidates(self, view: ArticleView) -> set[str]:
-        """Ids of the subscriptions sharing an anchor key with the article (plus unanchored)."""
+    def candidates(self, view: ArticleView, stage: Stage | None = None) -> set[str]:
+        """Ids of the subscriptions sharing an anchor key with the article (plus unanchored);
+        of those matched at ``stage`` only, when given (and the unanchored of every stage)."""
         found = set(self._unanchored)
-        for scope, postings in self._postings.items():
+        for (at, scope), postings in self._postings.items():
+            if stage is not None and at != stage:
+                continue
             keys = view.keys(scope)
             if len(postings) < len(keys):
                 hits = (ids for key, ids in postings.items() if key in keys)
@@ -476,7 +513,7 @@ class SubscriptionIndex:
         """The subscriptions the article matches, by subscription id, with what matched; only
         those matched at ``stage`` when given (:func:`match_stage`)."""
         matched = []
-        for subscription_id in sorted(self.candidates(view)):
+        for subscription_id in sorted(self.candidates(view, stage)):
             if stage is not None and self._stages[subscription_id] != stage:
                 continue
             subscription, compiled = self._subscriptions[subscription_id]

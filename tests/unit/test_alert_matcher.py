@@ -193,6 +193,20 @@ def test_matching_at_a_stage_evaluates_only_that_stages_subscriptions():
     assert not index.matched_at("clean") and index.stage_of("words") is None
 
 
+def test_entity_subscriptions_never_read_the_articles_words():
+    """An article's words are analysed when a subscription reads them, not before: matching
+    only entity subscriptions leaves them unanalysed (the enriched stage of a worker whose
+    keyword subscriptions matched before the NER)."""
+    index = SubscriptionIndex(resolver)
+    index.add(Subscription(id="person", query='entity:"Vladimir Medinsky"'))
+    index.add(Subscription(id="words", query="memorandum"))
+    view = ArticleView.from_article(ARTICLES["001"])
+    assert [s.id for s, _ in index.match(view, "enriched")] == ["person"]
+    assert "_text_spans" not in vars(view) and "_title_spans" not in vars(view)
+    assert [s.id for s, _ in index.match(view, "clean")] == ["words"]
+    assert "_text_spans" in vars(view)
+
+
 def test_a_clean_article_is_matched_and_its_snippet_made_without_entities_or_events():
     enriched = ARTICLES["001"]
     clean = CleanArticle(**enriched.model_dump(include=set(CleanArticle.model_fields)))
