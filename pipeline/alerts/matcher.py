@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
@@ -588,14 +588,22 @@ def _truncate(text: str, width: int) -> str:
     return text[: cut if cut > 0 else width] + "…"
 
 
+@lru_cache(maxsize=64)
+def _body_spans(body: str) -> list[TokenSpan]:
+    """The body's token spans, analysed once for all the alerts of one article (read only)."""
+    return token_spans(body)
+
+
 def snippet(article: CleanArticle, match: AlertMatch, width: int = SNIPPET_WIDTH) -> str:
     """A short excerpt showing why the article matched, matched words in «…».
 
     Around the first matched term in the body; else around the first mention of a matched
     entity; else the evidence sentence of a matched event; else the start of the body.
     """
-    spans = token_spans(article.body)
-    term_hits = [hit for term in match.terms for hit in _term_hits(spans, term)]
+    term_hits = []
+    if match.terms:
+        spans = _body_spans(article.body)
+        term_hits = [hit for term in match.terms for hit in _term_hits(spans, term)]
     if term_hits:
         return _window(article.body, term_hits, width)
     mentions = [

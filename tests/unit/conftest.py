@@ -27,6 +27,7 @@ def _fresh_memo_caches_under_mutation():
     """Under mutation testing (mutmut sets MUTANT_UNDER_TEST), every test starts with empty memo
     caches: a value the clean run cached would hide the mutant of the function that computed it."""
     if os.environ.get("MUTANT_UNDER_TEST"):
+        from pipeline.alerts import matcher
         from pipeline.query import analysis
         from pipeline.stages import dedupe, entities, events, names
 
@@ -43,6 +44,7 @@ def _fresh_memo_caches_under_mutation():
             names.canonical_place,
             entities.normalise_surface,
             events._anchor_plan,
+            matcher._body_spans,
         ):
             cached.cache_clear()
         dedupe._STRIP.clear()
