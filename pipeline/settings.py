@@ -123,8 +123,8 @@ class Settings(BaseSettings):
         0.05,
         description="while messages arrive at least this often (mean gap), a batch waits up "
         "to this long for more, so a steady stream shares each batch's fixed costs (at 20 "
-        "articles/s, 0.05 s cut the worker's CPU per article by a tenth and the entity-alert "
-        "p99 by a third; docs/performance.md); a quieter stream waits batch_wait_s",
+        "articles/s, 0.05 s took 4-7% off the worker's CPU per article and 5% off the "
+        "machine's; docs/performance.md); a quieter stream waits batch_wait_s",
     )
     worker_store: str = Field(
         "memory://", description="Faust table store (memory:// or rocksdb://)"
