@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +163,32 @@ def pytest_collection_modifyitems(items):
         return 1 if name.endswith(".test_gold") else 2
 
     items.sort(key=rank)
+
+
+@contextmanager
+def own_indices(es_client, kafka_bootstrap: str, es_url: str, name: str, **overrides):
+    """Settings with an index and topic prefix of their own (``<name><run>``), their indices
+    made; the indices are deleted afterwards (every generation of each family)."""
+    from pipeline.infra.es import FAMILIES, ensure_indices
+    from pipeline.ops import retention
+
+    run = f"{name}{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        _env_file=None,
+        kafka_bootstrap=kafka_bootstrap,
+        es_url=es_url,
+        index_prefix=run,
+        topic_prefix=run,
+        **overrides,
+    )
+    ensure_indices(es_client, settings)
+    try:
+        yield settings
+    finally:
+        for family in FAMILIES:
+            names = [i.name for i in retention.family_indices(es_client, settings.index(family))]
+            if names:
+                es_client.indices.delete(index=",".join(names), ignore_unavailable=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,37 +4,22 @@ fails its version check, is read, and keeps the other change."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from pipeline.alerts.delivery import AlertLedger, make_alert
 from pipeline.alerts.outbox import Outbox
-from pipeline.infra.es import FAMILIES, ensure_indices
-from pipeline.ops import retention
-from pipeline.settings import Settings
 from schemas import AlertMatch, CleanArticle, Subscription
+from tests.integration.conftest import own_indices
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def settings(es_client, kafka_bootstrap, es_url):
-    run = f"ledger{uuid.uuid4().hex[:8]}"
-    s = Settings(
-        _env_file=None,
-        kafka_bootstrap=kafka_bootstrap,
-        es_url=es_url,
-        index_prefix=run,
-        topic_prefix=run,
-    )
-    ensure_indices(es_client, s)
-    yield s
-    for family in FAMILIES:
-        names = [i.name for i in retention.family_indices(es_client, s.index(family))]
-        if names:
-            es_client.indices.delete(index=",".join(names), ignore_unavailable=True)
+    with own_indices(es_client, kafka_bootstrap, es_url, "ledger") as s:
+        yield s
 
 
 def alerts(n: int):

@@ -4,15 +4,14 @@ over the Elasticsearch store. Each test has its own index/topic prefix."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
 
-from pipeline.infra.es import FAMILIES, ensure_indices
+from pipeline.infra.es import FAMILIES
 from pipeline.ops import retention
-from pipeline.settings import Settings
 from pipeline.stages.dedupe_store import ElasticsearchFingerprintStore
+from tests.integration.conftest import own_indices
 from tests.unit.test_ops_retention import NOW, window_scenario
 
 pytestmark = pytest.mark.integration
@@ -20,21 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(es_client, kafka_bootstrap, es_url):
-    run = f"ops{uuid.uuid4().hex[:8]}"
-    s = Settings(
-        _env_file=None,
-        kafka_bootstrap=kafka_bootstrap,
-        es_url=es_url,
-        index_prefix=run,
-        topic_prefix=run,
-        rollover_max_docs=2,
-    )
-    ensure_indices(es_client, s)
-    yield s
-    for family in FAMILIES:
-        names = [i.name for i in retention.family_indices(es_client, s.index(family))]
-        if names:
-            es_client.indices.delete(index=",".join(names), ignore_unavailable=True)
+    with own_indices(es_client, kafka_bootstrap, es_url, "ops", rollover_max_docs=2) as s:
+        yield s
 
 
 def test_dedupe_window_over_elasticsearch(es_client, settings):
