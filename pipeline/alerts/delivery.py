@@ -122,32 +122,31 @@ class AlertLedger:
         rejected."""
         if not alerts:
             return [], []
-        documents = {a.id: alert_document(a, "pending") for a in alerts}
+        # one create per alert, in order, even when two share an id (two articles of one story
+        # for a per-story subscription: the first creates it, the second is an update of it)
+        documents = [alert_document(a, "pending") for a in alerts]
         items: list[dict[str, Any]] = []
-        ids = list(documents)
-        for start in range(0, len(ids), BULK_CHUNK):
+        for start in range(0, len(alerts), BULK_CHUNK):
             operations: list[dict[str, Any]] = []
-            for one in ids[start : start + BULK_CHUNK]:
-                operations += [{"create": {"_index": self.index, "_id": one}}, documents[one]]
+            for alert, document in zip(
+                alerts[start : start + BULK_CHUNK], documents[start : start + BULK_CHUNK]
+            ):
+                operations += [{"create": {"_index": self.index, "_id": alert.id}}, document]
             answer = self.es.bulk(operations=operations, filter_path=CREATE_RESULT)
-            items += [item["create"] for item in answer.get("items", [])]
+            items += [item["create"] for item in answer["items"]]
         busy = [item for item in items if is_transient_item(item)]
         if busy:
             raise ServerBusy(f"alerts index busy for {len(busy)} alert(s): {busy[0].get('error')}")
         conflicts, failures = set(), {}
         with self._lock:
-            for item in items:
+            for alert, document, item in zip(alerts, documents, items, strict=True):
                 if item.get("status") in (200, 201):
-                    self._created[item["_id"]] = (
-                        documents[item["_id"]],
-                        item["_seq_no"],
-                        item["_primary_term"],
-                    )
+                    self._created[alert.id] = (document, item["_seq_no"], item["_primary_term"])
                 elif item.get("status") == 409:
-                    conflicts.add(item["_id"])
+                    conflicts.add(alert.id)
                 else:
                     reason = item.get("error", {})
-                    failures[item.get("_id")] = (
+                    failures[alert.id] = (
                         f"{reason.get('type', 'error')}: {reason.get('reason', '')}"[:500]
                         if isinstance(reason, dict)
                         else str(reason)[:500]
