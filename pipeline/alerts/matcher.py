@@ -89,6 +89,11 @@ def _positions(spans: list[TokenSpan]) -> dict[str, set[int]]:
     return positions
 
 
+def _keys(spans: list[TokenSpan]) -> frozenset[str]:
+    """Index keys of analysed text: its tokens and its compounds."""
+    return frozenset(s.token for s in spans) | frozenset(compounds_from_spans(spans))
+
+
 class ArticleView:
     """What matching needs from one article, computed once per article, each part when first
     asked for: an enriched article's view is often matched by entity and event subscriptions
@@ -142,8 +147,7 @@ class ArticleView:
 
     @cached_property
     def text_keys(self) -> frozenset[str]:
-        spans = self._text_spans
-        return frozenset(s.token for s in spans) | frozenset(compounds_from_spans(spans))
+        return _keys(self._text_spans)
 
     @cached_property
     def title_positions(self) -> dict[str, set[int]]:
@@ -151,8 +155,7 @@ class ArticleView:
 
     @cached_property
     def title_keys(self) -> frozenset[str]:
-        spans = self._title_spans
-        return frozenset(s.token for s in spans) | frozenset(compounds_from_spans(spans))
+        return _keys(self._title_spans)
 
     def keys(self, scope: str) -> Collection[str]:
         """The article's index keys of one scope."""
