@@ -123,7 +123,21 @@ def test_isolate_lets_transient_errors_through_for_the_whole_batch():
         process.isolate(fn, [1, 2, 3])
 
 
-def test_a_busy_bulk_item_raises_server_busy(monkeypatch):
+class _BulkClient:
+    """Answers each bulk request with the next list of items (or raises it)."""
+
+    def __init__(self, *answers) -> None:
+        self.answers, self.requests = list(answers), []
+
+    def bulk(self, operations, refresh=False):
+        self.requests.append(operations)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return {"items": answer}
+
+
+def test_a_busy_bulk_item_raises_server_busy():
     busy = {
         "index": {
             "_id": "a",
@@ -132,11 +146,68 @@ def test_a_busy_bulk_item_raises_server_busy(monkeypatch):
         }
     }
     conflict = {"create": {"_id": "b", "status": 409, "error": {"type": "conflict"}}}
-    monkeypatch.setattr(es_module.helpers, "bulk", lambda *a, **k: (0, [busy, conflict]))
+    actions = [
+        {"_op_type": "index", "_index": "i", "_id": "a", "_source": {"x": 1}},
+        {"_op_type": "create", "_index": "i", "_id": "b", "_source": {"x": 2}},
+    ]
     with pytest.raises(es_module.ServerBusy, match="es_rejected_execution_exception"):
-        es_module.bulk(None, [])
-    monkeypatch.setattr(es_module.helpers, "bulk", lambda *a, **k: (0, [conflict]))
-    assert es_module.bulk(None, []) == [conflict]
+        es_module.bulk(_BulkClient([busy, conflict]), actions)
+    ok = {"index": {"_id": "a", "status": 201}}
+    assert es_module.bulk(_BulkClient([ok, conflict]), actions) == [
+        {"create": {**conflict["create"], "data": {"x": 2}}}
+    ]
+
+
+def test_bulk_writes_helper_style_actions_as_operations_in_chunks(monkeypatch):
+    monkeypatch.setattr(es_module, "BULK_CHUNK", 2)
+    actions = [
+        {
+            "_op_type": "index",
+            "_index": "i",
+            "_id": "a",
+            "if_seq_no": 3,
+            "if_primary_term": 1,
+            "_source": {"x": 1},
+        },
+        {"_index": "i", "_id": "b", "x": 2},  # no _op_type: index; no _source: the rest
+        {"_op_type": "delete", "_index": "i", "_id": "c"},
+    ]
+    client = _BulkClient(
+        [{"index": {"_id": "a", "status": 200}}, {"index": {"_id": "b", "status": 201}}],
+        [{"delete": {"_id": "c", "status": 404}}],
+    )
+    errors = es_module.bulk(client, iter(actions))
+    assert client.requests == [
+        [
+            {"index": {"_index": "i", "_id": "a", "if_seq_no": 3, "if_primary_term": 1}},
+            {"x": 1},
+            {"index": {"_index": "i", "_id": "b"}},
+            {"x": 2},
+        ],
+        [{"delete": {"_index": "i", "_id": "c"}}],
+    ]
+    assert errors == [{"delete": {"_id": "c", "status": 404}}]
+
+
+def test_a_bulk_refused_as_a_whole_fails_each_action_with_its_status():
+    from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+    from elasticsearch import ApiError
+
+    def refused(status):
+        meta = ApiResponseMeta(status, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "h", 9200))
+        return ApiError("refused", meta, {})
+
+    actions = [
+        {"_index": "i", "_id": "a", "_source": {}},
+        {"_index": "i", "_id": "b", "_source": {}},
+    ]
+    errors = es_module.bulk(_BulkClient(refused(413)), actions)
+    assert [e["index"]["_id"] for e in errors] == ["a", "b"]
+    assert {e["index"]["status"] for e in errors} == {413}
+    with pytest.raises(es_module.ServerBusy):
+        es_module.bulk(_BulkClient(refused(503)), actions)
+    with pytest.raises(ConnectionError):
+        es_module.bulk(_BulkClient(ConnectionError("down")), actions)
 
 
 # --- the subscription follower -----------------------------------------------------------------
