@@ -47,6 +47,10 @@ MATCHED_ON = {
 }
 """How the alerts are grouped: where their subscription is matched (alerts.matcher.match_stage)."""
 
+MAX_WARMUP_RATE = 50.0
+"""Warm-up articles are drawn for rates up to this (80% of a fast machine's capacity is 35/s);
+a faster run's warm-up is shorter."""
+
 DEFAULT_CORPUS = os.environ.get("NEWS_CORPUS") or "/work/shared/corpus/reuters21578.jsonl"
 
 
@@ -176,8 +180,20 @@ def cpu_use(before: dict[str, float] | None, after: dict[str, float] | None) -> 
     return {**used, "seconds": seconds}
 
 
-def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=print) -> dict:
-    """One worker on fresh topics/indices; ``rate`` articles/s for ``seconds``; latencies."""
+def paced_run(
+    articles: list,
+    rate: float,
+    seconds: float,
+    partitions: int,
+    log=print,
+    warmup: list | None = None,
+) -> dict:
+    """One worker on fresh topics/indices; ``rate`` articles/s for ``seconds``; latencies.
+
+    ``warmup``: articles sent first at the same rate, right before the measured ones and not
+    counted in their figures (the stream is steady when the measurement starts: a fresh
+    worker's first seconds, its first requests and batches, are shown apart as
+    ``warmup_to_alert``)."""
 
     from pipeline.cli.demo import start_worker, stop_worker, wait_ready
     from pipeline.infra.kafka import make_producer
@@ -194,17 +210,21 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         searchable.start()
         producer = make_producer(settings)
         count = min(len(articles), max(1, int(rate * seconds)))
+        warmup = warmup or []
         sent_at: dict[str, float] = {}
-        cpu_before = cpu_snapshot(worker.pid)
+        cpu_before = None
         started = time.monotonic()
-        for n, article in enumerate(articles[:count]):
+        for n, article in enumerate(warmup + articles[:count]):
+            if n == len(warmup):  # the measured articles start here
+                cpu_before, measured_from = cpu_snapshot(worker.pid), time.monotonic()
             stamped = article.model_copy(update={"ingested_at": utcnow()})
-            sent_at[article.id] = stamped.ingested_at.timestamp()
             producer.send(settings.topic("raw"), key=article.id, value=stamped)
             producer.flush()
-            searchable.add(article.id)
+            if n >= len(warmup):
+                sent_at[article.id] = stamped.ingested_at.timestamp()
+                searchable.add(article.id)
             time.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
-        actual_rate = count / (time.monotonic() - started)
+        actual_rate = count / (time.monotonic() - measured_from)
         producer.close()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(searchable.seen) < count:
@@ -220,12 +240,16 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
     alerts.join(5)
     searchable.join(5)
     to_alert: list[float] = []
+    warmup_to_alert: list[float] = []
     kinds: dict[str, dict] = {}  # where the alert was matched -> its figures
     timeline: list[tuple[float, float, dict[str, float]]] = []  # (ingested, ms, steps)
     for received, alert in alerts.received.values():
         if alert.get("ingested_at") is None:
             continue
         produced = _ts(alert["ingested_at"])
+        if alert.get("article_id") not in sent_at:
+            warmup_to_alert.append((received - produced) * 1000)
+            continue
         to_alert.append((received - produced) * 1000)
         stage_times = alert.get("stage_times") or {}
         kind = kinds.setdefault(
@@ -250,6 +274,8 @@ def paced_run(articles: list, rate: float, seconds: float, partitions: int, log=
         "alerts": len(to_alert),
         "to_alert": to_alert,
         "to_search": to_search,
+        "warmup": len(warmup),
+        "warmup_to_alert": warmup_to_alert,
         "kinds": dict(sorted(kinds.items())),
         "timeline": sorted(timeline, key=lambda t: t[0]),
         "cores": cores,
@@ -276,6 +302,11 @@ def print_latency(result: dict, label: str) -> None:
         f"latency at {label}: {result['sent']} articles sent at {result['actual_rate']:.1f}/s "
         f"over {result['sent'] / max(result['actual_rate'], 1e-9):.0f} s, one worker"
     )
+    if result.get("warmup"):
+        print(
+            f"  first, {result['warmup']} other articles at the same rate, not counted: the "
+            f"fresh worker's start (their ingest -> alert: {summary(result['warmup_to_alert'])})"
+        )
     print(f"  ingest -> alert (received on the alerts topic): {summary(result['to_alert'])}")
     print(
         f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}"
@@ -326,6 +357,12 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=20.0, help="steady rate, articles/s")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per rate (60)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of other articles sent at each rate before the measured ones (5; 0: none)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--min-words", type=int, default=40)
     parser.add_argument("--max-words", type=int, default=400, help="0: no limit (long articles)")
@@ -348,9 +385,11 @@ def main() -> None:
     corpus = Path(args.corpus)
     if not corpus.is_file():
         sys.exit(f"error: no corpus file {corpus}")
+    # the warm-up articles are others than the measured ones (the same ones would be duplicates)
+    spare = 0 if "latency" in skip else int(args.warmup * max(args.rate, MAX_WARMUP_RATE))
     try:
         articles = distinct_articles(
-            n,
+            n + spare,
             corpus,
             uuid.uuid4().hex[:6],
             min_words=args.min_words,
@@ -358,6 +397,7 @@ def main() -> None:
         )
     except RuntimeError as exc:
         sys.exit(f"error: {exc} (ask for fewer with --articles)")
+    articles, extra = articles[:n], articles[n:]
     texts = [clean(a).body for a in articles]
     words = statistics.fmean(len(t.split()) for t in texts)
     cores = os.cpu_count() or 1
@@ -404,13 +444,17 @@ def main() -> None:
         print(f"  2 workers / 1 worker: {e2e[2] / e2e[1]:.2f}x")
 
     if "latency" not in skip:
-        steady = paced_run(articles, args.rate, seconds, args.partitions)
+
+        def warmup(rate: float) -> list:
+            return extra[: int(args.warmup * rate)]
+
+        steady = paced_run(articles, args.rate, seconds, args.partitions, warmup=warmup(args.rate))
         print_latency(
             steady, f"{args.rate:g} articles/s (goal: p99 alert <= 1000 ms, searchable <= 1500 ms)"
         )
         if e2e.get(1):
             loaded = 0.8 * e2e[1]
-            result = paced_run(articles, loaded, seconds, args.partitions)
+            result = paced_run(articles, loaded, seconds, args.partitions, warmup=warmup(loaded))
             print_latency(
                 result,
                 f"80% of one-worker capacity, {loaded:.1f} articles/s (goal: p99 alert <= 2000 ms)",
