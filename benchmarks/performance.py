@@ -1,7 +1,7 @@
 """Performance in one run: NER speed, end-to-end throughput and latency, with same-run ratios.
 
     python -m benchmarks.performance [--corpus FILE.jsonl] [--quick] [--articles N]
-                                     [--rate 20] [--seconds 60] [--partitions 4]
+                                     [--rate 20] [--seconds 60] [--warmup 5] [--partitions 4]
 
 Uses the servers of NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL, else starts the local runtime
 (``newspipe up``'s servers). The model is NEWS_SPACY_MODEL. Any JSON-lines corpus of articles
@@ -13,7 +13,8 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
 2. end-to-end throughput with 1 and 2 workers (``benchmarks.scaling.one_run``: all articles
    sent at once, until all are indexed) and the ratios to ``nlp.pipe`` with 1 and 2 processes;
 3. latency at ``--rate`` articles/s for ``--seconds`` with one worker, then at 80% of the
-   measured one-worker capacity: ingest -> alert received on the alerts topic, ingest ->
+   measured one-worker capacity, each after ``--warmup`` seconds of other articles at the same
+   rate (not counted; their ingest -> alert printed apart): ingest -> alert received on the alerts topic, ingest ->
    searchable (a search finds it; polled every 100 ms) as p50/p90/p99/max, and where the time
    goes (the alerts' ``stage_times``, see pipeline.stream.timing), and the CPU the worker,
    its parse processes, the servers (when on this machine) and the machine used meanwhile.
