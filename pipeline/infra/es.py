@@ -168,8 +168,9 @@ def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = Fa
     """Run bulk actions; returns the per-item errors (an empty list when all succeeded).
 
     Actions are written like ``elasticsearch.helpers.bulk``'s (``_op_type``, ``_index``,
-    ``_id``, ``_source`` or the document's fields) and sent with ``es.bulk`` in requests of
-    :data:`BULK_CHUNK`, each action serialised once (the helper serialises every action
+    ``_id``, ``_source`` or the document's fields) and sent with ``es.bulk`` in requests of at
+    most :data:`BULK_CHUNK` actions (a request too large for the node, 413, is sent again in
+    halves), each action serialised once (the helper serialises every action
     a second time to measure it: 4% of a worker's GIL time at 20 articles/s, py-spy). An error is
     ``{op_type: item}`` as Elasticsearch answers it, with the document as ``data``; a request
     refused as a whole gives each of its actions that status and the ``exception``.
@@ -215,7 +216,11 @@ def _bulk_chunk(es: Elasticsearch, chunk: list[tuple[str, dict, Any]], refresh) 
             operations.append(doc)
     try:
         items = es.bulk(operations=operations, refresh=refresh)["items"]
-    except ApiError as exc:  # refused as a whole: every action fails with its status
+    except ApiError as exc:
+        if exc.status_code == 413 and len(chunk) > 1:  # over http.max_content_length: halves
+            half = len(chunk) // 2
+            return _bulk_chunk(es, chunk[:half], refresh) + _bulk_chunk(es, chunk[half:], refresh)
+        # refused as a whole: every action fails with its status
         return [
             {op: {**meta, "status": exc.status_code, "error": str(exc), "exception": exc}}
             for op, meta, _ in chunk

@@ -201,9 +201,14 @@ def test_a_bulk_refused_as_a_whole_fails_each_action_with_its_status():
         {"_index": "i", "_id": "a", "_source": {}},
         {"_index": "i", "_id": "b", "_source": {}},
     ]
-    errors = es_module.bulk(_BulkClient(refused(413)), actions)
+    errors = es_module.bulk(_BulkClient(refused(400)), actions)
     assert [e["index"]["_id"] for e in errors] == ["a", "b"]
-    assert {e["index"]["status"] for e in errors} == {413}
+    assert {e["index"]["status"] for e in errors} == {400}
+    # too large for the node (http.max_content_length): sent again in halves
+    halves = _BulkClient(refused(413), [{"index": {"_id": "a", "status": 201}}], refused(413))
+    errors = es_module.bulk(halves, actions)
+    assert [len(r) for r in halves.requests] == [4, 2, 2]
+    assert [(e["index"]["_id"], e["index"]["status"]) for e in errors] == [("b", 413)]
     with pytest.raises(es_module.ServerBusy):
         es_module.bulk(_BulkClient(refused(503)), actions)
     with pytest.raises(ConnectionError):
