@@ -14,10 +14,11 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
    sent at once, until all are indexed) and the ratios to ``nlp.pipe`` with 1 and 2 processes;
 3. latency at ``--rate`` articles/s for ``--seconds`` with one worker, then at 80% of the
    measured one-worker capacity, each after ``--warmup`` seconds of other articles at the same
-   rate (not counted; their ingest -> alert printed apart): ingest -> alert received on the alerts topic, ingest ->
-   searchable (a search finds it; polled every 100 ms) as p50/p90/p99/max, and where the time
-   goes (the alerts' ``stage_times``, see pipeline.stream.timing), and the CPU the worker,
-   its parse processes, the servers (when on this machine) and the machine used meanwhile.
+   rate (not counted; their ingest -> alert printed apart): ingest -> alert received on the
+   alerts topic, ingest -> searchable (a search finds it; polled every 100 ms) as
+   p50/p90/p99/max, and where the time goes (the alerts' ``stage_times``, see
+   pipeline.stream.timing), and the CPU the worker, its parse processes, the servers (when on
+   this machine) and the machine used meanwhile.
 
 Figures only, no asserts; the machine may be shared, so compare the ratios of one run.
 ``--quick`` (development): 300 articles, 15 s at each rate.
