@@ -170,8 +170,8 @@ def bulk(es: Elasticsearch, actions: Iterable[dict], *, refresh: bool | str = Fa
     Actions are written like ``elasticsearch.helpers.bulk``'s (``_op_type``, ``_index``,
     ``_id``, ``_source`` or the document's fields) and sent with ``es.bulk`` in requests of at
     most :data:`BULK_CHUNK` actions (a request too large for the node, 413, is sent again in
-    halves), each action serialised once (the helper serialises every action
-    a second time to measure it: 4% of a worker's GIL time at 20 articles/s, py-spy). An error is
+    halves), each action serialised once (the helper serialises every action a second time
+    to measure it: 4% of a worker's GIL time at 20 articles/s, py-spy). An error is
     ``{op_type: item}`` as Elasticsearch answers it, with the document as ``data``; a request
     refused as a whole gives each of its actions that status and the ``exception``.
 
