@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(0, description="Faust worker web port (0 = off)")
     worker_web_host: str = Field("127.0.0.1", description="Faust worker web bind address")
     batch_max: int = Field(64, description="most messages one agent takes at once")
+    enrich_batch_max: int = Field(
+        16,
+        ge=1,
+        description="most articles the enrich agent (the NER) takes at once: a stream near "
+        "capacity grew its batches to batch_max, and every article then waited for a whole "
+        "batch's parse (at 33.7 articles/s, 80% of one worker's capacity: all alerts p99 "
+        "2.9-3.3 s with 64, 1.6-2.1 s with 16, for 10% more CPU; docs/performance.md)",
+    )
     batch_wait_s: float = Field(
         0.005,
         description="longest wait for more messages once one arrived, seconds "

@@ -113,10 +113,16 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         metrics.record_sent(topic_name, models)
         await send_acknowledged(topics[topic_name], models, max_wait_s=settings.retry_max_wait_s)
 
-    async def batches(stream, step: Callable[[list[InMessage]], Awaitable[None]], stage: str):
-        """Feed batches to ``step``; if it fails as a whole, dead-letter the batch, go on."""
+    async def batches(
+        stream,
+        step: Callable[[list[InMessage]], Awaitable[None]],
+        stage: str,
+        max_: int | None = None,
+    ):
+        """Feed batches (of at most ``max_``, else ``batch_max``) to ``step``; if it fails as a
+        whole, dead-letter the batch, go on."""
         async for events in take_batches(
-            stream, settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
+            stream, max_ or settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
         ):
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
@@ -210,7 +216,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             await send_all("deadletter", result.dead)
 
         if pipeline.parser is None:  # NEWS_NLP_PROCESS=false: parse in this process
-            await batches(stream, step, "enrich")
+            await batches(stream, step, "enrich", settings.enrich_batch_max)
             return
 
         # the parse process parses the next batch while this process finishes the last one
@@ -228,8 +234,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             messages, prefetched, taken = started
             await run_step(lambda m: step(m, prefetched, taken), messages, "enrich")
 
+        # smaller than the other agents' batches: each article waits for its batch's parse
         batches_acked_by_us = take_batches_unacked(
-            stream, settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
+            stream, settings.enrich_batch_max, settings.batch_wait_s, settings.batch_linger_s
         )
         await pipelined(batches_acked_by_us, start, finish)
 
