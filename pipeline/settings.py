@@ -120,7 +120,8 @@ class Settings(BaseSettings):
         description="most articles the enrich agent (the NER) takes at once: a stream near "
         "capacity grew its batches to batch_max, and every article then waited for a whole "
         "batch's parse (at 33.7 articles/s, 80% of one worker's capacity: all alerts p99 "
-        "2.9-3.3 s with 64, 1.6-2.1 s with 16, for 10% more CPU; docs/performance.md)",
+        "2.9-3.3 s with 64, 1.57-1.65 s with 16, for 2-6% more CPU per article; "
+        "docs/performance.md)",
     )
     batch_wait_s: float = Field(
         0.005,
