@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         "2.9-3.3 s with 64, 1.57-1.65 s with 16, for 2-6% more CPU per article; "
         "docs/performance.md)",
     )
+    enrich_batch_bytes: int = Field(
+        16_384,
+        ge=1,
+        description="an enrich batch also ends once its messages add up to this many bytes "
+        "(the article that reaches it is the last): a batch's parse takes time in proportion "
+        "to its text, so long articles come in smaller batches (16 Reuters articles of 120 "
+        "words are about 20 KB, 5 of 450 words about 16 KB)",
+    )
     batch_wait_s: float = Field(
         0.005,
         description="longest wait for more messages once one arrived, seconds "

@@ -37,20 +37,29 @@ class _Failed:
 
 
 async def next_batch(
-    queue: asyncio.Queue, max_: int, linger_s: float
+    queue: asyncio.Queue,
+    max_: int,
+    linger_s: float,
+    max_bytes: int | None = None,
+    size: Callable[[Any], int] = len,
 ) -> tuple[list[Any], BaseException | None]:
-    """Wait for one item, then take what is waiting, up to ``max_``; while the batch is not
-    full, wait at most ``linger_s`` (from the first item) for more. Returns (the items, the
-    reader's end or failure if the batch met it: ``StopAsyncIteration`` at the end)."""
+    """Wait for one item, then take what is waiting, up to ``max_`` items (and, with
+    ``max_bytes``, until the items' ``size`` adds up to at least ``max_bytes``: the item that
+    reaches it is the last); while the batch is not full, wait at most ``linger_s`` (from the
+    first item) for more. Returns (the items, the reader's end or failure if the batch met it:
+    ``StopAsyncIteration`` at the end)."""
     batch: list[Any] = []
     item = await queue.get()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + linger_s
+    total = 0
     while True:
         if isinstance(item, _Failed):
             return batch, item.exc
         batch.append(item)
-        if len(batch) >= max_:
+        if max_bytes is not None:
+            total += size(item)
+        if len(batch) >= max_ or (max_bytes is not None and total >= max_bytes):
             return batch, None
         try:
             item = queue.get_nowait()
@@ -88,12 +97,18 @@ class Arrivals:
 
 
 async def batches_of(
-    source: AsyncIterator[Any], max_: int, linger_s: float, busy_linger_s: float | None = None
+    source: AsyncIterator[Any],
+    max_: int,
+    linger_s: float,
+    busy_linger_s: float | None = None,
+    max_bytes: int | None = None,
+    size: Callable[[Any], int] = len,
 ) -> AsyncIterator[list[Any]]:
     """Batches (:func:`next_batch`) of the items of ``source``, read ahead by a background task
     into a queue of ``max_`` items; a failure of ``source`` is raised after the items read
     before it were yielded. The reader stops when the consumer does. ``busy_linger_s``: the
-    wait under a steady stream (:class:`Arrivals`; None: always ``linger_s``)."""
+    wait under a steady stream (:class:`Arrivals`; None: always ``linger_s``); ``max_bytes``
+    and ``size``: a batch ends once its items' sizes reach ``max_bytes``."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=max(1, max_))
     arrivals = Arrivals()
     loop = asyncio.get_running_loop()
@@ -116,7 +131,7 @@ async def batches_of(
             wait = linger_s
             if busy_linger_s is not None:
                 wait = arrivals.linger(linger_s, max(linger_s, busy_linger_s))
-            batch, end = await next_batch(queue, max_, wait)
+            batch, end = await next_batch(queue, max_, wait, max_bytes, size)
             if batch:
                 yield batch
             if isinstance(end, StopAsyncIteration):
@@ -129,21 +144,38 @@ async def batches_of(
             await reader
 
 
+def event_bytes(event) -> int:
+    """The size of a Faust event's message value, in bytes (0 when it has none)."""
+    value = event.message.value
+    return len(value) if value else 0
+
+
 async def take_batches(
-    stream, max_: int, linger_s: float, busy_linger_s: float | None = None
+    stream,
+    max_: int,
+    linger_s: float,
+    busy_linger_s: float | None = None,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[Sequence[Any]]:
-    """Faust events of ``stream`` in adaptive batches (:func:`batches_of`). Each event is acked
-    when the consumer asks for the next batch, i.e. after the body finished with it; a batch
-    the consumer abandons (the agent stopped mid-batch) is not acked, so it is redelivered."""
+    """Faust events of ``stream`` in adaptive batches (:func:`batches_of`; ``max_bytes``: of
+    message values, :func:`event_bytes`). Each event is acked when the consumer asks for the
+    next batch, i.e. after the body finished with it; a batch the consumer abandons (the agent
+    stopped mid-batch) is not acked, so it is redelivered."""
     stream.enable_acks = False  # acked below, after the body processed the batch
-    async for events in batches_of(stream.events(), max_, linger_s, busy_linger_s):
+    async for events in batches_of(
+        stream.events(), max_, linger_s, busy_linger_s, max_bytes, event_bytes
+    ):
         yield events
         for event in events:
             await stream.ack(event)
 
 
 async def take_batches_unacked(
-    stream, max_: int, linger_s: float, busy_linger_s: float | None = None
+    stream,
+    max_: int,
+    linger_s: float,
+    busy_linger_s: float | None = None,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[tuple[Sequence[Any], Callable[[], Awaitable[None]]]]:
     """Like :func:`take_batches`, but each batch comes with its ``ack``: the consumer acks a
     batch itself when it is done with it, so it can take the next batch before (a batch never
@@ -157,7 +189,9 @@ async def take_batches_unacked(
 
         return ack
 
-    async for events in batches_of(stream.events(), max_, linger_s, busy_linger_s):
+    async for events in batches_of(
+        stream.events(), max_, linger_s, busy_linger_s, max_bytes, event_bytes
+    ):
         yield events, acker(events)
 
 

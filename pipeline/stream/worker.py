@@ -118,11 +118,17 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         step: Callable[[list[InMessage]], Awaitable[None]],
         stage: str,
         max_: int | None = None,
+        max_bytes: int | None = None,
     ):
-        """Feed batches (of at most ``max_``, else ``batch_max``) to ``step``; if it fails as a
-        whole, dead-letter the batch, go on."""
+        """Feed batches (of at most ``max_``, else ``batch_max``, messages and, with
+        ``max_bytes``, about that many bytes) to ``step``; if it fails as a whole, dead-letter
+        the batch, go on."""
         async for events in take_batches(
-            stream, max_ or settings.batch_max, settings.batch_wait_s, settings.batch_linger_s
+            stream,
+            max_ or settings.batch_max,
+            settings.batch_wait_s,
+            settings.batch_linger_s,
+            max_bytes,
         ):
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels(stage).inc(len(messages))
@@ -216,7 +222,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             await send_all("deadletter", result.dead)
 
         if pipeline.parser is None:  # NEWS_NLP_PROCESS=false: parse in this process
-            await batches(stream, step, "enrich", settings.enrich_batch_max)
+            await batches(
+                stream, step, "enrich", settings.enrich_batch_max, settings.enrich_batch_bytes
+            )
             return
 
         # the parse process parses the next batch while this process finishes the last one
@@ -234,9 +242,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             messages, prefetched, taken = started
             await run_step(lambda m: step(m, prefetched, taken), messages, "enrich")
 
-        # smaller than the other agents' batches: each article waits for its batch's parse
+        # smaller than the other agents' batches, in articles and in text: each article
+        # waits for its batch's parse, which takes time in proportion to the batch's text
         batches_acked_by_us = take_batches_unacked(
-            stream, settings.enrich_batch_max, settings.batch_wait_s, settings.batch_linger_s
+            stream,
+            settings.enrich_batch_max,
+            settings.batch_wait_s,
+            settings.batch_linger_s,
+            settings.enrich_batch_bytes,
         )
         await pipelined(batches_acked_by_us, start, finish)
 

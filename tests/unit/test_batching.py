@@ -45,6 +45,55 @@ def test_a_backlog_fills_the_batch_up_to_max() -> None:
     assert third == ([8, 9], None)
 
 
+def test_a_batch_ends_at_the_item_whose_size_reaches_max_bytes() -> None:
+    async def go():
+        queue: asyncio.Queue = asyncio.Queue()
+        for text in ("aaaa", "bbbbbb", "cc", "d", "eeeeeeeeeeeeeeeeeeee", "f"):
+            queue.put_nowait(text)
+        batches = [await next_batch(queue, 64, 0.0, max_bytes=10) for _ in range(3)]
+        return batches, queue.qsize()
+
+    batches, left = run(go())
+    # 4 + 6 reaches 10; 2 + 1 + 20 passes it: the item that reaches the cap is taken, so an
+    # item larger than the cap still goes (in a batch of its own at most one more)
+    assert batches == [
+        (["aaaa", "bbbbbb"], None),
+        (["cc", "d", "eeeeeeeeeeeeeeeeeeee"], None),
+        (["f"], None),
+    ]
+    assert left == 0
+
+
+def test_the_count_cap_applies_before_the_byte_cap() -> None:
+    async def go():
+        queue: asyncio.Queue = asyncio.Queue()
+        for _ in range(5):
+            queue.put_nowait(b"x")
+        return await next_batch(queue, 2, 10.0, max_bytes=1000)
+
+    assert run(go()) == ([b"x", b"x"], None)
+
+
+def test_take_batches_caps_batches_by_message_bytes() -> None:
+    class Message:
+        def __init__(self, value):
+            self.value = value
+
+    class Event:
+        def __init__(self, value):
+            self.message = Message(value)
+
+    stream = FakeStream([Event(b"x" * n) for n in (300, 800, 100, 100, 100)] + [Event(None)])
+
+    async def go():
+        return [
+            [len(e.message.value or b"") for e in batch]
+            async for batch in take_batches(stream, 64, 0.0, max_bytes=1000)
+        ]
+
+    assert run(go()) == [[300, 800], [100, 100, 100, 0]]
+
+
 def test_messages_arriving_within_the_linger_join_the_batch() -> None:
     async def go():
         queue: asyncio.Queue = asyncio.Queue()
