@@ -54,8 +54,8 @@ def test_a_batch_ends_at_the_item_whose_size_reaches_max_bytes() -> None:
         return batches, queue.qsize()
 
     batches, left = run(go())
-    # 4 + 6 reaches 10; 2 + 1 + 20 passes it: the item that reaches the cap is taken, so an
-    # item larger than the cap still goes (in a batch of its own at most one more)
+    # 4 + 6 reaches 10; 2 + 1 + 20 passes it: the item that reaches the cap is the batch's
+    # last, so an item larger than the cap is never left behind
     assert batches == [
         (["aaaa", "bbbbbb"], None),
         (["cc", "d", "eeeeeeeeeeeeeeeeeeee"], None),
