@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import re
+import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -399,7 +400,9 @@ class Story:
         return self.dated_first - window <= article.time <= cast(datetime, self.dated_last) + window
 
     # --- Elasticsearch document ----------------------------------------------------------
-    def document(self, now: datetime) -> dict[str, Any]:
+    def document(self, now: datetime, writer: str | None = None) -> dict[str, Any]:
+        """The story's document as written at ``now`` by ``writer`` (a story assigner's
+        instance id: its own writes are left out of its syncs)."""
         top_entities = [
             {"id": e, "name": self.entity_info[e][0], "type": self.entity_info[e][1], "articles": n}
             for e, n in sorted(self.entities.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_LISTED]
@@ -411,6 +414,7 @@ class Story:
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat(),
             "updated_at": now.isoformat(),
+            "writer": writer,
             "article_count": len(self.article_ids),
             "article_ids": self.article_ids,
             "sources": sorted(self.sources),
@@ -582,6 +586,9 @@ class StoryAssigner:
         self.memory = StoryIndex(threshold=threshold, window=window)
         self.retries = retries
         self._synced_at: datetime | None = None
+        self.writer = uuid.uuid4().hex
+        """This assigner's id, written on its stories: a sync skips the stories it wrote last
+        (it holds them at that version): most of what changed within the overlap."""
 
     def assign(self, articles: list[EnrichedArticle]) -> list[EnrichedArticle]:
         """Set ``story_id`` on every article (in place, and returned) and store the stories."""
@@ -612,16 +619,20 @@ class StoryAssigner:
             clauses.append({"range": {"last_seen": {"gte": horizon}}})
             clauses.append({"range": {"updated_at": {"gte": horizon}}})
         else:
+            since = (self._synced_at - self.sync_overlap).isoformat()
             clauses.append(
                 {
-                    "range": {
-                        "updated_at": {"gte": (self._synced_at - self.sync_overlap).isoformat()}
+                    "bool": {
+                        "filter": [{"range": {"updated_at": {"gte": since}}}],
+                        # written last by this assigner: held in memory at that version (a
+                        # write whose answer was lost meets a version conflict and is reread)
+                        "must_not": [{"term": {"writer": self.writer}}],
                     }
                 }
             )
         self._synced_at = now
-        # versions first: most stories changed within the overlap are this worker's own
-        # writes, already held at that version, and a story's document is large to read
+        # versions first: a story's document is large to read, and a story may be held at
+        # its version already
         stale = [
             hit
             for hit in self._search({"bool": {"should": clauses, "minimum_should_match": 1}})
@@ -673,10 +684,10 @@ class StoryAssigner:
                 story = self.memory.stories[sid]
                 action: dict[str, Any] = {"_index": self.index_name, "_id": sid}
                 if story.version is None:
-                    operations += [{"create": action}, story.document(now)]
+                    operations += [{"create": action}, story.document(now, self.writer)]
                 else:
                     action.update(if_seq_no=story.version[0], if_primary_term=story.version[1])
-                    operations += [{"index": action}, story.document(now)]
+                    operations += [{"index": action}, story.document(now, self.writer)]
             items = self.es.bulk(operations=operations)["items"]
             conflicts: dict[str, list[ArticleFeatures]] = {}
             for sid, item in zip(pending, items, strict=True):

@@ -106,3 +106,51 @@ def test_a_redelivered_article_keeps_its_story_in_a_fresh_worker(es_client, sett
     assert again.story_id == other.story_id
     assert stored(es_client, settings, other.story_id)["article_ids"] == ["x1"]
     assert isinstance(restarted, StoryAssigner)
+
+
+class Recorded:
+    """The real client, with a record of the searches and reads made through it."""
+
+    def __init__(self, es) -> None:
+        self._es = es
+        self.calls: list[tuple[str, dict]] = []
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._es, name)
+        if name not in ("search", "mget"):
+            return attr
+
+        def call(*args, **kwargs):
+            result = attr(*args, **kwargs)
+            self.calls.append((name, result))
+            return result
+
+        return call
+
+    def found(self, name: str) -> list[list[str]]:
+        key = "hits" if name == "search" else "docs"
+        return [
+            [d["_id"] for d in (r["hits"]["hits"] if key == "hits" else r["docs"])]
+            for n, r in self.calls
+            if n == name
+        ]
+
+
+def test_a_sync_reads_what_other_workers_wrote_and_skips_its_own_writes(es_client, settings):
+    recorded = Recorded(es_client)
+    one, two = story_assigner(settings, recorded), story_assigner(settings, es_client)
+    [a] = one.assign([article("a1")])
+    es_client.indices.refresh(index=settings.index("stories"))
+    recorded.calls.clear()
+    [x] = one.assign([article("x1", OTHER)])  # its sync: a1's story is its own write
+    assert recorded.found("search") == [[]] and recorded.found("mget") == []
+    [b] = two.assign([article("b1", hours=1, source="Harbour Daily")])  # two writes a's story
+    es_client.indices.refresh(index=settings.index("stories"))
+    recorded.calls.clear()
+    [c] = one.assign([article("c1", hours=2)])
+    # the story two wrote last is read again; x1's story, written by one, is not
+    assert recorded.found("search") == [[a.story_id]]
+    assert recorded.found("mget") == [[a.story_id]]
+    assert a.story_id == b.story_id == c.story_id != x.story_id
+    doc = stored(es_client, settings, a.story_id)
+    assert sorted(doc["article_ids"]) == ["a1", "b1", "c1"] and doc["writer"] == one.writer
