@@ -19,8 +19,9 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
    apart): ingest -> alert received on the alerts topic, ingest -> searchable (a search finds
    it; polled every 100 ms) as p50/p90/p99/max, and where the time goes (the alerts'
    ``stage_times``, see pipeline.stream.timing), the CPU the worker, its parse processes, the
-   servers (when on this machine) and the machine used meanwhile, and the machine's speed
-   before the run beside its speed right after the capacity was measured (:class:`SpeedProbe`).
+   servers (when on this machine) and the machine used meanwhile, the Elasticsearch requests
+   per article by route (:func:`es_requests`), and the machine's speed before the run beside
+   its speed right after the capacity was measured (:class:`SpeedProbe`).
 
 Figures only, no asserts; the machine may be shared, so compare the ratios of one run.
 ``--quick`` (development): 300 articles, 15 s at each rate.
@@ -198,6 +199,22 @@ def cpu_snapshot(worker_pid: int) -> dict[str, float] | None:
     }
 
 
+def es_requests(es) -> dict[str, int] | None:
+    """HTTP requests Elasticsearch has answered so far, by route (``/_bulk``, ``/{index}/_mget``,
+    ...), summed over its nodes and all their clients; None when the node does not count them
+    by route (before 8.x) or cannot say."""
+    try:
+        nodes = es.nodes.stats(metric="http")["nodes"].values()
+    except Exception:
+        return None
+    counts: dict[str, int] = {}
+    for node in nodes:
+        for route, figures in (node.get("http", {}).get("routes") or {}).items():
+            if not route.startswith("/_nodes"):  # this function's own
+                counts[route] = counts.get(route, 0) + figures["requests"]["count"]
+    return counts or None
+
+
 def cpu_use(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
     """Cores used by each part between two snapshots (a parse process that died in between
     is missed)."""
@@ -240,11 +257,12 @@ def paced_run(
         count = min(len(articles), max(1, int(rate * seconds)))
         warmup = warmup or []
         sent_at: dict[str, float] = {}
-        cpu_before = None
+        cpu_before = requests_before = None
         started = time.monotonic()
         for n, article in enumerate(warmup + articles[:count]):
             if n == len(warmup):  # the measured articles start here
                 cpu_before, measured_from = cpu_snapshot(worker.pid), time.monotonic()
+                requests_before = es_requests(es)
             stamped = article.model_copy(update={"ingested_at": utcnow()})
             producer.send(settings.topic("raw"), key=article.id, value=stamped)
             producer.flush()
@@ -258,6 +276,7 @@ def paced_run(
         while time.monotonic() < deadline and len(searchable.seen) < count:
             time.sleep(0.2)
         cores = cpu_use(cpu_before, cpu_snapshot(worker.pid))  # sending until all searchable
+        requests_after = es_requests(es)
         time.sleep(2.0)  # the alerts agent runs beside the index agent
     finally:
         alerts.stop.set()
@@ -307,6 +326,11 @@ def paced_run(
         "kinds": dict(sorted(kinds.items())),
         "timeline": sorted(timeline, key=lambda t: t[0]),
         "cores": cores,
+        "es_requests": {
+            route: n - (requests_before or {}).get(route, 0)
+            for route, n in (requests_after or {}).items()
+            if n > (requests_before or {}).get(route, 0)
+        },
     }
 
 
@@ -350,6 +374,16 @@ def print_latency(result: dict, label: str) -> None:
         per_article = cores["seconds"] * 1000 / max(result["sent"], 1)
         parts = ", ".join(f"{name} {cores[name] * per_article:.1f}" for name in CPU_PARTS)
         print(f"  CPU per article (ms): {parts}; machine {cores['machine'] * per_article:.1f}")
+    requests = result.get("es_requests")
+    if requests:  # each request costs the worker and Elasticsearch a fixed share, however small
+        sent = max(result["sent"], 1)
+        parts = ", ".join(
+            f"{route} {n / sent:.2f}" for route, n in sorted(requests.items(), key=lambda kv: -kv[1])
+        )
+        print(
+            f"  Elasticsearch requests per article, by route ({sum(requests.values()) / sent:.2f} "
+            f"in all; this benchmark's searches included): {parts}"
+        )
     for kind, figures in result["kinds"].items():
         print(f"  {kind}: ingest -> alert {summary(figures['to_alert'])}")
         print("    where the time goes (per alert, ms: mean / p99):")
