@@ -378,7 +378,8 @@ def print_latency(result: dict, label: str) -> None:
     if requests:  # each request costs the worker and Elasticsearch a fixed share, however small
         sent = max(result["sent"], 1)
         parts = ", ".join(
-            f"{route} {n / sent:.2f}" for route, n in sorted(requests.items(), key=lambda kv: -kv[1])
+            f"{route} {n / sent:.2f}"
+            for route, n in sorted(requests.items(), key=lambda kv: -kv[1])
         )
         print(
             f"  Elasticsearch requests per article, by route ({sum(requests.values()) / sent:.2f} "

@@ -378,7 +378,7 @@ class ElasticsearchFingerprintStore:
         ``{op: item}``); a record forgotten meanwhile (404) needs no mark. (A server fault
         raised :class:`ServerBusy` in ``bulk`` already.)"""
         for error in errors:
-            result = next(iter(error.values()), {})
+            result: dict[str, Any] = next(iter(error.values()), {})
             if result.get("status") != 404:
                 raise FingerprintStoreError(
                     f"mark_indexed {result.get('_id')}: {result.get('error')}"

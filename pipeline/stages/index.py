@@ -52,7 +52,7 @@ def index_articles(
 
 def index_articles_with(
     es: Elasticsearch, index: str, articles: list[EnrichedArticle], also: list[dict[str, Any]]
-) -> tuple[dict[str, str], list[dict]]:
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """:func:`index_articles`, with other bulk actions ``also`` (``pipeline.infra.es.bulk``
     style, none of them an ``index``) in the same request: (the articles' failures, the
     errors of ``also``)."""
@@ -66,7 +66,7 @@ def index_articles_with(
         *also,
     ]
     failures: dict[str, str] = {}
-    others: list[dict] = []
+    others: list[dict[str, Any]] = []
     for error in bulk(es, actions):
         if "index" not in error:
             others.append(error)
