@@ -56,10 +56,6 @@ INDEXED = "indexed"
 MAX_CANDIDATES = 50
 """Most candidate records one ``candidates`` call returns (those sharing the most bands)."""
 
-MARK_RETRIES = 3
-"""How often Elasticsearch retries a status mark that met a concurrent update of the same
-record (another worker's ``reassign``) before it reports a conflict."""
-
 BAND_LIST_MAX = 32
 """Most entries one band list keeps (the latest); the lists arbitrate concurrent claims only."""
 BAND_DOC_PREFIX = "band:"
@@ -267,9 +263,7 @@ class ElasticsearchFingerprintStore:
       is the number of shared bands and the best candidates come first
       (``minimum_should_match``: ``min_shared``);
       ``candidates_many``: the searches of a whole batch in one ``msearch``.
-    - ``mark_indexed``: bulk partial update of ``status``; ``indexed_marks`` gives the same
-      updates as actions for the index stage to send with the articles (``check_marks``,
-      ``mark_pending`` for the articles then rejected).
+    - ``mark_indexed``: bulk partial update of ``status``.
     - ``claim_bands``: one bulk that creates the list of every key the batch touches
       (most keys are new: no read first), then, for the keys whose list exists (a
       ``create`` conflict), one ``mget`` (real-time) of those lists and one bulk writing each
@@ -350,56 +344,19 @@ class ElasticsearchFingerprintStore:
         return out
 
     def mark_indexed(self, fingerprints: list[str]) -> None:
-        self._set_status(fingerprints, INDEXED)
-
-    def mark_pending(self, fingerprints: list[str]) -> None:
-        """Undo :meth:`indexed_marks` for articles Elasticsearch then rejected (the index stage
-        dead-letters them; a replay must find their texts in flight, not done)."""
-        self._set_status(fingerprints, PENDING)
-
-    def indexed_marks(self, fingerprints: list[str]) -> list[dict[str, Any]]:
-        """The bulk actions (``pipeline.infra.es.bulk`` style) of :meth:`mark_indexed`, for the
-        index stage to send in the request that indexes the articles: one request a batch
-        instead of two. Their errors go to :meth:`check_marks`; the marks of articles that
-        were rejected are undone with :meth:`mark_pending`."""
-        return [
-            {
-                "_op_type": "update",
-                "_index": self.index,
-                "_id": fp,
-                "retry_on_conflict": MARK_RETRIES,
-                "doc": {"status": INDEXED},
-            }
-            for fp in dict.fromkeys(fingerprints)
-        ]
-
-    def check_marks(self, errors: list[dict[str, Any]]) -> None:
-        """Raise for the failed :meth:`indexed_marks` among ``errors`` (``bulk`` errors, each
-        ``{op: item}``); a record forgotten meanwhile (404) needs no mark. (A server fault
-        raised :class:`ServerBusy` in ``bulk`` already.)"""
-        for error in errors:
-            result: dict[str, Any] = next(iter(error.values()), {})
-            if result.get("status") != 404:
-                raise FingerprintStoreError(
-                    f"mark_indexed {result.get('_id')}: {result.get('error')}"
-                )
-
-    def _set_status(self, fingerprints: list[str], status: str) -> None:
         if not fingerprints:
             return
         operations: list[dict[str, Any]] = []
         for fp in fingerprints:
-            action = {
-                "update": {"_index": self.index, "_id": fp, "retry_on_conflict": MARK_RETRIES}
-            }
-            operations += [action, {"doc": {"status": status}}]
+            action = {"update": {"_index": self.index, "_id": fp}}
+            operations += [action, {"doc": {"status": INDEXED}}]
         response = self.es.bulk(operations=operations)
         for fp, item in zip(fingerprints, response["items"], strict=True):
             result = item["update"]
             if is_transient_item(result):
-                raise ServerBusy(f"mark {status} {fp}: {result.get('error')}")
+                raise ServerBusy(f"mark_indexed {fp}: {result.get('error')}")
             if result["status"] not in (200, 201, 404):
-                raise FingerprintStoreError(f"mark {status} {fp}: {result.get('error')}")
+                raise FingerprintStoreError(f"mark_indexed {fp}: {result.get('error')}")
 
     def claim_bands(self, claims: list[BandClaim]) -> BandsBefore:
         pending: dict[str, list[BandEntry]] = {}

@@ -46,31 +46,12 @@ def index_articles(
 ) -> dict[str, str]:
     """Bulk-index ``articles`` into ``index`` (an alias); returns {article id: error} for the
     documents Elasticsearch rejected. Transport failures raise (the caller retries)."""
-    failures, _ = index_articles_with(es, index, articles, [])
-    return failures
-
-
-def index_articles_with(
-    es: Elasticsearch, index: str, articles: list[EnrichedArticle], also: list[dict[str, Any]]
-) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """:func:`index_articles`, with other bulk actions ``also`` (``pipeline.infra.es.bulk``
-    style, none of them an ``index``) in the same request: (the articles' failures, the
-    errors of ``also``)."""
-    if any(action.get("_op_type", "index") == "index" for action in also):
-        raise ValueError("index_articles_with: the other actions may not be 'index' actions")
-    actions = [
-        *(
-            {"_op_type": "index", "_index": index, "_id": a.id, "_source": article_document(a)}
-            for a in articles
-        ),
-        *also,
-    ]
-    failures: dict[str, str] = {}
-    others: list[dict[str, Any]] = []
+    actions = (
+        {"_op_type": "index", "_index": index, "_id": a.id, "_source": article_document(a)}
+        for a in articles
+    )
+    failures = {}
     for error in bulk(es, actions):
-        if "index" not in error:
-            others.append(error)
-            continue
-        item = error["index"]
+        item = error.get("index", {})
         failures[item.get("_id", "?")] = str(item.get("error", error))
-    return failures, others
+    return failures

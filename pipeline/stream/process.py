@@ -531,43 +531,21 @@ class Pipeline:
         return _decoded(messages, EnrichedArticle)
 
     def index(self, articles: list[EnrichedArticle]) -> list[tuple[EnrichedArticle, str]]:
-        """Bulk-index, and the dedupe state records the articles as indexed. Returns the
-        (article, error) pairs Elasticsearch rejected.
-
-        With the Elasticsearch dedupe store the records' ``indexed`` marks go in the request
-        that indexes the articles (one request a batch, not two), and the marks of the
-        articles then rejected are set back to ``pending``; so a replay of such an article from
-        the dead-letter topic is processed, as before. (A rejected re-index by ``newspipe
-        reprocess`` of an article indexed before also leaves its record ``pending``: a
-        redelivery of it is then processed again rather than skipped.) Another store (in
-        memory) is marked after the articles are in."""
-        from pipeline.stages.index import index_articles, index_articles_with
+        """Bulk-index; then the dedupe state records the articles as indexed. Returns the
+        (article, error) pairs Elasticsearch rejected."""
+        from pipeline.stages.index import index_articles
 
         if not articles:
             return []
         taken = utcnow()
         for article in articles:
             stamp(article, index_taken=taken)
-        alias = self.settings.index("articles")
-        store = self.deduper.store
-        marks = getattr(store, "indexed_marks", None)
-        if marks is None:
-            failures = retry_transient(
-                lambda: index_articles(self.es, alias, articles), what="index"
-            )
-            done = [a.fingerprint for a in articles if a.id not in failures and a.fingerprint]
-            retry_transient(lambda: store.mark_indexed(done), what="mark indexed")
-            return [(a, failures[a.id]) for a in articles if a.id in failures]
-
-        def write() -> dict[str, str]:
-            fingerprints = [a.fingerprint for a in articles if a.fingerprint]
-            failed, mark_errors = index_articles_with(self.es, alias, articles, marks(fingerprints))
-            store.check_marks(mark_errors)
-            return failed
-
-        failures = retry_transient(write, what="index")
-        undo = [a.fingerprint for a in articles if a.id in failures and a.fingerprint]
-        retry_transient(lambda: store.mark_pending(undo), what="mark indexed")
+        failures = retry_transient(
+            lambda: index_articles(self.es, self.settings.index("articles"), articles),
+            what="index",
+        )
+        done = [a.fingerprint for a in articles if a.id not in failures and a.fingerprint]
+        retry_transient(lambda: self.deduper.store.mark_indexed(done), what="mark indexed")
         return [(a, failures[a.id]) for a in articles if a.id in failures]
 
     def decode_clean(self, messages: Sequence[InMessage]) -> StepResult:
