@@ -128,9 +128,9 @@ class Recorded:
         return call
 
     def found(self, name: str) -> list[list[str]]:
-        key = "hits" if name == "search" else "docs"
+        """The ids each ``name`` call (``search`` or ``mget``) returned, call by call."""
         return [
-            [d["_id"] for d in (r["hits"]["hits"] if key == "hits" else r["docs"])]
+            [d["_id"] for d in (r["hits"]["hits"] if name == "search" else r["docs"])]
             for n, r in self.calls
             if n == name
         ]
