@@ -37,6 +37,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+"""A HotSpot JVM's JIT compiler threads (``C2 CompilerThread0``: Linux keeps 15 characters)."""
+
+
+def jit_seconds(pid: int) -> float:
+    """User + system CPU seconds of a JVM's JIT compiler threads so far (0 when it is gone; a
+    compiler thread that ended is missed)."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            if not (task / "comm").read_text().startswith(JIT_THREADS):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
 def pids_of(pattern: str) -> list[int]:
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return [int(p) for p in found.split()]

@@ -2,6 +2,7 @@
 
     python -m benchmarks.performance [--corpus FILE.jsonl] [--quick] [--articles N]
                                      [--rate 20] [--seconds 60] [--warmup 5] [--partitions 4]
+                                     [--warm-servers 300]
 
 Uses the servers of NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL, else starts the local runtime
 (``newspipe up``'s servers). The model is NEWS_SPACY_MODEL. Any JSON-lines corpus of articles
@@ -10,18 +11,21 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
 
 1. ``nlp.pipe`` of the model as shipped (every component) with 1 and 2 processes over the
    cleaned bodies; and the pipeline the stages load (:func:`pipeline.stages.nlp.load_nlp`);
-2. end-to-end throughput with 1 and 2 workers (``benchmarks.scaling.one_run``: all articles
-   sent at once, until all are indexed; two workers are measured first) and the ratios to
-   ``nlp.pipe`` with 1 and 2 processes;
+2. after the servers are warm (:func:`warm_servers`: untimed rounds through one worker
+   until the servers' JIT compilers take at most ``WARM_JIT_SHARE`` of their CPU, or for
+   ``--warm-servers`` seconds), end-to-end throughput with 1 and 2 workers
+   (``benchmarks.scaling.one_run``: all articles sent at once, until all are indexed; two
+   workers are measured first) and the ratios to ``nlp.pipe`` with 1 and 2 processes;
 3. latency at 80% of the measured one-worker capacity (right after it was measured), then at
    ``--rate`` articles/s, for ``--seconds`` each with one worker, each after ``--warmup``
    seconds of other articles at the same rate (not counted; their ingest -> alert printed
    apart): ingest -> alert received on the alerts topic, ingest -> searchable (a search finds
    it; polled every 100 ms) as p50/p90/p99/max, and where the time goes (the alerts'
-   ``stage_times``, see pipeline.stream.timing), the CPU the worker, its parse processes, the
-   servers (when on this machine) and the machine used meanwhile, the Elasticsearch requests
-   per article by route (:func:`es_requests`), and the machine's speed before the run beside
-   its speed right after the capacity was measured (:class:`SpeedProbe`).
+   ``stage_times``, see pipeline.stream.timing), the CPU the worker, its parse processes,
+   the servers (when on this machine; and of it their JIT compilers) and the machine used
+   meanwhile, the Elasticsearch requests per article by route (:func:`es_requests`), and the
+   machine's speed before the run beside its speed right after the capacity was measured
+   (:class:`SpeedProbe`).
 
 Figures only, no asserts; the machine may be shared, so compare the ratios of one run.
 ``--quick`` (development): 300 articles, 15 s at each rate.
@@ -30,6 +34,7 @@ Figures only, no asserts; the machine may be shared, so compare the ratios of on
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -42,7 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.cpu_split import children_of, cpu_seconds, pids_of
+from benchmarks.cpu_split import children_of, cpu_seconds, jit_seconds, pids_of
 from benchmarks.scaling import distinct_articles, drop_run, fresh_run, one_run
 from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
@@ -108,6 +113,57 @@ def components(model: str, staged: bool) -> list[str]:
     from pipeline.stages.nlp import load_nlp, loadable_name
 
     return (load_nlp(model) if staged else spacy.load(loadable_name(model))).pipe_names
+
+
+# --- 2. the servers warmed first --------------------------------------------------------
+WARM_JIT_SHARE = 0.15
+"""The servers count as warm when their JIT compilers took at most this share of their CPU
+during a warm-up round (a node started minutes ago: a third to a half)."""
+
+WARM_ROUND_ARTICLES = 600
+"""Articles of one warm-up round (all sent at once through one worker)."""
+
+
+def warm_servers(articles: list, partitions: int, budget_s: float, log=print) -> None:
+    """Run untimed end-to-end rounds with one worker (:func:`benchmarks.scaling.one_run` over
+    ``articles``, fresh topics and indices each time) until the JIT compilers of the servers on
+    this machine took at most ``WARM_JIT_SHARE`` of their CPU in a round, or ``budget_s`` is
+    spent; one round when the servers are elsewhere (their JIT cannot be seen from here).
+
+    A JVM compiles its hot code during its first minutes of load: a freshly started
+    Elasticsearch spent a third to three fifths of its CPU in its JIT compiler threads for
+    15 minutes and more (docs/performance.md, session 30), and on two cores that CPU is taken
+    from the worker. The goals are for a running stack, so the figures are measured after."""
+    deadline = time.monotonic() + budget_s
+    articles = articles[:WARM_ROUND_ARTICLES]
+    for round_ in itertools.count(1):
+        before = {name: _server_cpu(pattern) for name, pattern in SERVERS.items()}
+        result = one_run(1, articles, partitions)
+        after = {name: _server_cpu(pattern) for name, pattern in SERVERS.items()}
+        used = {
+            name: (after[name][0] - before[name][0], after[name][1] - before[name][1])
+            for name in SERVERS
+            if after[name][0] > before[name][0]
+        }
+        shares = ", ".join(
+            f"{name} {cpu * 1000 / max(result['indexed'], 1):.1f} ms per article, "
+            f"{jit / cpu:.0%} of it JIT compilation"
+            for name, (cpu, jit) in used.items()
+        )
+        log(
+            f"  round {round_}: {result['indexed']} articles at {result['rate']:.1f}/s"
+            + (f"; {shares}" if shares else "; the servers are elsewhere"),
+            flush=True,
+        )
+        cpu, jit = sum(c for c, _ in used.values()), sum(j for _, j in used.values())
+        if not used or jit <= WARM_JIT_SHARE * cpu or time.monotonic() >= deadline:
+            return
+
+
+def _server_cpu(pattern: str) -> tuple[float, float]:
+    """CPU seconds so far of the processes matching ``pattern``, and of their JIT compilers."""
+    pids = pids_of(pattern)
+    return sum(cpu_seconds(p) for p in pids), sum(jit_seconds(p) for p in pids)
 
 
 # --- 3. paced latency ----------------------------------------------------------------------
@@ -179,22 +235,26 @@ class SearchableWatcher(threading.Thread):
 
 
 CPU_PARTS = ("worker", "parse processes", "Elasticsearch", "Kafka", "this benchmark")
+SERVERS = {"Elasticsearch": "org.elasticsearch.bootstrap", "Kafka": "kafka.Kafka"}
+"""The servers' processes on this machine, by a pattern of their command lines (JVMs both)."""
 
 
 def cpu_snapshot(worker_pid: int) -> dict[str, float] | None:
     """CPU seconds used so far by the worker, its parse processes, the Elasticsearch and Kafka
-    processes on this machine (none when the servers are elsewhere), this benchmark and the
+    processes on this machine (none when the servers are elsewhere) and of their JIT
+    compilers (``"Elasticsearch JIT"``: part of the server's figure), this benchmark and the
     machine as a whole (``/proc``; None where there is none)."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     except OSError:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
+    servers = {name: pids_of(pattern) for name, pattern in SERVERS.items()}
     return {
         "worker": cpu_seconds(worker_pid),
         "parse processes": sum(cpu_seconds(p) for p in children_of(worker_pid)),
-        "Elasticsearch": sum(cpu_seconds(p) for p in pids_of("org.elasticsearch.bootstrap")),
-        "Kafka": sum(cpu_seconds(p) for p in pids_of("kafka.Kafka")),
+        **{name: sum(cpu_seconds(p) for p in pids) for name, pids in servers.items()},
+        **{f"{name} JIT": sum(jit_seconds(p) for p in pids) for name, pids in servers.items()},
         "this benchmark": cpu_seconds(os.getpid()),
         "machine": (sum(fields) - fields[3] - fields[4]) / ticks,  # all but idle and iowait
         "at": time.monotonic(),
@@ -376,6 +436,10 @@ def print_latency(result: dict, label: str) -> None:
         per_article = cores["seconds"] * 1000 / max(result["sent"], 1)
         parts = ", ".join(f"{name} {cores[name] * per_article:.1f}" for name in CPU_PARTS)
         print(f"  CPU per article (ms): {parts}; machine {cores['machine'] * per_article:.1f}")
+        jit = {name: cores[f"{name} JIT"] for name in SERVERS if cores.get(name)}
+        if jit:  # high on servers started minutes ago: their JVMs still compile (warm_servers)
+            parts = ", ".join(f"{name} {jit[name]:.2f} of its {cores[name]:.2f}" for name in jit)
+            print(f"  of which the servers' JIT compilers (cores): {parts}")
     requests = result.get("es_requests")
     if requests:  # each request costs the worker and Elasticsearch a fixed share, however small
         sent = max(result["sent"], 1)
@@ -428,6 +492,13 @@ def main() -> None:
         default=5.0,
         help="seconds of other articles sent at each rate before the measured ones (5; 0: none)",
     )
+    parser.add_argument(
+        "--warm-servers",
+        type=float,
+        default=None,
+        help="seconds at most of untimed rounds that warm the servers' JIT first (300; "
+        "--quick 120; 0: none)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--min-words", type=int, default=40)
     parser.add_argument("--max-words", type=int, default=400, help="0: no limit (long articles)")
@@ -437,6 +508,8 @@ def main() -> None:
     args = parser.parse_args()
     n = args.articles or (300 if args.quick else 2400)
     seconds = args.seconds or (15.0 if args.quick else 60.0)
+    if args.warm_servers is None:
+        args.warm_servers = 120.0 if args.quick else 300.0
     skip = set(filter(None, args.skip.split(",")))
 
     from pipeline.runtime.local import LocalRuntime
@@ -486,6 +559,15 @@ def main() -> None:
                     f"  {n_process} process(es): {pipe[staged, n_process]:.1f} articles/s",
                     flush=True,
                 )
+
+    if args.warm_servers > 0 and not {"throughput", "latency"} <= skip:
+        print(
+            f"warming the servers (untimed rounds of {min(len(articles), WARM_ROUND_ARTICLES)} "
+            f"articles through one worker, until their JIT compilers take at most "
+            f"{WARM_JIT_SHARE:.0%} of their CPU or {args.warm_servers:g} s have passed):",
+            flush=True,
+        )
+        warm_servers(articles, args.partitions, args.warm_servers)
 
     probe = SpeedProbe(model, texts[:PROBE_TEXTS]) if "latency" not in skip else None
     speed_at_capacity = None
