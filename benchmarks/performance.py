@@ -2,7 +2,7 @@
 
     python -m benchmarks.performance [--corpus FILE.jsonl] [--quick] [--articles N]
                                      [--rate 20] [--seconds 60] [--warmup 5] [--partitions 4]
-                                     [--warm-servers 300]
+                                     [--warm-servers 600]
 
 Uses the servers of NEWS_KAFKA_BOOTSTRAP / NEWS_ES_URL, else starts the local runtime
 (``newspipe up``'s servers). The model is NEWS_SPACY_MODEL. Any JSON-lines corpus of articles
@@ -496,7 +496,7 @@ def main() -> None:
         "--warm-servers",
         type=float,
         default=None,
-        help="seconds at most of untimed rounds that warm the servers' JIT first (300; "
+        help="seconds at most of untimed rounds that warm the servers' JIT first (600; "
         "--quick 120; 0: none)",
     )
     parser.add_argument("--partitions", type=int, default=4)
@@ -509,7 +509,7 @@ def main() -> None:
     n = args.articles or (300 if args.quick else 2400)
     seconds = args.seconds or (15.0 if args.quick else 60.0)
     if args.warm_servers is None:
-        args.warm_servers = 120.0 if args.quick else 300.0
+        args.warm_servers = 120.0 if args.quick else 600.0
     skip = set(filter(None, args.skip.split(",")))
 
     from pipeline.runtime.local import LocalRuntime
