@@ -249,12 +249,12 @@ def cpu_snapshot(worker_pid: int) -> dict[str, float] | None:
     except OSError:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
-    servers = {name: pids_of(pattern) for name, pattern in SERVERS.items()}
+    servers = {name: _server_cpu(pattern) for name, pattern in SERVERS.items()}
     return {
         "worker": cpu_seconds(worker_pid),
         "parse processes": sum(cpu_seconds(p) for p in children_of(worker_pid)),
-        **{name: sum(cpu_seconds(p) for p in pids) for name, pids in servers.items()},
-        **{f"{name} JIT": sum(jit_seconds(p) for p in pids) for name, pids in servers.items()},
+        **{name: cpu for name, (cpu, _) in servers.items()},
+        **{f"{name} JIT": jit for name, (_, jit) in servers.items()},
         "this benchmark": cpu_seconds(os.getpid()),
         "machine": (sum(fields) - fields[3] - fields[4]) / ticks,  # all but idle and iowait
         "at": time.monotonic(),
