@@ -31,9 +31,14 @@ STATS = ("docs", "indexing", "refresh", "merges", "search", "get")
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (0 when it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return _stat_seconds(Path(f"/proc/{pid}/stat"))
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
+
+
+def _stat_seconds(stat: Path) -> float:
+    """User + system CPU seconds in a ``/proc`` ``stat`` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
@@ -44,20 +49,18 @@ JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 def jit_seconds(pid: int) -> float:
     """User + system CPU seconds of a JVM's JIT compiler threads so far (0 when it is gone; a
     compiler thread that ended is missed)."""
-    total = 0
+    total = 0.0
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return 0.0
     for task in tasks:
         try:
-            if not (task / "comm").read_text().startswith(JIT_THREADS):
-                continue
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            if (task / "comm").read_text().startswith(JIT_THREADS):
+                total += _stat_seconds(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    return total
 
 
 def pids_of(pattern: str) -> list[int]:

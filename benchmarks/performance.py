@@ -123,6 +123,9 @@ during a warm-up round (a node started minutes ago: a third to a half)."""
 WARM_ROUND_ARTICLES = 600
 """Articles of one warm-up round (all sent at once through one worker)."""
 
+SERVERS = {"Elasticsearch": "org.elasticsearch.bootstrap", "Kafka": "kafka.Kafka"}
+"""The servers' processes on this machine, by a pattern of their command lines (JVMs both)."""
+
 
 def warm_servers(articles: list, partitions: int, budget_s: float, log=print) -> None:
     """Run untimed end-to-end rounds with one worker (:func:`benchmarks.scaling.one_run` over
@@ -235,8 +238,6 @@ class SearchableWatcher(threading.Thread):
 
 
 CPU_PARTS = ("worker", "parse processes", "Elasticsearch", "Kafka", "this benchmark")
-SERVERS = {"Elasticsearch": "org.elasticsearch.bootstrap", "Kafka": "kafka.Kafka"}
-"""The servers' processes on this machine, by a pattern of their command lines (JVMs both)."""
 
 
 def cpu_snapshot(worker_pid: int) -> dict[str, float] | None:
