@@ -118,6 +118,13 @@ class CleanArticle(Message):
     published_at_origin: DateOrigin | None = Field(
         None, description="where ``published_at`` came from"
     )
+    subscriptions_offset: int | None = Field(
+        None,
+        ge=0,
+        description="the subscriptions topic's end, read after the clean stage took the "
+        "article: every subscription acknowledged before the article was produced lies below "
+        "it, so alert matching that has applied that far asks the broker nothing more",
+    )
 
 
 class Mention(BaseModel):

@@ -7,8 +7,16 @@ and for Kibana.
 Every worker must match every article against *all* subscriptions, so subscriptions are not
 partitioned between workers: each worker follows the whole topic with its own group-less
 consumer (:class:`SubscriptionFollower`) into its in-memory :class:`SubscriptionIndex`, and
-catches up to the topic's end before matching each batch, so a subscription acknowledged
-before an article was produced is always applied to that article.
+catches up before matching each batch, so a subscription acknowledged before an article was
+produced is always applied to that article. How far is enough comes with the article: the
+clean step reads the topic's end once per batch, after taking the batch (so after each of its
+articles was produced), and marks the articles with it (``subscriptions_offset``); every
+subscription acknowledged before an article was produced lies below its mark. A matching step
+whose index has applied that far asks the broker nothing, in whichever worker it runs (offsets,
+unlike clocks, are the same for all of them); one that has not, or an article without a mark,
+catches up to the topic's end now, as before. An article redelivered or replayed later keeps
+its mark: it meets at least the subscriptions of its first pass (a later subscription reaches
+older articles through ``alerts add --backfill``).
 
 A subscription is checked against its size limits (``NEWS_SUBSCRIPTION_MAX_*``) and live only
 once stored: it is written to the index first, then to the topic (which the workers follow); if
@@ -246,9 +254,22 @@ class SubscriptionFollower:
         self.consumer.assign([self.partition])
         self.consumer.seek_to_beginning(self.partition)
         self._lock = threading.Lock()
+        self.applied_to = 0
+        """Every change below this offset is applied (the end a catch-up reached)."""
 
-    def catch_up(self, timeout_s: float = 5.0) -> int:
+    def end(self, timeout_s: float = 5.0) -> int:
+        """The topic's end offset now (one request to the broker): every subscription whose
+        write was acknowledged before this call lies below it."""
+        with self._lock:
+            return self._end(int(timeout_s * 1000))
+
+    def catch_up(self, timeout_s: float = 5.0, *, at_least: int | None = None) -> int:
         """Apply every subscription change up to the topic's current end; returns how many.
+
+        ``at_least``: an end read earlier (:meth:`end`, by any worker: the clean step marks each
+        article with one, ``subscriptions_offset``). When the changes below it are applied
+        already, nothing is asked of the broker; otherwise this catches up to the current end
+        as without it (which is at least as far, unless the topic was made anew).
 
         Never returns short of the end: while the broker is away it raises a transient Kafka
         error (KafkaTimeoutError) after ``timeout_s``, which callers retry
@@ -256,8 +277,12 @@ class SubscriptionFollower:
         lose alerts.
         """
         timeout_ms = int(timeout_s * 1000)
+        if at_least is not None and self.applied_to >= at_least:
+            return 0
         with self._lock:
-            end = self.consumer.end_offsets([self.partition], timeout_ms=timeout_ms)[self.partition]
+            if at_least is not None and self.applied_to >= at_least:  # a catch-up meanwhile
+                return 0
+            end = self._end(timeout_ms)
             applied = 0
             while self._position(timeout_ms) < end:
                 batch = self.consumer.poll(timeout_ms=timeout_ms)
@@ -268,7 +293,13 @@ class SubscriptionFollower:
                 for record in batch.get(self.partition, []):
                     self._apply(record.key, record.value)
                     applied += 1
+            self.applied_to = end
             return applied
+
+    def _end(self, timeout_ms: int) -> int:
+        return int(
+            self.consumer.end_offsets([self.partition], timeout_ms=timeout_ms)[self.partition]
+        )
 
     def _position(self, timeout_ms: int) -> int:
         position = self.consumer.position(self.partition, timeout_ms=timeout_ms)

@@ -16,9 +16,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
+
+SUBSCRIPTIONS_END_WAIT_S = 2.0
+"""Longest wait of the clean step for the subscriptions topic's end (its articles go unmarked
+after it: their matching then reads the end itself)."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -160,13 +165,19 @@ class Pipeline:
         registry: Any = None,
         stories: Any = None,
         parse_process: bool = False,
+        mark_subscriptions: bool = False,
     ):
         """Resources not given are made on first use from the settings (Elasticsearch-backed
         dedupe state and entity registry); benchmarks pass in-memory ones.
 
         ``parse_process``: run ``nlp.pipe`` in a child process
         (:class:`pipeline.stages.nlp_process.ParseProcess`), so that a worker's other steps
-        keep the GIL while a batch is parsed (the Faust worker, with ``NEWS_NLP_PROCESS``)."""
+        keep the GIL while a batch is parsed (the Faust worker, with ``NEWS_NLP_PROCESS``).
+
+        ``mark_subscriptions``: the clean step reads the subscriptions topic's end while it
+        cleans each batch and marks the batch's articles with it (``subscriptions_offset``); the
+        alert matching of those articles, in any worker, then asks Kafka nothing once its
+        subscription index has applied that far (the Faust worker)."""
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
@@ -178,6 +189,8 @@ class Pipeline:
         self._ledger = None
         self._parser: Any = None
         self.parse_process = parse_process and nlp is None
+        self.mark_subscriptions = mark_subscriptions
+        self._marker: ThreadPoolExecutor | None = None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
         # other languages' pipelines load under a lock of their own: a load (seconds) must not
         # hold the clean agent's access to the stores
@@ -361,6 +374,11 @@ class Pipeline:
         from pipeline.stages.clean import clean_many
 
         taken = utcnow()
+        # read after the batch was taken, so after each of its articles was produced; in a
+        # thread of its own, while the batch is cleaned and checked (one request to the broker)
+        end = (
+            self._marker_pool().submit(self._subscriptions_end) if self.mark_subscriptions else None
+        )
         result = StepResult()
         raws, result.dead = decode(messages, RawArticle)
         cleaned: list[tuple[InMessage, CleanArticle]] = []
@@ -395,9 +413,26 @@ class Pipeline:
         if redelivered and not reprocess:
             log.info("dedupe: %d redelivered article(s) already processed, skipped", redelivered)
         done = utcnow()
+        offset = _settled(end, SUBSCRIPTIONS_END_WAIT_S)
         for article in result.passed:
             stamp(article, clean_taken=taken, deduped=done)
+            article.subscriptions_offset = offset
         return result
+
+    def _marker_pool(self) -> ThreadPoolExecutor:
+        with self._init_lock:
+            if self._marker is None:
+                self._marker = ThreadPoolExecutor(1, thread_name_prefix="newspipe-marks")
+        return self._marker
+
+    def _subscriptions_end(self) -> int | None:
+        """The subscriptions topic's end now, or None when the broker does not say in time
+        (the articles then go unmarked, and their matching catches up as before)."""
+        try:
+            return self.subscriptions.end(timeout_s=SUBSCRIPTIONS_END_WAIT_S)
+        except Exception as exc:
+            log.info("clean: subscriptions end not read (%s); matching will catch up itself", exc)
+            return None
 
     def prefetch(self, messages: Sequence[InMessage]) -> Prefetched | None:
         """Start parsing the batch's articles in the parse process and return at once; pass
@@ -566,7 +601,11 @@ class Pipeline:
         if not articles:
             return StepResult()
         taken = utcnow()
-        retry_transient(self.subscriptions.catch_up, what="subscriptions")
+        marks = [a.subscriptions_offset for a in articles]
+        at_least = None if None in marks else max(cast(list[int], marks))
+        retry_transient(
+            lambda: self.subscriptions.catch_up(at_least=at_least), what="subscriptions"
+        )
         index = self.subscriptions.index
         if stage is not None and not index.matched_at(stage):
             return StepResult()
@@ -605,6 +644,16 @@ class Pipeline:
             lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get, known=known),
             what="webhook outbox",
         )
+
+
+def _settled(future: Future[T] | None, timeout_s: float) -> T | None:
+    """The future's result, or None when there is none, it failed, or it is not done in time."""
+    if future is None:
+        return None
+    try:
+        return future.result(timeout=timeout_s)
+    except Exception:
+        return None
 
 
 def _no_pipeline_note(language: str | None, model: str | None) -> str:

@@ -444,7 +444,7 @@ def run_worker(loglevel: str = "info") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     setup(settings)
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
-    pipeline = Pipeline(settings, parse_process=settings.nlp_process)
+    pipeline = Pipeline(settings, parse_process=settings.nlp_process, mark_subscriptions=True)
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
     # what is loaded by now (models, tables, clients) lives as long as the worker: keep it out
     # of the garbage collector's scans, which otherwise walk it again and again

@@ -238,20 +238,57 @@ class _Consumer:
         return {}
 
 
-def test_the_follower_never_returns_short_of_the_end():
+def _follower(consumer):
+    import threading
+
     from kafka import TopicPartition
 
     from pipeline.alerts.subscriptions import SubscriptionFollower
 
     follower = object.__new__(SubscriptionFollower)
     follower.partition = TopicPartition("subs", 0)
-    follower.consumer = _Consumer(end=3, records=1)
-    import threading
-
+    follower.consumer = consumer
     follower._lock = threading.Lock()
+    follower.applied_to = 0
+    return follower
+
+
+def test_the_follower_never_returns_short_of_the_end():
+    follower = _follower(_Consumer(end=3, records=1))
     with pytest.raises(KafkaTimeoutError):
         follower.catch_up(timeout_s=0.01)
+    assert follower.applied_to == 0  # not caught up: a later mark still makes it ask
     assert process.is_transient(KafkaTimeoutError())
+
+
+class _CountingConsumer(_Consumer):
+    def __init__(self, end: int) -> None:
+        super().__init__(end, records=end)
+        self.asked = 0
+
+    def end_offsets(self, partitions, timeout_ms=None):
+        self.asked += 1
+        return super().end_offsets(partitions, timeout_ms)
+
+    def poll(self, timeout_ms=None):  # one (empty) record batch per pending record
+        super().poll(timeout_ms)
+        return {"another partition": []}
+
+
+def test_a_follower_as_far_as_the_articles_mark_asks_the_broker_nothing():
+    consumer = _CountingConsumer(end=2)
+    follower = _follower(consumer)
+    assert follower.catch_up(at_least=2) == 0  # the stand-in's batches hold no records
+    assert (consumer.asked, follower.applied_to, consumer.position_now) == (1, 2, 2)
+    follower.catch_up(at_least=2)
+    follower.catch_up(at_least=0)
+    assert consumer.asked == 1  # applied that far already: no request
+    consumer.end = 3  # a subscription written since; an article marked with the new end
+    consumer.records = 1
+    follower.catch_up(at_least=3)
+    assert (consumer.asked, follower.applied_to) == (2, 3)
+    follower.catch_up()  # no mark (an older writer's article): always asks
+    assert consumer.asked == 3
 
 
 # --- the worker's status -------------------------------------------------------------------------
