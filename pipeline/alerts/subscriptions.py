@@ -277,10 +277,10 @@ class SubscriptionFollower:
         lose alerts.
         """
         timeout_ms = int(timeout_s * 1000)
-        if at_least is not None and self.applied_to >= at_least:
+        if self._covers(at_least):
             return 0
         with self._lock:
-            if at_least is not None and self.applied_to >= at_least:  # a catch-up meanwhile
+            if self._covers(at_least):  # another thread caught up meanwhile
                 return 0
             end = self._end(timeout_ms)
             applied = 0
@@ -295,6 +295,9 @@ class SubscriptionFollower:
                     applied += 1
             self.applied_to = end
             return applied
+
+    def _covers(self, at_least: int | None) -> bool:
+        return at_least is not None and self.applied_to >= at_least
 
     def _end(self, timeout_ms: int) -> int:
         return int(

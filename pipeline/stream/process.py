@@ -376,8 +376,10 @@ class Pipeline:
         taken = utcnow()
         # read after the batch was taken, so after each of its articles was produced; in a
         # thread of its own, while the batch is cleaned and checked (one request to the broker)
-        end = (
-            self._marker_pool().submit(self._subscriptions_end) if self.mark_subscriptions else None
+        reading = (
+            self._marker_pool().submit(lambda: self.subscriptions.end(SUBSCRIPTIONS_END_WAIT_S))
+            if self.mark_subscriptions
+            else None
         )
         result = StepResult()
         raws, result.dead = decode(messages, RawArticle)
@@ -413,7 +415,7 @@ class Pipeline:
         if redelivered and not reprocess:
             log.info("dedupe: %d redelivered article(s) already processed, skipped", redelivered)
         done = utcnow()
-        offset = _settled(end, SUBSCRIPTIONS_END_WAIT_S)
+        offset = self._subscriptions_mark(reading)
         for article in result.passed:
             stamp(article, clean_taken=taken, deduped=done)
             article.subscriptions_offset = offset
@@ -425,13 +427,15 @@ class Pipeline:
                 self._marker = ThreadPoolExecutor(1, thread_name_prefix="newspipe-marks")
         return self._marker
 
-    def _subscriptions_end(self) -> int | None:
-        """The subscriptions topic's end now, or None when the broker does not say in time
-        (the articles then go unmarked, and their matching catches up as before)."""
+    def _subscriptions_mark(self, reading: Future[int] | None) -> int | None:
+        """The subscriptions topic's end read for this batch, or None when it was not read (or
+        not in time): the articles then go unmarked, and their matching catches up itself."""
+        if reading is None:
+            return None
         try:
-            return self.subscriptions.end(timeout_s=SUBSCRIPTIONS_END_WAIT_S)
+            return reading.result(timeout=SUBSCRIPTIONS_END_WAIT_S)
         except Exception as exc:
-            log.info("clean: subscriptions end not read (%s); matching will catch up itself", exc)
+            log.info("clean: subscriptions end not read (%r); matching will catch up itself", exc)
             return None
 
     def prefetch(self, messages: Sequence[InMessage]) -> Prefetched | None:
@@ -644,16 +648,6 @@ class Pipeline:
             lambda: self.outbox.enqueue(alerts, self.subscriptions.index.get, known=known),
             what="webhook outbox",
         )
-
-
-def _settled(future: Future[T] | None, timeout_s: float) -> T | None:
-    """The future's result, or None when there is none, it failed, or it is not done in time."""
-    if future is None:
-        return None
-    try:
-        return future.result(timeout=timeout_s)
-    except Exception:
-        return None
 
 
 def _no_pipeline_note(language: str | None, model: str | None) -> str:
