@@ -108,11 +108,15 @@ class SpeedProbe:
 
 
 def components(model: str, staged: bool) -> list[str]:
+    """The pipeline's components, and the library of its matrix products (the stage pipeline
+    takes the faster one, pipeline.stages.matmul; the shipped model keeps thinc's default)."""
     import spacy
 
+    from pipeline.stages.matmul import library_of
     from pipeline.stages.nlp import load_nlp, loadable_name
 
-    return (load_nlp(model) if staged else spacy.load(loadable_name(model))).pipe_names
+    nlp = load_nlp(model) if staged else spacy.load(loadable_name(model))
+    return [*nlp.pipe_names, f"(matrix products: {library_of(nlp)})"]
 
 
 # --- 2. the servers warmed first --------------------------------------------------------

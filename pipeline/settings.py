@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
         "articles use spacy_model; an article in a language with no pipeline gets no entities",
     )
     nlp_batch_size: int = Field(64, description="articles per nlp.pipe batch")
+    nlp_matmul: Literal["auto", "blis", "numpy"] = Field(
+        "auto",
+        description="matrix products of the spaCy pipelines: BLIS (thinc's default) or NumPy's "
+        "BLAS; auto measures both on the pipeline's weight shapes when it loads and takes the "
+        "faster (pipeline.stages.matmul)",
+    )
     nlp_process: bool = Field(
         True,
         description="the worker runs nlp.pipe in a process of its own (its other steps keep "

@@ -14,6 +14,8 @@ installs what is configured; :func:`load_nlp` loads it (cached per model name) a
   a table for the language ships in ``pipeline/data`` (English: :data:`LEMMA_TABLES`), and drops
   the components that only fed it; the stages read lemmas only in the event rules, whose
   vocabulary is checked under both kinds of lemmas (``benchmarks/quality.py``);
+- gives the pipeline's layers the faster of BLIS and NumPy for their matrix products
+  (:mod:`pipeline.stages.matmul`, ``NEWS_NLP_MATMUL``);
 - for a *lookup* lemmatizer, adds ``lemma_case_fallback`` so a capitalised word absent from the
   table ("Talks" at a sentence start) gets the lemma of its lowercase form, which the event
   rules rely on.
@@ -42,6 +44,7 @@ from spacy.tokens import Doc, Span
 
 from pipeline.settings import get_settings
 from pipeline.stages.casing import word_casing
+from pipeline.stages.matmul import use_fastest_matmul
 from pipeline.stages.names import is_role_word, place_form, place_forms, place_plural
 
 if TYPE_CHECKING:
@@ -248,6 +251,7 @@ def load_nlp(model: str | None = None) -> Language:
         )
     nlp = spacy.load(name, exclude=sorted(UNUSED_PIPES))
     prepare(nlp)
+    use_fastest_matmul(nlp, get_settings().nlp_matmul)
     return nlp
 
 

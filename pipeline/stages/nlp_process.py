@@ -70,6 +70,11 @@ def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in the child
 
 
 def _start_child(parent: int, model: str) -> None:  # pragma: no cover - runs in the child
+    # the child's lines (its pipelines' loads, e.g. which library multiplies their matrices)
+    # go to the worker's stderr, named as the parse process's
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] [parse process %(process)d] %(message)s"
+    )
     threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
     _child_nlp(model)
 
