@@ -16,24 +16,18 @@ from threadpoolctl import threadpool_info
 
 from pipeline.stages import matmul
 from pipeline.stages.nlp import UNUSED_PIPES, load_nlp, loadable_name, prepare
+from tests.unit.test_nlp_process import TEXTS
 
 MODEL = os.environ.get("NEWS_SPACY_MODEL", "en_news_ner_conll")
 CORPUS = Path(
     os.environ.get("NEWS_CORPUS")
     or Path(__file__).resolve().parents[3] / "shared" / "corpus" / "reuters21578.jsonl"
 )
-TEXTS = [
-    "Chancellor Olaf Scholz met President Emmanuel Macron in Paris on Tuesday, and protesters "
-    "marched outside the Elysee Palace. Kyiv said the talks were useful.",
-    "Apple Inc. shares rose 3 percent after the company said it would buy back stock. "
-    "Tim Cook told analysts in Cupertino, California, that demand was strong.",
-    "An earthquake of magnitude 6.1 struck off the coast of Japan, the Japan Meteorological "
-    "Agency said. No tsunami warning was issued.",
-]
 
 
 def _texts(limit: int = 150) -> list[str]:
-    """The texts above and, when the shared corpus is beside the checkout, Reuters bodies."""
+    """The parse process tests' texts and, when the shared corpus is beside the checkout,
+    Reuters bodies."""
     if not CORPUS.exists():
         return TEXTS
     with CORPUS.open(encoding="utf-8") as lines:
@@ -43,7 +37,8 @@ def _texts(limit: int = 150) -> list[str]:
 
 def _load(choice: matmul.Matmul):
     nlp = prepare(spacy.load(loadable_name(MODEL), exclude=sorted(UNUSED_PIPES)))
-    return nlp, matmul.use_fastest_matmul(nlp, choice)
+    assert matmul.use_fastest_matmul(nlp, choice) == choice
+    return nlp
 
 
 def _entities(nlp, texts):
@@ -55,7 +50,7 @@ def _entities(nlp, texts):
 
 @pytest.fixture(scope="module")
 def pipelines():
-    return {choice: _load(choice)[0] for choice in ("blis", "numpy")}
+    return {choice: _load(choice) for choice in ("blis", "numpy")}
 
 
 def test_every_layer_gets_the_library_chosen(pipelines):
