@@ -53,7 +53,7 @@ close, thinc's default stays."""
 
 def use_fastest_matmul(nlp: Language, choice: Matmul = "auto") -> str:
     """Give every layer of ``nlp``'s components the matrix products of ``choice`` (``auto``:
-    whichever :func:`probe` finds faster); returns :func:`library_of` the pipeline after.
+    whichever :func:`probe` finds faster); returns what its layers multiply with now.
     A pipeline on another backend than thinc's CPU ``NumpyOps`` (a GPU's, Apple's
     Accelerate) keeps it."""
     from thinc.api import NumpyOps
@@ -152,6 +152,6 @@ def _nodes(nlp: Language) -> Iterator[Model[Any, Any]]:
 def _library(ops: Ops) -> str:
     from thinc.api import NumpyOps
 
-    if isinstance(ops, NumpyOps) and type(ops) is NumpyOps:
-        return "blis" if ops.use_blis else "numpy"
-    return str(ops.name)
+    if type(ops) is not NumpyOps:  # a subclass (Apple's) or another backend: its own products
+        return str(ops.name)
+    return "blis" if getattr(ops, "use_blis", True) else "numpy"

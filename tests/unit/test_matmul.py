@@ -48,6 +48,14 @@ def _entities(nlp, texts):
     ]
 
 
+def _blank_ner():
+    """A blank English pipeline with an initialised (untrained) NER: layers, no model to load."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ner").add_label("ORG")
+    nlp.initialize()
+    return nlp
+
+
 @pytest.fixture(scope="module")
 def pipelines():
     return {choice: _load(choice) for choice in ("blis", "numpy")}
@@ -84,9 +92,7 @@ def test_the_weight_shapes_are_the_pipelines_products(pipelines):
 def test_auto_takes_numpy_only_when_clearly_faster(monkeypatch, blis, numpy_, chosen):
     monkeypatch.setattr(matmul, "probe", lambda shapes: {"blis": blis, "numpy": numpy_})
     monkeypatch.setattr(matmul, "one_blas_thread", lambda: None)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ner").add_label("ORG")
-    nlp.initialize()
+    nlp = _blank_ner()
     assert matmul.use_fastest_matmul(nlp, "auto") == chosen
     assert all(node.ops.use_blis is (chosen == "blis") for node in nlp.get_pipe("ner").model.walk())
 
@@ -99,9 +105,7 @@ def test_a_pipeline_on_another_backend_keeps_it():
     class OtherOps(NumpyOps):  # as thinc-apple-ops' AppleOps: a NumpyOps of its own
         name = "other"
 
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ner").add_label("ORG")
-    nlp.initialize()
+    nlp = _blank_ner()
     for node in nlp.get_pipe("ner").model.walk():
         node.ops = OtherOps()
     assert matmul.use_fastest_matmul(nlp, "numpy") == "other"
