@@ -7,8 +7,8 @@ each worker count: fresh topics (``--partitions``) and indices, a few alert subs
 that many ``newspipe worker`` processes; once all are ready, ``--articles`` distinct corpus
 articles are sent at once (stamped now) and the run ends when all are indexed. Printed per
 count: articles/s (send to last indexed), p50/p99 ingest-to-alert latency, and, sampled while
-the burst is half done, each worker's partitions of the raw topic and its consumer lag (raw,
-clean, enriched). Figures only, no asserts. Every worker runs the whole pipeline (spaCy is
+the burst is half done, each worker's partitions of the raw topic and its consumer lag (on
+the topics the worker reads). Figures only, no asserts. Every worker runs the whole pipeline (spaCy is
 most of the CPU), so on a machine with C cores more than C workers measure oversubscription,
 not scaling: the table says so beside such rows.
 """
@@ -65,6 +65,8 @@ def group_view(settings) -> list[tuple[str, list[int], dict[str, int]]]:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
 
+    from pipeline.infra.topics import worker_reads
+
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_list, client_id="bench-scaling"
     )
@@ -74,7 +76,7 @@ def group_view(settings) -> list[tuple[str, list[int], dict[str, int]]]:
     try:
         group = admin.describe_groups([settings.app_id])[settings.app_id]
         committed = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
-        stage_topics = {settings.topic(t): t for t in ("raw", "clean", "enriched")}
+        stage_topics = {settings.topic(t): t for t in worker_reads(settings)}
         parts = [
             TopicPartition(t, p) for t in stage_topics for p in range(settings.topic_partitions)
         ]

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         "digest) on the clean article, before the NER, so their alerts never wait for it; "
         "false: every subscription waits for the enriched article",
     )
+    enrich_indexes: bool = Field(
+        True,
+        description="the enrich agent indexes its articles and matches their entity/event "
+        "subscriptions itself, one topic hop fewer on the way to search and to an entity "
+        "alert (it still publishes them on the enriched topic); false: the index and alerts "
+        "agents read them back from the enriched topic",
+    )
     state_refresh_s: float = Field(
         5.0,
         gt=0,

@@ -1,7 +1,8 @@
 """Kafka topics: names, partition counts and configs, in one place.
 
-The flow: producers -> ``raw`` -> [clean + dedupe] -> ``clean`` -> [entities + events] ->
-``enriched`` -> [index] and [match alerts] -> ``alerts``.  Duplicates go to ``duplicates``,
+The flow: producers -> ``raw`` -> [clean + dedupe] -> ``clean`` -> [entities + events, then
+index and match alerts] -> ``alerts``, and the enriched articles to ``enriched`` (read back by
+index and alerts agents with ``NEWS_ENRICH_INDEXES=false``). Duplicates go to ``duplicates``,
 failures of any stage to ``deadletter``; subscriptions live in the compacted ``subscriptions``.
 """
 
@@ -50,6 +51,11 @@ TOPICS: tuple[TopicSpec, ...] = (
         config={"cleanup.policy": "compact", "retention.ms": "-1"},
     ),
 )
+
+
+def worker_reads(settings: Settings) -> tuple[str, ...]:
+    """Short names of the topics the worker's agents read, whose lag is the worker group's."""
+    return ("raw", "clean") if settings.enrich_indexes else ("raw", "clean", "enriched")
 
 
 def topic_names(settings: Settings) -> dict[str, str]:

@@ -24,6 +24,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from pipeline.infra.topics import worker_reads
+
 log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry()
@@ -171,9 +173,9 @@ def instrument_api(api, serve: bool = True) -> None:
 class LagMonitor:
     """Measures the worker group's lag per partition (end offset - committed offset)."""
 
-    def __init__(self, settings, topics: tuple[str, ...] = ("raw", "clean", "enriched")):
+    def __init__(self, settings, topics: tuple[str, ...] | None = None):
         self.settings = settings
-        self.topics = [settings.topic(t) for t in topics]
+        self.topics = [settings.topic(t) for t in topics or worker_reads(settings)]
         self._admin = None
         self._consumer = None
         self._lock = threading.Lock()

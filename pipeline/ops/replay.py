@@ -76,9 +76,14 @@ def letter_id(letter: DeadLetter) -> str | None:
 
 
 def target_topic(letter: DeadLetter, settings: Settings) -> str:
-    if letter.topic:
-        return letter.topic
-    return settings.topic(STAGE_TOPICS.get(letter.stage, "raw"))
+    """The topic a letter goes back to: the one its stage read. While the enrich agent indexes
+    and matches itself (``NEWS_ENRICH_INDEXES``), no agent reads the enriched topic, so a letter
+    of it goes to the clean topic: the enrich agent reads an enriched article as a clean one,
+    enriches it anew, indexes and matches it."""
+    topic = letter.topic or settings.topic(STAGE_TOPICS.get(letter.stage, "raw"))
+    if settings.enrich_indexes and topic == settings.topic("enriched"):
+        return settings.topic("clean")
+    return topic
 
 
 def read_dead_letters(

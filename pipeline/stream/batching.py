@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class _Failed:
@@ -198,25 +201,42 @@ async def take_batches_unacked(
 async def pipelined(
     batches: AsyncIterator[tuple[Sequence[Any], Callable[[], Awaitable[None]]]],
     start: Callable[[Sequence[Any]], Awaitable[Any]],
-    finish: Callable[[Sequence[Any], Any], Awaitable[None]],
+    *steps: Callable[[Sequence[Any], Any], Awaitable[Any]],
     depth: int = 2,
 ) -> None:
-    """Two-step processing of ``batches`` with up to ``depth`` batches in flight: ``start``
+    """Processing of ``batches`` in steps with up to ``depth`` batches in flight: ``start``
     (quick: it hands work elsewhere, such as a parse in another process) runs as soon as a
-    batch is taken, ``finish`` runs in batch order, each after the previous one's, and the
-    batch is acked after its ``finish``. So the next batch's parse runs while the last one is
-    finished. Neither may raise (the agents' steps retry or dead-letter); if the consumer is
-    cancelled, batches in flight are cancelled unacked (redelivered)."""
+    batch is taken; then each of ``steps`` in turn, ``step(events, what the step before
+    returned)`` (the first gets ``start``'s result). Each step runs in batch order, after the
+    same step of the batch before, so different batches' steps overlap: the next batch's parse
+    runs while the last one is finished, and with a third step (``depth`` 3) a batch is
+    indexed while the next one is finished. A batch is acked after its last step. Neither
+    ``start`` nor a step may raise (the agents' steps retry or dead-letter); if the consumer
+    is cancelled, batches in flight are cancelled unacked (redelivered)."""
+    if not steps:
+        raise ValueError("pipelined needs at least one step")
     slots = asyncio.Semaphore(depth)
-    previous: asyncio.Task | None = None
+    previous: list[asyncio.Future | None] = [None] * len(steps)
+    acked: asyncio.Future | None = None
     in_flight: set[asyncio.Task] = set()
 
-    async def run(events, ack, started, before: asyncio.Task | None) -> None:
+    async def run_step(step, events, before_batch, before_step) -> Any:
+        if before_batch is not None:  # order: after this step of the batch before
+            with contextlib.suppress(Exception):  # its own failure is not this batch's
+                await asyncio.shield(before_batch)
+        value = await before_step if isinstance(before_step, asyncio.Future) else before_step
+        return await step(events, value)
+
+    async def finish(ack, last: asyncio.Future, before: asyncio.Future | None) -> None:
         try:
-            if before is not None:  # order: finish and ack after the one before
-                with contextlib.suppress(Exception):  # its own failure is not this batch's
+            if before is not None:  # acks in batch order too
+                with contextlib.suppress(Exception):
                     await asyncio.shield(before)
-            await finish(events, started)
+            try:
+                await last
+            except Exception:  # a bug in a step: the batch is not acked (redelivered)
+                log.exception("a batch's step failed; the batch is left unacked")
+                return
             await ack()
         finally:
             slots.release()
@@ -236,16 +256,25 @@ async def pipelined(
                 slots.release()
                 raise
             try:
-                started = await start(events)
+                value: Any = await start(events)
             except BaseException:
                 slots.release()
                 raise
-            task = asyncio.ensure_future(run(events, ack, started, previous))
+            for k, step in enumerate(steps):
+                value = asyncio.ensure_future(run_step(step, events, previous[k], value))
+                in_flight.add(value)
+                value.add_done_callback(in_flight.discard)
+                previous[k] = value
+            task = asyncio.ensure_future(finish(ack, value, acked))
+            acked = task
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-            previous = task
-        if previous is not None:
-            await previous
+        for last in previous:
+            if last is not None:
+                with contextlib.suppress(Exception):
+                    await last
+        if in_flight:
+            await asyncio.gather(*list(in_flight), return_exceptions=True)
     finally:
         for task in list(in_flight):
             task.cancel()

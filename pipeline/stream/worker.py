@@ -1,13 +1,18 @@
-"""The Faust worker: thin agents that move models between topics; the work is
+r"""The Faust worker: thin agents that move models between topics; the work is
 :class:`pipeline.stream.process.Pipeline`'s (the same code as backfill and the benchmarks).
 
-    raw --[clean_and_dedupe]--> clean --[enrich]--> enriched --[index]--> Elasticsearch
-                 |                |                          \\-[alerts]--> alerts (+ index, outbox)
-                 |                \\-[alerts_on_clean]--> alerts (keyword subscriptions)
+    raw --[clean_and_dedupe]--> clean --[enrich]--> Elasticsearch (index) + alerts topic
+                 |                |          \--> enriched topic (published for its readers)
+                 |                \-[alerts_on_clean]--> alerts (keyword subscriptions)
                  +--> duplicates          deadletter <-- (every agent)
 
+The enrich agent indexes each batch and matches it against the entity/event subscriptions
+itself, while the next batch is enriched and the one after it parsed (``NEWS_ENRICH_INDEXES``;
+false: an ``index`` and an ``alerts`` agent read the articles back from the enriched topic, one
+hop more on the way to search and to an entity alert).
+
 Keyword subscriptions are matched on the clean topic, before the NER, so that their alerts
-never wait for it; those that read entities, events or stories on the enriched topic
+never wait for it; those that read entities, events or stories on the enriched article
 (pipeline.alerts.matcher.match_stage, ``NEWS_ALERTS_ON_CLEAN``).
 
     outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
@@ -212,27 +217,31 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         await two_steps(stream, "clean", first, then)
 
+    dispatcher = make_dispatcher(settings, pipeline)
+    # the subscriptions matched on the enriched article: pipeline.alerts.matcher's
+    # ``enriched`` stage, or all of them with NEWS_ALERTS_ON_CLEAN=false
+    entity_stage = "enriched" if settings.alerts_on_clean else None
+
+    async def record_deliveries(fired) -> None:
+        """The fired alerts' webhook deliveries into the outbox, off the alerts' path; the
+        dispatcher sends them, never an agent."""
+        if fired:
+            due = await asyncio.to_thread(pipeline.enqueue_deliveries, fired)
+            dispatcher.offer(due)
+
     @app.agent(topics["clean"], name="enrich")
     async def enrich(stream):
-        async def step(messages, prefetched=None, taken=None):
-            result = await asyncio.to_thread(
-                pipeline.enrich, messages, prefetched=prefetched, taken=taken
-            )
-            await send_all("enriched", result.passed)
-            await send_all("deadletter", result.dead)
+        """The NER and what follows it; with NEWS_ENRICH_INDEXES (the default) the batch is
+        then indexed and matched against the entity/event subscriptions here, while the next
+        batch is enriched, instead of by agents on the enriched topic."""
 
-        if pipeline.parser is None:  # NEWS_NLP_PROCESS=false: parse in this process
-            await batches(
-                stream, step, "enrich", settings.enrich_batch_max, settings.enrich_batch_bytes
-            )
-            return
-
-        # the parse process parses the next batch while this process finishes the last one
         async def start(events):
             taken = utcnow()  # the batch's time in the stage includes its parse
             messages = [in_message(e) for e in events]
             metrics.STAGE_MESSAGES.labels("enrich").inc(len(messages))
-            try:
+            if pipeline.parser is None:  # NEWS_NLP_PROCESS=false: parsed in this process
+                return messages, None, taken
+            try:  # the parse process parses this batch while the one before is finished
                 return messages, await asyncio.to_thread(pipeline.prefetch, messages), taken
             except Exception as exc:  # the batch is parsed when its turn comes instead
                 log.warning("enrich: could not start parsing a batch ahead: %s", exc)
@@ -240,7 +249,55 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         async def finish(events, started):
             messages, prefetched, taken = started
-            await run_step(lambda m: step(m, prefetched, taken), messages, "enrich")
+            passed: list = []
+
+            async def step(batch):
+                result = await asyncio.to_thread(
+                    pipeline.enrich, batch, prefetched=prefetched, taken=taken
+                )
+                if not settings.enrich_indexes:
+                    await send_all("enriched", result.passed)
+                passed[:] = result.passed
+                await send_all("deadletter", result.dead)
+
+            await run_step(step, messages, "enrich")
+            return messages, passed
+
+        async def index_and_match(events, finished):
+            """Publish, index and match a batch's enriched articles, all three at once; each
+            retried or dead-lettered on its own (a dead letter here holds the clean message:
+            replayed, the article is enriched anew)."""
+            messages, articles = finished
+            if not articles:
+                return
+            by_id = {m.key.decode(): m for m in messages if m.key}
+            metrics.STAGE_MESSAGES.labels("index").inc(len(articles))
+            metrics.STAGE_MESSAGES.labels("alerts").inc(len(articles))
+            fired: list = []
+
+            async def publish(_):
+                await send_all("enriched", articles)
+
+            async def index_step(_):
+                rejected = await asyncio.to_thread(pipeline.index, articles)
+                letters = [_dead_for(by_id, article, "index", e) for article, e in rejected]
+                await send_all("deadletter", letters)
+
+            async def alerts_step(_):
+                result = await asyncio.to_thread(pipeline.match_alerts, articles, entity_stage)
+                await send_all("alerts", result.passed)
+                await send_all("deadletter", result.dead)  # alerts the index rejected
+                fired[:] = result.passed
+
+            # publish first: its messages are encoded before the index step stamps the
+            # articles' index_taken (the enriched topic keeps the stamps of the enrich step)
+            await asyncio.gather(
+                run_step(publish, messages, "enrich"),
+                run_step(index_step, messages, "index"),
+                run_step(alerts_step, messages, "alerts"),
+            )
+            if fired:
+                await run_step(lambda _: record_deliveries(fired), messages, "alerts")
 
         # smaller than the other agents' batches, in articles and in text: each article
         # waits for its batch's parse, which takes time in proportion to the batch's text
@@ -251,22 +308,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             settings.batch_linger_s,
             settings.enrich_batch_bytes,
         )
-        await pipelined(batches_acked_by_us, start, finish)
-
-    @app.agent(topics["enriched"], name="index")
-    async def index(stream):
-        async def step(messages):
-            decoded = pipeline.decode_enriched(messages)
-            rejected = await asyncio.to_thread(pipeline.index, decoded.passed)
-            by_id = {m.key.decode(): m for m in messages if m.key}
-            letters: list[DeadLetter] = decoded.dead + [
-                _dead_for(by_id, article, "index", error) for article, error in rejected
-            ]
-            await send_all("deadletter", letters)
-
-        await batches(stream, step, "index")
-
-    dispatcher = make_dispatcher(settings, pipeline)
+        if settings.enrich_indexes:  # parse, enrich, index: three batches in flight
+            await pipelined(batches_acked_by_us, start, finish, index_and_match, depth=3)
+        else:
+            await pipelined(batches_acked_by_us, start, finish)
 
     async def alert_batches(stream, decode, stage) -> None:
         """Match a batch's articles, claim and publish their alerts; then record the alerts'
@@ -280,12 +325,28 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             await send_all("deadletter", result.dead)  # alerts the index rejected
             return result.passed
 
-        async def then(fired):
-            if fired:
-                due = await asyncio.to_thread(pipeline.enqueue_deliveries, fired)
-                dispatcher.offer(due)  # webhooks are sent by the dispatcher, never here
+        await two_steps(stream, "alerts", first, record_deliveries)
 
-        await two_steps(stream, "alerts", first, then)
+    if not settings.enrich_indexes:
+
+        @app.agent(topics["enriched"], name="index")
+        async def index(stream):
+            async def step(messages):
+                decoded = pipeline.decode_enriched(messages)
+                rejected = await asyncio.to_thread(pipeline.index, decoded.passed)
+                by_id = {m.key.decode(): m for m in messages if m.key}
+                letters: list[DeadLetter] = decoded.dead + [
+                    _dead_for(by_id, article, "index", error) for article, error in rejected
+                ]
+                await send_all("deadletter", letters)
+
+            await batches(stream, step, "index")
+
+        @app.agent(topics["enriched"], name="alerts")
+        async def alerts(stream):
+            """The other subscriptions (all of them with NEWS_ALERTS_ON_CLEAN=false); decode
+            errors are dead-lettered by the index agent, which reads the same topic."""
+            await alert_batches(stream, pipeline.decode_enriched, entity_stage)
 
     if settings.alerts_on_clean:
 
@@ -294,13 +355,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             """Keyword subscriptions, before the NER (pipeline.alerts.matcher.match_stage);
             decode errors are dead-lettered by the enrich agent, which reads the same topic."""
             await alert_batches(stream, pipeline.decode_clean, "clean")
-
-    @app.agent(topics["enriched"], name="alerts")
-    async def alerts(stream):
-        """The other subscriptions (all of them with NEWS_ALERTS_ON_CLEAN=false); decode errors
-        are dead-lettered by the index agent, which reads the same topic."""
-        stage = "enriched" if settings.alerts_on_clean else None
-        await alert_batches(stream, pipeline.decode_enriched, stage)
 
     status_file = status_path(settings.data_dir, os.getpid())
 

@@ -27,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.infra.es import FAMILIES
+from pipeline.infra.topics import worker_reads
 from pipeline.settings import Settings
 from schemas import DeadLetter, DuplicateRecord
 from tests.integration.conftest import REPO, Worker
@@ -227,10 +228,12 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
             describe=ops.worker.log_tail,
         )
         # the stalled index agent leaves its messages uncommitted: the worker's lag gauge rises
-        enriched = ops.settings.topic("enriched")  # the blocked index agent's topic
+        # the topic the blocked index step reads: the enriched one, or the clean one where the
+        # enrich agent indexes itself (NEWS_ENRICH_INDEXES)
+        blocked = ops.settings.topic(worker_reads(ops.settings)[-1])
         backlog = wait_for(
             lambda: (
-                (m := metrics(ops)) and total(m, "newspipe_consumer_lag", topic=enriched) > 0 and m
+                (m := metrics(ops)) and total(m, "newspipe_consumer_lag", topic=blocked) > 0 and m
             ),
             "the worker's consumer lag to show the stalled stage",
             describe=ops.worker.log_tail,
@@ -296,7 +299,7 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     # while the block held, back to 0 on every partition once the stream caught up
     partitions = {
         (ops.settings.topic(t), str(p))
-        for t in ("raw", "clean", "enriched")
+        for t in worker_reads(ops.settings)
         for p in range(ops.settings.topic_partitions)
     }
     assert {

@@ -387,3 +387,40 @@ def test_a_failed_finish_does_not_stop_the_batches_after_it() -> None:
     run(go())
     assert finished == [1, 2]
     assert stream.acked == [1, 2]  # the failed batch is not acked: redelivered
+
+
+def test_pipelined_with_three_steps_overlaps_batches_and_acks_after_the_last() -> None:
+    """parse | enrich | index: batch 1's second step runs while batch 0's third one does; each
+    step keeps batch order, each value goes to the next step, acks follow the last step."""
+    stream = FakeStream(list(range(3)))
+    log: list[tuple[str, int]] = []
+
+    async def go():
+        third_of_0_running = asyncio.Event()
+
+        async def start(batch):
+            log.append(("start", batch[0]))
+            return batch[0] * 10
+
+        async def second(batch, value):
+            assert value == batch[0] * 10
+            if batch[0] == 1:
+                await third_of_0_running.wait()  # overlaps batch 0's third step
+            log.append(("second", batch[0]))
+            return value + 1
+
+        async def third(batch, value):
+            assert value == batch[0] * 10 + 1
+            assert not set(batch) & set(stream.acked)
+            if batch[0] == 0:
+                third_of_0_running.set()
+                while ("second", 1) not in log:
+                    await asyncio.sleep(0)
+            log.append(("third", batch[0]))
+
+        await pipelined(take_batches_unacked(stream, 1, 0.0), start, second, third, depth=3)
+
+    run(go())
+    assert [b for what, b in log if what == "third"] == [0, 1, 2]
+    assert log.index(("second", 1)) < log.index(("third", 0))
+    assert stream.acked == [0, 1, 2]

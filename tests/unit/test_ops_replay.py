@@ -6,7 +6,7 @@ from pipeline.infra.deadletter import dead_letter
 from pipeline.ops.replay import Filter, letter_id, select, target_topic
 from pipeline.settings import Settings
 
-SETTINGS = Settings(_env_file=None, topic_prefix="p")
+SETTINGS = Settings(_env_file=None, topic_prefix="p", enrich_indexes=False)
 
 
 def letters():
@@ -28,6 +28,30 @@ def test_each_letter_goes_back_to_the_topic_its_stage_read():
         "p.clean",
     ]
     assert letter_id(c) == "c" and letter_id(d) is None
+
+
+def test_a_letter_of_the_enriched_topic_goes_to_the_enrich_agent_when_it_indexes():
+    """With NEWS_ENRICH_INDEXES (the default) nothing reads the enriched topic: the letter goes
+    to the clean topic, where its enriched article reads as a clean one."""
+    from schemas import CleanArticle, EnrichedArticle
+
+    fused = Settings(_env_file=None, topic_prefix="p", enrich_indexes=True)
+    article = EnrichedArticle(
+        id="b",
+        source="s",
+        url="https://example.com/b",
+        title="T",
+        body="Body text.",
+        language="en",
+        ingested_at=datetime.now(UTC),
+        entities=[],
+        events=[],
+    )
+    payload = article.model_dump_json().encode()
+    b = dead_letter("index", "mapper_parsing_exception", payload, topic="p.enriched", key="b")
+    no_topic = dead_letter("alerts", "rejected", payload, key="b")
+    assert target_topic(b, fused) == target_topic(no_topic, fused) == "p.clean"
+    assert CleanArticle.model_validate_json(payload).id == "b"
 
 
 def test_filters_combine():
