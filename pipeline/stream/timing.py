@@ -31,7 +31,7 @@ STEP_NAMES = {
     "deduped": "clean + dedupe",
     "enrich_taken": "wait for enrich (clean topic)",
     "enriched": "enrich (NER, entities, events, stories)",
-    "alerts_taken": "wait for matching (clean topic; after the NER)",
+    "alerts_taken": "wait for matching (after clean/enrich)",
     "matched": "match + alert ledger",
 }
 """What the time up to each stamp, from the one before, was spent on."""

@@ -10,9 +10,8 @@ import uuid
 
 import pytest
 
-from pipeline.settings import Settings
 from schemas import Alert, EnrichedArticle
-from tests.integration.conftest import GOLD, REPO, Stack, Worker
+from tests.integration.conftest import GOLD, REPO, Stack, Worker, own_indices
 
 pytestmark = pytest.mark.integration
 
@@ -40,50 +39,44 @@ def hopping(kafka_bootstrap, es_url, es_client, tmp_path_factory):
     """A worker with NEWS_ENRICH_INDEXES=false on prefixes of its own, the gold entity and
     keyword subscriptions made before the seeds arrive."""
     from pipeline.alerts.subscriptions import SubscriptionStore
-    from pipeline.infra.es import FAMILIES
     from pipeline.infra.setup import setup
-    from pipeline.ops import retention
 
-    run = f"h{uuid.uuid4().hex[:8]}"
     data_dir = tmp_path_factory.mktemp("hopping")
-    overrides = {
-        "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "NEWS_ES_URL": es_url,
-        "NEWS_TOPIC_PREFIX": run,
-        "NEWS_INDEX_PREFIX": run,
-        "NEWS_APP_ID": f"newspipe-test-{run}",
-        "NEWS_DATA_DIR": str(data_dir),
-        "NEWS_ENRICH_INDEXES": "false",
-    }
-    settings = Settings(
-        _env_file=None,
-        kafka_bootstrap=kafka_bootstrap,
-        es_url=es_url,
-        topic_prefix=run,
-        index_prefix=run,
-        app_id=f"newspipe-test-{run}",
+    app_id = f"newspipe-test-h{uuid.uuid4().hex[:8]}"
+    with own_indices(
+        es_client,
+        kafka_bootstrap,
+        es_url,
+        "h",
+        app_id=app_id,
         data_dir=data_dir,
         enrich_indexes=False,
-    )
-    setup(settings)
-    worker = Worker(env={**os.environ, **overrides}, log_path=data_dir / "worker.log")
-    stack = Stack(settings=settings, es=es_client, worker=worker)
-    store = SubscriptionStore(settings, es_client)
-    for item in (ENTITY_ALERT, KEYWORD_ALERT):
-        stack.subscriptions[item["query"]] = store.add(item["query"], owner="gold").id
-    store.close()
-    worker.start()
-    try:
-        worker.wait_ready(settings)
-        report = stack.publish([REPO / "seeds"])
-        assert report.sent == 5 and not report.rejected
-        yield stack
-    finally:
-        worker.stop()
-        for family in FAMILIES:
-            names = [i.name for i in retention.family_indices(es_client, settings.index(family))]
-            if names:
-                es_client.indices.delete(index=",".join(names), ignore_unavailable=True)
+    ) as settings:
+        setup(settings)
+        env = {
+            **os.environ,
+            "NEWS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "NEWS_ES_URL": es_url,
+            "NEWS_TOPIC_PREFIX": settings.topic_prefix,
+            "NEWS_INDEX_PREFIX": settings.index_prefix,
+            "NEWS_APP_ID": app_id,
+            "NEWS_DATA_DIR": str(data_dir),
+            "NEWS_ENRICH_INDEXES": "false",
+        }
+        worker = Worker(env=env, log_path=data_dir / "worker.log")
+        stack = Stack(settings=settings, es=es_client, worker=worker)
+        store = SubscriptionStore(settings, es_client)
+        for item in (ENTITY_ALERT, KEYWORD_ALERT):
+            stack.subscriptions[item["query"]] = store.add(item["query"], owner="gold").id
+        store.close()
+        worker.start()
+        try:
+            worker.wait_ready(settings)
+            report = stack.publish([REPO / "seeds"])
+            assert report.sent == 5 and not report.rejected
+            yield stack
+        finally:
+            worker.stop()
 
 
 def _alerts(stack: Stack, subscription_id: str, want: int, timeout_s: float = 120) -> list[Alert]:
