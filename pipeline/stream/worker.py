@@ -7,7 +7,8 @@ r"""The Faust worker: thin agents that move models between topics; the work is
                  +--> duplicates          deadletter <-- (every agent)
 
 The enrich agent indexes each batch and matches it against the entity/event subscriptions
-itself, while the next batch is enriched and the one after it parsed (``NEWS_ENRICH_INDEXES``;
+itself, while the next batch is enriched and the one after it parsed, and records the batch
+before's webhook deliveries meanwhile (``NEWS_ENRICH_INDEXES``;
 false: an ``index`` and an ``alerts`` agent read the articles back from the enriched topic, one
 hop more on the way to search and to an entity alert).
 
@@ -266,14 +267,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async def index_and_match(events, finished):
             """Publish, index and match a batch's enriched articles, all three at once; each
             retried or dead-lettered on its own (a dead letter here holds the clean message:
-            replayed, the article is enriched anew)."""
+            replayed, the article is enriched anew). Returns what :func:`record` needs."""
             messages, articles = finished
+            fired: list = []
             if not articles:
-                return
+                return messages, fired
             by_id = {m.key.decode(): m for m in messages if m.key}
             metrics.STAGE_MESSAGES.labels("index").inc(len(articles))
             metrics.STAGE_MESSAGES.labels("alerts").inc(len(articles))
-            fired: list = []
 
             async def publish(_):
                 await send_all("enriched", articles)
@@ -296,6 +297,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 run_step(index_step, messages, "index"),
                 run_step(alerts_step, messages, "alerts"),
             )
+            return messages, fired
+
+        async def record(events, matched):
+            """The alerts' deliveries into the outbox while the next batch is matched: the
+            outbox writes stay off the alerts' path."""
+            messages, fired = matched
             if fired:
                 await run_step(lambda _: record_deliveries(fired), messages, "alerts")
 
@@ -308,8 +315,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             settings.batch_linger_s,
             settings.enrich_batch_bytes,
         )
-        if settings.enrich_indexes:  # parse, enrich, index: three batches in flight
-            await pipelined(batches_acked_by_us, start, finish, index_and_match, depth=3)
+        if settings.enrich_indexes:
+            # three batches in flight: one parsed, one enriched, one indexed and matched (then
+            # its deliveries recorded, while the next one is matched)
+            await pipelined(batches_acked_by_us, start, finish, index_and_match, record, depth=3)
         else:
             await pipelined(batches_acked_by_us, start, finish)
 
