@@ -8,9 +8,9 @@ that many ``newspipe worker`` processes; once all are ready, ``--articles`` dist
 articles are sent at once (stamped now) and the run ends when all are indexed. Printed per
 count: articles/s (send to last indexed), p50/p99 ingest-to-alert latency, and, sampled while
 the burst is half done, each worker's partitions of the raw topic and its consumer lag (on
-the topics the worker reads). Figures only, no asserts. Every worker runs the whole pipeline (spaCy is
-most of the CPU), so on a machine with C cores more than C workers measure oversubscription,
-not scaling: the table says so beside such rows.
+the topics the worker reads). Figures only, no asserts. Every worker runs the whole pipeline
+(spaCy is most of the CPU), so on a machine with C cores more than C workers measure
+oversubscription, not scaling: the table says so beside such rows.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Each batch step stamps the articles it passes on: when its agent took the batch and when the
 step finished with it. An alert carries its article's stamps plus its matching step's, so one
 alert says where its ingest-to-alert time went; the indexed article document carries the index
-step's ``index_taken``. After the NER, the matching and index steps run in the enrich agent
-(``NEWS_ENRICH_INDEXES``, so ``alerts_taken`` follows ``enriched`` by the wait for the batch
-before to be indexed and matched) or in agents of the enriched topic (a Kafka hop later). ``produced`` is the article's ``ingested_at`` (set by the producer).
+step's ``index_taken``. ``produced`` is the article's ``ingested_at`` (set by the producer).
+After the NER, the matching and index steps run in the enrich agent (``NEWS_ENRICH_INDEXES``:
+``alerts_taken`` follows ``enriched`` by the wait for the batch before to be indexed and
+matched) or in agents of the enriched topic (a Kafka hop later).
 
     produced -> clean_taken -> deduped -> enrich_taken -> enriched -> alerts_taken -> matched
                                   |                           \\-> index_taken (article document)
