@@ -269,11 +269,7 @@ async def pipelined(
             acked = task
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-        for last in previous:
-            if last is not None:
-                with contextlib.suppress(Exception):
-                    await last
-        if in_flight:
+        if in_flight:  # every batch's steps and ack (a failed step is logged by its ack)
             await asyncio.gather(*list(in_flight), return_exceptions=True)
     finally:
         for task in list(in_flight):
