@@ -289,6 +289,70 @@ def es_requests(es) -> dict[str, int] | None:
     return counts or None
 
 
+def free_port() -> int:
+    """A port free now, drawn below the kernel's ephemeral range (where an outgoing
+    connection may take a port before the worker binds it)."""
+    import random
+
+    from pipeline.runtime.process import port_in_use
+
+    rng = random.SystemRandom()
+    while True:
+        port = rng.randrange(20000, 32000)
+        if not port_in_use(port):
+            return port
+
+
+GC_LONG_S = 0.05
+"""A garbage collector's pass at least this long is counted apart: it held every agent up."""
+
+
+def gc_pauses(port: int) -> dict[str, dict[str, float]] | None:
+    """The worker's garbage collector passes so far (``newspipe_gc_pause_seconds``, from its
+    metrics endpoint): generation -> count, seconds, passes of :data:`GC_LONG_S` or more.
+    None when the endpoint does not answer."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode("utf-8")
+    except OSError:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "newspipe_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            figures = out.setdefault(
+                sample.labels["generation"], {"count": 0.0, "seconds": 0.0, "long": 0.0}
+            )
+            if sample.name.endswith("_count"):
+                figures["count"] = sample.value
+            elif sample.name.endswith("_sum"):
+                figures["seconds"] = sample.value
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == GC_LONG_S:
+                figures["long"] = -sample.value  # + count below: the passes above the bucket
+    for figures in out.values():
+        figures["long"] += figures["count"]
+    return out
+
+
+def gc_difference(
+    before: dict[str, dict[str, float]] | None, after: dict[str, dict[str, float]] | None
+) -> dict[str, dict[str, float]]:
+    """The passes between two :func:`gc_pauses` readings, by generation."""
+    if before is None or after is None:
+        return {}
+    return {
+        generation: {
+            key: value - before.get(generation, {}).get(key, 0.0) for key, value in figures.items()
+        }
+        for generation, figures in sorted(after.items())
+    }
+
+
 def cpu_use(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
     """Cores used by each part between two snapshots (a parse process that died in between
     is missed)."""
@@ -320,7 +384,11 @@ def paced_run(
 
     run, settings, es = fresh_run("perf", partitions)
     log_path = settings.data_dir / "logs" / f"performance-{run}.log"
-    worker = start_worker(log_path)
+    metrics_port = free_port()  # its garbage collector's pauses; the lag timer all but off
+    worker = start_worker(
+        log_path,
+        env={"NEWS_METRICS_PORT": str(metrics_port), "NEWS_METRICS_LAG_INTERVAL_S": "86400"},
+    )
     alerts = AlertWatcher(settings)
     searchable = SearchableWatcher(es, settings.index("articles"))
     try:
@@ -331,12 +399,13 @@ def paced_run(
         count = min(len(articles), max(1, int(rate * seconds)))
         warmup = warmup or []
         sent_at: dict[str, float] = {}
-        cpu_before = requests_before = None
+        cpu_before = requests_before = gc_before = None
         started = time.monotonic()
         for n, article in enumerate(warmup + articles[:count]):
             if n == len(warmup):  # the measured articles start here
                 cpu_before, measured_from = cpu_snapshot(worker.pid), time.monotonic()
                 requests_before = es_requests(es)
+                gc_before = gc_pauses(metrics_port)
             stamped = article.model_copy(update={"ingested_at": utcnow()})
             producer.send(settings.topic("raw"), key=article.id, value=stamped)
             producer.flush()
@@ -351,6 +420,7 @@ def paced_run(
             time.sleep(0.2)
         cores = cpu_use(cpu_before, cpu_snapshot(worker.pid))  # sending until all searchable
         requests_after = es_requests(es)
+        gc_after = gc_pauses(metrics_port)
         time.sleep(2.0)  # the alerts agent runs beside the index agent
     finally:
         alerts.stop.set()
@@ -400,6 +470,7 @@ def paced_run(
         "kinds": dict(sorted(kinds.items())),
         "timeline": sorted(timeline, key=lambda t: t[0]),
         "cores": cores,
+        "gc": gc_difference(gc_before, gc_after),
         "es_requests": {
             route: n - (requests_before or {}).get(route, 0)
             for route, n in (requests_after or {}).items()
@@ -452,6 +523,17 @@ def print_latency(result: dict, label: str) -> None:
         if jit:  # high on servers started minutes ago: their JVMs still compile (warm_servers)
             parts = ", ".join(f"{name} {jit[name]:.2f} of its {cores[name]:.2f}" for name in jit)
             print(f"  of which the servers' JIT compilers (cores): {parts}")
+    collections = result.get("gc")
+    if collections:  # each pass stops every agent of the worker
+        parts = ", ".join(
+            f"generation {generation} {figures['count']:.0f} ({figures['seconds'] * 1000:.0f} ms)"
+            for generation, figures in collections.items()
+        )
+        long_ = sum(figures["long"] for figures in collections.values())
+        print(
+            f"  the worker's garbage collector, passes (time): {parts}; "
+            f"{long_:.0f} of {GC_LONG_S * 1000:.0f} ms or more"
+        )
     requests = result.get("es_requests")
     if requests:  # each request costs the worker and Elasticsearch a fixed share, however small
         sent = max(result["sent"], 1)

@@ -20,14 +20,16 @@ from pipeline.settings import get_settings
 console = Console()
 
 
-def start_worker(log_path: Path) -> subprocess.Popen:
+def start_worker(log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``newspipe worker`` in a session of its own, logging to ``log_path``; ``env``: settings
+    of its own on top of this process's environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
+        env={**os.environ, **(env or {})},
         start_new_session=True,
     )
 

@@ -15,12 +15,16 @@ Series (all prefixed ``newspipe_``):
 - ``consumer_lag{topic,partition}``: end offset - committed offset of the worker group
 - ``api_requests_total{method,route,status}``: the HTTP API (:func:`instrument_api`)
 - ``retention_runs_total`` / ``retention_deleted_total{what}``: the retention timer
+- ``gc_pause_seconds{generation}``: histogram of the garbage collector's passes (each one
+  stops every agent of the process; :func:`watch_gc`)
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -63,6 +67,13 @@ RETENTION_RUNS = Counter("newspipe_retention_runs", "Retention passes", registry
 RETENTION_DELETED = Counter(
     "newspipe_retention_deleted", "What retention deleted", ["what"], registry=REGISTRY
 )
+GC_PAUSE = Histogram(
+    "newspipe_gc_pause_seconds",
+    "Passes of the garbage collector (every thread of the process waits for them)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=REGISTRY,
+)
 
 
 API_REQUESTS = Counter(
@@ -90,6 +101,25 @@ def record_sent(topic: str, models) -> None:
         for alert in models:
             if alert.latency_ms is not None:
                 ALERT_LATENCY.observe(alert.latency_ms / 1000)
+
+
+class _GcTimer:
+    """A ``gc.callbacks`` entry observing each pass's wall time in :data:`GC_PAUSE`."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - self.started)
+
+
+def watch_gc() -> None:
+    """Time the garbage collector's passes from now on (once per process)."""
+    if not any(isinstance(callback, _GcTimer) for callback in gc.callbacks):
+        gc.callbacks.append(_GcTimer())
 
 
 def record_webhook(outcome: str | bool) -> None:

@@ -57,6 +57,15 @@ from schemas.models import utcnow
 
 log = logging.getLogger(__name__)
 
+GC_THRESHOLDS = (7000, 10, 10)
+"""The worker's garbage collector thresholds (CPython's are 700, 10, 10): a first-generation
+pass after 7,000 new container objects rather than 700. A batch makes tens of thousands (models,
+dicts, spans) that reference counting frees, and with CPython's thresholds the collector ran
+about 11 times a second at 20 articles/s, promoting what a batch still held, so that a full pass
+(about 0.1 s over the cached token spans, stories and registry entries, every agent waiting)
+came every 9 s. With these, A/B runs at 20 articles/s took 0.4 s of collector CPU a run instead of
+0.9 s and one full pass instead of five (docs/performance.md, session 35)."""
+
 
 STEP_THREADS = 16
 """Threads of the worker's default executor (``asyncio.to_thread``)."""
@@ -513,6 +522,8 @@ def run_worker(loglevel: str = "info") -> None:
     # of the garbage collector's scans, which otherwise walk it again and again
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    metrics.watch_gc()
     log.info("newspipe worker ready: model %s", settings.spacy_model)
     app = create_app(settings, pipeline)
     worker = Worker(app, ready_path(settings, os.getpid()), loglevel=loglevel)

@@ -272,3 +272,33 @@ def test_api_metrics_auth_lets_only_an_admin_key_scrape(tmp_path):
     for admin in ("np_o_ops", "metrics-unit-token"):
         response = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
         assert response.status_code == 200 and "newspipe_api_requests_total" in response.text, admin
+
+
+def test_the_garbage_collectors_passes_are_timed_once_per_process():
+    import gc
+
+    metrics.watch_gc()
+    metrics.watch_gc()
+    assert sum(isinstance(c, metrics._GcTimer) for c in gc.callbacks) == 1
+    before = value("newspipe_gc_pause_seconds_count", generation="2")
+    gc.collect()
+    assert value("newspipe_gc_pause_seconds_count", generation="2") == before + 1
+    assert value("newspipe_gc_pause_seconds_sum", generation="2") > 0
+
+
+def test_the_benchmark_reads_the_workers_gc_passes_from_its_endpoint():
+    import gc
+
+    from benchmarks.performance import free_port, gc_difference, gc_pauses
+
+    metrics.watch_gc()
+    port = metrics.serve(free_port())
+    before = gc_pauses(port)
+    gc.collect()
+    after = gc_pauses(port)
+    passes = gc_difference(before, after)
+    assert passes["2"]["count"] == 1
+    assert passes["2"]["seconds"] > 0
+    assert 0 <= passes["2"]["long"] <= 1
+    assert gc_pauses(free_port()) is None  # nothing serves there
+    assert gc_difference(None, after) == {}
