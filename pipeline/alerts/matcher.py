@@ -36,7 +36,13 @@ from collections.abc import Callable, Collection
 from functools import cached_property, lru_cache
 from typing import Literal
 
-from pipeline.query.analysis import TokenSpan, compounds_from_spans, stem, token_spans
+from pipeline.query.analysis import (
+    TokenSpan,
+    body_token_spans,
+    compounds_from_spans,
+    stem,
+    token_spans,
+)
 from pipeline.query.language import (
     And,
     Field,
@@ -592,9 +598,10 @@ def _truncate(text: str, width: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _body_spans(body: str) -> list[TokenSpan]:
-    """The body's token spans, analysed once for all the alerts of one article (read only)."""
-    return token_spans(body)
+def _body_spans(title: str, body: str) -> list[TokenSpan]:
+    """The body's token spans, for all the alerts of one article (read only): cut from those
+    of its text, which the match analysed (:func:`body_token_spans`)."""
+    return body_token_spans(title, body)
 
 
 def snippet(article: CleanArticle, match: AlertMatch, width: int = SNIPPET_WIDTH) -> str:
@@ -605,7 +612,7 @@ def snippet(article: CleanArticle, match: AlertMatch, width: int = SNIPPET_WIDTH
     """
     term_hits = []
     if match.terms:
-        spans = _body_spans(article.body)
+        spans = _body_spans(article.title, article.body)
         term_hits = [hit for term in match.terms for hit in _term_hits(spans, term)]
     if term_hits:
         return _window(article.body, term_hits, width)

@@ -34,11 +34,13 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from bisect import bisect_left
 from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = [
     "TokenSpan",
+    "body_token_spans",
     "compounds",
     "compounds_from_spans",
     "normalize_term",
@@ -180,6 +182,23 @@ def _token_spans(text: str) -> tuple[TokenSpan, ...]:
         for i, raw in enumerate(parts):
             spans.append(TokenSpan(stem(raw), raw, start, end, link if i == 0 else "word"))
     return tuple(spans)
+
+
+def body_token_spans(title: str, body: str) -> list[TokenSpan]:
+    """``token_spans(body)``, cut from the spans of the article's text ``title + "\n" + body``
+    (analysed once already for matching and indexing, and kept: :data:`SPANS_CACHE`) instead of
+    analysing the body a second time. No token spans the newline, so the body's tokens are
+    those after it: shifted by the title's length + 1, the first one without a link (nothing
+    precedes it in the body)."""
+    offset = len(title) + 1
+    spans = _token_spans(title + "\n" + body)
+    first = bisect_left(spans, offset, key=lambda span: span.start)
+    out = [
+        TokenSpan(s.token, s.raw, s.start - offset, s.end - offset, s.link) for s in spans[first:]
+    ]
+    if out:
+        out[0] = out[0]._replace(link="")
+    return out
 
 
 def tokens(text: str) -> list[str]:

@@ -1,8 +1,14 @@
 """The shared text analysis: tokens, stemming, compounds, query words, index fields."""
 
+import itertools
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from pipeline.query.analysis import (
+    body_token_spans,
     compounds,
     normalize_term,
     search_fields,
@@ -102,3 +108,34 @@ def test_search_fields():
     assert fields["search_compounds"] == sorted(set(fields["search_compounds"]))
     assert fields["search_title"] == "cease fire talk"
     assert fields["search_title_compounds"] == ["ceasefire", "firetalk"]
+
+
+CORPUS = Path(os.environ.get("NEWS_CORPUS", "/work/shared/corpus/reuters21578.jsonl"))
+EDGES = [
+    ("", "Body only."),
+    ("Title", ""),
+    ("", ""),
+    ("Investors'", "s shares rose"),  # an apostrophe before the newline, "s" after it
+    ("Oil prices rise-", "-based output"),  # hyphens on both sides of the newline
+    ("Prices rise ", " 'Hot' oil"),  # spaces and quotes at the boundary
+    ("東京", "大阪 markets"),  # ideographs: linked by "space" when nothing separates them
+    ("Café crème", "Éclair sales at Zürich's shops"),
+    ("Title\nwith a newline", "Body\nwith more lines\n"),
+]
+
+
+def _articles():
+    yield from EDGES
+    if CORPUS.exists():
+        with CORPUS.open(encoding="utf-8") as lines:
+            for line in itertools.islice(lines, 500):
+                article = json.loads(line)
+                yield article.get("title") or "", article.get("body") or ""
+
+
+def test_body_spans_cut_from_the_texts_are_the_bodys_own():
+    checked = 0
+    for title, body in _articles():
+        assert body_token_spans(title, body) == token_spans(body), (title, body[:80])
+        checked += 1
+    assert checked >= len(EDGES)
