@@ -290,6 +290,12 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     assert total(after, "newspipe_topic_messages_total", topic="enriched") >= len(done)
     assert total(after, "newspipe_dedupe_hits_total") == len(dups)
     assert total(after, "newspipe_alert_latency_seconds_count") > 0
+    # the garbage collector's passes, timed (with the worker's thresholds, a first-generation
+    # pass every 7,000 new objects: 120 articles make many)
+    assert total(after, "newspipe_gc_pause_seconds_count", generation="0") > total(
+        before, "newspipe_gc_pause_seconds_count", generation="0"
+    )
+    assert total(after, "newspipe_gc_pause_seconds_sum") > 0
     assert (
         total(after, "newspipe_webhook_deliveries_total", outcome="delivered")
         == len(Hooks.received)

@@ -68,7 +68,12 @@ def settings(es_url, es_client):
 
     settings = Settings(_env_file=None, es_url=es_url, index_prefix=f"st{uuid.uuid4().hex[:8]}")
     ensure_indices(es_client, settings)
-    return settings
+    yield settings
+    # left behind, a test's indices are refreshed for as long as the servers run; by name: the
+    # node refuses wildcard deletes (action.destructive_requires_name)
+    names = list(es_client.indices.get(index=f"{settings.index_prefix}-*", expand_wildcards="all"))
+    if names:
+        es_client.indices.delete(index=",".join(names))
 
 
 def stored(es_client, settings, story_id: str) -> dict:
