@@ -185,7 +185,7 @@ def _token_spans(text: str) -> tuple[TokenSpan, ...]:
 
 
 def body_token_spans(title: str, body: str) -> list[TokenSpan]:
-    """``token_spans(body)``, cut from the spans of the article's text ``title + "\n" + body``
+    """``token_spans(body)``, cut from the spans of the article's text ``title + "\\n" + body``
     (analysed once already for matching and indexing, and kept: :data:`SPANS_CACHE`) instead of
     analysing the body a second time. No token spans the newline, so the body's tokens are
     those after it: shifted by the title's length + 1, the first one without a link (nothing
