@@ -159,3 +159,49 @@ def test_a_sync_reads_what_other_workers_wrote_and_skips_its_own_writes(es_clien
     assert a.story_id == b.story_id == c.story_id != x.story_id
     doc = stored(es_client, settings, a.story_id)
     assert sorted(doc["article_ids"]) == ["a1", "b1", "c1"] and doc["writer"] == one.writer
+
+
+def test_a_later_batch_placed_before_the_earlier_write_loses_nothing(es_client, settings):
+    """The worker writes a batch's stories beside its index and match, while the next batch is
+    placed: a version conflict of the earlier write reloads the story with both batches'
+    articles, and the later write has nothing left to do."""
+    one, two = story_assigner(settings, es_client), story_assigner(settings, es_client)
+    [a] = one.assign([article("a1")])
+    es_client.indices.refresh(index=settings.index("stories"))
+    two.assign([article("b1", hours=1)])  # the stored story is newer than one's copy
+    first_batch = [article("c1", hours=2)]
+    first = one.place(first_batch)
+    second_batch = [article("d1", hours=3)]
+    second = one.place(second_batch)  # placed before the first batch is written
+    one.store(first)  # conflict: reread, c1 and d1 applied again, written
+    assert stored(es_client, settings, a.story_id)["article_count"] == 4
+    version = es_client.get(index=settings.index("stories"), id=a.story_id)["_seq_no"]
+    one.store(second)  # d1 is written already: no write
+    assert es_client.get(index=settings.index("stories"), id=a.story_id)["_seq_no"] == version
+    assert a.story_id == first_batch[0].story_id == second_batch[0].story_id
+    assert sorted(stored(es_client, settings, a.story_id)["article_ids"]) == [
+        "a1",
+        "b1",
+        "c1",
+        "d1",
+    ]
+
+
+def test_a_sync_keeps_the_articles_placed_and_not_written_yet(es_client, settings):
+    """A sync that reads another worker's newer copy of a story puts this worker's placed,
+    unwritten articles on it again, so its next write has them (with the sync's search
+    started ahead, as the worker starts it while the batch is parsed)."""
+    one, two = story_assigner(settings, es_client), story_assigner(settings, es_client)
+    [a] = one.assign([article("a1")])
+    es_client.indices.refresh(index=settings.index("stories"))
+    first = one.place([article("c1", hours=2)])  # not written yet
+    two.assign([article("b1", hours=1, source="Harbour Daily")])
+    es_client.indices.refresh(index=settings.index("stories"))
+    batch = [article("x1", OTHER)]
+    second = one.place(batch, changes=one.search_changes(["x1"]))  # its sync reads two's copy
+    one.store(first)
+    one.store(second)
+    doc = stored(es_client, settings, a.story_id)
+    assert sorted(doc["article_ids"]) == ["a1", "b1", "c1"]
+    assert doc["sources"] == ["Baltic Wire", "Harbour Daily"]
+    assert stored(es_client, settings, batch[0].story_id)["article_ids"] == ["x1"]
