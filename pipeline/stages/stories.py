@@ -29,11 +29,9 @@ import json
 import logging
 import math
 import re
-import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Container, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -545,13 +543,13 @@ class StoryIndex:
                 if not postings:
                     del self._postings[key]
 
-    def expire(self, before: datetime, keep: Container[str] = ()) -> int:
-        """Forget stories last changed before ``before`` (kept in Elasticsearch), up to the
-        first of ``keep`` (changed since: not written yet); returns how many were forgotten."""
+    def expire(self, before: datetime) -> int:
+        """Forget stories last changed before ``before`` (kept in Elasticsearch); returns how
+        many were forgotten."""
         gone = 0
         while self.stories:
             sid, story = next(iter(self.stories.items()))
-            if story.last_seen >= before or sid in keep:
+            if story.last_seen >= before:
                 break
             self._unindex(sid)
             del self.stories[sid]
@@ -562,12 +560,6 @@ class StoryIndex:
 
 
 # --- the stage over Elasticsearch ------------------------------------------------------------
-
-
-StoryWrites = dict[str, list[ArticleFeatures]]
-"""Story id -> the articles a batch placed in it (:meth:`StoryAssigner.place`)."""
-StoryChanges = tuple[datetime, list[dict[str, Any]]]
-"""A sync's search: its time and its hits (:meth:`StoryAssigner.search_changes`)."""
 
 
 class StoryAssigner:
@@ -597,74 +589,29 @@ class StoryAssigner:
         self.writer = uuid.uuid4().hex
         """This assigner's id, written on its stories: a sync skips the stories it wrote last
         (it holds them at that version): most of what changed within the overlap."""
-        self._lock = threading.RLock()
-        """Held while the stories in memory change or are written: :meth:`place` of one batch
-        may run while :meth:`store` writes the batch before it (the worker's steps)."""
-        self._unstored: dict[str, dict[str, ArticleFeatures]] = {}
-        """Story id -> the articles placed in it and not yet written: a story read anew (a
-        sync, a version conflict) gets them again, so no placed article is lost before its
-        write."""
-        self._searches: ThreadPoolExecutor | None = None
 
     def assign(self, articles: list[EnrichedArticle]) -> list[EnrichedArticle]:
         """Set ``story_id`` on every article (in place, and returned) and store the stories."""
-        self.store(self.place(articles))
+        if not articles:
+            return articles
+        features = [ArticleFeatures.of(a) for a in articles]
+        if self.es is not None:
+            self._sync([f.id for f in features])
+        changed: dict[str, list[ArticleFeatures]] = {}
+        for article, feature in zip(articles, features):
+            story, _ = self.memory.assign(feature)
+            article.story_id = story.id
+            changed.setdefault(story.id, []).append(feature)
+        if self.es is not None:
+            self._store(changed)
+        newest = max(f.seen for f in features)
+        self.memory.expire(newest - 4 * self.memory.window)
         return articles
 
-    def place(
-        self, articles: list[EnrichedArticle], *, changes: Future[StoryChanges] | None = None
-    ) -> StoryWrites:
-        """Set ``story_id`` on every article (in place) and return the stories to write with
-        :meth:`store`; until then they are held in memory with these articles. ``changes``:
-        the sync's search, started by :meth:`search_changes` for these articles (by default it
-        runs here)."""
-        if not articles:
-            return {}
-        features = [ArticleFeatures.of(a) for a in articles]
-        with self._lock:
-            if self.es is not None:
-                ids = [f.id for f in features]
-                self._apply(changes.result() if changes is not None else self._changes(ids))
-            changed: StoryWrites = {}
-            for article, feature in zip(articles, features):
-                story, _ = self.memory.assign(feature)
-                article.story_id = story.id
-                changed.setdefault(story.id, []).append(feature)
-                self._unstored.setdefault(story.id, {})[feature.id] = feature
-        return changed
-
-    def store(self, writes: StoryWrites) -> None:
-        """Write the stories of ``writes`` (from :meth:`place`) that hold articles not written
-        yet (a story written meanwhile, with a later batch's articles too, is not written
-        again), then forget stories long unchanged."""
-        if not writes:
-            return
-        with self._lock:
-            pending = {sid: added for sid, added in writes.items() if sid in self._unstored}
-            if self.es is None:
-                for sid in pending:
-                    del self._unstored[sid]
-            elif pending:
-                self._store(pending)
-            newest = max(f.seen for added in writes.values() for f in added)
-            self.memory.expire(newest - 4 * self.memory.window, keep=self._unstored)
-
-    def search_changes(self, article_ids: list[str]) -> Future[StoryChanges] | None:
-        """Start the sync's search for a batch of these articles (ids and versions, no
-        documents) in a thread; pass the result to :meth:`place`. None in memory."""
-        if self.es is None:
-            return None
-        if self._searches is None:
-            with self._lock:
-                if self._searches is None:
-                    self._searches = ThreadPoolExecutor(1, thread_name_prefix="newspipe-stories")
-        return self._searches.submit(self._changes, article_ids)
-
     # --- Elasticsearch -----------------------------------------------------------------------
-    def _changes(self, article_ids: list[str]) -> StoryChanges:
-        """The search hits (ids and versions) of the stories other workers changed since the
-        last sync, and of those already holding one of ``article_ids`` (a redelivered article
-        keeps its story); with the time of the search, the next sync's start once applied."""
+    def _sync(self, article_ids: list[str]) -> None:
+        """Stories other workers changed since the last sync, and those already holding one of
+        ``article_ids`` (a redelivered article keeps its story)."""
         now = datetime.now(UTC)
         clauses: list[dict[str, Any]] = [{"terms": {"article_ids": article_ids}}]
         if self._synced_at is None:  # a starting worker: the live stories (and those a
@@ -683,30 +630,20 @@ class StoryAssigner:
                     }
                 }
             )
+        self._synced_at = now
         # versions first: a story's document is large to read, and a story may be held at
         # its version already
-        return now, list(self._search({"bool": {"should": clauses, "minimum_should_match": 1}}))
-
-    def _apply(self, changes: StoryChanges) -> None:
-        """Read the stories of a sync's hits that are newer than those in memory (under the
-        lock); the next sync starts from this one's search (a search never applied, of a
-        batch that failed, moves nothing)."""
-        now, hits = changes
-        stale = [h for h in hits if self._stale(h["_id"], (h["_seq_no"], h["_primary_term"]))]
+        stale = [
+            hit
+            for hit in self._search({"bool": {"should": clauses, "minimum_should_match": 1}})
+            if self._stale(hit["_id"], (hit["_seq_no"], hit["_primary_term"]))
+        ]
         for start in range(0, len(stale), 1000):
             wanted = [{"_index": h["_index"], "_id": h["_id"]} for h in stale[start : start + 1000]]
             for doc in self.es.mget(docs=wanted)["docs"]:  # real time: no older than the hit
                 version = (doc.get("_seq_no", -1), doc.get("_primary_term", -1))
                 if doc.get("found") and self._stale(doc["_id"], version):
-                    self._adopt(Story.from_document(doc["_source"], version))
-        self._synced_at = now
-
-    def _adopt(self, story: Story) -> None:
-        """Hold ``story`` as read from Elasticsearch, with the articles placed in it and not
-        written yet."""
-        for feature in self._unstored.get(story.id, {}).values():
-            story.add(feature)
-        self.memory.put(story)
+                    self.memory.put(Story.from_document(doc["_source"], version))
 
     def _stale(self, story_id: str, version: tuple[int, int]) -> bool:
         """Whether the stored story at ``version`` is newer than the one in memory."""
@@ -733,16 +670,13 @@ class StoryAssigner:
                 return
             after = hits[-1]["sort"]
 
-    def _store(self, changed: StoryWrites) -> None:
+    def _store(self, changed: dict[str, list[ArticleFeatures]]) -> None:
         """Write changed stories, in one bulk request per round; a story another worker
-        changed meanwhile (version conflict) is reloaded (one mget for all of them), the
-        articles placed in it and not written yet are applied to it again, and it is written in
-        the next round. A story Elasticsearch refuses is dropped from the unwritten ones (it
-        would fail every later write) and reported after the others are written."""
+        changed meanwhile (version conflict) is reloaded (one mget for all of them), this
+        batch's articles are applied to it again, and it is written in the next round."""
         from pipeline.infra.es import ServerBusy, is_transient_item
 
         pending = dict(changed)
-        refused: list[str] = []
         for attempt in range(self.retries + 1):
             now = datetime.now(UTC)
             operations: list[dict[str, Any]] = []
@@ -755,25 +689,18 @@ class StoryAssigner:
                     action.update(if_seq_no=story.version[0], if_primary_term=story.version[1])
                     operations += [{"index": action}, story.document(now, self.writer)]
             items = self.es.bulk(operations=operations)["items"]
-            conflicts: StoryWrites = {}
-            busy: list[str] = []
+            conflicts: dict[str, list[ArticleFeatures]] = {}
             for sid, item in zip(pending, items, strict=True):
                 result = next(iter(item.values()))
                 if result["status"] in (200, 201):
                     self.memory.stories[sid].version = (result["_seq_no"], result["_primary_term"])
-                    self._unstored.pop(sid, None)
                 elif result["status"] == 409:
                     conflicts[sid] = pending[sid]
                 elif is_transient_item(result):
-                    busy.append(f"story {sid}: {result.get('error')}")
+                    raise ServerBusy(f"story {sid}: {result.get('error')}")
                 else:
-                    self._unstored.pop(sid, None)
-                    refused.append(f"story {sid}: {result.get('error')}")
-            if busy:
-                raise ServerBusy(busy[0])
+                    raise StoryStoreError(f"story {sid}: {result.get('error')}")
             if not conflicts:
-                if refused:
-                    raise StoryStoreError("; ".join(refused))
                 return
             if attempt == self.retries:
                 raise StoryStoreError(
@@ -781,11 +708,14 @@ class StoryAssigner:
                     f"{self.retries + 1} attempts"
                 )
             docs = self.es.mget(index=self.index_name, ids=list(conflicts))["docs"]
-            for sid, doc in zip(conflicts, docs, strict=True):
+            for (sid, added), doc in zip(conflicts.items(), docs, strict=True):
                 if doc.get("found"):
-                    self._adopt(
-                        Story.from_document(doc["_source"], (doc["_seq_no"], doc["_primary_term"]))
+                    fresh = Story.from_document(
+                        doc["_source"], (doc["_seq_no"], doc["_primary_term"])
                     )
+                    for feature in added:
+                        fresh.add(feature)
+                    self.memory.put(fresh)
                 else:  # deleted meanwhile (retention): written anew
                     self.memory.stories[sid].version = None
             pending = conflicts

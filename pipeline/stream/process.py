@@ -93,9 +93,6 @@ class StepResult:
     passed: list = field(default_factory=list)
     duplicates: list[DuplicateRecord] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    stories: dict[str, list] = field(default_factory=dict)
-    """The enrich step's story writes left to :meth:`Pipeline.store_stories` (story id -> the
-    articles placed in it), with ``story_writes_later``."""
 
 
 def retry_transient(fn: Callable[[], R], *, what: str, max_wait_s: float | None = None) -> R:
@@ -169,7 +166,6 @@ class Pipeline:
         stories: Any = None,
         parse_process: bool = False,
         mark_subscriptions: bool = False,
-        story_writes_later: bool = False,
     ):
         """Resources not given are made on first use from the settings (Elasticsearch-backed
         dedupe state and entity registry); benchmarks pass in-memory ones.
@@ -181,11 +177,7 @@ class Pipeline:
         ``mark_subscriptions``: the clean step reads the subscriptions topic's end while it
         cleans each batch and marks the batch's articles with it (``subscriptions_offset``); the
         alert matching of those articles, in any worker, then asks Kafka nothing once its
-        subscription index has applied that far (the Faust worker).
-
-        ``story_writes_later``: :meth:`enrich` places the articles in their stories and leaves
-        the stories' write to :meth:`store_stories` (in ``StepResult.stories``), which the
-        worker runs beside the index and the match, off the alerts' path (the Faust worker)."""
+        subscription index has applied that far (the Faust worker)."""
         self.settings = settings or get_settings()
         self._es = es
         self._nlp = nlp
@@ -198,7 +190,6 @@ class Pipeline:
         self._parser: Any = None
         self.parse_process = parse_process and nlp is None
         self.mark_subscriptions = mark_subscriptions
-        self.story_writes_later = story_writes_later
         self._marker: ThreadPoolExecutor | None = None
         self._init_lock = threading.RLock()  # agents run steps in threads: build each resource once
         # other languages' pipelines load under a lock of their own: a load (seconds) must not
@@ -474,12 +465,9 @@ class Pipeline:
         taken = taken or utcnow()
         result = StepResult()
         articles, result.dead = decode(messages, CleanArticle)
-        writes = result.stories if self.story_writes_later else None
         ok, failed = retry_transient(
             lambda: isolate(
-                lambda pairs: self.enrich_articles(
-                    [a for _, a in pairs], prefetched=prefetched, story_writes=writes
-                ),
+                lambda pairs: self.enrich_articles([a for _, a in pairs], prefetched=prefetched),
                 articles,
             ),
             what="enrich",
@@ -523,20 +511,12 @@ class Pipeline:
         return parse(nlp, texts, batch_size=self.settings.nlp_batch_size)
 
     def enrich_articles(
-        self,
-        articles: list[CleanArticle],
-        *,
-        prefetched: Prefetched | None = None,
-        story_writes: dict[str, list] | None = None,
+        self, articles: list[CleanArticle], *, prefetched: Prefetched | None = None
     ) -> list[EnrichedArticle]:
-        """Entities, events and stories of a batch; ``story_writes``: the stories' writes are
-        added to it and left to :meth:`store_stories` (by default they are written here)."""
         from pipeline.stages.entities import extract_entities
         from pipeline.stages.events import tag_events
 
         started = time.perf_counter()
-        # the stories' sync searches for other workers' changes while the batch is parsed
-        changes = self.stories.search_changes([a.id for a in articles]) if articles else None
         groups = self._parse_groups(articles)
         models: list[str | None] = [None] * len(articles)
         notes: list[str | None] = [None] * len(articles)
@@ -581,21 +561,10 @@ class Pipeline:
             )
             for article, ents, evs, model, note in zip(articles, entities, events, models, notes)
         ]
-        # sets story_id; then one write per changed story (here, or in store_stories)
-        writes = self.stories.place(enriched, changes=changes)
-        if story_writes is None:
-            self.stories.store(writes)
-        else:
-            for sid, added in writes.items():
-                story_writes.setdefault(sid, []).extend(added)
+        self.stories.assign(enriched)  # sets story_id; one sync and one write per story per batch
         for article in enriched:
             article.timings_ms["stories"] = (time.perf_counter() - tagged) * share
         return enriched
-
-    def store_stories(self, writes: dict[str, list]) -> None:
-        """Write the stories of an enrich step's ``StepResult.stories`` (with
-        ``story_writes_later``); a server fault propagates (the worker's step retries it)."""
-        self.stories.store(writes)
 
     def decode_enriched(self, messages: Sequence[InMessage]) -> StepResult:
         return _decoded(messages, EnrichedArticle)

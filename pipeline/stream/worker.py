@@ -10,9 +10,7 @@ The enrich agent indexes each batch and matches it against the entity/event subs
 itself, while the next batch is enriched and the one after it parsed, and records the batch
 before's webhook deliveries meanwhile (``NEWS_ENRICH_INDEXES``;
 false: an ``index`` and an ``alerts`` agent read the articles back from the enriched topic, one
-hop more on the way to search and to an entity alert). The enrich step places the articles in
-their stories and the stories are written beside the index and the match, not before them
-(``Pipeline(story_writes_later=...)``).
+hop more on the way to search and to an entity alert).
 
 Keyword subscriptions are matched on the clean topic, before the NER, so that their alerts
 never wait for it; those that read entities, events or stories on the enriched article
@@ -262,7 +260,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async def finish(events, started):
             messages, prefetched, taken = started
             passed: list = []
-            stories: dict = {}
 
             async def step(batch):
                 result = await asyncio.to_thread(
@@ -271,18 +268,16 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 if not settings.enrich_indexes:
                     await send_all("enriched", result.passed)
                 passed[:] = result.passed
-                stories.update(result.stories)
                 await send_all("deadletter", result.dead)
 
             await run_step(step, messages, "enrich")
-            return messages, passed, stories
+            return messages, passed
 
         async def index_and_match(events, finished):
-            """Publish, index and match a batch's enriched articles and write their stories,
-            all at once; each retried or dead-lettered on its own (a dead letter here holds the
-            clean message: replayed, the article is enriched anew). Returns what
-            :func:`record` needs."""
-            messages, articles, stories = finished
+            """Publish, index and match a batch's enriched articles, all three at once; each
+            retried or dead-lettered on its own (a dead letter here holds the clean message:
+            replayed, the article is enriched anew). Returns what :func:`record` needs."""
+            messages, articles = finished
             fired: list = []
             if not articles:
                 return messages, fired
@@ -298,11 +293,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 letters = [_dead_for(by_id, article, "index", e) for article, e in rejected]
                 await send_all("deadletter", letters)
 
-            async def stories_step(_):
-                # the stories' write, off the alerts' path: the story ids are set already,
-                # and the next batch's placing waits for the write (the assigner's lock)
-                await asyncio.to_thread(pipeline.store_stories, stories)
-
             async def alerts_step(_):
                 result = await asyncio.to_thread(pipeline.match_alerts, articles, entity_stage)
                 await send_all("alerts", result.passed)
@@ -315,7 +305,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
                 run_step(publish, messages, "enrich"),
                 run_step(index_step, messages, "index"),
                 run_step(alerts_step, messages, "alerts"),
-                run_step(stories_step, messages, "enrich"),
             )
             return messages, fired
 
@@ -527,12 +516,7 @@ def run_worker(loglevel: str = "info") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     setup(settings)
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
-    pipeline = Pipeline(
-        settings,
-        parse_process=settings.nlp_process,
-        mark_subscriptions=True,
-        story_writes_later=settings.enrich_indexes,
-    )
+    pipeline = Pipeline(settings, parse_process=settings.nlp_process, mark_subscriptions=True)
     pipeline.warm_up()  # before any agent thread: spaCy's imports are not thread-safe
     # what is loaded by now (models, tables, clients) lives as long as the worker: keep it out
     # of the garbage collector's scans, which otherwise walk it again and again
