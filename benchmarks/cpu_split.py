@@ -63,6 +63,23 @@ def jit_seconds(pid: int) -> float:
     return total
 
 
+def wait_seconds(pid: int) -> float:
+    """Seconds the threads of a process spent so far ready to run but waiting for a core (the
+    second field of each thread's ``/proc/<pid>/task/<tid>/schedstat``; 0 when it is gone or
+    the kernel keeps no scheduler statistics; a thread that ended is missed)."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def pids_of(pattern: str) -> list[int]:
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return [int(p) for p in found.split()]

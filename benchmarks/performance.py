@@ -23,7 +23,9 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
    it; polled every 100 ms) as p50/p90/p99/max, and where the time goes (the alerts'
    ``stage_times``, see pipeline.stream.timing), the CPU the worker, its parse processes,
    the servers (when on this machine; and of it their JIT compilers) and the machine used
-   meanwhile, the Elasticsearch requests per article by route (:func:`es_requests`), and the
+   meanwhile, how long each of them waited for a core per second of its CPU, the enrich step's parts per article (:func:`enrich_timings`, from the indexed
+   articles' ``timings_ms``), the Elasticsearch requests per article by route
+   (:func:`es_requests`), and the
    machine's speed before the run beside its speed right after the capacity was measured
    (:class:`SpeedProbe`).
 
@@ -47,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.cpu_split import children_of, cpu_seconds, jit_seconds, pids_of
+from benchmarks.cpu_split import children_of, cpu_seconds, jit_seconds, pids_of, wait_seconds
 from benchmarks.scaling import distinct_articles, drop_run, fresh_run, one_run
 from pipeline.stream.timing import ALERT_PATH, STEP_NAMES, percentile, step_durations
 
@@ -212,13 +214,16 @@ class AlertWatcher(threading.Thread):
 
 
 class SearchableWatcher(threading.Thread):
-    """Polls a search for the sent articles every 100 ms; records when each became findable."""
+    """Polls a search for the sent articles every 100 ms; records when each became findable
+    (``seen``: by its text, maybe before its enrichment) and when its enriched document was
+    (``enriched``: ``enriched`` true, or a document without the field, of older versions)."""
 
     def __init__(self, es, index: str) -> None:
         super().__init__(daemon=True)
         self.es, self.index = es, index
         self.pending: set[str] = set()
         self.seen: dict[str, float] = {}
+        self.enriched: dict[str, float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -236,15 +241,17 @@ class SearchableWatcher(threading.Thread):
                         index=self.index,
                         query={"ids": {"values": ids}},
                         size=len(ids),
-                        source=False,
+                        source_includes=["enriched"],
                     )["hits"]["hits"]
                 except Exception:
                     hits = []
                 now = time.time()
                 with self.lock:
                     for hit in hits:
-                        self.pending.discard(hit["_id"])
                         self.seen.setdefault(hit["_id"], now)
+                        if hit.get("_source", {}).get("enriched", True):
+                            self.pending.discard(hit["_id"])
+                            self.enriched.setdefault(hit["_id"], now)
             self.stop.wait(0.1)
 
 
@@ -255,19 +262,23 @@ def cpu_snapshot(worker_pid: int) -> dict[str, float] | None:
     """CPU seconds used so far by the worker, its parse processes, the Elasticsearch and Kafka
     processes on this machine (none when the servers are elsewhere) and of their JIT
     compilers (``"Elasticsearch JIT"``: part of the server's figure), this benchmark and the
-    machine as a whole (``/proc``; None where there is none)."""
+    machine as a whole (``/proc``; None where there is none); and, as ``"<part> waiting"``,
+    the seconds each part's threads waited for a core (:func:`wait_seconds`)."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     except OSError:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
-    servers = {name: _server_cpu(pattern) for name, pattern in SERVERS.items()}
+    pids = {
+        "worker": [worker_pid],
+        "parse processes": children_of(worker_pid),
+        **{name: pids_of(pattern) for name, pattern in SERVERS.items()},
+        "this benchmark": [os.getpid()],
+    }
     return {
-        "worker": cpu_seconds(worker_pid),
-        "parse processes": sum(cpu_seconds(p) for p in children_of(worker_pid)),
-        **{name: cpu for name, (cpu, _) in servers.items()},
-        **{f"{name} JIT": jit for name, (_, jit) in servers.items()},
-        "this benchmark": cpu_seconds(os.getpid()),
+        **{part: sum(cpu_seconds(p) for p in found) for part, found in pids.items()},
+        **{f"{name} JIT": sum(jit_seconds(p) for p in pids[name]) for name in SERVERS},
+        **{f"{part} waiting": sum(wait_seconds(p) for p in found) for part, found in pids.items()},
         "machine": (sum(fields) - fields[3] - fields[4]) / ticks,  # all but idle and iowait
         "at": time.monotonic(),
     }
@@ -416,11 +427,12 @@ def paced_run(
         actual_rate = count / (time.monotonic() - measured_from)
         producer.close()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(searchable.seen) < count:
+        while time.monotonic() < deadline and len(searchable.enriched) < count:
             time.sleep(0.2)
         cores = cpu_use(cpu_before, cpu_snapshot(worker.pid))  # sending until all searchable
         requests_after = es_requests(es)
         gc_after = gc_pauses(metrics_port)
+        enrich_parts = enrich_timings(es, settings.index("articles"), list(sent_at))
         time.sleep(2.0)  # the alerts agent runs beside the index agent
     finally:
         alerts.stop.set()
@@ -456,6 +468,9 @@ def paced_run(
         if matched is not None:
             kind["publish"].append((received - _ts(matched)) * 1000)
     to_search = [(seen - sent_at[i]) * 1000 for i, seen in searchable.seen.items() if i in sent_at]
+    to_enriched = [
+        (seen - sent_at[i]) * 1000 for i, seen in searchable.enriched.items() if i in sent_at
+    ]
     return {
         "rate": rate,
         "actual_rate": actual_rate,
@@ -465,18 +480,54 @@ def paced_run(
         "alerts": len(to_alert),
         "to_alert": to_alert,
         "to_search": to_search,
+        "to_enriched": to_enriched,
         "warmup": len(warmup),
         "warmup_to_alert": warmup_to_alert,
         "kinds": dict(sorted(kinds.items())),
         "timeline": sorted(timeline, key=lambda t: t[0]),
         "cores": cores,
         "gc": gc_difference(gc_before, gc_after),
+        "enrich_parts": enrich_parts,
         "es_requests": {
             route: n - (requests_before or {}).get(route, 0)
             for route, n in (requests_after or {}).items()
             if n > (requests_before or {}).get(route, 0)
         },
     }
+
+
+ENRICH_PARTS = {
+    "nlp": "parse (waiting for the parse process)",
+    "entities": "entities",
+    "events": "events",
+    "stories": "stories",
+}
+"""The enrich step's parts, as the articles' ``timings_ms`` name them."""
+
+
+def enrich_timings(es, index: str, ids: list[str]) -> dict[str, float]:
+    """The enrich step's parts (``ENRICH_PARTS``), ms per article: the mean of the indexed
+    articles' ``timings_ms``, where each part's time in a batch is shared by its articles (so
+    the mean is the part's time per article, however the batches were cut)."""
+    sums: dict[str, float] = {}
+    found = 0
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        try:
+            hits = es.search(
+                index=index,
+                query={"ids": {"values": chunk}},
+                size=len(chunk),
+                source_includes=["timings_ms"],
+            )["hits"]["hits"]
+        except Exception:
+            return {}
+        for hit in hits:
+            timings = hit.get("_source", {}).get("timings_ms") or {}
+            found += 1
+            for part in ENRICH_PARTS:
+                sums[part] = sums.get(part, 0.0) + float(timings.get(part, 0.0))
+    return {part: total / found for part, total in sums.items()} if found else {}
 
 
 def _ts(value: str) -> float:
@@ -508,6 +559,11 @@ def print_latency(result: dict, label: str) -> None:
     print(
         f"  ingest -> searchable (found by a search, 100 ms polls): {summary(result['to_search'])}"
     )
+    if result.get("to_enriched") and result["to_enriched"] != result["to_search"]:
+        print(
+            "  ingest -> searchable with its entities, events and story (the enriched "
+            f"document): {summary(result['to_enriched'])}"
+        )
     cores = result.get("cores")
     if cores:  # a latency that grows with a saturated machine is a capacity limit, not a wait
         parts = ", ".join(f"{name} {cores[name]:.2f}" for name in CPU_PARTS)
@@ -523,6 +579,13 @@ def print_latency(result: dict, label: str) -> None:
         if jit:  # high on servers started minutes ago: their JVMs still compile (warm_servers)
             parts = ", ".join(f"{name} {jit[name]:.2f} of its {cores[name]:.2f}" for name in jit)
             print(f"  of which the servers' JIT compilers (cores): {parts}")
+        waits = {n: cores[f"{n} waiting"] / cores[n] for n in CPU_PARTS if cores.get(n)}
+        if any(waits.values()):  # a step on a full machine takes its CPU time and this more
+            parts = ", ".join(f"{name} {share:.2f}" for name, share in waits.items())
+            print(
+                "  waiting for a core, seconds per second of CPU (summed over each part's "
+                f"threads): {parts}"
+            )
     collections = result.get("gc")
     if collections:  # each pass stops every agent of the worker
         parts = ", ".join(
@@ -533,6 +596,13 @@ def print_latency(result: dict, label: str) -> None:
         print(
             f"  the worker's garbage collector, passes (time): {parts}; "
             f"{long_:.0f} of {GC_LONG_S * 1000:.0f} ms or more"
+        )
+    parts_ms = result.get("enrich_parts")
+    if parts_ms:  # the enrich step's own time (an entity alert's longest step), by part
+        parts = ", ".join(f"{ENRICH_PARTS[part]} {ms:.1f}" for part, ms in parts_ms.items())
+        print(
+            f"  the enrich step per article (ms; a batch's time shared by its articles): {parts}; "
+            f"in all {sum(parts_ms.values()):.1f}"
         )
     requests = result.get("es_requests")
     if requests:  # each request costs the worker and Elasticsearch a fixed share, however small

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         "alert (it still publishes them on the enriched topic); false: the index and alerts "
         "agents read them back from the enriched topic",
     )
+    index_clean: bool = Field(
+        True,
+        description="the clean step also writes each new article's text to the articles "
+        "index, so a search finds it before its NER (entities, events and story come with "
+        "the enriched document, which replaces it; `enriched` tells them apart)",
+    )
     state_refresh_s: float = Field(
         5.0,
         gt=0,

@@ -2,6 +2,11 @@
 
 The document ``_id`` is the article id, so a redelivered message overwrites its own document
 instead of adding a second one (idempotent sink for at-least-once delivery).
+
+Searchable before the NER (``NEWS_INDEX_CLEAN``): the clean step also writes each new article's
+text (:func:`clean_document`, ``enriched: false``, no entities, events or story yet) with a
+``create``, which never replaces a document: the enriched one (``enriched: true``) replaces
+it when it comes, and an early write that comes after it changes nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from elasticsearch import Elasticsearch
 
 from pipeline.infra.es import bulk
 from pipeline.query.analysis import search_fields
-from schemas import EnrichedArticle
+from schemas import CleanArticle, EnrichedArticle
 
 #: facet field of each entity type in the articles mapping
 TYPE_FIELDS = {
@@ -38,7 +43,38 @@ def article_document(article: EnrichedArticle) -> dict[str, Any]:
     doc["entity_names"] = sorted({e.name for e in article.entities})
     doc["event_types"] = sorted({e.type for e in article.events if e.alertable})
     doc.update(search_fields(article.title, article.body))
+    doc["enriched"] = True
     return doc
+
+
+def clean_document(article: CleanArticle) -> dict[str, Any]:
+    """The document of an article before its enrichment: its text and metadata, searchable by
+    text, with empty entity and event facets and ``enriched: false``."""
+    doc = article.model_dump(mode="json")
+    doc["@timestamp"] = doc["published_at"] or doc["ingested_at"]
+    for field in (*TYPE_FIELDS.values(), "entity_ids", "entity_names", "event_types"):
+        doc[field] = []
+    doc.update(search_fields(article.title, article.body))
+    doc["enriched"] = False
+    return doc
+
+
+def index_clean_articles(
+    es: Elasticsearch, index: str, articles: list[CleanArticle]
+) -> dict[str, str]:
+    """Create the documents of ``articles`` before their enrichment (:func:`clean_document`);
+    an article whose document exists (enriched already, or written before) is left as it is.
+    Returns {article id: error} for the other documents Elasticsearch rejected."""
+    actions = (
+        {"_op_type": "create", "_index": index, "_id": a.id, "_source": clean_document(a)}
+        for a in articles
+    )
+    failures = {}
+    for error in bulk(es, actions):
+        item = error.get("create", {})
+        if item.get("status") != 409:
+            failures[item.get("_id", "?")] = str(item.get("error", error))
+    return failures
 
 
 def index_articles(

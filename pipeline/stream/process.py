@@ -587,6 +587,20 @@ class Pipeline:
         retry_transient(lambda: self.deduper.store.mark_indexed(done), what="mark indexed")
         return [(a, failures[a.id]) for a in articles if a.id in failures]
 
+    def index_clean(self, articles: list[CleanArticle]) -> int:
+        """Make new articles searchable by their text before their enrichment (one bulk of
+        creates, :func:`pipeline.stages.index.index_clean_articles`); returns how many
+        documents Elasticsearch rejected. One attempt: the enriched document is the one that
+        must be written, and a server fault here is left to that write."""
+        from pipeline.stages.index import index_clean_articles
+
+        if not articles:
+            return 0
+        failures = index_clean_articles(self.es, self.settings.index("articles"), articles)
+        for article_id, error in list(failures.items())[:3]:
+            log.warning("index (before enrichment): %s rejected: %s", article_id, error[:200])
+        return len(failures)
+
     def decode_clean(self, messages: Sequence[InMessage]) -> StepResult:
         return _decoded(messages, CleanArticle)
 

@@ -220,8 +220,21 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async def first(messages):
             return await asyncio.to_thread(pipeline.clean_and_dedupe, messages)
 
+        async def index_clean(articles) -> None:
+            """The new articles searchable by their text before the NER (NEWS_INDEX_CLEAN);
+            best effort: their enriched documents are the ones that must be written."""
+            try:
+                await asyncio.to_thread(pipeline.index_clean, articles)
+            except Exception as exc:
+                log.warning(
+                    "clean: %d article(s) not indexed before enrichment: %s", len(articles), exc
+                )
+
         async def then(result):
-            await send_all("clean", result.passed)
+            if settings.index_clean and result.passed:
+                await asyncio.gather(send_all("clean", result.passed), index_clean(result.passed))
+            else:
+                await send_all("clean", result.passed)
             await send_all("duplicates", result.duplicates)
             await send_all("deadletter", result.dead)
 

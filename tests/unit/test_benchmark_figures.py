@@ -1,0 +1,68 @@
+"""The latency benchmark's figures of where the time goes: the threads' waits for a core
+(``/proc``), and the lines it prints from them and from the articles' enrich timings."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from benchmarks.cpu_split import wait_seconds
+from benchmarks.performance import CPU_PARTS, cpu_snapshot, cpu_use, print_latency
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(f"/proc/{os.getpid()}/task"), reason="needs Linux's /proc"
+)
+
+
+def test_wait_seconds_counts_a_process_threads_and_never_goes_back():
+    before = wait_seconds(os.getpid())
+    stop = time.monotonic() + 0.3
+
+    def spin() -> None:  # more runnable threads than cores: some of them wait
+        while time.monotonic() < stop:
+            pass
+
+    threads = [threading.Thread(target=spin) for _ in range((os.cpu_count() or 1) + 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wait_seconds(os.getpid()) >= before >= 0.0
+    assert wait_seconds(2**22 + 7) == 0.0  # no such process
+
+
+def test_a_snapshot_has_each_parts_cpu_and_wait():
+    before = cpu_snapshot(os.getpid())
+    assert before is not None
+    for part in CPU_PARTS:
+        assert part in before and f"{part} waiting" in before
+    used = cpu_use(before, cpu_snapshot(os.getpid()))
+    assert used["this benchmark waiting"] >= 0.0 and used["seconds"] > 0
+
+
+def test_the_printed_waits_and_enrich_parts(capsys):
+    cores = dict.fromkeys(CPU_PARTS, 0.5) | {f"{p} waiting": 0.1 for p in CPU_PARTS}
+    cores |= {"Elasticsearch JIT": 0.05, "Kafka JIT": 0.0, "machine": 1.8, "seconds": 40.0}
+    cores["parse processes waiting"] = 0.25
+    print_latency(
+        {
+            "sent": 800,
+            "actual_rate": 20.0,
+            "to_alert": [300.0, 900.0],
+            "to_search": [1000.0],
+            "cores": cores,
+            "enrich_parts": {"nlp": 15.0, "entities": 16.0, "events": 2.0, "stories": 12.0},
+            "kinds": {},
+        },
+        "20 articles/s",
+    )
+    out = capsys.readouterr().out
+    assert "waiting for a core, seconds per second of CPU" in out
+    assert "parse processes 0.50" in out and "worker 0.20" in out
+    assert (
+        "parse (waiting for the parse process) 15.0, entities 16.0, events 2.0, stories 12.0; "
+        "in all 45.0" in out
+    )
