@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scaling import distinct_articles, fresh_run
+from benchmarks.scaling import all_indexed, distinct_articles, fresh_run, ops_per_article
+from pipeline.stages.index import enriched_ids
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "reuters21578.jsonl"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -142,10 +143,10 @@ def main() -> None:
         producer.flush()
         producer.close()
         index = settings.index("articles")
-        while time.monotonic() - started < 900:
-            done = es.indices.stats(index=index, metric="indexing")["_all"]["primaries"]
-            if done["indexing"]["index_total"] >= n:
-                break
+        expected, state, pending = n * ops_per_article(settings), {}, {a.id for a in articles}
+        while pending and time.monotonic() - started < 900:
+            if all_indexed(es, index, expected, state):
+                pending -= enriched_ids(es, index, pending)
             time.sleep(0.1)
         took = time.monotonic() - started
         after = {k: sum(map(cpu_seconds, v)) for k, v in processes.items()}

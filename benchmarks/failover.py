@@ -137,6 +137,7 @@ def failover(
     from pipeline.infra.kafka import make_producer
     from pipeline.infra.setup import setup
     from pipeline.settings import get_settings, reset_settings
+    from pipeline.stages.index import enriched_ids
 
     run = uuid.uuid4().hex[:8]
     overrides = {
@@ -199,15 +200,14 @@ def failover(
                 raise RuntimeError("the worker stopped; see " + str(log_path))
             pending = [i for i in ids if i not in seen]
             try:
-                docs = es.mget(index=index, ids=pending, source=False)["docs"]
+                found = enriched_ids(es, index, pending)
             except Exception as exc:
                 log(f"mget failed ({type(exc).__name__}); again")
                 time.sleep(0.5)
                 continue
             now = time.monotonic()
-            for doc in docs:
-                if doc.get("found"):
-                    seen.setdefault(doc["_id"], now)
+            for article_id in found:
+                seen.setdefault(article_id, now)
             if len(seen) >= kill_at and not report.killed:
                 for name in ("kafka-2", "elasticsearch-3"):
                     if runtime.kill(name):

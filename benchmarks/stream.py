@@ -96,14 +96,15 @@ def main() -> None:
             producer.send(topic, key=article.id, value=article)
         producer.flush()
         index = settings.index("articles")
-        before = pipeline.es.count(index=index)["count"]
+        enriched = {"bool": {"must_not": [{"term": {"enriched": False}}]}}  # not the texts alone
+        before = pipeline.es.count(index=index, query=enriched)["count"]
         done_at, count = time.monotonic(), before
         while (
             time.monotonic() - done_at < 10
         ):  # corpus duplicates are never indexed: stop when quiet
             time.sleep(0.5)
             pipeline.es.indices.refresh(index=index)
-            now = pipeline.es.count(index=index)["count"]
+            now = pipeline.es.count(index=index, query=enriched)["count"]
             if now != count:
                 done_at, count = time.monotonic(), now
             if count - before >= len(burst):

@@ -108,10 +108,12 @@ class Settings(BaseSettings):
         "agents read them back from the enriched topic",
     )
     index_clean: bool = Field(
-        True,
+        False,
         description="the clean step also writes each new article's text to the articles "
         "index, so a search finds it before its NER (entities, events and story come with "
-        "the enriched document, which replaces it; `enriched` tells them apart)",
+        "the enriched document, which replaces it; `enriched` tells them apart). Off by "
+        "default: it costs Elasticsearch about 3 ms of CPU per article, which on a machine "
+        "the stack fills delays the entity alerts (docs/performance.md)",
     )
     state_refresh_s: float = Field(
         5.0,

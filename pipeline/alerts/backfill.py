@@ -4,7 +4,9 @@ The subscription's query is translated to Elasticsearch (the same AST the stream
 evaluates); each hit is confirmed by the stream matcher, which also gives the matched terms
 and snippet. Alerts are claimed in the same ledger as live ones (so a later live match of the
 same article does not fire again), marked ``backfill``, published to the alerts topic and put
-in the webhook outbox (sent by a worker, with the same states as live alerts).
+in the webhook outbox (sent by a worker, with the same states as live alerts). An article
+indexed by its text only so far (``enriched: false``) is matched by a keyword subscription
+like any other; a per-story or digest subscription waits for its story (the stream's match).
 """
 
 from __future__ import annotations
@@ -30,10 +32,20 @@ def article_from_document(doc: dict[str, Any]) -> EnrichedArticle:
     )
 
 
+def backfill_query(subscription: Subscription, resolve_entity: Any) -> dict[str, Any]:
+    """The Elasticsearch query of the articles a new subscription may match."""
+    query = to_es_query(parse_query(subscription.query), resolve_entity)
+    if subscription.per_story or subscription.digest != "as_it_happens":
+        # its alerts group by story: an article indexed by its text alone (before its NER,
+        # NEWS_INDEX_CLEAN) has none yet, and the stream matches its enriched document
+        query = {"bool": {"must": [query], "must_not": [{"term": {"enriched": False}}]}}
+    return query
+
+
 def backfill_alerts(
     pipeline: Any, subscription: Subscription, limit: int = MAX_BACKFILL
 ) -> list[Alert]:
-    query = to_es_query(parse_query(subscription.query), pipeline.resolve_entity)
+    query = backfill_query(subscription, pipeline.resolve_entity)
     matcher = SubscriptionIndex(entity_resolver=pipeline.resolve_entity)
     matcher.add(subscription)
     alerts = []

@@ -63,7 +63,10 @@ def wait_ready(worker: subprocess.Popen, log_path: Path, timeout_s: float = 180)
 def wait_indexed(
     pipeline, ids: list[str], worker: subprocess.Popen, log_path: Path, timeout_s: float = 180
 ) -> float:
-    """Wait until every id is in the articles index (or went to the dead-letter topic)."""
+    """Wait until every id's enriched document is in the articles index (the clean step
+    indexes the text first)."""
+    from pipeline.stages.index import enriched_ids
+
     started = time.monotonic()
     index = pipeline.settings.index("articles")
     pending = set(ids)
@@ -75,8 +78,7 @@ def wait_indexed(
             raise TimeoutError(
                 f"{len(pending)} article(s) not indexed after {timeout_s:.0f}s: {sorted(pending)}"
             )
-        found = pipeline.es.mget(index=index, ids=sorted(pending), source=False)
-        pending -= {d["_id"] for d in found["docs"] if d.get("found")}
+        pending -= enriched_ids(pipeline.es, index, pending)
         time.sleep(0.2)
     pipeline.es.indices.refresh(index=index)
     return time.monotonic() - started

@@ -3,15 +3,17 @@
 The document ``_id`` is the article id, so a redelivered message overwrites its own document
 instead of adding a second one (idempotent sink for at-least-once delivery).
 
-Searchable before the NER (``NEWS_INDEX_CLEAN``): the clean step also writes each new article's
-text (:func:`clean_document`, ``enriched: false``, no entities, events or story yet) with a
-``create``, which never replaces a document: the enriched one (``enriched: true``) replaces
-it when it comes, and an early write that comes after it changes nothing.
+Searchable before the NER (``NEWS_INDEX_CLEAN``, off by default): the clean step also writes
+each new article's text (:func:`clean_document`: ``enriched: false``, no entities, events or
+story yet) with a ``create``, which never replaces a document. The enriched document
+(``enriched: true``) replaces it when it comes, and an early write that comes after the
+enriched document changes nothing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -57,6 +59,16 @@ def clean_document(article: CleanArticle) -> dict[str, Any]:
     doc.update(search_fields(article.title, article.body))
     doc["enriched"] = False
     return doc
+
+
+def enriched_ids(es: Elasticsearch, index: str, ids: Iterable[str]) -> set[str]:
+    """The ids among ``ids`` whose enriched documents are indexed (one real-time ``mget``; a
+    document without the ``enriched`` field, of an older version, counts as enriched)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    docs = es.mget(index=index, ids=wanted, source_includes=["enriched"])["docs"]
+    return {d["_id"] for d in docs if d.get("found") and d["_source"].get("enriched", True)}
 
 
 def index_clean_articles(

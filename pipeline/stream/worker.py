@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
@@ -220,21 +221,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async def first(messages):
             return await asyncio.to_thread(pipeline.clean_and_dedupe, messages)
 
-        async def index_clean(articles) -> None:
-            """The new articles searchable by their text before the NER (NEWS_INDEX_CLEAN);
-            best effort: their enriched documents are the ones that must be written."""
-            try:
-                await asyncio.to_thread(pipeline.index_clean, articles)
-            except Exception as exc:
-                log.warning(
-                    "clean: %d article(s) not indexed before enrichment: %s", len(articles), exc
-                )
+        early = EarlyIndex(pipeline) if settings.index_clean else None
 
         async def then(result):
-            if settings.index_clean and result.passed:
-                await asyncio.gather(send_all("clean", result.passed), index_clean(result.passed))
-            else:
-                await send_all("clean", result.passed)
+            if early is not None:
+                early.offer(result.passed)  # in the background: off the keyword alerts' path
+            await send_all("clean", result.passed)
             await send_all("duplicates", result.duplicates)
             await send_all("deadletter", result.dead)
 
@@ -427,6 +419,40 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     install_ops(app, settings, pipeline)  # metrics server and lag, retention timer
     app.status_file = status_file  # removed by Worker.on_stop
     return app
+
+
+class TextIndexer(Protocol):
+    """What :class:`EarlyIndex` writes through (:meth:`Pipeline.index_clean`)."""
+
+    def index_clean(self, articles: list) -> int: ...
+
+
+class EarlyIndex:
+    """New articles' texts into the articles index before their NER (``NEWS_INDEX_CLEAN``), in
+    the background: one bulk at a time, each with every article offered since the last one
+    (so the clean step never waits for it, and a backlog makes larger bulks, not more).
+    Best effort: a failed bulk is logged, not retried; the enriched documents are the ones
+    that must be written (by the enrich agent, retried until they are)."""
+
+    def __init__(self, pipeline: TextIndexer) -> None:
+        self.pipeline = pipeline
+        self.pending: list = []
+        self.task: asyncio.Task | None = None
+
+    def offer(self, articles: list) -> None:
+        self.pending.extend(articles)
+        if self.pending and (self.task is None or self.task.done()):
+            self.task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        while self.pending:
+            articles, self.pending = self.pending, []
+            try:
+                await asyncio.to_thread(self.pipeline.index_clean, articles)
+            except Exception as exc:
+                log.warning(
+                    "clean: %d article(s) not indexed before enrichment: %s", len(articles), exc
+                )
 
 
 def consumer_lag(app: faust.App) -> dict[str, int] | None:

@@ -389,11 +389,12 @@ def settle_and_check(scenario: Scenario, stream: Stream, timeout_s: float = 240.
         while True:
             es.indices.refresh(index=settings.index("articles"))
             es.indices.refresh(index=settings.index("alerts"))
-            docs = [
+            docs = [  # enriched documents only: the clean step indexes the text first
                 h["_source"]
                 for h in es.search(
                     index=settings.index("articles"), size=10_000, query={"match_all": {}}
                 )["hits"]["hits"]
+                if h["_source"].get("enriched", True)
             ]
             indexed = {d["id"] for d in docs}
             duplicates = {

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.settings import Settings, get_settings, reset_settings
+from pipeline.stages.index import enriched_ids
 
 REPO = Path(__file__).resolve().parents[2]
 GOLD = json.loads((REPO / "tests" / "fixtures" / "gold.json").read_text(encoding="utf-8"))
@@ -72,8 +73,11 @@ class Stack:
     worker: Worker
     subscriptions: dict[str, str] = field(default_factory=dict)  # query -> subscription id
     seed_ids: dict[str, str] = field(default_factory=dict)  # gold key ("000") -> article id
+    sent_ids: list[str] = field(default_factory=list)  # what a fixture published, in order
 
     def wait_indexed(self, ids, timeout_s: float = 180.0) -> None:
+        """Wait until each article's enriched document is indexed (not only its text, which
+        the clean step indexes first)."""
         index = self.settings.index("articles")
         pending, deadline = set(ids), time.monotonic() + timeout_s
         while pending:
@@ -83,8 +87,7 @@ class Stack:
                 pytest.fail(
                     f"not indexed in {timeout_s}s: {sorted(pending)}\n" + self.worker.log_tail()
                 )
-            docs = self.es.mget(index=index, ids=sorted(pending), source=False)["docs"]
-            pending -= {d["_id"] for d in docs if d.get("found")}
+            pending -= enriched_ids(self.es, index, pending)
             time.sleep(0.2)
         self.es.indices.refresh(index=index)
 

@@ -398,7 +398,12 @@ def test_backfilled_alerts_are_delivered_through_the_outbox(delivery):
 
     receiver = delivery.receivers["backfill"]
     wait_for(
-        lambda: delivery.es.count(index=delivery.settings.index("articles"))["count"] >= 5,
+        lambda: (
+            delivery.es.count(
+                index=delivery.settings.index("articles"), query={"term": {"enriched": True}}
+            )["count"]
+            >= 5
+        ),
         "seeds indexed",
         delivery.worker,
     )

@@ -1,6 +1,7 @@
 """Where the worker indexes and matches the enriched articles: in the enrich agent, right after
 the NER (``NEWS_ENRICH_INDEXES``, the default: the session's ``stack``), or in an index agent
-and an alerts agent reading them back from the enriched topic (a worker of its own here)."""
+and an alerts agent reading them back from the enriched topic (a worker of its own here, which
+also indexes each article's text before its NER: ``NEWS_INDEX_CLEAN``)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def hopping(kafka_bootstrap, es_url, es_client, tmp_path_factory):
         app_id=app_id,
         data_dir=data_dir,
         enrich_indexes=False,
+        index_clean=True,
     ) as settings:
         setup(settings)
         env = {
@@ -62,6 +64,7 @@ def hopping(kafka_bootstrap, es_url, es_client, tmp_path_factory):
             "NEWS_APP_ID": app_id,
             "NEWS_DATA_DIR": str(data_dir),
             "NEWS_ENRICH_INDEXES": "false",
+            "NEWS_INDEX_CLEAN": "true",
         }
         worker = Worker(env=env, log_path=data_dir / "worker.log")
         stack = Stack(settings=settings, es=es_client, worker=worker)
@@ -74,6 +77,7 @@ def hopping(kafka_bootstrap, es_url, es_client, tmp_path_factory):
             worker.wait_ready(settings)
             report = stack.publish([REPO / "seeds"])
             assert report.sent == 5 and not report.rejected
+            stack.sent_ids = list(report.ids)
             yield stack
         finally:
             worker.stop()
@@ -128,3 +132,17 @@ def test_index_and_alerts_agents_on_the_enriched_topic(hopping):
     finally:
         admin.close()
     assert done >= 5, offsets  # the five seeds, committed by the enriched topic's agents
+
+
+def test_each_text_is_indexed_before_its_enriched_document(hopping):
+    """NEWS_INDEX_CLEAN: the clean step creates each new article's document (its text), and
+    the enriched document replaces it: two writes of each seed, and the enriched one stays."""
+    ids = set(hopping.sent_ids)
+    hopping.wait_indexed(ids)
+    index = hopping.settings.index("articles")
+    stats = hopping.es.indices.stats(index=index, metric="indexing")
+    assert stats["_all"]["primaries"]["indexing"]["index_total"] >= 2 * len(ids)
+    hopping.es.indices.refresh(index=index)
+    docs = hopping.es.search(index=index, query={"ids": {"values": sorted(ids)}}, size=10)
+    assert {h["_source"]["enriched"] for h in docs["hits"]["hits"]} == {True}
+    assert all(h["_source"]["entity_ids"] for h in docs["hits"]["hits"])

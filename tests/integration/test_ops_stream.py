@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.infra.es import FAMILIES
 from pipeline.infra.topics import worker_reads
 from pipeline.settings import Settings
+from pipeline.stages.index import enriched_ids
 from schemas import DeadLetter, DuplicateRecord
 from tests.integration.conftest import REPO, Worker
 
@@ -163,8 +164,8 @@ def topic(ops, name: str) -> list[bytes]:
 
 
 def indexed_ids(ops, ids) -> set[str]:
-    docs = ops.es.mget(index=ops.settings.index("articles"), ids=sorted(ids), source=False)["docs"]
-    return {d["_id"] for d in docs if d.get("found")}
+    """The ids among ``ids`` whose enriched documents are indexed."""
+    return enriched_ids(ops.es, ops.settings.index("articles"), ids)
 
 
 def worker_health(ops) -> httpx.Response | None:
