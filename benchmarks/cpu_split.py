@@ -18,6 +18,7 @@ import argparse
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,38 +48,39 @@ JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 """A HotSpot JVM's JIT compiler threads (``C2 CompilerThread0``: Linux keeps 15 characters)."""
 
 
-def jit_seconds(pid: int) -> float:
-    """User + system CPU seconds of a JVM's JIT compiler threads so far (0 when it is gone; a
-    compiler thread that ended is missed)."""
-    total = 0.0
+def _per_thread(pid: int, read: Callable[[Path], float]) -> float:
+    """The sum of ``read(/proc/<pid>/task/<tid>)`` over a process's threads (0 when it is
+    gone; a thread that ended meanwhile, or whose figure cannot be read, is missed)."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return 0.0
+    total = 0.0
     for task in tasks:
         try:
-            if (task / "comm").read_text().startswith(JIT_THREADS):
-                total += _stat_seconds(task / "stat")
-        except OSError:  # the thread ended meanwhile
+            total += read(task)
+        except (OSError, IndexError, ValueError):
             continue
     return total
 
 
+def jit_seconds(pid: int) -> float:
+    """User + system CPU seconds of a JVM's JIT compiler threads so far."""
+    return _per_thread(
+        pid,
+        lambda task: (
+            _stat_seconds(task / "stat")
+            if (task / "comm").read_text().startswith(JIT_THREADS)
+            else 0.0
+        ),
+    )
+
+
 def wait_seconds(pid: int) -> float:
     """Seconds the threads of a process spent so far ready to run but waiting for a core (the
-    second field of each thread's ``/proc/<pid>/task/<tid>/schedstat``; 0 when it is gone or
-    the kernel keeps no scheduler statistics; a thread that ended is missed)."""
-    total = 0
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return 0.0
-    for task in tasks:
-        try:
-            total += int((task / "schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
+    second field of each thread's ``schedstat``, in ns; 0 where the kernel keeps no scheduler
+    statistics)."""
+    return _per_thread(pid, lambda task: int((task / "schedstat").read_text().split()[1]) / 1e9)
 
 
 def pids_of(pattern: str) -> list[int]:
