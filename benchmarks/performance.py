@@ -23,11 +23,11 @@ near copies skipped; ``--min-words`` 40 to ``--max-words`` 400, 0 for no limit).
    it; polled every 100 ms) as p50/p90/p99/max, and where the time goes (the alerts'
    ``stage_times``, see pipeline.stream.timing), the CPU the worker, its parse processes,
    the servers (when on this machine; and of it their JIT compilers) and the machine used
-   meanwhile, how long each of them waited for a core per second of its CPU, the enrich step's parts per article (:func:`enrich_timings`, from the indexed
-   articles' ``timings_ms``), the Elasticsearch requests per article by route
-   (:func:`es_requests`), and the
-   machine's speed before the run beside its speed right after the capacity was measured
-   (:class:`SpeedProbe`).
+   meanwhile, how long each of them waited for a core per second of its CPU, the enrich
+   step's parts per article (:func:`enrich_timings`, from the indexed articles'
+   ``timings_ms``), the Elasticsearch requests per article by route (:func:`es_requests`),
+   and the machine's speed before the run beside its speed right after the capacity was
+   measured (:class:`SpeedProbe`).
 
 Figures only, no asserts; the machine may be shared, so compare the ratios of one run.
 ``--quick`` (development): 300 articles, 15 s at each rate.
