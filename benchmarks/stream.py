@@ -46,6 +46,7 @@ def main() -> None:
     from pipeline.runtime.local import LocalRuntime
     from pipeline.settings import get_settings
     from pipeline.sources.ingest import Rejected, iter_inputs
+    from pipeline.stages.index import enriched_only
     from pipeline.stream.process import Pipeline
 
     settings = get_settings()
@@ -96,7 +97,7 @@ def main() -> None:
             producer.send(topic, key=article.id, value=article)
         producer.flush()
         index = settings.index("articles")
-        enriched = {"bool": {"must_not": [{"term": {"enriched": False}}]}}  # not the texts alone
+        enriched = enriched_only()  # not the texts alone
         before = pipeline.es.count(index=index, query=enriched)["count"]
         done_at, count = time.monotonic(), before
         while (

@@ -20,6 +20,7 @@ from pipeline.alerts.matcher import ArticleView, SubscriptionIndex, snippet
 from pipeline.infra.kafka import make_producer
 from pipeline.query.es_query import to_es_query
 from pipeline.query.language import parse_query
+from pipeline.stages.index import enriched_only
 from schemas import Alert, EnrichedArticle, Subscription
 
 MAX_BACKFILL = 1000
@@ -38,7 +39,7 @@ def backfill_query(subscription: Subscription, resolve_entity: Any) -> dict[str,
     if subscription.per_story or subscription.digest != "as_it_happens":
         # its alerts group by story: an article indexed by its text alone (before its NER,
         # NEWS_INDEX_CLEAN) has none yet, and the stream matches its enriched document
-        query = {"bool": {"must": [query], "must_not": [{"term": {"enriched": False}}]}}
+        query = enriched_only(query)
     return query
 
 

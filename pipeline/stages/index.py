@@ -32,10 +32,18 @@ TYPE_FIELDS = {
 }
 
 
-def article_document(article: EnrichedArticle) -> dict[str, Any]:
-    """The Elasticsearch document of one article (see deploy/elasticsearch/articles.json)."""
+def _text_document(article: CleanArticle, enriched: bool) -> dict[str, Any]:
+    """What both kinds of document hold: the article's fields, its time and its analysed text."""
     doc = article.model_dump(mode="json")
     doc["@timestamp"] = doc["published_at"] or doc["ingested_at"]
+    doc.update(search_fields(article.title, article.body))
+    doc["enriched"] = enriched
+    return doc
+
+
+def article_document(article: EnrichedArticle) -> dict[str, Any]:
+    """The Elasticsearch document of one article (see deploy/elasticsearch/articles.json)."""
+    doc = _text_document(article, enriched=True)
     facets: dict[str, set[str]] = defaultdict(set)
     for entity in article.entities:
         facets[TYPE_FIELDS[entity.type]].add(entity.name)
@@ -44,21 +52,26 @@ def article_document(article: EnrichedArticle) -> dict[str, Any]:
     doc["entity_ids"] = sorted({e.id for e in article.entities})
     doc["entity_names"] = sorted({e.name for e in article.entities})
     doc["event_types"] = sorted({e.type for e in article.events if e.alertable})
-    doc.update(search_fields(article.title, article.body))
-    doc["enriched"] = True
     return doc
 
 
 def clean_document(article: CleanArticle) -> dict[str, Any]:
     """The document of an article before its enrichment: its text and metadata, searchable by
     text, with empty entity and event facets and ``enriched: false``."""
-    doc = article.model_dump(mode="json")
-    doc["@timestamp"] = doc["published_at"] or doc["ingested_at"]
+    doc = _text_document(article, enriched=False)
     for field in (*TYPE_FIELDS.values(), "entity_ids", "entity_names", "event_types"):
         doc[field] = []
-    doc.update(search_fields(article.title, article.body))
-    doc["enriched"] = False
     return doc
+
+
+TEXT_ONLY: dict[str, Any] = {"term": {"enriched": False}}
+"""The documents of articles' texts alone, written before their enrichment."""
+
+
+def enriched_only(query: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``query`` (by default every document) without the texts alone (:data:`TEXT_ONLY`); a
+    document without the ``enriched`` field, of an older version, is an enriched one."""
+    return {"bool": {"must": [query or {"match_all": {}}], "must_not": [TEXT_ONLY]}}
 
 
 def enriched_ids(es: Elasticsearch, index: str, ids: Iterable[str]) -> set[str]:
@@ -71,22 +84,27 @@ def enriched_ids(es: Elasticsearch, index: str, ids: Iterable[str]) -> set[str]:
     return {d["_id"] for d in docs if d.get("found") and d["_source"].get("enriched", True)}
 
 
+def _bulk_failures(
+    es: Elasticsearch, op: str, index: str, documents: Iterable[tuple[str, dict[str, Any]]]
+) -> dict[str, str]:
+    """Bulk ``op`` (``index``/``create``) of (id, document) pairs; {id: error} for the
+    documents Elasticsearch rejected, a ``create`` of an existing id (409) left out."""
+    actions = ({"_op_type": op, "_index": index, "_id": i, "_source": d} for i, d in documents)
+    failures = {}
+    for error in bulk(es, actions):
+        item = error.get(op, {})
+        if op != "create" or item.get("status") != 409:
+            failures[item.get("_id", "?")] = str(item.get("error", error))
+    return failures
+
+
 def index_clean_articles(
     es: Elasticsearch, index: str, articles: list[CleanArticle]
 ) -> dict[str, str]:
     """Create the documents of ``articles`` before their enrichment (:func:`clean_document`);
     an article whose document exists (enriched already, or written before) is left as it is.
     Returns {article id: error} for the other documents Elasticsearch rejected."""
-    actions = (
-        {"_op_type": "create", "_index": index, "_id": a.id, "_source": clean_document(a)}
-        for a in articles
-    )
-    failures = {}
-    for error in bulk(es, actions):
-        item = error.get("create", {})
-        if item.get("status") != 409:
-            failures[item.get("_id", "?")] = str(item.get("error", error))
-    return failures
+    return _bulk_failures(es, "create", index, ((a.id, clean_document(a)) for a in articles))
 
 
 def index_articles(
@@ -94,12 +112,4 @@ def index_articles(
 ) -> dict[str, str]:
     """Bulk-index ``articles`` into ``index`` (an alias); returns {article id: error} for the
     documents Elasticsearch rejected. Transport failures raise (the caller retries)."""
-    actions = (
-        {"_op_type": "index", "_index": index, "_id": a.id, "_source": article_document(a)}
-        for a in articles
-    )
-    failures = {}
-    for error in bulk(es, actions):
-        item = error.get("index", {})
-        failures[item.get("_id", "?")] = str(item.get("error", error))
-    return failures
+    return _bulk_failures(es, "index", index, ((a.id, article_document(a)) for a in articles))

@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from pipeline.alerts.backfill import backfill_query
-from pipeline.stages.index import TYPE_FIELDS, article_document, clean_document
+from pipeline.stages.index import TEXT_ONLY, TYPE_FIELDS, article_document, clean_document
 from schemas import CleanArticle, EnrichedArticle, Entity, Subscription
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -62,9 +62,8 @@ def test_a_backfill_by_story_leaves_the_texts_before_enrichment_out():
     keyword = Subscription(id="s1", query="memorandum")
     per_story = Subscription(id="s2", query="memorandum", per_story=True)
     digest = Subscription(id="s3", query="memorandum", digest="daily")
-    texts_out = {"term": {"enriched": False}}
     assert "enriched" not in json.dumps(backfill_query(keyword, no_entities))
     for subscription in (per_story, digest):
         query = backfill_query(subscription, no_entities)
-        assert query["bool"]["must_not"] == [texts_out]
+        assert query["bool"]["must_not"] == [TEXT_ONLY]
         assert query["bool"]["must"] == [backfill_query(keyword, no_entities)]
