@@ -126,9 +126,18 @@ class Settings(BaseSettings):
     articles_refresh_s: float = Field(
         0.5,
         gt=0,
-        description="refresh interval of the articles index: how soon an indexed article is "
-        "found by a search (0.5 s cost no measurable Elasticsearch CPU over 1 s at 20 "
-        "articles/s; 0.25 s did, docs/performance.md)",
+        description="how soon an indexed article is found by a search, at most: the worker and "
+        "backfill refresh the articles index after their writes, at most once per this "
+        "interval (with articles_refresh_on_write off, the index's own refresh interval). "
+        "Shorter costs Elasticsearch CPU (docs/performance.md)",
+    )
+    articles_refresh_on_write: bool = Field(
+        True,
+        description="refresh the articles index after each write (in the background, one "
+        "refresh at a time, writes meanwhile sharing the next): an article written after a "
+        "pause is searchable one refresh after its write, not at the index's next tick; the "
+        "index's own interval is then a backstop for other writers "
+        "(pipeline.infra.es.ARTICLES_CLOCK_BACKSTOP_S)",
     )
 
     # --- worker ------------------------------------------------------------------------------

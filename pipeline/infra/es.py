@@ -162,8 +162,24 @@ def dynamic_settings(settings: Settings, family: str) -> dict[str, Any]:
     if family in STATE_FAMILIES:
         return {"refresh_interval": f"{round(settings.state_refresh_s * 1000)}ms"}
     if family == "articles":
-        return {"refresh_interval": f"{round(settings.articles_refresh_s * 1000)}ms"}
+        return {"refresh_interval": f"{round(articles_clock_s(settings) * 1000)}ms"}
     return {}
+
+
+ARTICLES_CLOCK_BACKSTOP_S = 2.0
+"""The articles index's own refresh interval while the pipeline's writers refresh it after their
+writes (``NEWS_ARTICLES_REFRESH_ON_WRITE``): for what anyone else writes there (a migration's
+reindex, retention's deletes, a hand-made document)."""
+
+
+def articles_clock_s(settings: Settings) -> float:
+    """The articles index's refresh interval: ``NEWS_ARTICLES_REFRESH_S``, or, while the
+    writers refresh after their writes (at most that often), the longer backstop
+    :data:`ARTICLES_CLOCK_BACKSTOP_S`, so that the index's clock and the writers do not both
+    refresh at that rate."""
+    if settings.articles_refresh_on_write:
+        return max(settings.articles_refresh_s, ARTICLES_CLOCK_BACKSTOP_S)
+    return settings.articles_refresh_s
 
 
 def install_template(es: Elasticsearch, settings: Settings, family: str) -> dict:

@@ -8,6 +8,7 @@ alerts: ``newspipe alerts add --backfill`` reports indexed articles for a subscr
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from rich.progress import Progress
 
 from pipeline.stream.process import InMessage, Pipeline
 from schemas import DeadLetter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +46,11 @@ def run_batch(
     cleaned = pipeline.clean_and_dedupe(messages, reprocess=reprocess)
     enriched = pipeline.enrich(_messages(cleaned.passed))
     rejected = pipeline.index(enriched.passed)
+    if enriched.passed and pipeline.settings.articles_refresh_on_write:
+        try:  # searchable now, not at the index's backstop clock
+            pipeline.refresh_articles()
+        except Exception as exc:  # best effort: the clock's refresh follows
+            log.warning("reprocess: articles index not refreshed after a batch: %s", exc)
     report.duplicates += len(cleaned.duplicates)
     report.indexed += len(enriched.passed) - len(rejected)
     report.dead += cleaned.dead + enriched.dead

@@ -587,6 +587,12 @@ class Pipeline:
         retry_transient(lambda: self.deduper.store.mark_indexed(done), what="mark indexed")
         return [(a, failures[a.id]) for a in articles if a.id in failures]
 
+    def refresh_articles(self) -> None:
+        """Refresh the articles index (its alias: every index behind it) now, so that what
+        was just written is found by searches (:class:`pipeline.stream.background.ArticlesRefresh`
+        calls it after the writes, off the articles' path)."""
+        self.es.indices.refresh(index=self.settings.index("articles"))
+
     def index_clean(self, articles: list[CleanArticle]) -> int:
         """Make new articles searchable by their text before their enrichment (one bulk of
         creates, :func:`pipeline.stages.index.index_clean_articles`); returns how many

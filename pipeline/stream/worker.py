@@ -41,7 +41,6 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
 
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
@@ -51,6 +50,7 @@ from pipeline.ops import metrics
 from pipeline.ops.worker import install as install_ops
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
+from pipeline.stream.background import ArticlesRefresh, EarlyIndex
 from pipeline.stream.batching import pipelined, take_batches, take_batches_unacked
 from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from schemas import DeadLetter
@@ -213,6 +213,16 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         )
         await pipelined(taken, start, finish)
 
+    refresh = (
+        ArticlesRefresh(pipeline.refresh_articles, settings.articles_refresh_s)
+        if settings.articles_refresh_on_write
+        else None
+    )
+
+    def articles_written() -> None:
+        if refresh is not None:
+            refresh.written()
+
     @app.agent(topics["raw"], name="clean_and_dedupe")
     async def clean_and_dedupe(stream):
         """Clean and deduplicate a batch; its results are sent while the next batch is
@@ -221,7 +231,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         async def first(messages):
             return await asyncio.to_thread(pipeline.clean_and_dedupe, messages)
 
-        early = EarlyIndex(pipeline) if settings.index_clean else None
+        early = EarlyIndex(pipeline, then=articles_written) if settings.index_clean else None
 
         async def then(result):
             if early is not None:
@@ -295,6 +305,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
             async def index_step(_):
                 rejected = await asyncio.to_thread(pipeline.index, articles)
+                articles_written()
                 letters = [_dead_for(by_id, article, "index", e) for article, e in rejected]
                 await send_all("deadletter", letters)
 
@@ -357,6 +368,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             async def step(messages):
                 decoded = pipeline.decode_enriched(messages)
                 rejected = await asyncio.to_thread(pipeline.index, decoded.passed)
+                if decoded.passed:
+                    articles_written()
                 by_id = {m.key.decode(): m for m in messages if m.key}
                 letters: list[DeadLetter] = decoded.dead + [
                     _dead_for(by_id, article, "index", error) for article, error in rejected
@@ -419,40 +432,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     install_ops(app, settings, pipeline)  # metrics server and lag, retention timer
     app.status_file = status_file  # removed by Worker.on_stop
     return app
-
-
-class TextIndexer(Protocol):
-    """What :class:`EarlyIndex` writes through (:meth:`Pipeline.index_clean`)."""
-
-    def index_clean(self, articles: list) -> int: ...
-
-
-class EarlyIndex:
-    """New articles' texts into the articles index before their NER (``NEWS_INDEX_CLEAN``), in
-    the background: one bulk at a time, each with every article offered since the last one
-    (so the clean step never waits for it, and a backlog makes larger bulks, not more).
-    Best effort: a failed bulk is logged, not retried; the enriched documents are the ones
-    that must be written (by the enrich agent, retried until they are)."""
-
-    def __init__(self, pipeline: TextIndexer) -> None:
-        self.pipeline = pipeline
-        self.pending: list = []
-        self.task: asyncio.Task | None = None
-
-    def offer(self, articles: list) -> None:
-        self.pending.extend(articles)
-        if self.pending and (self.task is None or self.task.done()):
-            self.task = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        while self.pending:
-            articles, self.pending = self.pending, []
-            try:
-                await asyncio.to_thread(self.pipeline.index_clean, articles)
-            except Exception as exc:
-                log.warning(
-                    "clean: %d article(s) not indexed before enrichment: %s", len(articles), exc
-                )
 
 
 def consumer_lag(app: faust.App) -> dict[str, int] | None:

@@ -135,7 +135,9 @@ def test_newspipe_migrate_applies_a_type_change(es_client, settings):
 def test_state_indices_refresh_at_the_configured_interval_new_and_existing(es_client, settings):
     """The state families (fingerprints, alerts, stories, entities) take
     ``NEWS_STATE_REFRESH_S`` when created and when setup runs again with another value; the
-    articles (what users search) take ``NEWS_ARTICLES_REFRESH_S`` likewise."""
+    articles (what users search) take the backstop while the writers refresh after their
+    writes (``NEWS_ARTICLES_REFRESH_ON_WRITE``, the default), else ``NEWS_ARTICLES_REFRESH_S``,
+    likewise."""
     from pipeline.infra.es import STATE_FAMILIES
 
     def intervals() -> dict[str, str]:
@@ -149,9 +151,10 @@ def test_state_indices_refresh_at_the_configured_interval_new_and_existing(es_cl
 
     ensure_indices(es_client, settings)
     first = intervals()
-    assert {first[f] for f in STATE_FAMILIES} == {"5000ms"} and first["articles"] == "500ms"
+    assert {first[f] for f in STATE_FAMILIES} == {"5000ms"} and first["articles"] == "2000ms"
     ensure_indices(es_client, settings.model_copy(update={"state_refresh_s": 2.5}))
     again = intervals()
-    assert {again[f] for f in STATE_FAMILIES} == {"2500ms"} and again["articles"] == "500ms"
-    ensure_indices(es_client, settings.model_copy(update={"articles_refresh_s": 0.25}))
+    assert {again[f] for f in STATE_FAMILIES} == {"2500ms"} and again["articles"] == "2000ms"
+    clock = {"articles_refresh_s": 0.25, "articles_refresh_on_write": False}
+    ensure_indices(es_client, settings.model_copy(update=clock))
     assert intervals()["articles"] == "250ms"

@@ -325,6 +325,41 @@ def test_flood_stage_block_is_a_pause_not_a_loss_and_metrics_move(ops, tmp_path)
     } == partitions
 
 
+def test_an_indexed_article_is_searchable_without_the_clocks_refresh(ops):
+    """With the articles index's clock set to once an hour, a search finds a new article: the
+    worker refreshed the index after writing it (NEWS_ARTICLES_REFRESH_ON_WRITE)."""
+    from pipeline.infra.es import dynamic_settings
+    from schemas import RawArticle
+
+    run = uuid.uuid4().hex[:8]
+    article = RawArticle(
+        id=f"refresh-{run}",
+        title=f"Ferry timetable {run}",
+        body=f"The harbour board of {run} published the winter ferry timetable on Tuesday, with "
+        "two sailings a day to the islands and a night boat on Fridays until the end of March.",
+    )
+    index = ops.settings.index("articles")
+    query = {
+        "bool": {
+            "must": [{"match": {"search_text": "winter ferry timetable"}}],
+            "filter": [{"term": {"id": article.id}}],
+        }
+    }
+
+    def found() -> bool:
+        hits = ops.es.search(index=index, query=query)["hits"]["hits"]
+        return [h["_id"] for h in hits] == [article.id]
+
+    ops.es.indices.put_settings(index=index, settings={"index.refresh_interval": "1h"})
+    try:
+        ops.es.indices.refresh(index=index)  # what came before: out of the way
+        publish(ops, [article])
+        wait_for(found, "the article found by a search", describe=ops.worker.log_tail)
+    finally:
+        restored = dynamic_settings(ops.settings, "articles")
+        ops.es.indices.put_settings(index=index, settings=restored)
+
+
 def test_dead_letters_by_stage_and_reason_and_dedupe_hits_by_kind_move(ops):
     """Bad input and copies through the worker: the dead-letter and dedupe series move by
     exactly what the worker put on the dead-letter and duplicates topics."""
@@ -464,6 +499,7 @@ def test_replaying_dead_letters_twice_indexes_and_alerts_once(ops):
     assert len(memorandum) == 2 and len(alerts_once) > alerts_before, (
         "both seeds mention the memorandum"
     )
+    ops.es.indices.refresh(index=ops.settings.index("articles"))
     count_once = ops.es.count(index=ops.settings.index("articles"))["count"]
 
     sent = newspipe(
