@@ -346,15 +346,15 @@ def test_an_indexed_article_is_searchable_without_the_clocks_refresh(ops):
         }
     }
 
-    def found() -> bool:
-        hits = ops.es.search(index=index, query=query)["hits"]["hits"]
-        return [h["_id"] for h in hits] == [article.id]
+    def found() -> list[str]:
+        return [h["_id"] for h in ops.es.search(index=index, query=query)["hits"]["hits"]]
 
     ops.es.indices.put_settings(index=index, settings={"index.refresh_interval": "1h"})
     try:
         ops.es.indices.refresh(index=index)  # what came before: out of the way
         publish(ops, [article])
-        wait_for(found, "the article found by a search", describe=ops.worker.log_tail)
+        hits = wait_for(found, "the article found by a search", describe=ops.worker.log_tail)
+        assert hits == [article.id]
     finally:
         restored = dynamic_settings(ops.settings, "articles")
         ops.es.indices.put_settings(index=index, settings=restored)
