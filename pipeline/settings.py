@@ -126,9 +126,10 @@ class Settings(BaseSettings):
     articles_refresh_s: float = Field(
         0.5,
         gt=0,
-        description="how soon an indexed article is found by a search, at most: the worker and "
-        "backfill refresh the articles index after their writes, at most once per this "
-        "interval (with articles_refresh_on_write off, the index's own refresh interval). "
+        description="how soon an indexed article is found by a search, at most: the worker "
+        "refreshes the articles index after its writes, at most once per this interval "
+        "(backfill after each batch; with articles_refresh_on_write off, the index's own "
+        "refresh interval). "
         "Shorter costs Elasticsearch CPU (docs/performance.md)",
     )
     articles_refresh_on_write: bool = Field(
