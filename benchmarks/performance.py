@@ -545,6 +545,65 @@ def summary(values: list[float]) -> str:
     )
 
 
+GOAL_RATIOS = {1: 0.85, 2: 0.75}
+"""Issue #8's throughput goals: workers -> least ratio to ``nlp.pipe(n_process=workers)`` of
+the model as shipped."""
+GOAL_LOADED_ALERT_MS = 2000.0
+"""p99 ingest -> alert at 80% of the one-worker capacity."""
+GOAL_STEADY_RATE = 20.0
+GOAL_STEADY_ALERT_MS = 1000.0
+GOAL_STEADY_SEARCHABLE_MS = 1500.0
+"""p99 ingest -> alert and ingest -> searchable at a steady 20 articles/s."""
+
+
+def _p99_of_all(values: list[float], expected: int | None = None) -> float | None:
+    """p99 of ``values``, counting the ``expected`` ones that never came as infinitely late;
+    None when there is nothing to measure."""
+    if not values and not expected:
+        return None
+    missing = max(0, (expected or 0) - len(values))
+    return percentile(list(values) + [float("inf")] * missing, 0.99)
+
+
+def goal_lines(ratios: dict[int, float], loaded: dict | None, steady: dict | None) -> list[str]:
+    """One line per goal of issue #8 that this run measured (its figure, the goal, whether it
+    was met), then how many were met. ``ratios``: workers -> end-to-end rate / ``nlp.pipe``
+    as shipped; ``loaded`` / ``steady``: :func:`paced_run`'s results at 80% of capacity and
+    at ``--rate``. An article never found by a search counts as infinitely late."""
+    checks: list[tuple[str, float | None, str, float]] = []  # label, figure, ">=" or "<=", goal
+    for workers, least in GOAL_RATIOS.items():
+        if workers in ratios:
+            label = f"{workers} worker(s) / nlp.pipe(n_process={workers}) as shipped"
+            checks.append((label, ratios[workers], ">=", least))
+    if loaded is not None:
+        label = f"ingest -> alert p99 at 80% of capacity ({loaded['rate']:.1f}/s)"
+        checks.append((label, _p99_of_all(loaded["to_alert"]), "<=", GOAL_LOADED_ALERT_MS))
+    if steady is not None:
+        at = f"{steady['rate']:g}/s"
+        if steady["rate"] != GOAL_STEADY_RATE:
+            at += f"; the goal is at {GOAL_STEADY_RATE:g}/s"
+        alert = _p99_of_all(steady["to_alert"])
+        searchable = _p99_of_all(steady["to_search"], steady["sent"])
+        checks.append((f"ingest -> alert p99 at {at}", alert, "<=", GOAL_STEADY_ALERT_MS))
+        checks.append(
+            (f"ingest -> searchable p99 at {at}", searchable, "<=", GOAL_STEADY_SEARCHABLE_MS)
+        )
+    lines, met = [], 0
+    for label, figure, sense, goal in checks:
+        unit = " ms" if sense == "<=" else ""
+        if figure is None:
+            lines.append(f"  {label}: not measured (goal {sense} {goal:g}{unit})")
+            continue
+        ok = figure <= goal if sense == "<=" else figure >= goal
+        met += ok
+        shown = f"{figure:.0f}" if unit else f"{figure:.2f}"
+        verdict = "met" if ok else "NOT met"
+        lines.append(f"  {label}: {shown}{unit} (goal {sense} {goal:g}{unit}): {verdict}")
+    if checks:
+        lines.append(f"  {met} of {len(checks)} goals met in this run")
+    return lines
+
+
 def print_latency(result: dict, label: str) -> None:
     print(
         f"latency at {label}: {result['sent']} articles sent at {result['actual_rate']:.1f}/s "
@@ -761,6 +820,7 @@ def main() -> None:
                 )
         print(f"  2 workers / 1 worker: {e2e[2] / e2e[1]:.2f}x")
 
+    at_load = steady = None  # the latency runs' results
     if "latency" not in skip:
 
         def warmup(rate: float) -> list:
@@ -779,9 +839,9 @@ def main() -> None:
         if e2e.get(1):  # first, right after the capacity was measured
             loaded = 0.8 * e2e[1]
             line = speed()
-            result = paced_run(articles, loaded, seconds, args.partitions, warmup=warmup(loaded))
+            at_load = paced_run(articles, loaded, seconds, args.partitions, warmup=warmup(loaded))
             print_latency(
-                result,
+                at_load,
                 f"80% of one-worker capacity, {loaded:.1f} articles/s (goal: p99 alert <= 2000 ms)",
             )
             print(f"  {line}")
@@ -791,6 +851,12 @@ def main() -> None:
             steady, f"{args.rate:g} articles/s (goal: p99 alert <= 1000 ms, searchable <= 1500 ms)"
         )
         print(f"  {line}")
+
+    ratios = {w: e2e[w] / pipe[False, w] for w in e2e if pipe.get((False, w))}
+    lines = goal_lines(ratios, at_load, steady)
+    if lines:
+        print("goals (issue #8) in this run:")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

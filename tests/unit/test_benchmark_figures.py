@@ -10,7 +10,7 @@ import time
 import pytest
 
 from benchmarks.cpu_split import wait_seconds
-from benchmarks.performance import CPU_PARTS, cpu_snapshot, cpu_use, print_latency
+from benchmarks.performance import CPU_PARTS, cpu_snapshot, cpu_use, goal_lines, print_latency
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(f"/proc/{os.getpid()}/task"), reason="needs Linux's /proc"
@@ -65,4 +65,34 @@ def test_the_printed_waits_and_enrich_parts(capsys):
     assert (
         "parse (waiting for the parse process) 15.0, entities 16.0, events 2.0, stories 12.0; "
         "in all 45.0" in out
+    )
+
+
+def test_the_goal_lines_say_which_goals_a_run_met():
+    loaded = {"rate": 50.5, "to_alert": [300.0] * 99 + [2500.0] * 2, "sent": 2400}
+    steady = {"rate": 20.0, "to_alert": [200.0, 400.0], "to_search": [800.0] * 10, "sent": 10}
+    lines = goal_lines({1: 1.41, 2: 0.70}, loaded, steady)
+    assert lines == [
+        "  1 worker(s) / nlp.pipe(n_process=1) as shipped: 1.41 (goal >= 0.85): met",
+        "  2 worker(s) / nlp.pipe(n_process=2) as shipped: 0.70 (goal >= 0.75): NOT met",
+        "  ingest -> alert p99 at 80% of capacity (50.5/s): 2500 ms (goal <= 2000 ms): NOT met",
+        "  ingest -> alert p99 at 20/s: 400 ms (goal <= 1000 ms): met",
+        "  ingest -> searchable p99 at 20/s: 800 ms (goal <= 1500 ms): met",
+        "  3 of 5 goals met in this run",
+    ]
+
+
+def test_an_article_never_found_fails_the_searchable_goal():
+    # the p99 of 200 articles is the 198th: two never found leave it fast, a third makes it
+    # infinite
+    found = {"rate": 20.0, "to_alert": [100.0], "to_search": [500.0] * 198, "sent": 200}
+    assert goal_lines({}, None, found)[1].endswith("(goal <= 1500 ms): met")
+    lost = found | {"to_search": [500.0] * 197}
+    line = goal_lines({}, None, lost | {"rate": 10.0})[1]
+    assert line.startswith("  ingest -> searchable p99 at 10/s; the goal is at 20/s: inf ms")
+    assert line.endswith("NOT met")
+    assert goal_lines({}, None, None) == []
+    nothing = goal_lines({}, {"rate": 40.0, "to_alert": [], "sent": 0}, None)
+    assert nothing[0] == (
+        "  ingest -> alert p99 at 80% of capacity (40.0/s): not measured (goal <= 2000 ms)"
     )
