@@ -50,7 +50,7 @@ def run_batch(
         try:  # searchable now, not at the index's backstop clock
             pipeline.refresh_articles()
         except Exception as exc:  # best effort: the clock's refresh follows
-            log.warning("reprocess: articles index not refreshed after a batch: %s", exc)
+            log.warning("backfill: articles index not refreshed after a batch: %s", exc)
     report.duplicates += len(cleaned.duplicates)
     report.indexed += len(enriched.passed) - len(rejected)
     report.dead += cleaned.dead + enriched.dead
