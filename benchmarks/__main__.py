@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], int]] = {
         ["--models", "en_core_web_sm", "en_news_ner_conll"],
         180,
     ),
+    "alerts_first": (["--limit", "200", "--entities", "5"], [], 150),
     "rules": (["--family", "places", "--family", "roles"], [], 150),
     "stories": (["--cost-only", "--sizes", "1000"], [], 120),
     "stream": (["--rate", "5", "--seconds", "6", "--burst", "60"], [], 150),

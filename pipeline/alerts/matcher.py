@@ -442,6 +442,9 @@ class SubscriptionIndex:
         an article's words when no subscription there reads them (:class:`ArticleView`)."""
         self._unanchored: set[str] = set()
         self._stages: dict[str, Stage] = {}
+        self.version = 0
+        """Counts the changes (add, remove): what is derived from the index can tell it is
+        stale (pipeline.alerts.prefilter)."""
 
     def __len__(self) -> int:
         return len(self._subscriptions)
@@ -456,6 +459,7 @@ class SubscriptionIndex:
         """
         compiled = compile_query(subscription.query, self._resolver)
         self.remove(subscription.id)
+        self.version += 1
         if not subscription.active:
             return
         self._subscriptions[subscription.id] = (subscription, compiled)
@@ -472,6 +476,7 @@ class SubscriptionIndex:
         entry = self._subscriptions.pop(subscription_id, None)
         if entry is None:
             return False
+        self.version += 1
         self._unanchored.discard(subscription_id)
         stage = self._stages.pop(subscription_id)
         for scope, value in entry[1].anchors or ():
@@ -495,6 +500,15 @@ class SubscriptionIndex:
     def matched_at(self, stage: Stage) -> bool:
         """Whether any subscription here is matched at ``stage``."""
         return stage in self._stages.values()
+
+    def immediate_anchors(self, stage: Stage) -> list[Anchors]:
+        """The anchor sets of the subscriptions matched at ``stage`` whose alerts go out as
+        they happen (not in a digest)."""
+        return [
+            compiled.anchors
+            for sub_id, (subscription, compiled) in list(self._subscriptions.items())
+            if self._stages.get(sub_id) == stage and subscription.digest == "as_it_happens"
+        ]
 
     def refresh_entities(self) -> None:
         """Re-resolve entity names (after the entity registry changed)."""

@@ -194,6 +194,39 @@ def _anchor_score(values: tuple[str, ...]) -> tuple[int, int]:
     return sum(10 if len(v) <= 3 else 1 for v in values), -min(len(v) for v in values)
 
 
+def _pattern_anchor(pattern: list[dict[str, Any]]) -> tuple[int, str, tuple[str, ...]] | None:
+    """(token index, attribute, values) of the likely rarest token one of whose values every
+    match of ``pattern`` has; None when no token must have a value."""
+    reps = [_repeats(spec) for spec in pattern]
+    choices = [
+        (_anchor_score(values), k, attr, values)
+        for k, spec in enumerate(pattern)
+        if reps[k][0] >= 1 and _op(spec) != "!"
+        for attr, values in _required_values(spec)
+    ]
+    if not choices:
+        return None
+    _, k, attr, values = min(choices, key=lambda c: c[0])
+    return k, attr, values
+
+
+@lru_cache(maxsize=256)
+def trigger_anchors(name: str) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    """(attribute, values) per trigger pattern of event type ``name``: an article tagged with
+    the type has, for one of them, a token with one of the values (pipeline.alerts.prefilter);
+    None when a pattern has no such token; none for a type the taxonomy does not have."""
+    event = taxonomy().types.get(name)
+    if event is None:
+        return ()
+    out = []
+    for pattern in event.patterns + event.weak_patterns:
+        anchor = _pattern_anchor(pattern)
+        if anchor is None:
+            return None
+        out.append(anchor[1:])
+    return tuple(out)
+
+
 @lru_cache(maxsize=1)
 def _anchor_plan() -> _AnchorPlan | None:
     """The anchors of the taxonomy's patterns, or None when some pattern has no anchor or no
@@ -202,15 +235,10 @@ def _anchor_plan() -> _AnchorPlan | None:
     for event in taxonomy().types.values():
         for pattern in event.patterns + event.weak_patterns:
             reps = [_repeats(spec) for spec in pattern]
-            choices = [
-                (_anchor_score(values), k, attr, values)
-                for k, spec in enumerate(pattern)
-                if reps[k][0] >= 1 and _op(spec) != "!"
-                for attr, values in _required_values(spec)
-            ]
-            if not choices or any(high == float("inf") for _, high in reps):
+            anchor = _pattern_anchor(pattern)
+            if anchor is None or any(high == float("inf") for _, high in reps):
                 return None
-            _, k, attr, values = min(choices, key=lambda c: c[0])
+            k, attr, values = anchor
             before = int(sum(high for _, high in reps[:k]))
             after = int(sum(high for _, high in reps[k + 1 :]))
             for value in values:
