@@ -273,3 +273,46 @@ def api_server(stack):
     yield ApiServer(url=f"http://127.0.0.1:{port}", token=stack.settings.api_token)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def wait_until(predicate, timeout_s: float = 60.0, what: str = "condition", describe=None):
+    """Poll ``predicate`` every 0.5 s until it returns something true (returned); fail the
+    test after ``timeout_s``, with ``describe()`` when given."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}" + (f": {describe()}" if describe else ""))
+
+
+def group_consumed(stack: Stack, name: str = "raw") -> bool:
+    """The worker's group has committed every message of topic ``name`` (``raw``, ``clean``)."""
+    from kafka import TopicPartition
+
+    from pipeline.infra.kafka import make_consumer
+
+    topic = stack.settings.topic(name)
+    # the group's id to read its commits; subscribed to nothing, so it never joins the group
+    consumer = make_consumer(settings=stack.settings, group_id=stack.settings.app_id)
+    try:
+        ends = consumer.end_offsets(
+            [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        )
+        return all((consumer.committed(tp) or 0) >= end for tp, end in ends.items())
+    finally:
+        consumer.close(autocommit=False)
+
+
+def corpus_sample(tmp_path: Path, start: int, stop: int) -> Path:
+    """Lines ``start``..``stop`` of the corpus (``NEWS_CORPUS``) as a JSON-lines file; skips
+    the test when there is no corpus."""
+    corpus = Path(os.environ.get("NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"))
+    if not corpus.exists():
+        pytest.skip(f"no corpus at {corpus}")
+    sample = tmp_path / "sample.jsonl"
+    with corpus.open(encoding="utf-8") as source:
+        lines = [next(source) for _ in range(stop)][start:]
+    sample.write_text("".join(lines), encoding="utf-8")
+    return sample

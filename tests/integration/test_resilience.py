@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.stages.index import enriched_ids, enriched_only
 from schemas import DeadLetter, DuplicateRecord
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, corpus_sample, group_consumed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,36 +25,8 @@ def _dead_letters(stack) -> list[DeadLetter]:
     return [DeadLetter.model_validate_json(v) for v in stack.topic_values("deadletter")]
 
 
-def _wait(predicate, timeout_s: float = 60.0, what: str = "condition", describe=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}" + (f": {describe()}" if describe else ""))
-
-
 def _alert_count(stack) -> int:
     return stack.count("alerts")
-
-
-def _raw_consumed(stack) -> bool:
-    """The worker's group has committed every message of the raw topic."""
-    from kafka import TopicPartition
-
-    from pipeline.infra.kafka import make_consumer
-
-    topic = stack.settings.topic("raw")
-    # the group's id to read its commits; subscribed to nothing, so it never joins the group
-    consumer = make_consumer(settings=stack.settings, group_id=stack.settings.app_id)
-    try:
-        ends = consumer.end_offsets(
-            [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        )
-        return all((consumer.committed(tp) or 0) >= end for tp, end in ends.items())
-    finally:
-        consumer.close(autocommit=False)
 
 
 def test_resending_the_seeds_adds_nothing(stack):
@@ -63,7 +34,7 @@ def test_resending_the_seeds_adds_nothing(stack):
     records = len(_duplicates(stack))
     report = stack.publish([REPO / "seeds"])
     assert report.sent == 5
-    _wait(lambda: _raw_consumed(stack), what="the resent seeds consumed")
+    wait_until(lambda: group_consumed(stack), what="the resent seeds consumed")
     # a redelivery of an article already processed is not a duplicate of itself: no record
     assert all(d.duplicate_of != d.article_id for d in _duplicates(stack))
     assert len(_duplicates(stack)) == records
@@ -84,7 +55,7 @@ def test_copy_with_boilerplate_and_punctuation_changes_is_a_duplicate(stack, tmp
     report = stack.publish([copy])
     (copy_id,) = report.ids
     assert copy_id != stack.seed_ids["001"]
-    record = _wait(
+    record = wait_until(
         lambda: next((d for d in _duplicates(stack) if d.article_id == copy_id), None),
         what="dup record",
     )
@@ -127,7 +98,7 @@ def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(st
 
     stack.wait_indexed(after.ids)  # the stream went on
     good = report.ids  # the fine line of bad.jsonl (the huge article is refused at the door)
-    letters = _wait(
+    letters = wait_until(
         lambda: (lambda ls: ls if len(ls) >= len(report.rejected) + 2 else None)(
             _dead_letters(stack)
         ),
@@ -145,25 +116,8 @@ def test_malformed_input_reaches_the_dead_letter_topic_and_the_stream_goes_on(st
     assert len(good) >= 1
 
 
-def _corpus_sample(tmp_path: Path, start: int, stop: int) -> Path:
-    """Lines ``start``..``stop`` of the corpus (``NEWS_CORPUS``) as a JSON-lines file; skips
-    the test when there is no corpus."""
-    corpus = Path(
-        __import__("os").environ.get(
-            "NEWS_CORPUS", REPO.parent / "shared/corpus/reuters21578.jsonl"
-        )
-    )
-    if not corpus.exists():
-        pytest.skip(f"no corpus at {corpus}")
-    sample = tmp_path / "sample.jsonl"
-    with corpus.open(encoding="utf-8") as source:
-        lines = [next(source) for _ in range(stop)][start:]
-    sample.write_text("".join(lines), encoding="utf-8")
-    return sample
-
-
 def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack, tmp_path):
-    sample = _corpus_sample(tmp_path, 0, 300)
+    sample = corpus_sample(tmp_path, 0, 300)
     index = stack.settings.index("articles")
     stack.es.indices.refresh(index=index)
     before = stack.es.count(index=index, query=enriched_only())["count"]
@@ -173,14 +127,14 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
     def indexed() -> set[str]:
         return enriched_ids(stack.es, index, sent)
 
-    _wait(lambda: len(indexed()) >= 20 or None, timeout_s=120, what="some articles indexed")
+    wait_until(lambda: len(indexed()) >= 20 or None, timeout_s=120, what="some articles indexed")
     parser = _parse_process(stack.worker.process.pid)
     stack.worker.kill()
     killed_at = len(indexed())
     stack.worker.start()
     # the killed worker's parse process ends by itself (nobody shut its pool down)
     if parser is not None:
-        _wait(lambda: not _alive(parser), timeout_s=30, what=f"parse process {parser} to end")
+        wait_until(lambda: not _alive(parser), timeout_s=30, what=f"parse process {parser} to end")
 
     def settled():
         done = indexed() | {d.article_id for d in _duplicates(stack) if d.article_id in sent}
@@ -195,7 +149,9 @@ def test_worker_killed_mid_stream_loses_nothing_and_indexes_nothing_twice(stack,
             + stack.worker.log_tail()
         )
 
-    _wait(settled, timeout_s=300, what="every sent article indexed or recorded", describe=progress)
+    wait_until(
+        settled, timeout_s=300, what="every sent article indexed or recorded", describe=progress
+    )
     assert killed_at < len(sent), "the worker finished before it was killed: nothing was tested"
     stack.es.indices.refresh(index=index)
     # an article dead-lettered after its clean step keeps the document of its text
@@ -241,7 +197,7 @@ def _alive(pid: int) -> bool:
 def test_a_parse_process_killed_mid_stream_is_replaced_and_nothing_is_lost(stack, tmp_path):
     """The worker's NER runs in a child process; killing it fails the batch being parsed, whose
     articles are parsed again by a new child: every article indexed, none dead-lettered."""
-    sample = _corpus_sample(tmp_path, 400, 600)  # not the articles of the test above
+    sample = corpus_sample(tmp_path, 400, 600)  # not the articles of the test above
     parser = _parse_process(stack.worker.process.pid)
     assert parser is not None, "the worker has no parse process (NEWS_NLP_PROCESS off?)"
     report = stack.publish([sample])
@@ -251,7 +207,7 @@ def test_a_parse_process_killed_mid_stream_is_replaced_and_nothing_is_lost(stack
     def indexed() -> set[str]:
         return enriched_ids(stack.es, index, sent)
 
-    _wait(lambda: len(indexed()) >= 10 or None, timeout_s=120, what="some articles indexed")
+    wait_until(lambda: len(indexed()) >= 10 or None, timeout_s=120, what="some articles indexed")
     __import__("os").kill(parser, 9)
     killed_at = len(indexed())
 
@@ -265,7 +221,7 @@ def test_a_parse_process_killed_mid_stream_is_replaced_and_nothing_is_lost(stack
             f"{len(indexed())} indexed, {len(dead)} dead of {len(sent)}\n" + stack.worker.log_tail()
         )
 
-    _wait(settled, timeout_s=300, what="every sent article indexed", describe=progress)
+    wait_until(settled, timeout_s=300, what="every sent article indexed", describe=progress)
     assert killed_at < len(sent), "the worker finished before its parser was killed"
     assert not [l for l in _dead_letters(stack) if l.key in sent]
     assert "parse process ended; starting a new one" in stack.worker.log_tail(400)
