@@ -155,6 +155,31 @@ class Settings(BaseSettings):
         "2.9-3.3 s with 64, 1.57-1.65 s with 16, for 2-6% more CPU per article; "
         "docs/performance.md)",
     )
+    alerts_first: bool = Field(
+        True,
+        description="under backlog, the enrich agent reads ahead and takes first the articles "
+        "that an entity/event (or per-story) subscription could match, told from their words "
+        "(pipeline.alerts.prefilter), so their alerts do not wait behind the rest; false: "
+        "articles in the order they arrived",
+    )
+    alerts_first_lookahead: int = Field(
+        2048,
+        ge=1,
+        description="most clean articles the enrich agent reads ahead (alerts_first): an "
+        "article can be taken first only once it is read, so this bounds the backlog it "
+        "can skip",
+    )
+    alerts_first_lookahead_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="about the most bytes of clean articles the enrich agent reads ahead",
+    )
+    alerts_first_max_defer_s: float = Field(
+        5.0,
+        ge=0,
+        description="an article passed over this long for urgent ones (alerts_first) gets, "
+        "with the others passed over as long, at least half of each enrich batch, seconds",
+    )
     enrich_batch_bytes: int = Field(
         16_384,
         ge=1,

@@ -12,6 +12,7 @@ While it waits, the step says so in :data:`pipeline.runtime.health.HEALTH`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from schemas.models import utcnow
 
 if TYPE_CHECKING:
     from pipeline.alerts.matcher import Stage
+    from pipeline.alerts.prefilter import Prefilter
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,7 @@ class Pipeline:
         self._registry = registry
         self._stories = stories
         self._subscriptions = None
+        self._prefilter: tuple[int, Prefilter | None] | None = None
         self._ledger = None
         self._parser: Any = None
         self.parse_process = parse_process and nlp is None
@@ -606,6 +609,46 @@ class Pipeline:
         for article_id, error in list(failures.items())[:3]:
             log.warning("index (before enrichment): %s rejected: %s", article_id, error[:200])
         return len(failures)
+
+    def alert_prefilter(self) -> Prefilter | None:
+        """Which clean articles could fire an alert of a subscription matched after the NER
+        (every subscription with NEWS_ALERTS_ON_CLEAN=false), told from their words
+        (pipeline.alerts.prefilter); None: any article could. Rebuilt when the subscriptions
+        change; a subscription index being changed meanwhile (by a step thread) gives None
+        this time."""
+        if self._subscriptions is None:
+            return None
+        index = self._subscriptions.index
+        cached = self._prefilter
+        if cached is not None and cached[0] == index.version:
+            return cached[1]
+        from pipeline.alerts.prefilter import build_prefilter
+
+        version = index.version
+        stages: tuple[Stage, ...] = ("enriched",)
+        if not self.settings.alerts_on_clean:
+            stages = ("clean", "enriched")
+        try:
+            built = build_prefilter(a for s in stages for a in index.immediate_anchors(s))
+        except RuntimeError:  # changed while read
+            return None
+        self._prefilter = (version, built)
+        return built
+
+    def could_alert_after_nlp(self, value: bytes | None) -> bool:
+        """Whether the clean article in ``value`` (a clean topic message) could fire an alert
+        after the NER (:meth:`alert_prefilter`): the enrich agent takes those first under
+        backlog. A value that does not decode could: it goes its way in order."""
+        prefilter = self.alert_prefilter()
+        if prefilter is None:
+            return True
+        if not prefilter:
+            return False
+        try:
+            data = json.loads(value or b"")
+            return prefilter.could_match(str(data.get("title") or ""), str(data.get("body") or ""))
+        except (ValueError, AttributeError):
+            return True
 
     def decode_clean(self, messages: Sequence[InMessage]) -> StepResult:
         return _decoded(messages, CleanArticle)

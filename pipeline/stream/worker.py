@@ -18,6 +18,10 @@ never wait for it; those that read entities, events or stories on the enriched a
 
     outbox (index) --[dispatcher task]--> webhooks (concurrent, per-target limits, retries)
 
+Under backlog the enrich agent takes first the articles that an entity/event subscription
+could match (``NEWS_ALERTS_FIRST``; pipeline.alerts.prefilter, pipeline.stream.batching.Lookahead),
+acking each partition's events in the order they were read.
+
 The enrich agent's ``nlp.pipe`` runs in a child process (pipeline.stages.nlp_process,
 ``NEWS_NLP_PROCESS``): it parses the next batch while the agent finishes the last one, and the
 other agents keep this process's GIL meanwhile.
@@ -51,7 +55,14 @@ from pipeline.ops.worker import install as install_ops
 from pipeline.runtime.health import HEALTH, status_path, write_status
 from pipeline.settings import Settings, get_settings
 from pipeline.stream.background import ArticlesRefresh, EarlyIndex
-from pipeline.stream.batching import pipelined, take_batches, take_batches_unacked
+from pipeline.stream.batching import (
+    FirstThings,
+    Revocations,
+    event_key,
+    pipelined,
+    take_batches,
+    take_batches_unacked,
+)
 from pipeline.stream.process import InMessage, Pipeline, is_transient, server_of
 from schemas import DeadLetter
 from schemas.models import utcnow
@@ -254,6 +265,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             due = await asyncio.to_thread(pipeline.enqueue_deliveries, fired)
             dispatcher.offer(due)
 
+    revocations = Revocations()
+
+    @app.on_partitions_revoked.connect
+    async def drop_what_was_read_ahead(app, revoked, **kwargs) -> None:
+        """A rebalance took partitions away: what the enrich agent read ahead of them goes,
+        as Faust's own buffers do (their new owner reads them from the last commit)."""
+        revocations.revoked(revoked)
+
     @app.agent(topics["clean"], name="enrich")
     async def enrich(stream):
         """The NER and what follows it; with NEWS_ENRICH_INDEXES (the default) the batch is
@@ -333,12 +352,23 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
 
         # smaller than the other agents' batches, in articles and in text: each article
         # waits for its batch's parse, which takes time in proportion to the batch's text
+        first = None
+        if settings.alerts_first:  # under backlog, the articles that could fire an alert first
+            first = FirstThings(
+                lambda event: pipeline.could_alert_after_nlp(event.message.value),
+                settings.alerts_first_max_defer_s,
+                event_key,
+            )
         batches_acked_by_us = take_batches_unacked(
             stream,
             settings.enrich_batch_max,
             settings.batch_wait_s,
             settings.batch_linger_s,
             settings.enrich_batch_bytes,
+            first,
+            settings.alerts_first_lookahead,
+            settings.alerts_first_lookahead_bytes,
+            revocations,
         )
         if settings.enrich_indexes:
             # three batches in flight: one parsed, one enriched, one indexed and matched (then
