@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from pipeline.infra.topics import worker_reads
 from pipeline.settings import Settings
 from pipeline.stages.index import enriched_ids
 from schemas import DeadLetter, DuplicateRecord
-from tests.integration.conftest import REPO, Worker
+from tests.integration.conftest import REPO, Worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +45,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, what: str, timeout_s: float = 240.0, describe=lambda: ""):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}\n{describe()}")
+def wait_for(predicate, what: str, timeout_s: float = 240.0, describe=None):
+    return wait_until(predicate, timeout_s, what, describe)
 
 
 class Hooks(http.server.BaseHTTPRequestHandler):
