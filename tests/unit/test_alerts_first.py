@@ -11,6 +11,7 @@ from pipeline.alerts.prefilter import build_prefilter
 from pipeline.stages.entities import InMemoryEntityRegistry, entity_ids_for_name
 from pipeline.stream.batching import FirstThings, Lookahead, Revocations, take_batches_unacked
 from schemas import Subscription
+from tests.unit.test_batching import FakeStream
 
 
 def resolver(name: str) -> set[str]:
@@ -180,20 +181,12 @@ def test_a_full_read_ahead_holds_the_reader_until_a_batch_is_taken() -> None:
     assert run(go()) == (True, [0, 1], [2])
 
 
-class Stream:
-    """What take_batches_unacked reads of a Faust stream: events() and ack()."""
-
-    def __init__(self, events):
-        self._events = events
-        self.enable_acks = True
-        self.acked = []
-
-    async def events(self):
-        for event in self._events:
-            yield event
+class Stream(FakeStream):
+    """test_batching's stream, recording the offsets it acks."""
 
     async def ack(self, event):
         self.acked.append(event.message.offset)
+        return True
 
 
 def event(offset: int, key: str, partition: int = 0):
