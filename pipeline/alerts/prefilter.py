@@ -7,8 +7,9 @@ behind articles no one is waiting for (pipeline.stream.batching, ``NEWS_ALERTS_F
 
 :class:`Prefilter` answers that from the clean article's words, before the NER. It is built
 from the anchors of those subscriptions (pipeline.alerts.matcher) and errs on the side of
-"could": an article it passes over is only late, never lost (the batching bounds how long),
-while an article it wrongly takes first only costs the others a place. So each anchor becomes
+"could": an article it passes over is only taken in its turn, never lost (passed over for
+long, it gets at least half of each batch), while an article it wrongly takes first only costs
+the others a place. So each anchor becomes
 words that an article matched by the anchor must contain:
 
 * an **entity id** the words of any form that resolves to it: the id's own name (its rarest
@@ -166,7 +167,8 @@ def inflected(lemma: str) -> frozenset[str]:
 @lru_cache(maxsize=256)
 def event_words(event_type: str) -> frozenset[str] | None:
     """Lower-cased words one of which an article tagged ``event_type`` has; None when a
-    trigger pattern of the type has no word to anchor on (or the type is unknown)."""
+    trigger pattern of the type has no word to anchor on; none for a type the taxonomy does
+    not have (no article is tagged with it)."""
     from pipeline.stages.events import trigger_anchors
 
     anchors = trigger_anchors(event_type)
