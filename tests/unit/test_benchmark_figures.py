@@ -1,5 +1,6 @@
 """The latency benchmark's figures of where the time goes: the threads' waits for a core
-(``/proc``), and the lines it prints from them and from the articles' enrich timings."""
+(``/proc``), and the lines it prints from them and from the articles' enrich timings; and
+when the servers' warm-up ends (its rounds stood in for: the loop's rule is what is tested)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,59 @@ def test_an_article_never_found_fails_the_searchable_goal():
     assert nothing[0] == (
         "  ingest -> alert p99 at 80% of capacity (40.0/s): not measured (goal <= 2000 ms)"
     )
+
+
+class _Rounds:
+    """Stands in for the warm-up's rounds: each round's workers, and the servers' CPU and JIT
+    seconds that the round adds (``jit_per_round``; 0 CPU: the servers are elsewhere)."""
+
+    def __init__(self, jit_per_round: list[float], cpu_per_round: float = 10.0) -> None:
+        self.jit, self.cpu, self.workers = list(jit_per_round), cpu_per_round, []
+        self.total = [0.0, 0.0]
+
+    def one_run(self, workers, articles, partitions):
+        self.workers.append(workers)
+        if self.cpu:
+            self.total = [self.total[0] + self.cpu, self.total[1] + self.jit.pop(0)]
+        return {"indexed": len(articles), "rate": 50.0, "seconds": len(articles) / 50.0}
+
+    def server_cpu(self, pattern):
+        return (self.total[0], self.total[1]) if "elasticsearch" in pattern else (0.0, 0.0)
+
+
+def _warm(monkeypatch, rounds: _Rounds, budget_s: float = 600.0) -> list[str]:
+    import benchmarks.performance as perf
+
+    monkeypatch.setattr(perf, "one_run", rounds.one_run)
+    monkeypatch.setattr(perf, "_server_cpu", rounds.server_cpu)
+    lines: list[str] = []
+    perf.warm_servers(list(range(100)), 4, budget_s, log=lambda line, **_: lines.append(line))
+    return lines
+
+
+def test_the_warm_up_ends_once_the_jit_uses_few_cores_and_both_worker_counts_ran(monkeypatch):
+    # 100 articles at 50/s: 2 s a round; 1 s of JIT in a round is 0.5 cores, 0.1 s is 0.05
+    rounds = _Rounds([1.0, 1.0, 0.6, 0.1, 0.1, 0.1])
+    lines = _warm(monkeypatch, rounds)
+    assert rounds.workers == [1, 2, 1, 2]
+    assert "through 2 worker(s)" in lines[-1] and "JIT 0.05 cores" in lines[-1]
+    assert "JIT 0.50 cores" in lines[0]
+
+
+def test_a_warm_stack_still_gets_a_round_of_each_worker_count(monkeypatch):
+    rounds = _Rounds([0.0, 0.0, 0.0])
+    _warm(monkeypatch, rounds)
+    assert rounds.workers == [1, 2]
+
+
+def test_servers_elsewhere_get_a_round_of_each_worker_count(monkeypatch):
+    rounds = _Rounds([], cpu_per_round=0.0)
+    lines = _warm(monkeypatch, rounds)
+    assert rounds.workers == [1, 2]
+    assert all("the servers are elsewhere" in line for line in lines)
+
+
+def test_the_warm_up_stops_at_its_budget_while_the_jit_still_compiles(monkeypatch):
+    rounds = _Rounds([1.0] * 10)
+    _warm(monkeypatch, rounds, budget_s=0.0)
+    assert rounds.workers == [1, 2]
