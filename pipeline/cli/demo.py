@@ -84,6 +84,24 @@ def wait_indexed(
     return time.monotonic() - started
 
 
+def wait_processed(settings, timeout_s: float = 30) -> bool:
+    """Wait until the worker group has committed every message of the topics it reads: an
+    article is committed only once each of its steps is done, its alerts' ledger records
+    included (at-least-once delivery). False if ``timeout_s`` passed first."""
+    from pipeline.ops.metrics import LagMonitor
+
+    monitor = LagMonitor(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while any(monitor.measure().values()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+    finally:
+        monitor.close()
+
+
 def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
     from pipeline.alerts.subscriptions import SubscriptionStore
     from pipeline.cli.output import print_alert, print_search, run_search
@@ -130,7 +148,8 @@ def run_demo(seeds: Path, query: str, keep_worker: bool = False) -> int:
         print_search(run_search(pipeline, query, [], [], None, 10), query)
 
         console.rule(f"7. alerts for {query!r}")
-        time.sleep(1.0)  # alerts are matched beside indexing; let the ledger refresh
+        if not wait_processed(settings):
+            console.print("[yellow]the worker had not committed every article after 30 s[/]")
         pipeline.es.indices.refresh(index=settings.index("alerts"))
         fired = pipeline.ledger.history(subscription.id, size=50)
         for alert in fired:
