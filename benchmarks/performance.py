@@ -126,8 +126,8 @@ def components(model: str, staged: bool) -> list[str]:
 # --- 2. the servers warmed first --------------------------------------------------------
 WARM_JIT_CORES = 0.1
 """The servers count as warm when their JIT compilers used at most this many cores while a
-warm-up round's articles went through (their CPU per article in the round times the round's
-rate). A core count, not a share of the servers' CPU: session 40 saw a node's JIT settle at
+warm-up round's articles went through (their CPU in the round over the time the articles
+took). A core count, not a share of the servers' CPU: session 40 saw a node's JIT settle at
 0.07-0.12 cores after ten minutes of load while still 12-27% of the node's CPU, its work per
 article having become small."""
 
@@ -173,7 +173,7 @@ def warm_servers(articles: list, partitions: int, budget_s: float, log=print) ->
             f"{jit / cpu:.0%} of it JIT compilation"
             for name, (cpu, jit) in used.items()
         )
-        jit_cores = sum(j for _, j in used.values()) * per_article * result["rate"]
+        jit_cores = sum(j for _, j in used.values()) / max(result["seconds"], 1e-9)
         log(
             f"  round {round_}: {result['indexed']} articles through {workers} worker(s) at "
             f"{result['rate']:.1f}/s"
