@@ -184,8 +184,9 @@ def warm_servers(articles: list, partitions: int, budget_s: float, log=print) ->
             ),
             flush=True,
         )
+        # servers elsewhere: nothing seen, 0 cores
         if round_ >= len(WARM_ROUND_WORKERS) and (
-            (used and jit_cores <= WARM_JIT_CORES) or not used or time.monotonic() >= deadline
+            jit_cores <= WARM_JIT_CORES or time.monotonic() >= deadline
         ):
             return
 
